@@ -1,0 +1,40 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from typewriter import __version__
+from typewriter.config import Settings, load_settings
+
+from .error_handlers import install_error_handlers
+from .gateway import Gateway
+from .routes_ops import router as ops_router
+from .routes_streams import router as streams_router
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app with its own broker and state; ``app.state.gateway`` holds them."""
+    gateway = Gateway(settings or load_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gateway.stop()
+
+    app = FastAPI(
+        title="typewriter",
+        version=__version__,
+        summary="Streaming chat gateway: answers typed over Server-Sent Events",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    app.include_router(streams_router)
+    app.include_router(ops_router)
+    return app

@@ -1,0 +1,71 @@
+"""Reading a JSON body with the contract's errors: 413, 415, 400, then 422 per field.
+
+Done by hand rather than by FastAPI's body parameter because the contract
+separates what the framework lumps together: a wrong content type (415),
+JSON that does not parse (400) and fields that are wrong (422, naming them),
+and it bounds the body before reading it all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from typewriter.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
+
+__all__ = ["field_errors", "invalid_fields", "read_json"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type or '(none)'!r} is not accepted: "
+            "send the body as JSON with 'Content-Type: application/json'",
+        )
+    body = await _read_bounded(request, max_bytes)
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply", code="invalid_json") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+
+
+async def _read_bounded(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``{"field": "options.temperature", "message": ...}``."""
+    fields = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        fields.append({"field": location, "message": error["msg"]})
+    return fields
+
+
+def invalid_fields(exc: ValidationError) -> InvalidField:
+    fields = field_errors(exc)
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    return InvalidField(f"invalid request: {summary}", fields=fields)

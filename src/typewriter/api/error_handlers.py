@@ -1,0 +1,69 @@
+"""Every error leaves as ``{"error": {"code", "message"}}``; none leaves with a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from typewriter.errors import TypewriterError
+
+__all__ = ["error_response", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(error: TypewriterError) -> JSONResponse:
+    return JSONResponse(error.to_dict(), status_code=error.status)
+
+
+async def _typewriter_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TypewriterError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404:
+        message = f"no such path: {request.method} {request.url.path}"
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    fields = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ()))
+        fields.append({"field": location, "message": str(error.get("msg", "invalid"))})
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    body = {"error": {"code": "invalid_field", "message": summary, "fields": fields}}
+    return JSONResponse(body, status_code=422)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = {"error": {"code": "internal_error", "message": "internal server error"}}
+    return JSONResponse(body, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TypewriterError, _typewriter_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

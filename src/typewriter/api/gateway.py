@@ -1,0 +1,52 @@
+"""The composition root: settings → broker, assistants, chat, open responses.
+
+Built once per app; routes reach it through ``request.app.state.gateway``,
+so two apps in one process (tests, benchmarks) never share state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import Request
+
+from typewriter.assistants import Assistant, builtin_assistants
+from typewriter.chat import Chat
+from typewriter.config import Settings
+from typewriter.streams.base import Broker
+from typewriter.streams.factory import create_broker
+
+from .event_stream import OpenStreams
+
+__all__ = ["Gateway", "get_gateway"]
+
+LOCAL_USER = "local"
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker: Broker = create_broker(settings.broker, retention=settings.retention)
+        self.assistants: Mapping[str, Assistant] = builtin_assistants()
+        self.chat = Chat(settings, self.broker, self.assistants)
+        self.open_streams = OpenStreams()
+
+    def begin_shutdown(self) -> None:
+        """End open SSE responses now; their clients resume elsewhere with Last-Event-ID."""
+        self.open_streams.close_all()
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
+        await self.chat.shutdown()
+        await self.broker.close()
+        for backend in {id(a.backend): a.backend for a in self.assistants.values()}.values():
+            await backend.aclose()
+
+    def user_of(self, request: Request) -> str:
+        """The caller's user id: the one local user while auth is off."""
+        return LOCAL_USER
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway

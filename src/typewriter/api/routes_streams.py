@@ -1,0 +1,168 @@
+"""Asking, following and stopping answers: ``/v1/chat``, ``/v1/streams``, ``/v1/events``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import JSONResponse, Response
+
+from typewriter import sse
+from typewriter.chat import Question
+from typewriter.errors import InvalidField, StreamNotFound
+from typewriter.ids import is_valid_id
+from typewriter.jsonutil import dumps
+from typewriter.streams.base import Subscription, parse_cursor
+
+from .body import read_json
+from .event_stream import EventStreamResponse
+from .gateway import Gateway, get_gateway
+from .schemas import ChatBody
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1")
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+LastEventIdHeader = Annotated[str | None, Header(alias="last-event-id", include_in_schema=True)]
+
+_CHAT_BODY_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ChatBody.model_json_schema()}},
+    }
+}
+_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "the stream as SSE"},
+    204: {"description": "finished, and everything after Last-Event-ID was delivered"},
+    400: {"description": "Last-Event-ID is not an event this stream reached"},
+    404: {"description": "no such stream"},
+    410: {"description": "finished and past its retention period"},
+}
+
+
+def _events_url(stream_id: str) -> str:
+    return f"/v1/streams/{stream_id}/events"
+
+
+def _stream_response(
+    gateway: Gateway, subscription: Subscription, **kwargs: Any
+) -> EventStreamResponse:
+    settings = gateway.settings
+    return EventStreamResponse(
+        subscription,
+        registry=gateway.open_streams,
+        heartbeat=settings.heartbeat,
+        retry_ms=settings.retry_ms,
+        **kwargs,
+    )
+
+
+@router.post(
+    "/chat",
+    openapi_extra=_CHAT_BODY_SCHEMA,
+    status_code=202,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "direct mode"}},
+)
+async def ask(request: Request, gateway: GatewayDep) -> Response:
+    """Ask a question. ``Accept: text/event-stream`` streams the answer in this response;
+    otherwise ``202`` names the stream to follow with EventSource."""
+    body = await read_json(request, ChatBody, gateway.settings.max_body_bytes)
+    if body.assistant not in gateway.assistants:
+        known = ", ".join(sorted(gateway.assistants))
+        raise InvalidField(
+            f"assistant {body.assistant!r} is not configured; choose one of: {known}",
+            fields=[{"field": "assistant", "message": f"unknown assistant; known: {known}"}],
+        )
+    user = gateway.user_of(request)
+    question = Question(
+        owner=user,
+        message=body.message,
+        assistant=body.assistant,
+        conversation_id=body.conversation_id,
+        options=body.options.to_generation(),
+    )
+    answer = await gateway.chat.ask(question)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        subscription = await gateway.broker.subscribe(answer.stream_id, user, 0)
+
+        async def stop_generating() -> None:
+            await gateway.broker.cancel(answer.stream_id, user)
+
+        return _stream_response(
+            gateway,
+            subscription,
+            headers={"x-stream-id": answer.stream_id},
+            on_disconnect=stop_generating if body.on_disconnect == "cancel" else None,
+        )
+    content = {
+        "stream_id": answer.stream_id,
+        "conversation_id": answer.conversation_id,
+        "message_id": answer.message_id,
+        "events_url": _events_url(answer.stream_id),
+    }
+    return JSONResponse(
+        content, status_code=202, headers={"location": _events_url(answer.stream_id)}
+    )
+
+
+def _checked_stream_id(stream_id: str) -> str:
+    if not is_valid_id(stream_id):
+        raise StreamNotFound(f"no stream {stream_id[:100]!r}")
+    return stream_id
+
+
+@router.get("/streams/{stream_id}/events", responses=_STREAM_RESPONSES)
+async def follow(
+    stream_id: str,
+    request: Request,
+    gateway: GatewayDep,
+    last_event_id: Annotated[
+        str | None, Query(description="resume point on a first connect")
+    ] = None,
+    last_event_id_header: LastEventIdHeader = None,
+) -> Response:
+    """Replay the stream after ``Last-Event-ID`` (header wins over query), then follow it."""
+    stream_id = _checked_stream_id(stream_id)
+    raw = last_event_id_header if last_event_id_header is not None else last_event_id
+    after = parse_cursor(raw)
+    user = gateway.user_of(request)
+    info = await gateway.broker.info(stream_id, user)
+    if info.finished and after >= info.last_seq:
+        if after > info.last_seq:
+            await gateway.broker.subscribe(stream_id, user, after)  # raises the precise 400
+        return Response(status_code=204)
+    subscription = await gateway.broker.subscribe(stream_id, user, after)
+    return _stream_response(gateway, subscription)
+
+
+@router.post("/streams/{stream_id}/cancel", status_code=202)
+async def cancel(stream_id: str, request: Request, gateway: GatewayDep) -> JSONResponse:
+    """Stop generating, from any replica; the stream ends ``cancelled``."""
+    stream_id = _checked_stream_id(stream_id)
+    user = gateway.user_of(request)
+    await gateway.broker.cancel(stream_id, user)
+    info = await gateway.broker.info(stream_id, user)
+    return JSONResponse({"stream_id": stream_id, "finished": info.finished}, status_code=202)
+
+
+@router.get("/events", responses={200: {"content": {"text/event-stream": {}}}})
+async def channel(
+    request: Request,
+    gateway: GatewayDep,
+    last_event_id: Annotated[str | None, Query()] = None,
+    last_event_id_header: LastEventIdHeader = None,
+) -> Response:
+    """Every event of all of the caller's streams on one EventSource, resumable by cursor."""
+    raw = last_event_id_header if last_event_id_header is not None else last_event_id
+    user = gateway.user_of(request)
+    subscription = await gateway.broker.subscribe_channel(user, raw or None)
+    connected = sse.encode(
+        sse.Event(event="connected", data=dumps({"user": user, "cursor": str(subscription.cursor)}))
+    )
+    return _stream_response(gateway, subscription, prelude=connected)
+
+
+@router.get("/assistants")
+async def assistants(gateway: GatewayDep) -> dict[str, Any]:
+    """The configured assistants: name, model, system prompt, defaults."""
+    return {"data": [a.public() for a in gateway.assistants.values()]}

@@ -1,0 +1,72 @@
+"""Request bodies as pydantic models: strict types, no unknown fields, clear 422s.
+
+Strict because a gateway should not guess: ``"message": 42`` is a client bug
+to report, not a question to answer, and a misspelt option silently ignored is
+worse than a refusal that names it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from typewriter.ids import ID_PATTERN
+from typewriter.models.base import GenerationOptions, Simulation
+
+__all__ = ["ChatBody", "ChatOptions", "SimulateOptions"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SimulateOptions(_Strict):
+    """Knobs of the simulated model (API.md §9); other backends ignore them."""
+
+    tokens_per_second: float | None = Field(None, gt=0, le=100_000)
+    first_token_delay_ms: float = Field(0, ge=0, le=600_000)
+    fail_after_tokens: int | None = Field(None, ge=0)
+    stall_after_tokens: int | None = Field(None, ge=0)
+    timestamps: bool = Field(
+        False, description="each piece is the time it was produced (latency benchmarks)"
+    )
+
+
+class ChatOptions(_Strict):
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    simulate: SimulateOptions | None = None
+
+    def to_generation(self) -> GenerationOptions:
+        sim = self.simulate
+        return GenerationOptions(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            simulate=Simulation(**sim.model_dump()) if sim is not None else None,
+        )
+
+
+class ChatBody(_Strict):
+    """``POST /v1/chat``. The message is kept exactly as sent: nothing is stripped."""
+
+    message: str = Field(min_length=1, description="the question; any non-empty string")
+    conversation_id: str | None = Field(None, pattern=ID_PATTERN)
+    assistant: str = Field("default", description="an assistant from GET /v1/assistants")
+    options: ChatOptions = ChatOptions()
+    on_disconnect: Literal["cancel", "continue"] = Field(
+        "cancel", description="direct mode: what closing the response does to the answer"
+    )
+
+    @field_validator("message")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"contains an unpaired surrogate at position {exc.start}; send valid Unicode"
+            ) from None
+        return value

@@ -1,0 +1,198 @@
+"""The use case: a question in, a stream of events out, and every way it can end.
+
+``Chat.ask`` opens a stream, appends ``start`` and hands generation to a task
+that never waits for listeners. The task races the model against the two
+reasons to stop early (a cancel asked from anywhere, or nobody listening for
+the grace period) and, on every exit path, closes the model's iterator and
+appends ``end`` with the reason. Closing the iterator is what stops the model
+upstream; ``end`` is what lets every listener stop reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from typewriter.assistants import Assistant
+from typewriter.config import Settings
+from typewriter.errors import ModelError, ModelTimeout, TypewriterError
+from typewriter.ids import new_id
+from typewriter.jsonutil import dumps
+from typewriter.models.base import ChatMessage, Chunk, GenerationOptions, ModelRequest, Usage
+from typewriter.streams.base import Broker
+
+__all__ = ["Answer", "Chat", "Question"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    owner: str
+    message: str
+    assistant: str = "default"
+    conversation_id: str | None = None
+    options: GenerationOptions = GenerationOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    stream_id: str
+    conversation_id: str
+    message_id: str
+    model: str
+
+
+@dataclass(slots=True)
+class _Outcome:
+    finish_reason: str
+    usage: Usage | None = None
+    error: TypewriterError | None = None
+
+
+class Chat:
+    """Runs generations; one task per answer, tracked so shutdown can end them cleanly."""
+
+    def __init__(
+        self, settings: Settings, broker: Broker, assistants: Mapping[str, Assistant]
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.assistants = assistants
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def ask(self, question: Question) -> Answer:
+        assistant = self.assistants[question.assistant]
+        stream_id = await self.broker.create(question.owner)
+        answer = Answer(
+            stream_id=stream_id,
+            conversation_id=question.conversation_id or new_id("conv"),
+            message_id=new_id("msg"),
+            model=assistant.model,
+        )
+        start = {
+            "stream_id": stream_id,
+            "conversation_id": answer.conversation_id,
+            "message_id": answer.message_id,
+            "model": assistant.name,
+            "created": int(time.time()),
+        }
+        await self.broker.append(stream_id, "start", dumps(start))
+        request = ModelRequest(
+            model=assistant.model,
+            messages=_messages(assistant, question.message),
+            options=_merge(assistant.defaults, question.options),
+        )
+        task = asyncio.create_task(self._generate(answer, assistant, request))
+        self._tasks[stream_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(stream_id, None))
+        return answer
+
+    async def shutdown(self) -> None:
+        """End every running answer (``error`` then ``end``) before the process goes."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _generate(self, answer: Answer, assistant: Assistant, request: ModelRequest) -> None:
+        parts: list[str] = []
+        pump = asyncio.create_task(
+            self._pump(answer.stream_id, assistant.backend.stream(request), parts)
+        )
+        stop = asyncio.create_task(self._stop_requested(answer.stream_id))
+        try:
+            await asyncio.wait((pump, stop), return_when=asyncio.FIRST_COMPLETED)
+            if pump.done():
+                outcome = _outcome_of(pump)
+            else:
+                outcome = _Outcome("cancelled")
+        except asyncio.CancelledError:
+            outcome = _Outcome(
+                "error",
+                error=TypewriterError("the server is shutting down", code="interrupted"),
+            )
+        finally:
+            for task in (pump, stop):
+                task.cancel()
+            await asyncio.gather(pump, stop, return_exceptions=True)
+        await self._finish(answer, outcome)
+
+    async def _finish(self, answer: Answer, outcome: _Outcome) -> None:
+        if outcome.error is not None:
+            error = {"code": outcome.error.code, "message": outcome.error.message}
+            await self.broker.append(answer.stream_id, "error", dumps(error))
+        end: dict[str, object] = {
+            "finish_reason": outcome.finish_reason,
+            "message_id": answer.message_id,
+        }
+        if outcome.usage is not None:
+            end["usage"] = outcome.usage.to_dict()
+        await self.broker.finish(answer.stream_id, dumps(end))
+
+    async def _pump(
+        self, stream_id: str, chunks: AsyncIterator[Chunk], parts: list[str]
+    ) -> _Outcome:
+        """Model → broker. Closing ``chunks`` on any exit is what stops the model."""
+        loop = asyncio.get_running_loop()
+        append = self.broker.append
+        idle = self.settings.idle_timeout
+        first = self.settings.first_token_timeout
+        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            async with asyncio.timeout(loop.time() + first) as deadline:
+                async for chunk in chunks:
+                    if chunk.text:
+                        parts.append(chunk.text)
+                        await append(stream_id, "delta", dumps({"text": chunk.text}))
+                    if chunk.finish_reason is not None:
+                        return _Outcome(chunk.finish_reason, chunk.usage)
+                    deadline.reschedule(loop.time() + idle)
+        return _Outcome("stop")
+
+    async def _stop_requested(self, stream_id: str) -> None:
+        """Return when someone pressed Stop or nobody has listened for the grace period."""
+        cancelled = asyncio.create_task(self.broker.wait_cancelled(stream_id))
+        abandoned = asyncio.create_task(self.broker.wait_abandoned(stream_id, self.settings.grace))
+        try:
+            await asyncio.wait((cancelled, abandoned), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+            abandoned.cancel()
+            await asyncio.gather(cancelled, abandoned, return_exceptions=True)
+
+
+def _outcome_of(pump: asyncio.Task[_Outcome]) -> _Outcome:
+    error = pump.exception()
+    if error is None:
+        return pump.result()
+    if isinstance(error, TimeoutError):
+        return _Outcome(
+            "timeout",
+            error=ModelTimeout("the model stopped sending tokens; the answer was ended"),
+        )
+    if isinstance(error, ModelError):
+        return _Outcome("error", error=error)
+    log.error("generation failed", exc_info=error)
+    return _Outcome("error", error=TypewriterError("the answer failed on the server"))
+
+
+def _messages(assistant: Assistant, question: str) -> tuple[ChatMessage, ...]:
+    system = (ChatMessage("system", assistant.system_prompt),) if assistant.system_prompt else ()
+    return (*system, ChatMessage("user", question))
+
+
+def _merge(defaults: GenerationOptions, given: GenerationOptions) -> GenerationOptions:
+    return GenerationOptions(
+        temperature=given.temperature if given.temperature is not None else defaults.temperature,
+        top_p=given.top_p if given.top_p is not None else defaults.top_p,
+        max_tokens=given.max_tokens if given.max_tokens is not None else defaults.max_tokens,
+        simulate=given.simulate,
+    )

@@ -1,0 +1,80 @@
+"""The ``typewriter`` command: ``serve`` the gateway, ``chat`` from a terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from typewriter.config import load_settings
+from typewriter.errors import ConfigError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [8000]")] = None,
+    broker: Annotated[str | None, typer.Option(help="where streams live [memory]")] = None,
+    heartbeat: Annotated[float | None, typer.Option(help="seconds between pings [15]")] = None,
+    grace: Annotated[
+        float | None, typer.Option(help="seconds a detached answer runs unheard [30]")
+    ] = None,
+    retention: Annotated[
+        float | None, typer.Option(help="seconds a finished stream is kept [600]")
+    ] = None,
+    first_token_timeout: Annotated[
+        float | None, typer.Option(help="seconds to wait for the first token [60]")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="seconds without a token before 'timeout' [30]")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug|info|warning|error")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML settings file (also TYPEWRITER_CONFIG)")
+    ] = None,
+) -> None:
+    """Serve the gateway and its page. Every flag also reads TYPEWRITER_<FLAG>."""
+    if config is not None and not config.is_file():
+        raise typer.BadParameter(f"no such file: {config}", param_hint="--config")
+    try:
+        settings = load_settings(
+            config,
+            host=host,
+            port=port,
+            broker=broker,
+            heartbeat=heartbeat,
+            grace=grace,
+            retention=retention,
+            first_token_timeout=first_token_timeout,
+            idle_timeout=idle_timeout,
+            log_level=log_level,
+        )
+        from typewriter.server import build_server
+
+        server = build_server(settings)
+    except ConfigError as exc:
+        typer.echo(f"typewriter: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"typewriter on http://{settings.host}:{settings.port}/ (broker: {settings.broker})")
+    server.run()
+
+
+@app.command()
+def chat(
+    question: Annotated[str, typer.Argument(help="what to ask")],
+    url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:8000",
+    assistant: Annotated[str, typer.Option(help="assistant name")] = "default",
+) -> None:
+    """Ask from a terminal and watch the answer type itself; Ctrl+C stops generating."""
+    from typewriter.client import ask_and_print
+
+    raise typer.Exit(ask_and_print(url, question, assistant))
+
+
+def main() -> None:
+    app()

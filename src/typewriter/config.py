@@ -1,0 +1,76 @@
+"""One settings object, read from flags, ``TYPEWRITER_*`` variables and a TOML file.
+
+Precedence, highest first: command-line flags, environment, the TOML file
+(``--config`` or ``TYPEWRITER_CONFIG``), built-in defaults. The defaults are the
+embedded set-up: simulated model, in-process broker, loopback only, so that
+``typewriter serve`` works on a fresh machine with nothing else running.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway; ``typewriter serve --help`` lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="TYPEWRITER_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on (0 picks one)")
+    broker: str = Field("memory", description="where streams live: 'memory'")
+    heartbeat: float = Field(15.0, gt=0, description="seconds between ': ping' comments")
+    retry_ms: int = Field(2000, ge=0, description="reconnection delay sent as 'retry:'")
+    grace: float = Field(
+        30.0, ge=0, description="seconds a detached answer keeps generating with no listener"
+    )
+    retention: float = Field(600.0, gt=0, description="seconds a finished stream stays readable")
+    first_token_timeout: float = Field(
+        60.0, gt=0, description="seconds to wait for the model's first token"
+    )
+    idle_timeout: float = Field(
+        30.0, gt=0, description="seconds without a token before the answer ends 'timeout'"
+    )
+    max_body_bytes: int = Field(1 << 20, gt=0, description="largest accepted request body")
+    shutdown_timeout: float = Field(
+        5.0, ge=0, description="seconds open streams get to close on shutdown"
+    )
+    log_level: str = Field("info", description="debug, info, warning or error")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from all sources; ``overrides`` (flags) win over everything else."""
+    toml_path = config_file or (
+        Path(os.environ["TYPEWRITER_CONFIG"]) if os.environ.get("TYPEWRITER_CONFIG") else None
+    )
+
+    class _FromSources(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            return tuple(sources)
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    loaded = _FromSources(**given)
+    return Settings.model_construct(**loaded.model_dump())

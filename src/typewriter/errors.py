@@ -1,0 +1,127 @@
+"""Every error typewriter raises on purpose, and the HTTP status it stands for.
+
+One hierarchy keeps the mapping to the contract's error shape
+``{"error": {"code", "message"}}`` in one place: the API layer turns any
+``TypewriterError`` into its ``status`` and ``code`` without knowing the
+individual classes, and anything else becomes a bare 500 with no details.
+
+::
+
+    TypewriterError                 500 internal_error
+    ├── BadRequest                  400 bad_request
+    │   └── InvalidLastEventId      400 invalid_last_event_id
+    ├── NotFound                    404 not_found
+    │   └── StreamNotFound          404 stream_not_found
+    ├── StreamExpired               410 stream_expired
+    ├── PayloadTooLarge             413 payload_too_large
+    ├── UnsupportedMediaType        415 unsupported_media_type
+    ├── InvalidField                422 invalid_field
+    ├── ConfigError                 (start-up only: a wrong setting)
+    └── ModelError                  502 upstream_error
+        ├── ModelUnavailable        503 upstream_unavailable
+        └── ModelTimeout            504 upstream_timeout
+
+Messages quote the bad value and say what would be right, because the person
+reading them is usually a developer wiring up a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "InvalidField",
+    "InvalidLastEventId",
+    "ModelError",
+    "ModelTimeout",
+    "ModelUnavailable",
+    "NotFound",
+    "PayloadTooLarge",
+    "StreamExpired",
+    "StreamNotFound",
+    "TypewriterError",
+    "UnsupportedMediaType",
+]
+
+
+class TypewriterError(Exception):
+    """Base class; ``status`` is the HTTP status hint, ``code`` the stable machine name."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's error body."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        body.update(self.details)
+        return {"error": body}
+
+
+class BadRequest(TypewriterError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidLastEventId(BadRequest):
+    code = "invalid_last_event_id"
+
+
+class NotFound(TypewriterError):
+    status = 404
+    code = "not_found"
+
+
+class StreamNotFound(NotFound):
+    code = "stream_not_found"
+
+
+class StreamExpired(TypewriterError):
+    status = 410
+    code = "stream_expired"
+
+
+class PayloadTooLarge(TypewriterError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(TypewriterError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidField(TypewriterError):
+    status = 422
+    code = "invalid_field"
+
+
+class ConfigError(TypewriterError):
+    """A setting that cannot work; raised at start-up, never from a request."""
+
+    code = "config_error"
+
+
+class ModelError(TypewriterError):
+    """The model failed; inside a running stream this becomes an ``error`` event."""
+
+    status = 502
+    code = "upstream_error"
+
+
+class ModelUnavailable(ModelError):
+    status = 503
+    code = "upstream_unavailable"
+
+
+class ModelTimeout(ModelError):
+    status = 504
+    code = "upstream_timeout"

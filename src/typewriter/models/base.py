@@ -1,0 +1,96 @@
+"""What a model backend is: an async iterator of text pieces, stopped by closing it.
+
+Closing the iterator is the one way to stop a model, so "Stop generating"
+means the same thing for every backend: the simulated model stops its clock,
+an HTTP backend closes its upstream request (and the GPU stops billing).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ChatMessage",
+    "Chunk",
+    "GenerationOptions",
+    "ModelBackend",
+    "ModelRequest",
+    "Simulation",
+    "Usage",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of the answer; the last chunk carries ``finish_reason`` (and usage)."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """Per-request knobs of the simulated model (API.md §9)."""
+
+    tokens_per_second: float | None = None
+    first_token_delay_ms: float = 0.0
+    fail_after_tokens: int | None = None
+    stall_after_tokens: int | None = None
+    timestamps: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    simulate: Simulation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    model: str
+    messages: tuple[ChatMessage, ...]
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+class ModelBackend(ABC):
+    """A source of answers. Implementations must stop all work when the iterator is closed."""
+
+    @abstractmethod
+    def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        """Yield the answer's pieces in order, ending with a chunk that has ``finish_reason``."""
+
+    async def ping(self) -> bool:
+        """True when the model can be reached (``/readyz``)."""
+        return True
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        return None

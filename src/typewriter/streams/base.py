@@ -1,0 +1,147 @@
+"""The stream log and the broker interface every backend implements.
+
+An answer is an append-only log of numbered events. Producers append; any
+number of listeners read from their own cursor. The producer never waits for a
+listener, and a listener that falls behind only lags: it holds no memory of its
+own, because it reads the one shared log. That is what makes ``Last-Event-ID``
+resumption exact, and why the interface speaks of cursors rather than queues.
+
+Backends (in-process, Redis) are interchangeable behind :class:`Broker`; the
+contract suite in ``tests/streams`` runs unchanged against each of them.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from typewriter import sse
+from typewriter.errors import InvalidLastEventId
+
+__all__ = [
+    "Broker",
+    "Entry",
+    "StreamInfo",
+    "Subscription",
+    "TERMINAL_EVENT",
+    "encode_entry",
+    "parse_cursor",
+]
+
+TERMINAL_EVENT = "end"
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event of a log. ``wire`` is its SSE encoding, made once and shared by listeners."""
+
+    seq: int
+    event: str
+    data: str
+    wire: bytes
+
+
+def encode_entry(seq: int, event: str, data: str, cursor: str | None = None) -> Entry:
+    """Encode once at append time so that N listeners cost one encoding, not N."""
+    wire = sse.encode(sse.Event(data=data, event=event, id=cursor or str(seq)))
+    return Entry(seq=seq, event=event, data=data, wire=wire)
+
+
+def parse_cursor(value: str | None) -> int:
+    """A ``Last-Event-ID`` as an int: absent or empty means "from the start".
+
+    Only plain decimal digits count; "-1", "abc" or a 30-digit number are
+    refused here, before any stream is touched.
+    """
+    if value is None or value == "":
+        return 0
+    if not _DIGITS.fullmatch(value):
+        raise InvalidLastEventId(
+            f"Last-Event-ID {value[:40]!r} is not an event id: "
+            "expected a decimal event number such as '12'",
+        )
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    stream_id: str
+    owner: str
+    last_seq: int
+    finished: bool
+
+
+class Subscription(ABC):
+    """One listener's cursor on a stream or on a user's channel."""
+
+    @property
+    @abstractmethod
+    def cursor(self) -> int:
+        """The sequence number of the last entry handed out."""
+
+    @abstractmethod
+    async def next(self, timeout: float) -> list[Entry] | None:
+        """Entries after the cursor, waiting at most ``timeout`` seconds for new ones.
+
+        Returns ``[]`` when the wait timed out or :meth:`wake` was called (the
+        caller writes a heartbeat or checks why it was woken) and ``None`` once
+        the stream is finished and everything was handed out.
+        """
+
+    @abstractmethod
+    def wake(self) -> None:
+        """Make a pending :meth:`next` return ``[]`` now (client gone, shutdown)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop listening; the stream's listener count drops (grace period logic)."""
+
+
+class Broker(ABC):
+    """Holds streams: create, append, finish, replay-then-follow, cancel, retention."""
+
+    @abstractmethod
+    async def create(self, owner: str) -> str:
+        """Open a new running stream owned by ``owner`` and return its id."""
+
+    @abstractmethod
+    async def append(self, stream_id: str, event: str, data: str) -> int:
+        """Append an event (``data`` is its JSON text) and return its sequence number."""
+
+    @abstractmethod
+    async def finish(self, stream_id: str, data: str) -> int:
+        """Append the terminal ``end`` event; the stream is then retained, then expires."""
+
+    @abstractmethod
+    async def info(self, stream_id: str, owner: str) -> StreamInfo:
+        """The stream's state, or StreamNotFound (also for another owner) / StreamExpired."""
+
+    @abstractmethod
+    async def subscribe(self, stream_id: str, owner: str, after: int) -> Subscription:
+        """Listen from ``after`` (0 = from the start); InvalidLastEventId if never reached."""
+
+    @abstractmethod
+    async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
+        """Listen to every stream of ``owner``; ``after`` is an opaque channel cursor."""
+
+    @abstractmethod
+    async def cancel(self, stream_id: str, owner: str) -> None:
+        """Ask the producer to stop, wherever it runs. Finished streams ignore it."""
+
+    @abstractmethod
+    async def wait_cancelled(self, stream_id: str) -> None:
+        """Return once a cancel was asked for this stream (the producer races it)."""
+
+    @abstractmethod
+    async def wait_abandoned(self, stream_id: str, grace: float) -> None:
+        """Return once the stream has had no listener for ``grace`` seconds in a row."""
+
+    @abstractmethod
+    async def ping(self) -> bool:
+        """True when the backend is reachable (``/readyz``)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release timers and connections."""

@@ -1,0 +1,19 @@
+"""Choose a broker by URL, importing a backend only when it is chosen."""
+
+from __future__ import annotations
+
+from typewriter.errors import ConfigError
+from typewriter.streams.base import Broker
+
+__all__ = ["create_broker"]
+
+
+def create_broker(url: str, *, retention: float) -> Broker:
+    """``memory`` (the default) or, in a later release, ``redis://host:port/db``."""
+    if url in ("memory", "memory://"):
+        from typewriter.streams.memory import MemoryBroker
+
+        return MemoryBroker(retention=retention)
+    raise ConfigError(
+        f"broker {url!r} is not known: use 'memory' (in-process)",
+    )

@@ -1,0 +1,304 @@
+"""The in-process broker: the embedded default, and the reference for the others.
+
+Everything lives on one event loop, so appends need no locks: an append puts
+the pre-encoded entry on the log and resolves the futures of listeners that
+were waiting. A listener that is behind finds its entries already there and
+never waits at all; that is how a slow listener costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import time
+from collections import deque
+
+from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
+from typewriter.streams.base import (
+    TERMINAL_EVENT,
+    Broker,
+    Entry,
+    StreamInfo,
+    Subscription,
+    encode_entry,
+    parse_cursor,
+)
+
+__all__ = ["MemoryBroker"]
+
+
+class _Log:
+    """Entries plus the futures of listeners waiting for the next one."""
+
+    __slots__ = ("entries", "waiters", "finished")
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.waiters: set[asyncio.Future[None]] = set()
+        self.finished = False
+
+    def first_seq(self) -> int:
+        return self.entries[0].seq if self.entries else 1
+
+    def push(self, entry: Entry) -> None:
+        self.entries.append(entry)
+        self.notify()
+
+    def notify(self) -> None:
+        if self.waiters:
+            waiters, self.waiters = self.waiters, set()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+class _Stream(_Log):
+    __slots__ = ("stream_id", "owner", "listeners", "cancel_requested", "attached", "detached")
+
+    def __init__(self, stream_id: str, owner: str) -> None:
+        super().__init__()
+        self.stream_id = stream_id
+        self.owner = owner
+        self.listeners = 0
+        self.cancel_requested = asyncio.Event()
+        self.attached = asyncio.Event()
+        self.detached = asyncio.Event()
+        self.detached.set()
+
+
+class _Channel(_Log):
+    """A user's channel: a bounded window of events of all their streams."""
+
+    __slots__ = ("next_cursor", "window")
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self.next_cursor = 1
+        self.window = window
+        self.entries = deque(maxlen=window)  # type: ignore[assignment]
+
+
+class _MemorySubscription(Subscription):
+    __slots__ = ("_log", "_cursor", "_waiter", "_on_close", "_closed")
+
+    def __init__(self, log: _Log, cursor: int, on_close: _Stream | None) -> None:
+        self._log = log
+        self._cursor = cursor
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_close = on_close
+        self._closed = False
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    def _pending(self) -> list[Entry]:
+        entries = self._log.entries
+        if not entries:
+            return []
+        start = self._cursor - entries[0].seq + 1
+        if start >= len(entries):
+            return []
+        batch = (
+            entries[max(start, 0) :]
+            if isinstance(entries, list)
+            else list(itertools.islice(entries, max(start, 0), None))
+        )
+        self._cursor = batch[-1].seq
+        return batch
+
+    async def next(self, timeout: float) -> list[Entry] | None:
+        batch = self._pending()
+        if batch:
+            return batch
+        if self._log.finished:
+            return None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        self._log.waiters.add(waiter)
+        timer = loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+            self._log.waiters.discard(waiter)
+        return self._pending()
+
+    def wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.wake()
+        stream = self._on_close
+        if stream is not None:
+            stream.listeners -= 1
+            if stream.listeners == 0:
+                stream.attached.clear()
+                stream.detached.set()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class MemoryBroker(Broker):
+    """Streams in a dict on this process's event loop.
+
+    ``retention`` is how long a finished stream stays readable; after it the
+    stream answers "expired" (410) for ``tombstone_ttl`` more seconds, then
+    "not found". ``channel_window`` bounds each user's channel backlog.
+    """
+
+    def __init__(
+        self,
+        *,
+        retention: float = 600.0,
+        tombstone_ttl: float = 86400.0,
+        channel_window: int = 10_000,
+    ) -> None:
+        self.retention = retention
+        self.tombstone_ttl = tombstone_ttl
+        self.channel_window = channel_window
+        self._streams: dict[str, _Stream] = {}
+        self._expired: dict[str, float] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    # -- producing -------------------------------------------------------------
+
+    async def create(self, owner: str) -> str:
+        stream_id = "st_" + secrets.token_urlsafe(16)
+        self._streams[stream_id] = _Stream(stream_id, owner)
+        return stream_id
+
+    async def append(self, stream_id: str, event: str, data: str) -> int:
+        stream = self._streams[stream_id]
+        if stream.finished:
+            raise RuntimeError(f"stream {stream_id} is finished; nothing can be appended")
+        seq = len(stream.entries) + 1
+        stream.push(encode_entry(seq, event, data))
+        self._to_channel(stream, seq, event, data)
+        return seq
+
+    async def finish(self, stream_id: str, data: str) -> int:
+        seq = await self.append(stream_id, TERMINAL_EVENT, data)
+        stream = self._streams[stream_id]
+        stream.finished = True
+        stream.notify()
+        self._later(self.retention, self._expire, stream_id)
+        return seq
+
+    def _to_channel(self, stream: _Stream, seq: int, event: str, data: str) -> None:
+        channel = self._channel(stream.owner)
+        cursor = channel.next_cursor
+        channel.next_cursor += 1
+        prefix = f'{{"stream_id":"{stream.stream_id}","seq":{seq}'
+        channel_data = prefix + ("}" if data == "{}" else "," + data[1:])
+        channel.push(encode_entry(cursor, event, channel_data))
+
+    def _channel(self, owner: str) -> _Channel:
+        channel = self._channels.get(owner)
+        if channel is None:
+            channel = self._channels[owner] = _Channel(self.channel_window)
+        return channel
+
+    # -- retention ---------------------------------------------------------------
+
+    def _later(self, delay: float, callback: object, stream_id: str) -> None:
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            self._timers.discard(handle)
+            callback(stream_id)  # type: ignore[operator]
+
+        handle = loop.call_later(delay, run)
+        self._timers.add(handle)
+
+    def _expire(self, stream_id: str) -> None:
+        if self._streams.pop(stream_id, None) is not None:
+            self._expired[stream_id] = time.monotonic()
+            self._later(self.tombstone_ttl, self._forget, stream_id)
+
+    def _forget(self, stream_id: str) -> None:
+        self._expired.pop(stream_id, None)
+
+    def _get(self, stream_id: str, owner: str) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.owner != owner:
+            if stream is None and stream_id in self._expired:
+                raise StreamExpired(
+                    f"stream {stream_id!r} finished and is past its retention period",
+                )
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return stream
+
+    # -- listening ---------------------------------------------------------------
+
+    async def info(self, stream_id: str, owner: str) -> StreamInfo:
+        stream = self._get(stream_id, owner)
+        return StreamInfo(stream_id, stream.owner, len(stream.entries), stream.finished)
+
+    async def subscribe(self, stream_id: str, owner: str, after: int) -> Subscription:
+        stream = self._get(stream_id, owner)
+        if after > len(stream.entries):
+            raise InvalidLastEventId(
+                f"Last-Event-ID {after} is beyond the last event of stream {stream_id!r} "
+                f"(it has reached {len(stream.entries)})",
+            )
+        stream.listeners += 1
+        stream.detached.clear()
+        stream.attached.set()
+        return _MemorySubscription(stream, after, stream)
+
+    async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
+        channel = self._channel(owner)
+        last = channel.next_cursor - 1
+        cursor = last if after is None else parse_cursor(after)
+        if cursor > last:
+            raise InvalidLastEventId(
+                f"Last-Event-ID {after!r} is beyond this channel's last event ({last})",
+            )
+        if cursor < channel.first_seq() - 1 and after is not None:
+            raise StreamExpired(
+                f"channel cursor {after!r} is older than the kept window; reload and "
+                "connect without Last-Event-ID",
+                code="cursor_expired",
+            )
+        return _MemorySubscription(channel, cursor, None)
+
+    # -- control -----------------------------------------------------------------
+
+    async def cancel(self, stream_id: str, owner: str) -> None:
+        self._get(stream_id, owner).cancel_requested.set()
+
+    async def wait_cancelled(self, stream_id: str) -> None:
+        await self._streams[stream_id].cancel_requested.wait()
+
+    async def wait_abandoned(self, stream_id: str, grace: float) -> None:
+        stream = self._streams[stream_id]
+        while True:
+            if stream.listeners == 0:
+                try:
+                    await asyncio.wait_for(stream.attached.wait(), grace)
+                except TimeoutError:
+                    return
+            else:
+                await stream.detached.wait()
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for stream in self._streams.values():
+            stream.notify()
