@@ -147,7 +147,7 @@ class Chat:
         idle = self.settings.idle_timeout
         first = self.settings.first_token_timeout
         async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-            async with asyncio.timeout(loop.time() + first) as deadline:
+            async with asyncio.timeout_at(loop.time() + first) as deadline:
                 async for chunk in chunks:
                     if chunk.text:
                         parts.append(chunk.text)

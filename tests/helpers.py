@@ -1,0 +1,48 @@
+"""Helpers for end-to-end tests: ask, follow, and assemble answers over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from conftest import read_events
+from typewriter import sse
+
+JSON = {"content-type": "application/json"}
+
+
+async def ask(client: httpx.AsyncClient, message: str, **fields: Any) -> dict[str, Any]:
+    response = await client.post("/v1/chat", json={"message": message, **fields})
+    assert response.status_code == 202, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def follow(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    last_event_id: str | None = None,
+    limit: int | None = None,
+) -> list[sse.Event]:
+    headers = {"last-event-id": last_event_id} if last_event_id is not None else {}
+    async with client.stream("GET", url, headers=headers) as response:
+        assert response.status_code == 200, (response.status_code, await response.aread())
+        return await read_events(response, limit=limit)
+
+
+def text_of(events: list[sse.Event]) -> str:
+    return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
+
+
+def data_of(event: sse.Event) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(event.data)
+    return value
+
+
+def last(events: list[sse.Event], name: str) -> dict[str, Any]:
+    matching = [e for e in events if e.event == name]
+    assert matching, f"no {name!r} event in {[e.event for e in events]}"
+    return data_of(matching[-1])

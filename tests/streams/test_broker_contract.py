@@ -1,0 +1,240 @@
+"""The broker contract: every backend must pass this very suite.
+
+Parametrized over backends by the ``broker`` fixture, so a new backend is
+added by adding its name there, not by writing new tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
+from typewriter.streams.base import Broker, Entry, parse_cursor
+from typewriter.streams.memory import MemoryBroker
+
+pytestmark = pytest.mark.anyio
+
+BrokerFactory = Callable[..., Broker]
+BACKENDS = ["memory"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerFactory]:
+    made: list[Broker] = []
+
+    def make(retention: float = 600.0) -> Broker:
+        if request.param == "memory":
+            broker: Broker = MemoryBroker(retention=retention, channel_window=50)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        await broker.close()
+
+
+@pytest.fixture
+def broker(make_broker: BrokerFactory) -> Broker:
+    return make_broker()
+
+
+async def drain(subscription_next: Callable[[float], object], timeout: float = 5.0) -> list[Entry]:
+    """Everything until the end of the stream."""
+    entries: list[Entry] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            batch = await subscription_next(timeout)  # type: ignore[misc]
+            if batch is None:
+                return entries
+            entries.extend(batch)
+
+
+async def test_appends_are_numbered_from_one_and_replayed(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    seqs = [await broker.append(sid, "delta", f'{{"text":"{i}"}}') for i in range(5)]
+    await broker.finish(sid, '{"finish_reason":"stop"}')
+    assert seqs == [1, 2, 3, 4, 5]
+    sub = await broker.subscribe(sid, "alice", 0)
+    entries = await drain(sub.next)
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
+    assert entries[-1].event == "end"
+    assert entries[0].wire == b'id: 1\nevent: delta\ndata: {"text":"0"}\n\n'
+    info = await broker.info(sid, "alice")
+    assert (info.last_seq, info.finished, info.owner) == (6, True, "alice")
+
+
+async def test_resume_after_cursor_gives_exactly_the_rest(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    for i in range(10):
+        await broker.append(sid, "delta", f'{{"n":{i}}}')
+    await broker.finish(sid, "{}")
+    for after in range(0, 11):
+        sub = await broker.subscribe(sid, "alice", after)
+        entries = await drain(sub.next)
+        assert [e.seq for e in entries] == list(range(after + 1, 12))
+        await sub.close()
+
+
+async def test_follow_live_then_end(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    sub = await broker.subscribe(sid, "alice", 0)
+    reader = asyncio.create_task(drain(sub.next))
+    for i in range(100):
+        await broker.append(sid, "delta", f'{{"n":{i}}}')
+        if i % 10 == 0:
+            await asyncio.sleep(0)
+    await broker.finish(sid, "{}")
+    entries = await reader
+    assert [e.seq for e in entries] == list(range(1, 102))
+
+
+async def test_many_listeners_each_get_everything(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    subs = [await broker.subscribe(sid, "alice", 0) for _ in range(20)]
+    readers = [asyncio.create_task(drain(s.next)) for s in subs]
+    for i in range(50):
+        await broker.append(sid, "delta", f'{{"n":{i}}}')
+        await asyncio.sleep(0)
+    await broker.finish(sid, "{}")
+    for reader in readers:
+        assert [e.seq for e in await reader] == list(range(1, 52))
+
+
+async def test_producer_never_waits_for_a_listener_that_does_not_read(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    stuck = await broker.subscribe(sid, "alice", 0)
+    async with asyncio.timeout(10):
+        for i in range(5000):
+            await broker.append(sid, "delta", f'{{"n":{i}}}')
+        await broker.finish(sid, "{}")
+    assert len(await drain(stuck.next)) == 5001
+
+
+async def test_next_times_out_with_an_empty_batch_and_wake_interrupts(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    sub = await broker.subscribe(sid, "alice", 0)
+    assert await sub.next(0.01) == []
+    waiting = asyncio.create_task(sub.next(60))
+    await asyncio.sleep(0)
+    sub.wake()
+    async with asyncio.timeout(5):
+        assert await waiting == []
+
+
+async def test_cursor_beyond_the_stream_is_refused(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    await broker.append(sid, "delta", "{}")
+    with pytest.raises(InvalidLastEventId):
+        await broker.subscribe(sid, "alice", 2)
+
+
+@pytest.mark.parametrize("raw", ["abc", "-1", "1" * 30, "1.5", " 1", "+1", "١"])
+def test_malformed_cursors_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidLastEventId):
+        parse_cursor(raw)
+
+
+def test_cursor_forms_that_mean_a_position() -> None:
+    assert parse_cursor(None) == 0
+    assert parse_cursor("") == 0
+    assert parse_cursor("0") == 0
+    assert parse_cursor("42") == 42
+
+
+async def test_another_owner_sees_nothing(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    with pytest.raises(StreamNotFound):
+        await broker.info(sid, "mallory")
+    with pytest.raises(StreamNotFound):
+        await broker.subscribe(sid, "mallory", 0)
+    with pytest.raises(StreamNotFound):
+        await broker.cancel(sid, "mallory")
+    with pytest.raises(StreamNotFound):
+        await broker.info("st_unknown", "alice")
+
+
+async def test_finished_stream_expires_after_retention(make_broker: BrokerFactory) -> None:
+    broker = make_broker(retention=0.05)
+    sid = await broker.create("alice")
+    await broker.finish(sid, "{}")
+    assert (await broker.info(sid, "alice")).finished
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                await broker.info(sid, "alice")
+            except StreamExpired:
+                break
+            await asyncio.sleep(0.02)
+    with pytest.raises(StreamExpired):
+        await broker.subscribe(sid, "alice", 0)
+
+
+async def test_cancel_reaches_the_producer(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    waiting = asyncio.create_task(broker.wait_cancelled(sid))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await broker.cancel(sid, "alice")
+    async with asyncio.timeout(5):
+        await waiting
+
+
+async def test_abandoned_only_after_grace_with_nobody_listening(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    sub = await broker.subscribe(sid, "alice", 0)
+    abandoned = asyncio.create_task(broker.wait_abandoned(sid, 0.05))
+    await asyncio.sleep(0.15)
+    assert not abandoned.done(), "abandoned while a listener was attached"
+    await sub.close()
+    async with asyncio.timeout(5):
+        await abandoned
+
+
+async def test_a_listener_returning_within_grace_keeps_the_stream(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    abandoned = asyncio.create_task(broker.wait_abandoned(sid, 0.3))
+    sub = await broker.subscribe(sid, "alice", 0)
+    await asyncio.sleep(0.5)
+    assert not abandoned.done()
+    await sub.close()
+    async with asyncio.timeout(5):
+        await abandoned
+
+
+async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Broker) -> None:
+    channel = await broker.subscribe_channel("alice", None)
+    first = await broker.create("alice")
+    other = await broker.create("bob")
+    second = await broker.create("alice")
+    await broker.append(first, "delta", '{"text":"a"}')
+    await broker.append(other, "delta", '{"text":"secret"}')
+    await broker.append(second, "delta", '{"text":"b"}')
+    await broker.finish(first, "{}")
+    batch = await channel.next(1)
+    assert batch is not None
+    assert [e.data for e in batch] == [
+        f'{{"stream_id":"{first}","seq":1,"text":"a"}}',
+        f'{{"stream_id":"{second}","seq":1,"text":"b"}}',
+        f'{{"stream_id":"{first}","seq":2}}',
+    ]
+    resumed = await broker.subscribe_channel("alice", str(batch[0].seq))
+    again = await resumed.next(1)
+    assert again is not None
+    assert [e.data for e in again] == [e.data for e in batch[1:]]
+    with pytest.raises(InvalidLastEventId):
+        await broker.subscribe_channel("alice", "999")
+
+
+async def test_channel_cursor_older_than_its_window_is_gone(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    for i in range(120):
+        await broker.append(sid, "delta", f'{{"n":{i}}}')
+    with pytest.raises(StreamExpired):
+        await broker.subscribe_channel("alice", "1")
+
+
+async def test_ping(broker: Broker) -> None:
+    assert await broker.ping() is True
