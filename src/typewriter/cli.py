@@ -41,7 +41,7 @@ def serve(
     """Serve the gateway and its page. Every flag also reads TYPEWRITER_<FLAG>."""
     if config is not None and not config.is_file():
         raise typer.BadParameter(f"no such file: {config}", param_hint="--config")
-    try:
+    try:  # settings errors are the operator's to fix: say which, without a traceback
         settings = load_settings(
             config,
             host=host,

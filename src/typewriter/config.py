@@ -12,13 +12,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from typewriter.errors import ConfigError
 
 __all__ = ["Settings", "load_settings"]
 
@@ -72,5 +74,14 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             return tuple(sources)
 
     given = {key: value for key, value in overrides.items() if value is not None}
-    loaded = _FromSources(**given)
+    try:
+        loaded = _FromSources(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+        raise ConfigError(f"cannot read settings from {toml_path}: {exc}") from None
     return Settings.model_construct(**loaded.model_dump())

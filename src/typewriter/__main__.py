@@ -1,0 +1,5 @@
+"""``python -m typewriter`` is the ``typewriter`` command."""
+
+from typewriter.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""The command line: settings from flags, environment and TOML; `typewriter chat` end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import RunningServer
+from typewriter.cli import app
+from typewriter.config import load_settings
+from typewriter.models.simulated import CANNED_ANSWER
+
+
+def test_serve_help_lists_every_setting() -> None:
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for flag in [
+        "--host",
+        "--port",
+        "--heartbeat",
+        "--grace",
+        "--retention",
+        "--first-token-timeout",
+        "--idle-timeout",
+        "--config",
+    ]:
+        assert flag in result.output
+
+
+def test_settings_precedence_flag_over_env_over_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toml = tmp_path / "typewriter.toml"
+    toml.write_text("port = 9001\nheartbeat = 3.5\ngrace = 7\nretention = 60\n")
+    monkeypatch.setenv("TYPEWRITER_HEARTBEAT", "4.5")
+    monkeypatch.setenv("TYPEWRITER_GRACE", "8")
+    settings = load_settings(toml, grace=9.0)
+    assert settings.port == 9001  # from the file
+    assert settings.heartbeat == 4.5  # env beats the file
+    assert settings.grace == 9.0  # the flag beats both
+    assert settings.retention == 60
+    assert load_settings().heartbeat == 4.5
+
+
+def test_a_bad_setting_is_refused_with_its_name(tmp_path: Path) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text("heartbeet = 3\n")
+    result = CliRunner().invoke(app, ["serve", "--config", str(toml)])
+    assert result.exit_code != 0
+    assert "heartbeet" in result.output
+    missing = CliRunner().invoke(app, ["serve", "--config", str(tmp_path / "none.toml")])
+    assert missing.exit_code != 0 and "no such file" in missing.output
+    broker = CliRunner().invoke(app, ["serve", "--broker", "carrier-pigeon"])
+    assert broker.exit_code == 2 and "carrier-pigeon" in broker.output
+
+
+def _typewriter(*args: str) -> list[str]:
+    return [sys.executable, "-m", "typewriter", *args]
+
+
+@pytest.mark.integration
+def test_chat_command_types_the_answer(server: RunningServer) -> None:
+    done = subprocess.run(
+        _typewriter("chat", "--url", server.url, "what is SSE?"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "500"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == CANNED_ANSWER + "\n"
+
+
+@pytest.mark.integration
+def test_chat_command_reports_errors(server: RunningServer) -> None:
+    done = subprocess.run(
+        _typewriter("chat", "--url", server.url, "--assistant", "nope", "hi"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "nope" in done.stderr and "Traceback" not in done.stderr
