@@ -238,3 +238,27 @@ async def test_channel_cursor_older_than_its_window_is_gone(broker: Broker) -> N
 
 async def test_ping(broker: Broker) -> None:
     assert await broker.ping() is True
+
+
+async def test_a_far_behind_listener_catches_up_in_bounded_batches(broker: Broker) -> None:
+    sid = await broker.create("alice")
+    for i in range(3000):
+        await broker.append(sid, "delta", f'{{"n":{i}}}')
+    await broker.finish(sid, "{}")
+    sub = await broker.subscribe(sid, "alice", 0)
+    sizes = []
+    while (batch := await sub.next(1)) is not None:
+        sizes.append(len(batch))
+    assert sum(sizes) == 3001
+    assert max(sizes) <= 1024
+
+
+async def test_waiting_for_abandonment_can_always_be_cancelled(broker: Broker) -> None:
+    """A cancel landing as a listener attaches must not be lost (it once hung a generation)."""
+    sid = await broker.create("alice")
+    waiter = asyncio.create_task(broker.wait_abandoned(sid, 30))
+    await asyncio.sleep(0)
+    await broker.subscribe(sid, "alice", 0)  # completes the inner wait...
+    waiter.cancel()  # ...and the cancel arrives in the same loop iteration
+    await asyncio.wait({waiter}, timeout=5)
+    assert waiter.cancelled(), "the cancel was swallowed"

@@ -25,7 +25,11 @@ from typewriter.streams.base import (
     parse_cursor,
 )
 
-__all__ = ["MemoryBroker"]
+__all__ = ["MAX_BATCH", "MemoryBroker"]
+
+# A listener catching up gets at most this many entries per write, so its
+# write buffer stays small however far behind it is.
+MAX_BATCH = 512
 
 
 class _Log:
@@ -100,10 +104,12 @@ class _MemorySubscription(Subscription):
         start = self._cursor - entries[0].seq + 1
         if start >= len(entries):
             return []
+        start = max(start, 0)
+        stop = start + MAX_BATCH
         batch = (
-            entries[max(start, 0) :]
+            entries[start:stop]
             if isinstance(entries, list)
-            else list(itertools.islice(entries, max(start, 0), None))
+            else list(itertools.islice(entries, start, stop))
         )
         self._cursor = batch[-1].seq
         return batch
@@ -286,10 +292,14 @@ class MemoryBroker(Broker):
         stream = self._streams[stream_id]
         while True:
             if stream.listeners == 0:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancel that lands as the inner wait completes, and hang here.
                 try:
-                    await asyncio.wait_for(stream.attached.wait(), grace)
+                    async with asyncio.timeout(grace):
+                        await stream.attached.wait()
                 except TimeoutError:
-                    return
+                    if stream.listeners == 0:
+                        return
             else:
                 await stream.detached.wait()
 

@@ -1,0 +1,103 @@
+"""The use case on its own: every way an answer ends closes the model's iterator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from typewriter.assistants import Assistant
+from typewriter.chat import Chat, Question
+from typewriter.config import load_settings
+from typewriter.models.base import Chunk, ModelBackend, ModelRequest
+from typewriter.streams.memory import MemoryBroker
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingModel(ModelBackend):
+    """Yields numbered pieces forever (or stalls) and records when it was closed."""
+
+    def __init__(self, *, stall: bool = False) -> None:
+        self.stall = stall
+        self.closed = asyncio.Event()
+        self.produced = 0
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        try:
+            while True:
+                if self.stall and self.produced >= 2:
+                    await asyncio.Event().wait()
+                self.produced += 1
+                yield Chunk(text=f"{self.produced} ")
+                await asyncio.sleep(0.005)
+        finally:
+            self.closed.set()
+
+
+async def run(model: RecordingModel, **settings: float) -> tuple[Chat, MemoryBroker, str]:
+    broker = MemoryBroker()
+    chat = Chat(
+        load_settings(**settings),
+        broker,
+        {"rec": Assistant("rec", "rec", model)},
+    )
+    answer = await chat.ask(Question(owner="u", message="go", assistant="rec"))
+    return chat, broker, answer.stream_id
+
+
+async def events(broker: MemoryBroker, stream_id: str) -> list[tuple[str, dict[str, object]]]:
+    sub = await broker.subscribe(stream_id, "u", 0)
+    out = []
+    async with asyncio.timeout(10):
+        while (batch := await sub.next(1)) is not None:
+            out.extend((e.event, json.loads(e.data)) for e in batch)
+    return out
+
+
+async def test_cancel_closes_the_model_and_ends_cancelled() -> None:
+    model = RecordingModel()
+    chat, broker, sid = await run(model)
+    await asyncio.sleep(0.05)
+    await broker.cancel(sid, "u")
+    async with asyncio.timeout(5):
+        await model.closed.wait()
+    got = await events(broker, sid)
+    assert got[-1] == ("end", {"finish_reason": "cancelled", "message_id": got[0][1]["message_id"]})
+    deltas = [e for e in got if e[0] == "delta"]
+    assert len(deltas) == model.produced, "a piece the model produced was not shown"
+    async with asyncio.timeout(5):
+        while chat.running:
+            await asyncio.sleep(0)
+
+
+async def test_abandoned_answer_closes_the_model_after_grace() -> None:
+    model = RecordingModel()
+    _, broker, sid = await run(model, grace=0.1)
+    async with asyncio.timeout(5):
+        await model.closed.wait()
+    assert (await events(broker, sid))[-1][1]["finish_reason"] == "cancelled"
+
+
+async def test_idle_timeout_closes_the_model_and_reports_it() -> None:
+    model = RecordingModel(stall=True)
+    _, broker, sid = await run(model, idle_timeout=0.1)
+    async with asyncio.timeout(5):
+        await model.closed.wait()
+    got = await events(broker, sid)
+    assert [name for name, _ in got] == ["start", "delta", "delta", "error", "end"]
+    assert got[3][1]["code"] == "upstream_timeout"
+    assert got[4][1]["finish_reason"] == "timeout"
+
+
+async def test_shutdown_interrupts_running_answers() -> None:
+    model = RecordingModel()
+    chat, broker, sid = await run(model)
+    await asyncio.sleep(0.02)
+    await chat.shutdown()
+    assert model.closed.is_set()
+    got = await events(broker, sid)
+    assert got[-2] == ("error", {"code": "interrupted", "message": "the server is shutting down"})
+    assert got[-1][1]["finish_reason"] == "error"
