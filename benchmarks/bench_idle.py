@@ -1,0 +1,88 @@
+"""Scenario 3: resident memory per idle SSE connection, at 5,000 connections.
+
+A chat page keeps one EventSource open per tab for hours, mostly idle; what a
+server pays for that is memory. Each server gets the same number of
+connections to its idle endpoint (typewriter: ``GET /v1/events``, the user's
+channel; the baseline: an endpoint that sends ``connected`` and then only
+pings), all held open until every one has received its first body bytes, which
+means the server has set the response up completely. The figure is the growth
+of the server's VmRSS over that, divided by the number of connections.
+
+Connections are opened at most ``_IN_FLIGHT`` at a time so the listen backlog
+never overflows (a dropped SYN would add a one-second retransmit, not memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from loadgen import Connection, open_request
+from measure import Outcome, Row
+from servers import Server
+
+__all__ = ["run"]
+
+_IN_FLIGHT = 256
+_SSE_HEADERS = {"accept": "text/event-stream"}
+
+
+async def _open_idle(port: int, gate: asyncio.Semaphore) -> Connection:
+    async with gate:
+        connection = await open_request(
+            port, "GET", "/v1/events", mode="idle", headers=_SSE_HEADERS
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(connection.first_body), 60)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+
+async def _measure(server: Server, count: int) -> tuple[float, float, list[str]]:
+    """(KiB per connection, seconds to open them all, problems)."""
+    warm = await open_request(server.port, "GET", "/v1/events", mode="idle", headers=_SSE_HEADERS)
+    await warm.first_body  # first use: imports and caches belong to "before"
+    warm.close()
+    before = server.rss_kib()
+    gate = asyncio.Semaphore(_IN_FLIGHT)
+    started = time.perf_counter()
+    opened = await asyncio.gather(
+        *(_open_idle(server.port, gate) for _ in range(count)), return_exceptions=True
+    )
+    seconds = time.perf_counter() - started
+    after = server.rss_kib()
+    connections = [c for c in opened if isinstance(c, Connection)]
+    problems = [f"{type(e).__name__}: {e}" for e in opened if isinstance(e, BaseException)]
+    problems += [f"HTTP {c.status}" for c in connections if c.status != 200]
+    problems += ["closed while idle" for c in connections if c.done.done()]
+    for connection in connections:
+        connection.close()
+    return (after - before) / count, seconds, problems
+
+
+async def run(servers: dict[str, Server], quick: bool) -> Outcome:
+    count = 1000 if quick else 5000
+    outcome = Outcome()
+    values: dict[str, float | None] = {}
+    for kind, server in servers.items():
+        per_connection, seconds, problems = await _measure(server, count)
+        values[kind] = per_connection
+        outcome.problems += [f"{kind}, idle: {p}" for p in problems[:5]]
+        outcome.notes.append(
+            f"idle, {kind}: {count:,} connections open in {seconds:.2f} s "
+            f"({count / seconds:,.0f}/s, at most {_IN_FLIGHT} in flight), "
+            f"{len(problems)} problems"
+        )
+    outcome.rows.append(
+        Row(
+            f"{count:,} idle connections",
+            "RSS per connection, KiB",
+            values,
+            digits=1,
+            verified=not outcome.problems,
+            higher_is_better=False,
+        )
+    )
+    return outcome
