@@ -52,8 +52,8 @@ async def events(broker: MemoryBroker, stream_id: str) -> list[tuple[str, dict[s
     sub = await broker.subscribe(stream_id, "u", 0)
     out = []
     async with asyncio.timeout(10):
-        while (batch := await sub.next(1)) is not None:
-            out.extend((e.event, json.loads(e.data)) for e in batch)
+        while (batch := await sub.next(asyncio.get_running_loop().time() + 1)) is not None:
+            out.extend((event, json.loads(data)) for _, event, data, _ in batch)
     return out
 
 

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from typewriter.assistants import Assistant
 from typewriter.config import Settings
@@ -144,17 +145,26 @@ class Chat:
         """Model → broker. Closing ``chunks`` on any exit is what stops the model."""
         loop = asyncio.get_running_loop()
         append = self.broker.append
-        idle = self.settings.idle_timeout
-        first = self.settings.first_token_timeout
-        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-            async with asyncio.timeout_at(loop.time() + first) as deadline:
+        task = asyncio.current_task()
+        assert task is not None
+        watchdog = _Watchdog(
+            loop, task, first=self.settings.first_token_timeout, idle=self.settings.idle_timeout
+        )
+        try:
+            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
                 async for chunk in chunks:
+                    watchdog.progress()
                     if chunk.text:
                         parts.append(chunk.text)
                         await append(stream_id, "delta", dumps({"text": chunk.text}))
                     if chunk.finish_reason is not None:
                         return _Outcome(chunk.finish_reason, chunk.usage)
-                    deadline.reschedule(loop.time() + idle)
+        except asyncio.CancelledError:
+            if watchdog.fired and task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            watchdog.stop()
         return _Outcome("stop")
 
     async def _stop_requested(self, stream_id: str) -> None:
@@ -167,6 +177,47 @@ class Chat:
             cancelled.cancel()
             abandoned.cancel()
             await asyncio.gather(cancelled, abandoned, return_exceptions=True)
+
+
+class _Watchdog:
+    """Cancels a task once ``idle`` seconds pass without progress (``first`` for the first).
+
+    :meth:`progress` on each chunk stores the time: a float write per token. The
+    timer is re-armed only when it fires early (and once, at the first token, when
+    the deadline switches from ``first`` to ``idle``), so a stream costs one timer
+    per idle period rather than one per token.
+    """
+
+    __slots__ = ("_loop", "_task", "_idle", "_handle", "_started", "last", "fired")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], *, first: float, idle: float
+    ) -> None:
+        self._loop = loop
+        self._task = task
+        self._idle = idle
+        self.last = loop.time() + first - idle  # so that the first deadline is now + first
+        self.fired = False
+        self._started = False
+        self._handle = loop.call_at(self.last + idle, self._check)
+
+    def progress(self) -> None:
+        self.last = self._loop.time()
+        if not self._started:
+            self._started = True
+            self._handle.cancel()
+            self._handle = self._loop.call_at(self.last + self._idle, self._check)
+
+    def _check(self) -> None:
+        due = self.last + self._idle
+        if self._loop.time() < due:
+            self._handle = self._loop.call_at(due, self._check)
+            return
+        self.fired = True
+        self._task.cancel()
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 def _outcome_of(pump: asyncio.Task[_Outcome]) -> _Outcome:

@@ -41,12 +41,17 @@ def broker(make_broker: BrokerFactory) -> Broker:
     return make_broker()
 
 
+def soon(seconds: float) -> float:
+    """A deadline ``seconds`` from now, in event loop time (what ``next`` takes)."""
+    return asyncio.get_running_loop().time() + seconds
+
+
 async def drain(subscription_next: Callable[[float], object], timeout: float = 5.0) -> list[Entry]:
     """Everything until the end of the stream."""
     entries: list[Entry] = []
     async with asyncio.timeout(timeout):
         while True:
-            batch = await subscription_next(timeout)  # type: ignore[misc]
+            batch = await subscription_next(soon(timeout))  # type: ignore[misc]
             if batch is None:
                 return entries
             entries.extend(batch)
@@ -59,9 +64,9 @@ async def test_appends_are_numbered_from_one_and_replayed(broker: Broker) -> Non
     assert seqs == [1, 2, 3, 4, 5]
     sub = await broker.subscribe(sid, "alice", 0)
     entries = await drain(sub.next)
-    assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
-    assert entries[-1].event == "end"
-    assert entries[0].wire == b'id: 1\nevent: delta\ndata: {"text":"0"}\n\n'
+    assert [e[0] for e in entries] == [1, 2, 3, 4, 5, 6]
+    assert entries[-1][1] == "end"
+    assert entries[0][3] == b'id: 1\nevent: delta\ndata: {"text":"0"}\n\n'
     info = await broker.info(sid, "alice")
     assert (info.last_seq, info.finished, info.owner) == (6, True, "alice")
 
@@ -74,7 +79,7 @@ async def test_resume_after_cursor_gives_exactly_the_rest(broker: Broker) -> Non
     for after in range(0, 11):
         sub = await broker.subscribe(sid, "alice", after)
         entries = await drain(sub.next)
-        assert [e.seq for e in entries] == list(range(after + 1, 12))
+        assert [e[0] for e in entries] == list(range(after + 1, 12))
         await sub.close()
 
 
@@ -88,7 +93,7 @@ async def test_follow_live_then_end(broker: Broker) -> None:
             await asyncio.sleep(0)
     await broker.finish(sid, "{}")
     entries = await reader
-    assert [e.seq for e in entries] == list(range(1, 102))
+    assert [e[0] for e in entries] == list(range(1, 102))
 
 
 async def test_many_listeners_each_get_everything(broker: Broker) -> None:
@@ -100,7 +105,7 @@ async def test_many_listeners_each_get_everything(broker: Broker) -> None:
         await asyncio.sleep(0)
     await broker.finish(sid, "{}")
     for reader in readers:
-        assert [e.seq for e in await reader] == list(range(1, 52))
+        assert [e[0] for e in await reader] == list(range(1, 52))
 
 
 async def test_producer_never_waits_for_a_listener_that_does_not_read(broker: Broker) -> None:
@@ -116,8 +121,8 @@ async def test_producer_never_waits_for_a_listener_that_does_not_read(broker: Br
 async def test_next_times_out_with_an_empty_batch_and_wake_interrupts(broker: Broker) -> None:
     sid = await broker.create("alice")
     sub = await broker.subscribe(sid, "alice", 0)
-    assert await sub.next(0.01) == []
-    waiting = asyncio.create_task(sub.next(60))
+    assert await sub.next(soon(0.01)) == []
+    waiting = asyncio.create_task(sub.next(soon(60)))
     await asyncio.sleep(0)
     sub.wake()
     async with asyncio.timeout(5):
@@ -213,17 +218,17 @@ async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Brok
     await broker.append(other, "delta", '{"text":"secret"}')
     await broker.append(second, "delta", '{"text":"b"}')
     await broker.finish(first, "{}")
-    batch = await channel.next(1)
+    batch = await channel.next(soon(1))
     assert batch is not None
-    assert [e.data for e in batch] == [
+    assert [e[2] for e in batch] == [
         f'{{"stream_id":"{first}","seq":1,"text":"a"}}',
         f'{{"stream_id":"{second}","seq":1,"text":"b"}}',
         f'{{"stream_id":"{first}","seq":2}}',
     ]
-    resumed = await broker.subscribe_channel("alice", str(batch[0].seq))
-    again = await resumed.next(1)
+    resumed = await broker.subscribe_channel("alice", str(batch[0][0]))
+    again = await resumed.next(soon(1))
     assert again is not None
-    assert [e.data for e in again] == [e.data for e in batch[1:]]
+    assert [e[2] for e in again] == [e[2] for e in batch[1:]]
     with pytest.raises(InvalidLastEventId):
         await broker.subscribe_channel("alice", "999")
 
@@ -247,7 +252,7 @@ async def test_a_far_behind_listener_catches_up_in_bounded_batches(broker: Broke
     await broker.finish(sid, "{}")
     sub = await broker.subscribe(sid, "alice", 0)
     sizes = []
-    while (batch := await sub.next(1)) is not None:
+    while (batch := await sub.next(soon(1))) is not None:
         sizes.append(len(batch))
     assert sum(sizes) == 3001
     assert max(sizes) <= 1024

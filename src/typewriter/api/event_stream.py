@@ -105,18 +105,22 @@ class EventStreamResponse(Response):
         subscription = self.subscription
         heartbeat = self.heartbeat
         last_write = loop.time()
+        next_ping = last_write + heartbeat  # moves only when it is reached: one timer per period
         while True:
-            batch = await subscription.next(heartbeat - (loop.time() - last_write))
-            if self.disconnected or self.registry.closing:
-                return
-            if batch is None:
+            batch = await subscription.next(next_ping)
+            if batch is None or self.disconnected or self.registry.closing:
                 return
             if batch:
-                body = batch[0].wire if len(batch) == 1 else b"".join([e.wire for e in batch])
-            elif loop.time() - last_write >= heartbeat * 0.999:
-                body = PING
+                body = batch[0][3] if len(batch) == 1 else b"".join([e[3] for e in batch])
             else:
-                continue
+                now = loop.time()
+                if now < next_ping:
+                    continue  # woken for another reason; the loop head checks which
+                if now - last_write < heartbeat:
+                    next_ping = last_write + heartbeat
+                    continue
+                body = PING
+                next_ping = now + heartbeat
             await send({"type": "http.response.body", "body": body, "more_body": True})
             last_write = loop.time()
 

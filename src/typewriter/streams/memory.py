@@ -43,7 +43,7 @@ class _Log:
         self.finished = False
 
     def first_seq(self) -> int:
-        return self.entries[0].seq if self.entries else 1
+        return self.entries[0][0] if self.entries else 1
 
     def push(self, entry: Entry) -> None:
         self.entries.append(entry)
@@ -72,26 +72,38 @@ class _Stream(_Log):
 
 
 class _Channel(_Log):
-    """A user's channel: a bounded window of events of all their streams."""
+    """A user's channel: a bounded window of events of all their streams.
 
-    __slots__ = ("next_cursor", "window")
+    It holds references, ``(cursor, stream_id, seq, event, data)``, not
+    encodings: most channels have no listener, so the encoding is made when a
+    listener reads (:func:`_channel_entry`), not on every append.
+    """
+
+    __slots__ = ("next_cursor",)
 
     def __init__(self, window: int) -> None:
         super().__init__()
         self.next_cursor = 1
-        self.window = window
         self.entries = deque(maxlen=window)  # type: ignore[assignment]
 
 
-class _MemorySubscription(Subscription):
-    __slots__ = ("_log", "_cursor", "_waiter", "_on_close", "_closed")
+def _channel_entry(ref: tuple[int, str, int, str, str]) -> Entry:
+    cursor, stream_id, seq, event, data = ref
+    prefix = f'{{"stream_id":"{stream_id}","seq":{seq}'
+    return encode_entry(cursor, event, prefix + ("}" if data == "{}" else "," + data[1:]))
 
-    def __init__(self, log: _Log, cursor: int, on_close: _Stream | None) -> None:
+
+class _MemorySubscription(Subscription):
+    __slots__ = ("_log", "_cursor", "_waiter", "_stream", "_closed", "_timer", "_timer_at")
+
+    def __init__(self, log: _Log, cursor: int, stream: _Stream | None) -> None:
         self._log = log
         self._cursor = cursor
         self._waiter: asyncio.Future[None] | None = None
-        self._on_close = on_close
+        self._stream = stream  # None for a channel
         self._closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     @property
     def cursor(self) -> int:
@@ -101,37 +113,45 @@ class _MemorySubscription(Subscription):
         entries = self._log.entries
         if not entries:
             return []
-        start = self._cursor - entries[0].seq + 1
+        start = max(self._cursor - entries[0][0] + 1, 0)
         if start >= len(entries):
             return []
-        start = max(start, 0)
         stop = start + MAX_BATCH
-        batch = (
-            entries[start:stop]
-            if isinstance(entries, list)
-            else list(itertools.islice(entries, start, stop))
-        )
-        self._cursor = batch[-1].seq
+        if self._stream is not None:
+            batch: list[Entry] = entries[start:stop]
+        else:
+            refs = itertools.islice(entries, start, stop)
+            batch = [_channel_entry(ref) for ref in refs]  # type: ignore[arg-type]
+        self._cursor = batch[-1][0]
         return batch
 
-    async def next(self, timeout: float) -> list[Entry] | None:
+    async def next(self, deadline: float) -> list[Entry] | None:
         batch = self._pending()
         if batch:
             return batch
         if self._log.finished:
             return None
         loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            return []
+        if self._timer is None or self._timer_at != deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._deadline_passed)
+            self._timer_at = deadline
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiter = waiter
         self._log.waiters.add(waiter)
-        timer = loop.call_later(timeout, _resolve, waiter)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
             self._log.waiters.discard(waiter)
         return self._pending()
+
+    def _deadline_passed(self) -> None:
+        self._timer = None
+        self.wake()
 
     def wake(self) -> None:
         if self._waiter is not None:
@@ -142,7 +162,10 @@ class _MemorySubscription(Subscription):
             return
         self._closed = True
         self.wake()
-        stream = self._on_close
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        stream = self._stream
         if stream is not None:
             stream.listeners -= 1
             if stream.listeners == 0:
@@ -206,9 +229,7 @@ class MemoryBroker(Broker):
         channel = self._channel(stream.owner)
         cursor = channel.next_cursor
         channel.next_cursor += 1
-        prefix = f'{{"stream_id":"{stream.stream_id}","seq":{seq}'
-        channel_data = prefix + ("}" if data == "{}" else "," + data[1:])
-        channel.push(encode_entry(cursor, event, channel_data))
+        channel.push((cursor, stream.stream_id, seq, event, data))  # type: ignore[arg-type]
 
     def _channel(self, owner: str) -> _Channel:
         channel = self._channels.get(owner)
