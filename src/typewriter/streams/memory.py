@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-import time
 from collections import deque
+from collections.abc import Callable
 
 from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
 from typewriter.streams.base import (
@@ -58,12 +58,21 @@ class _Log:
 
 
 class _Stream(_Log):
-    __slots__ = ("stream_id", "owner", "listeners", "cancel_requested", "attached", "detached")
+    __slots__ = (
+        "stream_id",
+        "owner",
+        "channel",
+        "listeners",
+        "cancel_requested",
+        "attached",
+        "detached",
+    )
 
-    def __init__(self, stream_id: str, owner: str) -> None:
+    def __init__(self, stream_id: str, owner: str, channel: _Channel) -> None:
         super().__init__()
         self.stream_id = stream_id
         self.owner = owner
+        self.channel = channel
         self.listeners = 0
         self.cancel_requested = asyncio.Event()
         self.attached = asyncio.Event()
@@ -197,7 +206,7 @@ class MemoryBroker(Broker):
         self.tombstone_ttl = tombstone_ttl
         self.channel_window = channel_window
         self._streams: dict[str, _Stream] = {}
-        self._expired: dict[str, float] = {}
+        self._expired: set[str] = set()
         self._channels: dict[str, _Channel] = {}
         self._timers: set[asyncio.TimerHandle] = set()
 
@@ -205,7 +214,7 @@ class MemoryBroker(Broker):
 
     async def create(self, owner: str) -> str:
         stream_id = "st_" + secrets.token_urlsafe(16)
-        self._streams[stream_id] = _Stream(stream_id, owner)
+        self._streams[stream_id] = _Stream(stream_id, owner, self._channel(owner))
         return stream_id
 
     async def append(self, stream_id: str, event: str, data: str) -> int:
@@ -226,7 +235,7 @@ class MemoryBroker(Broker):
         return seq
 
     def _to_channel(self, stream: _Stream, seq: int, event: str, data: str) -> None:
-        channel = self._channel(stream.owner)
+        channel = stream.channel
         cursor = channel.next_cursor
         channel.next_cursor += 1
         channel.push((cursor, stream.stream_id, seq, event, data))  # type: ignore[arg-type]
@@ -239,23 +248,23 @@ class MemoryBroker(Broker):
 
     # -- retention ---------------------------------------------------------------
 
-    def _later(self, delay: float, callback: object, stream_id: str) -> None:
+    def _later(self, delay: float, callback: Callable[[str], None], stream_id: str) -> None:
         loop = asyncio.get_running_loop()
 
         def run() -> None:
             self._timers.discard(handle)
-            callback(stream_id)  # type: ignore[operator]
+            callback(stream_id)
 
         handle = loop.call_later(delay, run)
         self._timers.add(handle)
 
     def _expire(self, stream_id: str) -> None:
         if self._streams.pop(stream_id, None) is not None:
-            self._expired[stream_id] = time.monotonic()
+            self._expired.add(stream_id)
             self._later(self.tombstone_ttl, self._forget, stream_id)
 
     def _forget(self, stream_id: str) -> None:
-        self._expired.pop(stream_id, None)
+        self._expired.discard(stream_id)
 
     def _get(self, stream_id: str, owner: str) -> _Stream:
         stream = self._streams.get(stream_id)
