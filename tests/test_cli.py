@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,31 @@ def test_chat_command_reports_errors(server: RunningServer) -> None:
     )
     assert done.returncode == 1
     assert "nope" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+def test_ctrl_c_in_chat_stops_generating(server: RunningServer) -> None:
+    process = subprocess.Popen(
+        _typewriter("chat", "--url", server.url, "what is SSE?"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.read(20)  # the answer has started typing
+    assert first
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "stopped" in err
+    shown = first + out
+    assert CANNED_ANSWER.startswith(shown.rstrip("\n")) and len(shown) < len(CANNED_ANSWER)
+    streams = server.gateway.broker._streams  # type: ignore[attr-defined]
+    pause = threading.Event()
+    for _ in range(1000):  # the cancel was accepted (202); its `end` follows within moments
+        ends = [s.entries[-1][2] for s in streams.values() if s.finished]
+        if any('"finish_reason":"cancelled"' in end for end in ends):
+            break
+        pause.wait(0.01)
+    else:
+        raise AssertionError("the stream did not end cancelled")
