@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from typewriter.assistants import Assistant
+from typewriter.assistants import Assistant, Timeouts
 from typewriter.chat import Chat, Question
 from typewriter.config import load_settings
-from typewriter.models.base import Chunk, ModelBackend, ModelRequest
+from typewriter.models.base import ChatMessage, Chunk, ModelBackend, ModelRequest
 from typewriter.streams.memory import MemoryBroker
 
 pytestmark = pytest.mark.anyio
@@ -39,12 +39,11 @@ class RecordingModel(ModelBackend):
 
 async def run(model: RecordingModel, **settings: float) -> tuple[Chat, MemoryBroker, str]:
     broker = MemoryBroker()
-    chat = Chat(
-        load_settings(**settings),
-        broker,
-        {"rec": Assistant("rec", "rec", model)},
-    )
-    answer = await chat.ask(Question(owner="u", message="go", assistant="rec"))
+    config = load_settings(**settings)
+    timeouts = Timeouts(config.first_token_timeout, config.idle_timeout, config.total_timeout)
+    chat = Chat(config, broker, {"rec": Assistant("rec", "rec", model, timeouts)})
+    question = Question(owner="u", messages=(ChatMessage("user", "go"),), assistant="rec")
+    answer = await chat.ask(question)
     return chat, broker, answer.stream_id
 
 
@@ -101,3 +100,14 @@ async def test_shutdown_interrupts_running_answers() -> None:
     got = await events(broker, sid)
     assert got[-2] == ("error", {"code": "interrupted", "message": "the server is shutting down"})
     assert got[-1][1]["finish_reason"] == "error"
+
+
+async def test_total_timeout_ends_a_model_that_never_stops() -> None:
+    model = RecordingModel()  # produces forever, never idle
+    _, broker, sid = await run(model, total_timeout=0.3)
+    async with asyncio.timeout(5):
+        await model.closed.wait()
+    got = await events(broker, sid)
+    assert got[-2][0] == "error" and got[-2][1]["code"] == "upstream_timeout"
+    assert got[-1][1]["finish_reason"] == "timeout"
+    assert len(got) > 10

@@ -1,18 +1,33 @@
 """Assistants: a public name mapped to a backend, a model, a system prompt and defaults.
 
 Clients choose an assistant, never a backend, so an operator can move an
-assistant to another model without any client noticing.
+assistant to another model without any client noticing. The catalog is built
+once from settings; a wrong reference (an assistant naming an upstream that
+does not exist, or that serves no such model) stops start-up with its name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
+
+from typewriter.config import Settings
+from typewriter.errors import ConfigError
 from typewriter.models.base import GenerationOptions, ModelBackend
 from typewriter.models.simulated import SimulatedModel
+from typewriter.upstreams import AssistantConfig
 
-__all__ = ["Assistant", "builtin_assistants"]
+__all__ = ["Assistant", "Catalog", "Timeouts", "build_catalog"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    first_token: float
+    idle: float
+    total: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,11 +35,31 @@ class Assistant:
     name: str
     model: str
     backend: ModelBackend
+    timeouts: Timeouts
     description: str = ""
     system_prompt: str | None = None
     defaults: GenerationOptions = field(default_factory=GenerationOptions)
+    max_tokens_limit: int | None = None
+    temperature_limit: float = 2.0
 
-    def public(self) -> dict[str, object]:
+    def out_of_bounds(self, options: GenerationOptions) -> list[dict[str, str]]:
+        """Field errors for per-request options beyond what this assistant allows."""
+        problems = []
+        limit = self.max_tokens_limit
+        if limit is not None and options.max_tokens is not None and options.max_tokens > limit:
+            problems.append(
+                {"field": "max_tokens", "message": f"at most {limit} for assistant {self.name!r}"}
+            )
+        if options.temperature is not None and options.temperature > self.temperature_limit:
+            problems.append(
+                {
+                    "field": "temperature",
+                    "message": f"at most {self.temperature_limit:g} for assistant {self.name!r}",
+                }
+            )
+        return problems
+
+    def public(self) -> dict[str, Any]:
         """What ``GET /v1/assistants`` shows: never the backend's credentials."""
         return {
             "name": self.name,
@@ -36,17 +71,104 @@ class Assistant:
                 "top_p": self.defaults.top_p,
                 "max_tokens": self.defaults.max_tokens,
             },
+            "limits": {
+                "max_tokens": self.max_tokens_limit,
+                "temperature": self.temperature_limit,
+            },
         }
 
 
-def builtin_assistants() -> Mapping[str, Assistant]:
-    """The simulated assistants that work offline: ``default`` and ``echo``."""
+@dataclass(slots=True)
+class Catalog:
+    """The assistants, and the HTTP client their upstreams share (closed on shutdown)."""
+
+    assistants: Mapping[str, Assistant]
+    http: httpx.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+
+
+def build_catalog(settings: Settings) -> Catalog:
+    default_timeouts = Timeouts(
+        settings.first_token_timeout, settings.idle_timeout, settings.total_timeout
+    )
+    assistants: dict[str, Assistant] = {}
+    builtin = settings.builtin_assistants
+    if builtin or (builtin is None and not settings.assistants):
+        assistants.update(_simulated(default_timeouts))
+    http = None
+    if settings.assistants:
+        http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        )
+        assistants.update(_configured(settings, http, default_timeouts))
+    return Catalog(assistants, http)
+
+
+def _simulated(timeouts: Timeouts) -> dict[str, Assistant]:
     model = SimulatedModel()
     return {
         "default": Assistant(
-            "default", "default", model, "A canned multi-line answer typed at a human pace."
+            "default",
+            "default",
+            model,
+            timeouts,
+            "A canned multi-line answer typed at a human pace.",
         ),
         "echo": Assistant(
-            "echo", "echo", model, "Answers with your message verbatim, a few characters at a time."
+            "echo",
+            "echo",
+            model,
+            timeouts,
+            "Answers with your message verbatim, a few characters at a time.",
         ),
     }
+
+
+def _configured(
+    settings: Settings, http: httpx.AsyncClient, defaults: Timeouts
+) -> dict[str, Assistant]:
+    from typewriter.models.openai import OpenAIBackend, Upstream
+
+    upstreams = {u.name: Upstream.from_config(u) for u in settings.upstreams}
+    if len(upstreams) != len(settings.upstreams):
+        raise ConfigError("two upstreams have the same name")
+    built: dict[str, Assistant] = {}
+    for config in settings.assistants:
+        if config.name in built:
+            raise ConfigError(f"assistant {config.name!r} is configured twice")
+        route = _route(config, upstreams)
+        backend = OpenAIBackend(http, route, settings.retry)
+        built[config.name] = Assistant(
+            name=config.name,
+            model=config.model,
+            backend=backend,
+            timeouts=Timeouts(
+                config.first_token_timeout or defaults.first_token,
+                config.idle_timeout or defaults.idle,
+                config.total_timeout or defaults.total,
+            ),
+            description=config.description,
+            system_prompt=config.system_prompt,
+            defaults=GenerationOptions(
+                temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens
+            ),
+            max_tokens_limit=config.max_tokens_limit,
+            temperature_limit=config.temperature_limit,
+        )
+    return built
+
+
+def _route(config: AssistantConfig, upstreams: Mapping[str, Any]) -> list[Any]:
+    names = config.upstreams or [n for n, u in upstreams.items() if u.config.serves(config.model)]
+    missing = [n for n in names if n not in upstreams]
+    if missing:
+        raise ConfigError(
+            f"assistant {config.name!r} names unknown upstream(s) {missing}; "
+            f"configured: {sorted(upstreams)}"
+        )
+    if not names:
+        raise ConfigError(f"assistant {config.name!r}: no upstream serves model {config.model!r}")
+    return [upstreams[n] for n in names]

@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Question:
+    """What to answer: the conversation so far, ending with the user's new message."""
+
     owner: str
-    message: str
+    messages: tuple[ChatMessage, ...]
     assistant: str = "default"
     conversation_id: str | None = None
     options: GenerationOptions = GenerationOptions()
@@ -89,7 +91,7 @@ class Chat:
         await self.broker.append(stream_id, "start", dumps(start))
         request = ModelRequest(
             model=assistant.model,
-            messages=_messages(assistant, question.message),
+            messages=_messages(assistant, question.messages),
             options=_merge(assistant.defaults, question.options),
         )
         task = asyncio.create_task(self._generate(answer, assistant, request))
@@ -107,7 +109,7 @@ class Chat:
     async def _generate(self, answer: Answer, assistant: Assistant, request: ModelRequest) -> None:
         parts: list[str] = []
         pump = asyncio.create_task(
-            self._pump(answer.stream_id, assistant.backend.stream(request), parts)
+            self._pump(answer.stream_id, assistant, assistant.backend.stream(request), parts)
         )
         stop = asyncio.create_task(self._stop_requested(answer.stream_id))
         try:
@@ -140,15 +142,20 @@ class Chat:
         await self.broker.finish(answer.stream_id, dumps(end))
 
     async def _pump(
-        self, stream_id: str, chunks: AsyncIterator[Chunk], parts: list[str]
+        self,
+        stream_id: str,
+        assistant: Assistant,
+        chunks: AsyncIterator[Chunk],
+        parts: list[str],
     ) -> _Outcome:
         """Model → broker. Closing ``chunks`` on any exit is what stops the model."""
         loop = asyncio.get_running_loop()
         append = self.broker.append
         task = asyncio.current_task()
         assert task is not None
+        timeouts = assistant.timeouts
         watchdog = _Watchdog(
-            loop, task, first=self.settings.first_token_timeout, idle=self.settings.idle_timeout
+            loop, task, first=timeouts.first_token, idle=timeouts.idle, total=timeouts.total
         )
         try:
             async with contextlib.aclosing(chunks):  # type: ignore[type-var]
@@ -180,7 +187,8 @@ class Chat:
 
 
 class _Watchdog:
-    """Cancels a task once ``idle`` seconds pass without progress (``first`` for the first).
+    """Cancels a task once ``idle`` seconds pass without progress (``first`` for the first
+    chunk) or ``total`` seconds pass at all.
 
     :meth:`progress` on each chunk stores the time: a float write per token. The
     timer is re-armed only when it fires early (and once, at the first token, when
@@ -188,28 +196,39 @@ class _Watchdog:
     per idle period rather than one per token.
     """
 
-    __slots__ = ("_loop", "_task", "_idle", "_handle", "_started", "last", "fired")
+    __slots__ = ("_loop", "_task", "_idle", "_end", "_handle", "_started", "last", "fired")
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], *, first: float, idle: float
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+        *,
+        first: float,
+        idle: float,
+        total: float,
     ) -> None:
         self._loop = loop
         self._task = task
         self._idle = idle
-        self.last = loop.time() + first - idle  # so that the first deadline is now + first
+        now = loop.time()
+        self._end = now + total
+        self.last = now + first - idle  # so that the first deadline is now + first
         self.fired = False
         self._started = False
-        self._handle = loop.call_at(self.last + idle, self._check)
+        self._handle = loop.call_at(self._due(), self._check)
+
+    def _due(self) -> float:
+        return min(self.last + self._idle, self._end)
 
     def progress(self) -> None:
         self.last = self._loop.time()
         if not self._started:
             self._started = True
             self._handle.cancel()
-            self._handle = self._loop.call_at(self.last + self._idle, self._check)
+            self._handle = self._loop.call_at(self._due(), self._check)
 
     def _check(self) -> None:
-        due = self.last + self._idle
+        due = self._due()
         if self._loop.time() < due:
             self._handle = self._loop.call_at(due, self._check)
             return
@@ -227,7 +246,7 @@ def _outcome_of(pump: asyncio.Task[_Outcome]) -> _Outcome:
     if isinstance(error, TimeoutError):
         return _Outcome(
             "timeout",
-            error=ModelTimeout("the model stopped sending tokens; the answer was ended"),
+            error=ModelTimeout("the model took too long; the answer was ended"),
         )
     if isinstance(error, ModelError):
         return _Outcome("error", error=error)
@@ -235,9 +254,9 @@ def _outcome_of(pump: asyncio.Task[_Outcome]) -> _Outcome:
     return _Outcome("error", error=TypewriterError("the answer failed on the server"))
 
 
-def _messages(assistant: Assistant, question: str) -> tuple[ChatMessage, ...]:
+def _messages(assistant: Assistant, messages: tuple[ChatMessage, ...]) -> tuple[ChatMessage, ...]:
     system = (ChatMessage("system", assistant.system_prompt),) if assistant.system_prompt else ()
-    return (*system, ChatMessage("user", question))
+    return (*system, *messages)
 
 
 def _merge(defaults: GenerationOptions, given: GenerationOptions) -> GenerationOptions:

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from typewriter.errors import ConfigError
+from typewriter.upstreams import AssistantConfig, RetryPolicy, UpstreamConfig
 
 __all__ = ["Settings", "load_settings"]
 
@@ -49,7 +50,18 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         5.0, ge=0, description="seconds open streams get to close on shutdown"
     )
+    total_timeout: float = Field(600.0, gt=0, description="longest an answer may take, seconds")
     log_level: str = Field("info", description="debug, info, warning or error")
+    upstreams: list[UpstreamConfig] = Field(
+        default_factory=list, description="OpenAI-compatible servers (TOML [[upstreams]])"
+    )
+    assistants: list[AssistantConfig] = Field(
+        default_factory=list, description="assistants on those upstreams (TOML [[assistants]])"
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="failover policy")
+    builtin_assistants: bool | None = Field(
+        None, description="serve the simulated 'default' and 'echo' (default: when none configured)"
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from starlette.requests import Request
 
-from typewriter.assistants import Assistant, builtin_assistants
+from typewriter.assistants import Assistant, build_catalog
 from typewriter.chat import Chat
 from typewriter.config import Settings
 from typewriter.streams.base import Broker
@@ -27,7 +27,8 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.broker: Broker = create_broker(settings.broker, retention=settings.retention)
-        self.assistants: Mapping[str, Assistant] = builtin_assistants()
+        self.catalog = build_catalog(settings)
+        self.assistants: Mapping[str, Assistant] = self.catalog.assistants
         self.chat = Chat(settings, self.broker, self.assistants)
         self.open_streams = OpenStreams()
 
@@ -41,6 +42,7 @@ class Gateway:
         await self.broker.close()
         for backend in {id(a.backend): a.backend for a in self.assistants.values()}.values():
             await backend.aclose()
+        await self.catalog.aclose()
 
     def user_of(self, request: Request) -> str:
         """The caller's user id: the one local user while auth is off."""

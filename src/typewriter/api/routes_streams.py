@@ -12,6 +12,7 @@ from typewriter.chat import Question
 from typewriter.errors import InvalidField, StreamNotFound
 from typewriter.ids import is_valid_id
 from typewriter.jsonutil import dumps
+from typewriter.models.base import ChatMessage
 from typewriter.streams.base import Subscription, parse_cursor
 
 from .body import read_json
@@ -73,13 +74,20 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
             f"assistant {body.assistant!r} is not configured; choose one of: {known}",
             fields=[{"field": "assistant", "message": f"unknown assistant; known: {known}"}],
         )
+    options = body.options.to_generation()
+    bounds = gateway.assistants[body.assistant].out_of_bounds(options)
+    if bounds:
+        fields = [{**f, "field": f"options.{f['field']}"} for f in bounds]
+        raise InvalidField(
+            "; ".join(f"{f['field']}: {f['message']}" for f in fields), fields=fields
+        )
     user = gateway.user_of(request)
     question = Question(
         owner=user,
-        message=body.message,
+        messages=(ChatMessage("user", body.message),),
         assistant=body.assistant,
         conversation_id=body.conversation_id,
-        options=body.options.to_generation(),
+        options=options,
     )
     answer = await gateway.chat.ask(question)
     if "text/event-stream" in request.headers.get("accept", ""):

@@ -1,0 +1,73 @@
+"""Configuration of real models: upstream servers and the assistants that use them.
+
+An upstream is any server speaking OpenAI's Chat Completions API (vLLM,
+Ollama, Xinference, LM Studio, OpenAI). An assistant is what clients choose: a
+public name mapped to a model on one or more upstreams (tried in order, for
+failover), a system prompt, default sampling options and the bounds within
+which a request may override them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+__all__ = ["AssistantConfig", "RetryPolicy", "UpstreamConfig"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UpstreamConfig(_Config):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    base_url: str = Field(
+        description="e.g. http://127.0.0.1:8001/v1 (the part before /chat/completions)"
+    )
+    api_keys: list[SecretStr] = Field(default_factory=list, description="none: no Authorization")
+    key_strategy: Literal["round_robin", "random"] = "round_robin"
+    models: list[str] = Field(default_factory=list, description="models served; empty: any")
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection")
+    headers_timeout: float = Field(30.0, gt=0, description="seconds until response headers")
+    bench_seconds: float = Field(300.0, ge=0, description="how long a refused key (401/403) rests")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
+
+    @model_validator(mode="after")
+    def _http_url(self) -> UpstreamConfig:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {self.base_url!r} must start with http:// or https://")
+        return self
+
+    def serves(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+
+class RetryPolicy(_Config):
+    """Failover before the first token: which failures retry, and for how long."""
+
+    deadline: float = Field(30.0, gt=0, description="total seconds spent on attempts")
+    backoff_initial: float = Field(0.2, ge=0, description="first pause between attempts")
+    backoff_max: float = Field(5.0, ge=0, description="longest pause between attempts")
+
+
+class AssistantConfig(_Config):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    model: str = Field(min_length=1, description="the model name the upstream knows")
+    upstreams: list[str] = Field(
+        default_factory=list, description="upstream names in failover order; empty: all serving it"
+    )
+    description: str = ""
+    system_prompt: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_tokens_limit: int | None = Field(
+        None, ge=1, description="largest max_tokens a request may ask"
+    )
+    temperature_limit: float = Field(
+        2.0, ge=0, le=2, description="highest temperature a request may ask"
+    )
+    first_token_timeout: float | None = Field(None, gt=0)
+    idle_timeout: float | None = Field(None, gt=0)
+    total_timeout: float | None = Field(None, gt=0)
