@@ -96,4 +96,4 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(f"invalid settings: {problems}") from None
     except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
         raise ConfigError(f"cannot read settings from {toml_path}: {exc}") from None
-    return Settings.model_construct(**loaded.model_dump())
+    return loaded
