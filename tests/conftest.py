@@ -16,6 +16,8 @@ from typewriter.api.gateway import Gateway
 from typewriter.config import Settings, load_settings
 from typewriter.server import GatewayServer, build_server
 
+pytest_plugins = ["upstream.fixtures"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:
