@@ -32,6 +32,7 @@ import bench_fanout
 import bench_idle
 import bench_latency
 import bench_stop
+import bench_upstream
 import report
 from measure import Outcome
 from servers import KINDS, LOAD_CORE, Server, raise_nofile, running, stop_all
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, list[tuple[tuple[str, ...], Scenario]]] = {
     ],
     "idle": [(KINDS, bench_idle.run)],
     "stop": [(TYPEWRITER_ONLY, bench_stop.run)],
+    "upstream": [((), bench_upstream.run)],
 }
 RESULTS = Path(__file__).resolve().parent / "results.md"
 

@@ -117,9 +117,10 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _start(kind: str, nofile: int) -> Server:
+def _start(kind: str, nofile: int, settings: dict[str, str] | None = None) -> Server:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
+    env.update(settings or {})
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         _command(kind, port, nofile),
@@ -174,12 +175,17 @@ def stop_all() -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(kinds: tuple[str, ...], nofile: int) -> AsyncIterator[dict[str, Server]]:
-    """Both servers up and answering; both stopped on the way out, whatever happened."""
+async def running(
+    kinds: tuple[str, ...], nofile: int, settings: dict[str, str] | None = None
+) -> AsyncIterator[dict[str, Server]]:
+    """Both servers up and answering; both stopped on the way out, whatever happened.
+
+    ``settings`` are ``TYPEWRITER_*`` variables for the typewriter server.
+    """
     servers: dict[str, Server] = {}
     try:
         for kind in kinds:
-            servers[kind] = _start(kind, nofile)
+            servers[kind] = _start(kind, nofile, settings if kind == "typewriter" else None)
         for server in servers.values():
             await _wait_ready(server)
         yield servers
