@@ -1,8 +1,15 @@
-"""Every error leaves as ``{"error": {"code", "message"}}``; none leaves with a stack trace."""
+"""Every error leaves as ``{"error": {"code", "message"}}``; none leaves with a stack trace.
+
+On the OpenAI-compatible paths the same error is reshaped into OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` (see ``openai_schemas``), in
+one place, :func:`_respond`, so that no handler knows about two shapes.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -11,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from typewriter.errors import TypewriterError
+
+from .openai_schemas import is_openai_path, openai_error
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -30,9 +39,21 @@ def error_response(error: TypewriterError) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=error.status)
 
 
+def _respond(
+    request: Request,
+    body: dict[str, Any],
+    status: int,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The contract's error body, in OpenAI's shape where OpenAI's clients are talking."""
+    if is_openai_path(request.url.path):
+        status, body = openai_error(status, body)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 async def _typewriter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TypewriterError)
-    return error_response(exc)
+    return _respond(request, exc.to_dict(), exc.status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -42,7 +63,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         message = f"no such path: {request.method} {request.url.path}"
     body = {"error": {"code": code, "message": message}}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    return _respond(request, body, exc.status_code, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -53,13 +74,13 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         fields.append({"field": location, "message": str(error.get("msg", "invalid"))})
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     body = {"error": {"code": "invalid_field", "message": summary, "fields": fields}}
-    return JSONResponse(body, status_code=422)
+    return _respond(request, body, 422)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     body = {"error": {"code": "internal_error", "message": "internal server error"}}
-    return JSONResponse(body, status_code=500)
+    return _respond(request, body, 500)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,0 +1,307 @@
+"""OpenAI's Chat Completions wire format: the request body, the answer, the error shape.
+
+The request model is lenient where OpenAI's clients need it and strict where a
+silent guess would hurt. Clients built on the SDK send many fields typewriter
+has no use for (``tools``, ``metadata``, ``service_tier``, …), so unknown fields
+are ignored; but a known field of the wrong type (``"temperature": "hot"``) is
+a client bug, refused with ``400`` and the field named in ``param`` the way
+OpenAI does.
+
+How typewriter's endings read to an OpenAI client (:class:`Completion`):
+
+- ``stop`` → ``stop``; ``length`` → ``length``; ``cancelled`` (someone pressed
+  Stop, e.g. ``POST /v1/streams/{id}/cancel``) → ``stop``: the partial answer is
+  the answer, and OpenAI has no "cancelled" that its clients would understand.
+- ``error`` / ``timeout`` → an error, also when some text came first: a client
+  could not tell a cut answer from a whole one otherwise (the partial text stays
+  readable through the stream). Streamed: ``data: {"error": …}`` then
+  ``data: [DONE]``, as OpenAI and vLLM do once the status is already 200. Not
+  streamed: the status of the ``error`` event's code (502, 503 or 504).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from typewriter.errors import ModelError, ModelTimeout, ModelUnavailable
+from typewriter.jsonutil import dumps
+from typewriter.models.base import ChatMessage, GenerationOptions
+
+__all__ = [
+    "DONE",
+    "Completion",
+    "CompletionRequest",
+    "Message",
+    "is_openai_path",
+    "openai_error",
+    "sse_data",
+]
+
+# What each accepted role means to the model; OpenAI's newer "developer" role
+# is the system role under another name.
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
+
+
+def is_openai_path(path: str) -> bool:
+    """The paths whose errors must be in OpenAI's shape, because OpenAI's SDK reads them."""
+    return path == "/v1/chat/completions" or path == "/v1/models" or path.startswith("/v1/models/")
+
+
+def _error_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def openai_error(status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A contract error body ``{"error": {"code", "message", ...}}`` in OpenAI's shape.
+
+    Invalid fields (``422`` in the contract) become ``400``, which is what
+    OpenAI answers and what its SDK maps to ``BadRequestError``. ``param`` is
+    the ``param`` detail if given, else the first invalid field, written as
+    OpenAI writes it (``messages[0].content``).
+    """
+    error = body["error"]
+    param = error.get("param")
+    fields = error.get("fields")
+    if param is None and fields:
+        param = _INDEX.sub(r"[\1]", str(fields[0]["field"]))
+    if status == 422:
+        status = 400
+    shaped = {
+        "message": error["message"],
+        "type": _error_type(status),
+        "param": param,
+        "code": error["code"],
+    }
+    return status, {"error": shaped}
+
+
+def _encodable(value: str) -> str:
+    """A lone surrogate (``"\\ud800"`` is valid JSON) could never be sent on as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"contains an unpaired surrogate at position {exc.start}; send valid Unicode"
+        ) from None
+    return value
+
+
+class _Lenient(BaseModel):
+    """Unknown fields ignored; known fields strictly typed, finite numbers only."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
+
+
+class Message(_Lenient):
+    role: str
+    content: str | None = Field(None, validate_default=True)
+    name: str | None = None
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        if value not in _ROLES:
+            raise ValueError(
+                f"role {value[:40]!r} is not supported: use system, developer, user or "
+                "assistant (tool calls are not supported)"
+            )
+        return value
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _join_text_parts(cls, value: Any) -> Any:
+        """A list of ``{"type": "text", "text": …}`` parts is their text, concatenated."""
+        if not isinstance(value, list):
+            return value  # a string or null; the field's type refuses anything else
+        texts = []
+        for index, part in enumerate(value):
+            kind = part.get("type") if isinstance(part, dict) else None
+            text = part.get("text") if isinstance(part, dict) else None
+            if kind != "text" or not isinstance(text, str):
+                shown = f"type {str(kind)[:40]!r}" if kind is not None else "no type"
+                raise ValueError(
+                    f"content part {index} has {shown}: only text parts "
+                    '({"type": "text", "text": "..."}) are supported'
+                )
+            texts.append(text)
+        return "".join(texts)
+
+    @field_validator("content")
+    @classmethod
+    def _present_and_encodable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("role") != "assistant":
+                raise ValueError("content is required (only an assistant message may omit it)")
+            return value
+        return _encodable(value)
+
+    def to_chat(self) -> ChatMessage:
+        return ChatMessage(_ROLES[self.role], self.content or "")
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool | None = None
+
+
+class CompletionRequest(_Lenient):
+    """``POST /v1/chat/completions``: what typewriter uses, and what it accepts and ignores."""
+
+    model: str = Field(min_length=1, description="an assistant from GET /v1/models")
+    messages: list[Message] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    n: int | None = None
+    # Accepted for compatibility and ignored: none of them changes what a client
+    # can rely on in the answer's shape.
+    stop: str | list[str] | None = None
+    user: str | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    logit_bias: dict[str, float] | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _string_or_strings(cls, value: Any) -> Any:
+        """One error naming ``stop``, rather than one per member of the union."""
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError("stop must be a string or a list of strings")
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError(f"n={value} is not supported: typewriter answers with one choice")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def max_tokens_param(self) -> str:
+        """The name the client used for the token limit, for error messages."""
+        return "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
+
+    def generation_options(self) -> GenerationOptions:
+        """``max_completion_tokens`` (OpenAI's newer name) wins over ``max_tokens``."""
+        limit = self.max_completion_tokens
+        return GenerationOptions(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=limit if limit is not None else self.max_tokens,
+        )
+
+    def chat_messages(self) -> tuple[ChatMessage, ...]:
+        return tuple(m.to_chat() for m in self.messages)
+
+
+_FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
+_ERROR_STATUS = {c.code: c.status for c in (ModelError, ModelUnavailable, ModelTimeout)}
+_ERROR_STATUS["interrupted"] = 503  # the server shut down mid-answer: ask again
+DONE = b"data: [DONE]\n\n"
+
+
+def sse_data(value: Any) -> bytes:
+    return b"data: " + dumps(value).encode() + b"\n\n"
+
+
+def _error(code: str, message: str) -> tuple[int, dict[str, Any]]:
+    status = _ERROR_STATUS.get(code, 500)
+    return openai_error(status, {"error": {"code": code, "message": message}})
+
+
+class Completion:
+    """One answer through OpenAI's eyes: fed the stream's events in order, it knows
+    how the answer ended and writes the chunks and bodies that say so."""
+
+    def __init__(self, message_id: str, model: str, include_usage: bool) -> None:
+        self.id = "chatcmpl-" + message_id.removeprefix("msg_")  # ties it to the stored message
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self.ended = False
+        self.finish_reason: str | None = None
+        self.usage: dict[str, int] | None = None
+        self.error: tuple[int, dict[str, Any]] | None = None  # (status, OpenAI error body)
+
+    def apply(self, event: str, data: str) -> str:
+        """Take one event in; return the text it adds to the answer."""
+        if event == "delta":
+            text: str = json.loads(data)["text"]
+            return text
+        if event == "error":
+            error = json.loads(data)
+            self.error = _error(error["code"], error["message"])
+        elif event == "end":
+            end = json.loads(data)
+            self.ended = True
+            self.usage = end.get("usage")
+            self.finish_reason = _FINISH.get(end["finish_reason"])
+            if self.finish_reason is None and self.error is None:
+                self.error = _error("upstream_error", f"the answer ended {end['finish_reason']!r}")
+        return ""
+
+    def _envelope(self, kind: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            **fields,
+        }
+
+    def chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        extra = {"usage": None} if self.include_usage else {}
+        return sse_data(self._envelope("chat.completion.chunk", choices=[choice], **extra))
+
+    def translate(self, event: str, data: str) -> bytes:
+        """The SSE bytes an OpenAI client gets for one typewriter event."""
+        text = self.apply(event, data)
+        if event == "delta":
+            return self.chunk({"content": text})
+        if event != "end":
+            return b""  # start: the role chunk opened the response; error: sent with end
+        if self.error is not None:
+            return sse_data(self.error[1]) + DONE
+        tail = self.chunk({}, self.finish_reason)
+        if self.include_usage:
+            tail += sse_data(self._envelope("chat.completion.chunk", choices=[], usage=self.usage))
+        return tail + DONE
+
+    def interrupted(self) -> tuple[int, dict[str, Any]]:
+        return _error("interrupted", "the server is shutting down; ask again")
+
+    def completion(self, text: str) -> dict[str, Any]:
+        message = {"role": "assistant", "content": text, "refusal": None}
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": self.finish_reason,
+        }
+        return self._envelope("chat.completion", choices=[choice], usage=self.usage)

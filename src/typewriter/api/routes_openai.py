@@ -1,0 +1,208 @@
+"""OpenAI-compatible endpoints: ``GET /v1/models`` and ``POST /v1/chat/completions``.
+
+A completion is an ordinary typewriter answer (``Chat.ask``): the same
+generation task and broker stream as ``/v1/chat``, so it can be followed,
+resumed or stopped like any other (its id is in ``X-Stream-Id``). Only the
+bytes the client receives differ, and both responses reuse
+:class:`EventStreamResponse` for everything else: the watcher that hears the
+client leave and cancels the answer, the heartbeat, the shutdown registry.
+
+How its endings map to OpenAI's finish reasons and errors: ``openai_schemas``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from typewriter.assistants import Assistant
+from typewriter.chat import Question
+from typewriter.errors import InvalidField, NotFound
+from typewriter.jsonutil import dumps
+from typewriter.streams.base import Entry, Subscription
+
+from .body import read_json
+from .event_stream import EVENT_STREAM_HEADERS, EventStreamResponse
+from .gateway import Gateway, get_gateway
+from .openai_schemas import DONE, Completion, CompletionRequest, sse_data
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+_STARTED = int(time.time())  # "created" of the models: when this process began serving them
+_BODY_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CompletionRequest.model_json_schema()}},
+    }
+}
+
+
+class _Translated(Subscription):
+    """A subscription whose entries carry OpenAI chunks as their wire bytes, so that
+    :class:`EventStreamResponse` writes them without knowing the difference."""
+
+    def __init__(self, inner: Subscription, completion: Completion) -> None:
+        self._inner = inner
+        self._translate = completion.translate
+
+    @property
+    def cursor(self) -> int:
+        return self._inner.cursor
+
+    async def next(self, deadline: float) -> list[Entry] | None:
+        batch = await self._inner.next(deadline)
+        if not batch:
+            return batch
+        wire = b"".join([self._translate(event, data) for _, event, data, _ in batch])
+        if not wire:
+            return []  # start, or an error before its end: a wake-up with nothing to write
+        seq, event, data, _ = batch[-1]
+        return [(seq, event, data, wire)]
+
+    def wake(self) -> None:
+        self._inner.wake()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class CompletionStream(EventStreamResponse):
+    """``stream: true``: ``chat.completion.chunk`` events ending in ``data: [DONE]``."""
+
+    def __init__(self, subscription: Subscription, completion: Completion, **kwargs: Any) -> None:
+        super().__init__(_Translated(subscription, completion), retry_ms=0, **kwargs)
+        self.completion = completion
+        # No "retry:" block: OpenAI's SDK makes an event of a block without data and
+        # fails to parse its empty data as JSON. The role chunk opens the stream instead.
+        self.prelude = completion.chunk({"role": "assistant", "content": ""})
+
+    async def _follow(self, send: Send) -> None:
+        await super()._follow(send)
+        if self.registry.closing and not self.disconnected and not self.completion.ended:
+            # An OpenAI client cannot resume: tell it the answer was cut, not finished.
+            body = sse_data(self.completion.interrupted()[1]) + DONE
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+class CompletionResponse(EventStreamResponse):
+    """``stream: false``: one ``chat.completion`` once the answer is complete.
+
+    An event-stream response for its lifecycle, not its body: a plain handler
+    would not notice the client leave while it waits, and the model would go on
+    generating for nobody; here the same watcher as ``/v1/chat`` cancels the
+    answer. The stream's head and prelude are held back, since the status
+    depends on how the answer ends, and ``_follow`` collects instead of writing.
+    """
+
+    def __init__(self, subscription: Subscription, completion: Completion, **kwargs: Any) -> None:
+        super().__init__(subscription, retry_ms=0, **kwargs)
+        self.completion = completion
+        self.parts: list[str] = []
+        self.extra_headers = [
+            h for h in self.raw_headers if h[0].decode("latin-1") not in EVENT_STREAM_HEADERS
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def held(message: Message) -> None:
+            """The event-stream head and body frames are not for this client."""
+
+        await super().__call__(scope, receive, held)
+        if self.disconnected:
+            return
+        status, body = self._result()
+        payload = dumps(body).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            *self.extra_headers,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _follow(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self.subscription.next(loop.time() + self.heartbeat)
+            if batch is None or self.disconnected or self.registry.closing:
+                return
+            for _, event, data, _ in batch:
+                self.parts.append(self.completion.apply(event, data))
+
+    def _result(self) -> tuple[int, dict[str, Any]]:
+        completion = self.completion
+        if not completion.ended:
+            return completion.interrupted()
+        if completion.error is not None:
+            return completion.error
+        return 200, completion.completion("".join(self.parts))
+
+
+def _model_card(assistant: Assistant) -> dict[str, Any]:
+    return {"id": assistant.name, "object": "model", "created": _STARTED, "owned_by": "typewriter"}
+
+
+def _assistant(gateway: Gateway, name: str) -> Assistant:
+    assistant = gateway.assistants.get(name)
+    if assistant is None:
+        raise NotFound(
+            f"the model {name[:100]!r} does not exist; GET /v1/models lists the assistants",
+            code="model_not_found",
+            param="model",
+        )
+    return assistant
+
+
+@router.get("/models")
+async def list_models(gateway: GatewayDep) -> dict[str, Any]:
+    """The assistants, as OpenAI lists models."""
+    return {"object": "list", "data": [_model_card(a) for a in gateway.assistants.values()]}
+
+
+@router.get("/models/{model:path}")
+async def retrieve_model(model: str, gateway: GatewayDep) -> dict[str, Any]:
+    """One assistant as an OpenAI model; ``404 model_not_found`` for any other name."""
+    return _model_card(_assistant(gateway, model))
+
+
+@router.post("/chat/completions", openapi_extra=_BODY_SCHEMA)
+async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
+    """OpenAI's Chat Completions; ``model`` is an assistant's name."""
+    body = await read_json(request, CompletionRequest, gateway.settings.max_body_bytes)
+    assistant = _assistant(gateway, body.model)
+    options = body.generation_options()
+    bounds = [
+        {**f, "field": body.max_tokens_param if f["field"] == "max_tokens" else f["field"]}
+        for f in assistant.out_of_bounds(options)
+    ]
+    if bounds:
+        raise InvalidField(
+            "; ".join(f"{f['field']}: {f['message']}" for f in bounds), fields=bounds
+        )
+    user = gateway.user_of(request)
+    question = Question(
+        owner=user, messages=body.chat_messages(), assistant=assistant.name, options=options
+    )
+    answer = await gateway.chat.ask(question)
+    subscription = await gateway.broker.subscribe(answer.stream_id, user, 0)
+
+    async def stop_generating() -> None:
+        await gateway.broker.cancel(answer.stream_id, user)
+
+    kind: Callable[..., Response] = CompletionStream if body.stream else CompletionResponse
+    return kind(
+        subscription,
+        Completion(answer.message_id, assistant.name, body.include_usage),
+        registry=gateway.open_streams,
+        heartbeat=gateway.settings.heartbeat,
+        headers={"x-stream-id": answer.stream_id},
+        on_disconnect=stop_generating,
+    )
