@@ -6,8 +6,8 @@ encoded once when appended, and a listener writes whatever is pending in one
 ``send``; FastAPI routes the request and validates it, then steps aside.
 
 Three things end a response: the stream's ``end`` was delivered, the client went
-away (a watcher task reading ``receive`` notices at once, which is how closing a
-direct response becomes "Stop generating"), or the server is shutting down (the
+away (:class:`ClientWatch` hears it at once, which is how closing a direct
+response becomes "Stop generating"), or the server is shutting down (the
 client then reconnects with ``Last-Event-ID`` to another replica).
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -22,7 +23,13 @@ from starlette.types import Message, Receive, Scope, Send
 from typewriter import sse
 from typewriter.streams.base import Subscription
 
-__all__ = ["EVENT_STREAM_HEADERS", "EventStreamResponse", "OpenStreams"]
+__all__ = [
+    "EVENT_STREAM_HEADERS",
+    "ClientWatch",
+    "EventStreamResponse",
+    "OnDisconnect",
+    "OpenStreams",
+]
 
 EVENT_STREAM_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -30,6 +37,7 @@ EVENT_STREAM_HEADERS = {
     "x-accel-buffering": "no",
 }
 PING = sse.encode_comment("ping")
+OnDisconnect = Callable[[], Awaitable[None]]
 
 
 class OpenStreams:
@@ -37,25 +45,88 @@ class OpenStreams:
 
     def __init__(self) -> None:
         self.closing = False
-        self._open: set[EventStreamResponse] = set()
+        self._open: set[ClientWatch] = set()
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, response: EventStreamResponse) -> None:
-        self._open.add(response)
+    def add(self, watch: ClientWatch) -> None:
+        self._open.add(watch)
 
-    def discard(self, response: EventStreamResponse) -> None:
-        self._open.discard(response)
+    def discard(self, watch: ClientWatch) -> None:
+        self._open.discard(watch)
 
     def close_all(self) -> None:
         self.closing = True
-        for response in list(self._open):
-            response.subscription.wake()
+        for watch in list(self._open):
+            watch.subscription.wake()
+
+
+class ClientWatch:
+    """What every long response needs while it waits on a subscription.
+
+    A task reads ASGI ``receive``: ``http.disconnect`` sets :attr:`disconnected`,
+    wakes the subscription and runs ``on_disconnect`` (the cancel of a direct
+    answer). Registered in :class:`OpenStreams` so shutdown wakes it too. On
+    exit the subscription is closed, which is what starts a grace period.
+    """
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        registry: OpenStreams,
+        receive: Receive,
+        on_disconnect: OnDisconnect | None = None,
+    ) -> None:
+        self.subscription = subscription
+        self.registry = registry
+        self.disconnected = False
+        self._receive = receive
+        self._on_disconnect = on_disconnect
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ending(self) -> bool:
+        """The client left or the server is stopping: stop writing."""
+        return self.disconnected or self.registry.closing
+
+    async def __aenter__(self) -> ClientWatch:
+        self._task = asyncio.create_task(self._watch())
+        self.registry.add(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.registry.discard(self)
+        task = self._task
+        if task is not None:
+            if self.disconnected and not task.done():
+                await task  # let a Stop reach the producer; never cut it short
+            task.cancel()
+        await self.subscription.close()
+
+    async def _watch(self) -> None:
+        while True:
+            message: Message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+        self.disconnected = True
+        self.subscription.wake()
+        if self._on_disconnect is not None:
+            await self._on_disconnect()
 
 
 class EventStreamResponse(Response):
-    """A ``text/event-stream`` response fed by a :class:`Subscription`."""
+    """A ``text/event-stream`` response fed by a :class:`Subscription`.
+
+    ``retry_ms=None`` leaves out the opening ``retry:`` block (for clients that
+    choke on a block without data); :meth:`epilogue` gives subclasses the last
+    word once the stream stopped (e.g. to tell a client that cannot resume).
+    """
 
     def __init__(
         self,
@@ -63,10 +134,10 @@ class EventStreamResponse(Response):
         *,
         registry: OpenStreams,
         heartbeat: float,
-        retry_ms: int,
+        retry_ms: int | None,
         prelude: bytes = b"",
         headers: dict[str, str] | None = None,
-        on_disconnect: Callable[[], Awaitable[None]] | None = None,
+        on_disconnect: OnDisconnect | None = None,
     ) -> None:
         # Response.__init__ would add a Content-Length for an empty body; build the head here.
         self.status_code = 200
@@ -74,33 +145,39 @@ class EventStreamResponse(Response):
         self.subscription = subscription
         self.registry = registry
         self.heartbeat = heartbeat
-        self.prelude = sse.encode_retry(retry_ms) + prelude
+        retry = sse.encode_retry(retry_ms) if retry_ms is not None else b""
+        self.prelude = retry + prelude
         self.on_disconnect = on_disconnect
-        self.disconnected = False
         all_headers = {**EVENT_STREAM_HEADERS, **(headers or {})}
         self.raw_headers = [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in all_headers.items()
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watcher = asyncio.create_task(self._watch_disconnect(receive))
-        self.registry.add(self)
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": self.prelude, "more_body": True})
-            await self._follow(send)
-            if not self.disconnected:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the socket broke under a write; the watcher hears the disconnect
-        finally:
-            self.registry.discard(self)
-            if self.disconnected and not watcher.done():
-                await watcher  # let a Stop reach the producer; never cut it short
-            watcher.cancel()
-            await self.subscription.close()
+        watch = ClientWatch(self.subscription, self.registry, receive, self.on_disconnect)
+        async with watch:
+            try:
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                )
+                await send({"type": "http.response.body", "body": self.prelude, "more_body": True})
+                await self._follow(send, watch)
+                if not watch.disconnected:
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": self.epilogue(watch),
+                            "more_body": False,
+                        }
+                    )
+            except OSError:
+                pass  # the socket broke under a write; the watch hears the disconnect
 
-    async def _follow(self, send: Send) -> None:
+    def epilogue(self, watch: ClientWatch) -> bytes:
+        """Bytes to write after the stream stopped and before the body ends."""
+        return b""
+
+    async def _follow(self, send: Send, watch: ClientWatch) -> None:
         loop = asyncio.get_running_loop()
         subscription = self.subscription
         heartbeat = self.heartbeat
@@ -108,7 +185,7 @@ class EventStreamResponse(Response):
         next_ping = last_write + heartbeat  # moves only when it is reached: one timer per period
         while True:
             batch = await subscription.next(next_ping)
-            if batch is None or self.disconnected or self.registry.closing:
+            if batch is None or watch.ending:
                 return
             if batch:
                 body = batch[0][3] if len(batch) == 1 else b"".join([e[3] for e in batch])
@@ -123,13 +200,3 @@ class EventStreamResponse(Response):
                 next_ping = now + heartbeat
             await send({"type": "http.response.body", "body": body, "more_body": True})
             last_write = loop.time()
-
-    async def _watch_disconnect(self, receive: Receive) -> None:
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-        self.disconnected = True
-        self.subscription.wake()
-        if self.on_disconnect is not None:
-            await self.on_disconnect()

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from typewriter.assistants import Assistant
 from typewriter.chat import Question
@@ -28,7 +27,7 @@ from typewriter.jsonutil import dumps
 from typewriter.streams.base import Entry, Subscription
 
 from .body import read_json
-from .event_stream import EVENT_STREAM_HEADERS, EventStreamResponse
+from .event_stream import ClientWatch, EventStreamResponse, OnDisconnect, OpenStreams
 from .gateway import Gateway, get_gateway
 from .openai_schemas import DONE, Completion, CompletionRequest, sse_data
 
@@ -79,71 +78,78 @@ class CompletionStream(EventStreamResponse):
     """``stream: true``: ``chat.completion.chunk`` events ending in ``data: [DONE]``."""
 
     def __init__(self, subscription: Subscription, completion: Completion, **kwargs: Any) -> None:
-        super().__init__(_Translated(subscription, completion), retry_ms=0, **kwargs)
-        self.completion = completion
         # No "retry:" block: OpenAI's SDK makes an event of a block without data and
         # fails to parse its empty data as JSON. The role chunk opens the stream instead.
-        self.prelude = completion.chunk({"role": "assistant", "content": ""})
+        super().__init__(
+            _Translated(subscription, completion),
+            retry_ms=None,
+            prelude=completion.chunk({"role": "assistant", "content": ""}),
+            **kwargs,
+        )
+        self.completion = completion
 
-    async def _follow(self, send: Send) -> None:
-        await super()._follow(send)
-        if self.registry.closing and not self.disconnected and not self.completion.ended:
+    def epilogue(self, watch: ClientWatch) -> bytes:
+        if self.registry.closing and not self.completion.ended:
             # An OpenAI client cannot resume: tell it the answer was cut, not finished.
-            body = sse_data(self.completion.interrupted()[1]) + DONE
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+            return sse_data(self.completion.interrupted()[1]) + DONE
+        return b""
 
 
-class CompletionResponse(EventStreamResponse):
+class CompletionResponse(Response):
     """``stream: false``: one ``chat.completion`` once the answer is complete.
 
-    An event-stream response for its lifecycle, not its body: a plain handler
-    would not notice the client leave while it waits, and the model would go on
-    generating for nobody; here the same watcher as ``/v1/chat`` cancels the
-    answer. The stream's head and prelude are held back, since the status
-    depends on how the answer ends, and ``_follow`` collects instead of writing.
+    It waits under a :class:`ClientWatch` because a plain handler would not
+    notice the client leave, and the model would go on generating for nobody;
+    the watch cancels the answer as it does for ``/v1/chat``.
     """
 
-    def __init__(self, subscription: Subscription, completion: Completion, **kwargs: Any) -> None:
-        super().__init__(subscription, retry_ms=0, **kwargs)
+    def __init__(
+        self,
+        subscription: Subscription,
+        completion: Completion,
+        *,
+        registry: OpenStreams,
+        heartbeat: float,
+        headers: dict[str, str],
+        on_disconnect: OnDisconnect,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.subscription = subscription
         self.completion = completion
-        self.parts: list[str] = []
-        self.extra_headers = [
-            h for h in self.raw_headers if h[0].decode("latin-1") not in EVENT_STREAM_HEADERS
-        ]
+        self.registry = registry
+        self.heartbeat = heartbeat
+        self.on_disconnect = on_disconnect
+        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def held(message: Message) -> None:
-            """The event-stream head and body frames are not for this client."""
-
-        await super().__call__(scope, receive, held)
-        if self.disconnected:
+        parts: list[str] = []
+        loop = asyncio.get_running_loop()
+        watch = ClientWatch(self.subscription, self.registry, receive, self.on_disconnect)
+        async with watch:
+            while (batch := await self.subscription.next(loop.time() + self.heartbeat)) is not None:
+                if watch.ending:
+                    break
+                parts.extend(self.completion.apply(event, data) for _, event, data, _ in batch)
+        if watch.disconnected:
             return
-        status, body = self._result()
+        status, body = self._result("".join(parts))
         payload = dumps(body).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
-            *self.extra_headers,
+            *self.raw_headers,
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _follow(self, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self.subscription.next(loop.time() + self.heartbeat)
-            if batch is None or self.disconnected or self.registry.closing:
-                return
-            for _, event, data, _ in batch:
-                self.parts.append(self.completion.apply(event, data))
-
-    def _result(self) -> tuple[int, dict[str, Any]]:
+    def _result(self, text: str) -> tuple[int, dict[str, Any]]:
         completion = self.completion
         if not completion.ended:
             return completion.interrupted()
         if completion.error is not None:
             return completion.error
-        return 200, completion.completion("".join(self.parts))
+        return 200, completion.completion(text)
 
 
 def _model_card(assistant: Assistant) -> dict[str, Any]:
@@ -197,12 +203,13 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     async def stop_generating() -> None:
         await gateway.broker.cancel(answer.stream_id, user)
 
-    kind: Callable[..., Response] = CompletionStream if body.stream else CompletionResponse
-    return kind(
-        subscription,
-        Completion(answer.message_id, assistant.name, body.include_usage),
-        registry=gateway.open_streams,
-        heartbeat=gateway.settings.heartbeat,
-        headers={"x-stream-id": answer.stream_id},
-        on_disconnect=stop_generating,
-    )
+    completion = Completion(answer.message_id, assistant.name, body.include_usage)
+    common: dict[str, Any] = {
+        "registry": gateway.open_streams,
+        "heartbeat": gateway.settings.heartbeat,
+        "headers": {"x-stream-id": answer.stream_id},
+        "on_disconnect": stop_generating,
+    }
+    if body.stream:
+        return CompletionStream(subscription, completion, **common)
+    return CompletionResponse(subscription, completion, **common)
