@@ -176,11 +176,10 @@ async def _read_chunks(response: httpx.Response) -> AsyncGenerator[Chunk, None]:
             payload = _parse(event.data)
             if "error" in payload:
                 raise ModelError(f"the upstream reported an error: {_message_of(payload)}")
-            for choice in payload.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content")
+            for text, reason in _choices(payload, event.data):
                 if text:
-                    yield Chunk(text=_valid_text(text))
-                finish_reason = choice.get("finish_reason") or finish_reason
+                    yield Chunk(text=text)
+                finish_reason = reason or finish_reason
             if payload.get("usage"):
                 usage = _usage(payload["usage"])
     except SSEError:
@@ -202,6 +201,21 @@ def _parse(data: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ModelError(f"the upstream sent an invalid chunk: {data[:80]!r}")
     return value
+
+
+def _choices(payload: dict[str, Any], raw: str) -> list[tuple[str, str | None]]:
+    """``(text, finish_reason)`` of each choice; any other shape is the upstream's error."""
+    choices = payload.get("choices") or []
+    out: list[tuple[str, str | None]] = []
+    try:
+        for choice in choices:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            reason = choice.get("finish_reason")
+            out.append((_valid_text(text) if text else "", str(reason) if reason else None))
+    except (AttributeError, TypeError):
+        raise ModelError(f"the upstream sent a chunk of an unknown shape: {raw[:80]!r}") from None
+    return out
 
 
 def _message_of(payload: dict[str, Any]) -> str:
