@@ -271,3 +271,77 @@ async def test_history_reaches_the_upstream(upstream: Upstream, gateway: Gateway
         {"role": "system", "content": "S"},
         {"role": "user", "content": "question?"},
     ]
+
+
+SLOW = {"tokens": [f"t{i} " for i in range(1000)], "tokens_per_second": 20}
+
+
+async def test_closing_a_direct_response_closes_the_upstream(
+    upstream: Upstream, gateway: Gateway
+) -> None:
+    upstream.script(SLOW)
+    server = gateway(upstream)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        body = {"message": "hi", "assistant": "up"}
+        headers = {"accept": "text/event-stream"}
+        async with client.stream("POST", "/v1/chat", json=body, headers=headers) as direct:
+            async for chunk in direct.aiter_bytes():
+                if b"event: delta" in chunk:
+                    break
+        closed_at = time.time()
+    record = upstream.wait_for_disconnect(0, timeout=5)
+    assert record["disconnected"] - closed_at < 2.0
+
+
+async def test_grace_expiry_closes_the_upstream(
+    upstream: Upstream, make_server: ServerFactory
+) -> None:
+    upstream.script(SLOW)
+    server = make_server(
+        grace=0.3,
+        upstreams=[{"name": "u", "base_url": upstream.base_url}],
+        assistants=[{"name": "up", "model": "test-model"}],
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        await ask(client, "hi", assistant="up")  # and nobody ever listens
+    upstream.wait_for_disconnect(0, timeout=5)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
+async def test_leaving_an_openai_call_closes_the_upstream(
+    upstream: Upstream, gateway: Gateway, stream: bool
+) -> None:
+    upstream.script(SLOW)
+    server = gateway(upstream)
+    body = {"model": "up", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        if stream:
+            async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for chunk in response.aiter_bytes():
+                    if b'"content":"t' in chunk:
+                        break
+        else:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post("/v1/chat/completions", json=body, timeout=0.5)
+    left_at = time.time()
+    record = upstream.wait_for_disconnect(0, timeout=5)
+    assert record["disconnected"] - left_at < 2.0
+
+
+def test_the_openai_sdk_through_an_upstream_backed_assistant(
+    upstream: Upstream, gateway: Gateway
+) -> None:
+    import openai
+
+    server = gateway(upstream)
+    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    messages: Any = [{"role": "user", "content": "hi"}]
+    whole = sdk.chat.completions.create(model="up", messages=messages)
+    pieces = sdk.chat.completions.create(
+        model="up", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(pieces)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert whole.choices[0].message.content == streamed == HELLO
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+    assert [m.id for m in sdk.models.list()] == ["up"]
