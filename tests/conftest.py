@@ -59,11 +59,16 @@ ServerFactory = Callable[..., RunningServer]
 
 
 @pytest.fixture
-def make_server() -> Iterator[ServerFactory]:
-    """Start servers with setting overrides; all are stopped after the test."""
+def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Start servers with setting overrides; all are stopped after the test.
+
+    Each server keeps its SQLite file in a fresh temporary data directory
+    unless the test names a ``database_url`` or ``data_dir``.
+    """
     running: list[RunningServer] = []
 
     def make(**overrides: Any) -> RunningServer:
+        overrides.setdefault("data_dir", tmp_path_factory.mktemp("data"))
         settings = load_settings(port=0, log_level="warning", **overrides)
         server = start_server(settings)
         running.append(server)

@@ -24,6 +24,8 @@ from typewriter.errors import ModelError, ModelTimeout, TypewriterError
 from typewriter.ids import new_id
 from typewriter.jsonutil import dumps
 from typewriter.models.base import ChatMessage, Chunk, GenerationOptions, ModelRequest, Usage
+from typewriter.recorder import Recorder
+from typewriter.store.sql import SqlStore
 from typewriter.streams.base import Broker
 
 __all__ = ["Answer", "Chat", "Question"]
@@ -40,6 +42,8 @@ class Question:
     assistant: str = "default"
     conversation_id: str | None = None
     options: GenerationOptions = GenerationOptions()
+    persist: bool = False  # record in the store, and take the history from it
+    regenerate: str | None = None  # answer this message's question again
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,14 @@ class Answer:
     conversation_id: str
     message_id: str
     model: str
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What the model produced so far: shared by the pump, the recorder and the end."""
+
+    parts: list[str]
+    first_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -61,11 +73,16 @@ class Chat:
     """Runs generations; one task per answer, tracked so shutdown can end them cleanly."""
 
     def __init__(
-        self, settings: Settings, broker: Broker, assistants: Mapping[str, Assistant]
+        self,
+        settings: Settings,
+        broker: Broker,
+        assistants: Mapping[str, Assistant],
+        store: SqlStore | None = None,
     ) -> None:
         self.settings = settings
         self.broker = broker
         self.assistants = assistants
+        self.store = store
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -73,28 +90,47 @@ class Chat:
         return len(self._tasks)
 
     async def ask(self, question: Question) -> Answer:
+        """Record the question (if persisted), open the stream, start generating."""
         assistant = self.assistants[question.assistant]
-        stream_id = await self.broker.create(question.owner)
-        answer = Answer(
-            stream_id=stream_id,
-            conversation_id=question.conversation_id or new_id("conv"),
-            message_id=new_id("msg"),
-            model=assistant.model,
-        )
+        stream_id = new_id("st")
+        messages = question.messages
+        recorder = None
+        if self.store is not None and question.persist:
+            turn = await self.store.start_turn(
+                question.owner,
+                assistant=assistant.name,
+                model=assistant.model,
+                stream_id=stream_id,
+                budget_chars=self.settings.history_budget_chars,
+                question=None if question.regenerate else question.messages[-1].content,
+                conversation_id=question.conversation_id,
+                regenerate=question.regenerate,
+            )
+            conversation_id, message_id, messages = (
+                turn.conversation_id,
+                turn.answer_id,
+                turn.history,
+            )
+            recorder = Recorder(self.store, message_id, self.settings.checkpoint_interval)
+        else:
+            conversation_id = question.conversation_id or new_id("conv")
+            message_id = new_id("msg")
+        await self.broker.create(question.owner, stream_id)
+        answer = Answer(stream_id, conversation_id, message_id, assistant.model)
         start = {
             "stream_id": stream_id,
-            "conversation_id": answer.conversation_id,
-            "message_id": answer.message_id,
+            "conversation_id": conversation_id,
+            "message_id": message_id,
             "model": assistant.name,
             "created": int(time.time()),
         }
         await self.broker.append(stream_id, "start", dumps(start))
         request = ModelRequest(
             model=assistant.model,
-            messages=_messages(assistant, question.messages),
+            messages=_messages(assistant, messages),
             options=_merge(assistant.defaults, question.options),
         )
-        task = asyncio.create_task(self._generate(answer, assistant, request))
+        task = asyncio.create_task(self._generate(answer, assistant, request, recorder))
         self._tasks[stream_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(stream_id, None))
         return answer
@@ -106,10 +142,19 @@ class Chat:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _generate(self, answer: Answer, assistant: Assistant, request: ModelRequest) -> None:
-        parts: list[str] = []
+    async def _generate(
+        self,
+        answer: Answer,
+        assistant: Assistant,
+        request: ModelRequest,
+        recorder: Recorder | None,
+    ) -> None:
+        progress = _Progress([])
+        started = asyncio.get_running_loop().time()
+        if recorder is not None:
+            recorder.start(progress.parts)
         pump = asyncio.create_task(
-            self._pump(answer.stream_id, assistant, assistant.backend.stream(request), parts)
+            self._pump(answer.stream_id, assistant, assistant.backend.stream(request), progress)
         )
         stop = asyncio.create_task(self._stop_requested(answer.stream_id))
         try:
@@ -127,6 +172,11 @@ class Chat:
             for task in (pump, stop):
                 task.cancel()
             await asyncio.gather(pump, stop, return_exceptions=True)
+        if recorder is not None:
+            first = progress.first_at
+            first_ms = (first - started) * 1000 if first is not None else None
+            usage = outcome.usage.to_dict() if outcome.usage else None
+            await recorder.finish("".join(progress.parts), outcome.finish_reason, usage, first_ms)
         await self._finish(answer, outcome)
 
     async def _finish(self, answer: Answer, outcome: _Outcome) -> None:
@@ -146,11 +196,12 @@ class Chat:
         stream_id: str,
         assistant: Assistant,
         chunks: AsyncIterator[Chunk],
-        parts: list[str],
+        progress: _Progress,
     ) -> _Outcome:
         """Model → broker. Closing ``chunks`` on any exit is what stops the model."""
         loop = asyncio.get_running_loop()
         append = self.broker.append
+        parts = progress.parts
         task = asyncio.current_task()
         assert task is not None
         timeouts = assistant.timeouts
@@ -162,6 +213,8 @@ class Chat:
                 async for chunk in chunks:
                     watchdog.progress()
                     if chunk.text:
+                        if progress.first_at is None:
+                            progress.first_at = loop.time()
                         parts.append(chunk.text)
                         await append(stream_id, "delta", dumps({"text": chunk.text}))
                     if chunk.finish_reason is not None:

@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     )
     total_timeout: float = Field(600.0, gt=0, description="longest an answer may take, seconds")
     log_level: str = Field("info", description="debug, info, warning or error")
+    data_dir: Path = Field(Path("data"), description="where the SQLite file lives")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL (postgresql+asyncpg://…); default: SQLite in data_dir; "
+        "'none' keeps no history",
+    )
+    history_budget_chars: int = Field(
+        24_000, gt=0, description="how much recent history the model gets, in characters"
+    )
+    checkpoint_interval: float = Field(
+        2.0, gt=0, description="seconds between saves of an answer while it streams"
+    )
     upstreams: list[UpstreamConfig] = Field(
         default_factory=list, description="OpenAI-compatible servers (TOML [[upstreams]])"
     )

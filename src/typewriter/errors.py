@@ -16,6 +16,7 @@ individual classes, and anything else becomes a bare 500 with no details.
     ├── PayloadTooLarge             413 payload_too_large
     ├── UnsupportedMediaType        415 unsupported_media_type
     ├── InvalidField                422 invalid_field
+    ├── StoreUnavailable            503 store_unavailable
     ├── ConfigError                 (start-up only: a wrong setting)
     └── ModelError                  502 upstream_error
         ├── ModelUnavailable        503 upstream_unavailable
@@ -39,6 +40,7 @@ __all__ = [
     "ModelUnavailable",
     "NotFound",
     "PayloadTooLarge",
+    "StoreUnavailable",
     "StreamExpired",
     "StreamNotFound",
     "TypewriterError",
@@ -102,6 +104,13 @@ class UnsupportedMediaType(TypewriterError):
 class InvalidField(TypewriterError):
     status = 422
     code = "invalid_field"
+
+
+class StoreUnavailable(TypewriterError):
+    """The database cannot be reached; the request may be retried later."""
+
+    status = 503
+    code = "store_unavailable"
 
 
 class ConfigError(TypewriterError):

@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The ~130k objects of the loaded framework never die: keep full
         # collections from scanning them again and again under load.
+        await gateway.start()
         gc.collect()
         gc.freeze()
         yield

@@ -88,6 +88,7 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
         assistant=body.assistant,
         conversation_id=body.conversation_id,
         options=options,
+        persist=True,
     )
     answer = await gateway.chat.ask(question)
     if "text/event-stream" in request.headers.get("accept", ""):

@@ -31,6 +31,7 @@ class SimulateOptions(_Strict):
     timestamps: bool = Field(
         False, description="each piece is the time it was produced (latency benchmarks)"
     )
+    echo_history: bool = Field(False, description="answer with the messages the model received")
 
 
 class ChatOptions(_Strict):

@@ -63,6 +63,7 @@ class Simulation:
     fail_after_tokens: int | None = None
     stall_after_tokens: int | None = None
     timestamps: bool = False
+    echo_history: bool = False
 
 
 @dataclass(frozen=True, slots=True)

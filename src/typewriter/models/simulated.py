@@ -2,13 +2,15 @@
 
 ``default`` types a canned answer at a human pace; ``echo`` answers with the
 user's last message verbatim, cut into pieces of a few characters, so a test
-knows exactly what every listener must end up with. Faults are injected per
-request through :class:`~typewriter.models.base.Simulation`.
+knows exactly what every listener must end up with. ``echo_history`` answers
+with the messages the model received, as JSON, so a test can see the context.
+Faults are injected per request through :class:`~typewriter.models.base.Simulation`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import time
@@ -57,7 +59,10 @@ class SimulatedModel(ModelBackend):
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         sim = request.options.simulate or Simulation()
         question = request.messages[-1].content if request.messages else ""
-        if request.model == "echo":
+        if sim.echo_history:
+            received = [{"role": m.role, "content": m.content} for m in request.messages]
+            pieces = echo_pieces(json.dumps(received, ensure_ascii=False))
+        elif request.model == "echo":
             pieces = echo_pieces(question)
         else:
             pieces = _word_pieces(CANNED_ANSWER)

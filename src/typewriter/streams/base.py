@@ -107,8 +107,11 @@ class Broker(ABC):
     """Holds streams: create, append, finish, replay-then-follow, cancel, retention."""
 
     @abstractmethod
-    async def create(self, owner: str) -> str:
-        """Open a new running stream owned by ``owner`` and return its id."""
+    async def create(self, owner: str, stream_id: str | None = None) -> str:
+        """Open a new running stream owned by ``owner`` and return its id.
+
+        ``stream_id`` lets the caller record the id elsewhere first (the store).
+        """
 
     @abstractmethod
     async def append(self, stream_id: str, event: str, data: str) -> int:

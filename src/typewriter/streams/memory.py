@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
 from collections import deque
 from collections.abc import Callable
 
 from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
+from typewriter.ids import new_id
 from typewriter.streams.base import (
     TERMINAL_EVENT,
     Broker,
@@ -212,8 +212,8 @@ class MemoryBroker(Broker):
 
     # -- producing -------------------------------------------------------------
 
-    async def create(self, owner: str) -> str:
-        stream_id = "st_" + secrets.token_urlsafe(16)
+    async def create(self, owner: str, stream_id: str | None = None) -> str:
+        stream_id = stream_id or new_id("st")
         self._streams[stream_id] = _Stream(stream_id, owner, self._channel(owner))
         return stream_id
 

@@ -1,0 +1,56 @@
+"""Schema versions, applied in order at start-up, each in its own transaction.
+
+A list of functions and a ``schema_migrations`` table rather than Alembic:
+the migrations ship inside the package and run on every start with no
+command to remember, and at this size Alembic's script directory and env.py
+would be more machinery than schema. Each step is written once, never edited
+after release; a new change is a new step appended to ``STEPS``. PostgreSQL
+takes an advisory lock so two replicas starting together do not race.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from typewriter.store import schema
+
+__all__ = ["STEPS", "migrate"]
+
+Step = Callable[[sa.Connection], None]
+_LOCK_KEY = 0x7479_7065  # "type": any constant shared by every replica
+
+
+def _v1_initial(connection: sa.Connection) -> None:
+    tables = [schema.conversations, schema.messages, schema.feedback]
+    schema.metadata.create_all(connection, tables=tables)
+
+
+STEPS: list[Step] = [_v1_initial]
+
+
+async def migrate(engine: AsyncEngine) -> int:
+    """Bring the schema to the newest version; returns the version reached."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"))
+        await connection.run_sync(
+            lambda sync: schema.metadata.create_all(sync, tables=[schema.schema_migrations])
+        )
+        applied = await _applied(connection)
+        for version, step in enumerate(STEPS, start=1):
+            if version in applied:
+                continue
+            await connection.run_sync(step)
+            await connection.execute(
+                schema.schema_migrations.insert().values(version=version, applied_at=time.time())
+            )
+    return len(STEPS)
+
+
+async def _applied(connection: AsyncConnection) -> set[int]:
+    rows = await connection.execute(sa.select(schema.schema_migrations.c.version))
+    return {row[0] for row in rows}

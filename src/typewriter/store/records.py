@@ -1,0 +1,87 @@
+"""What the store hands out: plain frozen records, and their public JSON form."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from typewriter.models.base import ChatMessage
+
+__all__ = ["Conversation", "Feedback", "Message", "Turn"]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    owner: str
+    title: str
+    assistant: str
+    created_at: float
+    updated_at: float
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "assistant": self.assistant,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    message_id: str
+    rating: int
+    comment: str | None
+    created_at: float
+
+    def public(self) -> dict[str, Any]:
+        return {"rating": self.rating, "comment": self.comment, "created_at": self.created_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    conversation_id: str
+    role: str
+    text: str
+    status: str
+    finish_reason: str | None
+    model: str | None
+    usage: str | None
+    reply_to: str | None
+    stream_id: str | None
+    created_at: float
+    finished_at: float | None
+    first_token_ms: float | None
+    feedback: Feedback | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "role": self.role,
+            "text": self.text,
+            "status": self.status,
+            "finish_reason": self.finish_reason,
+            "model": self.model,
+            "usage": json.loads(self.usage) if self.usage else None,
+            "reply_to": self.reply_to,
+            "stream_id": self.stream_id,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "first_token_ms": self.first_token_ms,
+            "feedback": self.feedback.public() if self.feedback else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A question recorded and its answer opened: what the model gets to see."""
+
+    conversation_id: str
+    question_id: str
+    answer_id: str
+    history: tuple[ChatMessage, ...]

@@ -1,0 +1,74 @@
+"""The tables, as SQLAlchemy Core: one definition for SQLite and PostgreSQL.
+
+Times are seconds since the epoch as floats: the same type on both engines,
+no time zone conversions, and cheap to compare for pagination cursors.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["conversations", "feedback", "messages", "metadata", "schema_migrations"]
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("assistant", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_conversations_owner_updated", "owner", "updated_at", "id"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column(
+        "conversation_id",
+        sa.String(100),
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("finish_reason", sa.String(20)),
+    sa.Column("model", sa.String(200)),
+    sa.Column("usage", sa.Text),
+    sa.Column("reply_to", sa.String(100)),
+    sa.Column("stream_id", sa.String(100)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("first_token_ms", sa.Float),
+    sa.Index("ix_messages_conversation_position", "conversation_id", "position"),
+    sa.Index("ix_messages_status", "status"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column(
+        "message_id",
+        sa.String(100),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("rating", sa.Integer, nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
