@@ -91,6 +91,7 @@ class Chat:
 
     async def ask(self, question: Question) -> Answer:
         """Record the question (if persisted), open the stream, start generating."""
+        asked_at = asyncio.get_running_loop().time()
         assistant = self.assistants[question.assistant]
         stream_id = new_id("st")
         messages = question.messages
@@ -130,7 +131,7 @@ class Chat:
             messages=_messages(assistant, messages),
             options=_merge(assistant.defaults, question.options),
         )
-        task = asyncio.create_task(self._generate(answer, assistant, request, recorder))
+        task = asyncio.create_task(self._generate(answer, assistant, request, recorder, asked_at))
         self._tasks[stream_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(stream_id, None))
         return answer
@@ -148,9 +149,9 @@ class Chat:
         assistant: Assistant,
         request: ModelRequest,
         recorder: Recorder | None,
+        asked_at: float,
     ) -> None:
         progress = _Progress([])
-        started = asyncio.get_running_loop().time()
         if recorder is not None:
             recorder.start(progress.parts)
         pump = asyncio.create_task(
@@ -174,7 +175,7 @@ class Chat:
             await asyncio.gather(pump, stop, return_exceptions=True)
         if recorder is not None:
             first = progress.first_at
-            first_ms = (first - started) * 1000 if first is not None else None
+            first_ms = (first - asked_at) * 1000 if first is not None else None
             usage = outcome.usage.to_dict() if outcome.usage else None
             await recorder.finish("".join(progress.parts), outcome.finish_reason, usage, first_ms)
         await self._finish(answer, outcome)

@@ -13,6 +13,7 @@ from typewriter.config import Settings, load_settings
 
 from .error_handlers import install_error_handlers
 from .gateway import Gateway
+from .routes_conversations import router as conversations_router
 from .routes_openai import router as openai_router
 from .routes_ops import router as ops_router
 from .routes_streams import router as streams_router
@@ -44,5 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(streams_router)
     app.include_router(openai_router)
+    app.include_router(conversations_router)
     app.include_router(ops_router)
     return app

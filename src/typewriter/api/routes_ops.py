@@ -25,6 +25,8 @@ async def healthz() -> dict[str, str]:
 async def readyz(gateway: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
     """Broker and models reachable: ``200`` when all are, ``503`` otherwise."""
     checks = {"broker": await gateway.broker.ping()}
+    if gateway.store is not None:
+        checks["store"] = await gateway.store.ping()
     backends = {id(a.backend): a for a in gateway.assistants.values()}
     for assistant in backends.values():
         checks[f"model:{assistant.name}"] = await assistant.backend.ping()

@@ -12,15 +12,15 @@ from typewriter.chat import Question
 from typewriter.errors import InvalidField, StreamNotFound
 from typewriter.ids import is_valid_id
 from typewriter.jsonutil import dumps
-from typewriter.models.base import ChatMessage
+from typewriter.models.base import ChatMessage, GenerationOptions
 from typewriter.streams.base import Subscription, parse_cursor
 
 from .body import read_json
 from .event_stream import EventStreamResponse
 from .gateway import Gateway, get_gateway
-from .schemas import ChatBody
+from .schemas import ChatBody, ChatOptions
 
-__all__ = ["router"]
+__all__ = ["answer_response", "checked_options", "router"]
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
@@ -68,29 +68,41 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
     """Ask a question. ``Accept: text/event-stream`` streams the answer in this response;
     otherwise ``202`` names the stream to follow with EventSource."""
     body = await read_json(request, ChatBody, gateway.settings.max_body_bytes)
-    if body.assistant not in gateway.assistants:
+    question = Question(
+        owner=gateway.user_of(request),
+        messages=(ChatMessage("user", body.message),),
+        assistant=body.assistant,
+        conversation_id=body.conversation_id,
+        options=checked_options(gateway, body.assistant, body.options),
+        persist=True,
+    )
+    return await answer_response(request, gateway, question, body.on_disconnect)
+
+
+def checked_options(gateway: Gateway, assistant: str, options: ChatOptions) -> GenerationOptions:
+    """The request's options, refused (422) for an unknown assistant or beyond its bounds."""
+    if assistant not in gateway.assistants:
         known = ", ".join(sorted(gateway.assistants))
         raise InvalidField(
-            f"assistant {body.assistant!r} is not configured; choose one of: {known}",
+            f"assistant {assistant!r} is not configured; choose one of: {known}",
             fields=[{"field": "assistant", "message": f"unknown assistant; known: {known}"}],
         )
-    options = body.options.to_generation()
-    bounds = gateway.assistants[body.assistant].out_of_bounds(options)
+    generation = options.to_generation()
+    bounds = gateway.assistants[assistant].out_of_bounds(generation)
     if bounds:
         fields = [{**f, "field": f"options.{f['field']}"} for f in bounds]
         raise InvalidField(
             "; ".join(f"{f['field']}: {f['message']}" for f in fields), fields=fields
         )
-    user = gateway.user_of(request)
-    question = Question(
-        owner=user,
-        messages=(ChatMessage("user", body.message),),
-        assistant=body.assistant,
-        conversation_id=body.conversation_id,
-        options=options,
-        persist=True,
-    )
+    return generation
+
+
+async def answer_response(
+    request: Request, gateway: Gateway, question: Question, on_disconnect: str
+) -> Response:
+    """Start the answer; stream it here (``Accept: text/event-stream``) or answer 202."""
     answer = await gateway.chat.ask(question)
+    user = question.owner
     if "text/event-stream" in request.headers.get("accept", ""):
         subscription = await gateway.broker.subscribe(answer.stream_id, user, 0)
 
@@ -101,7 +113,7 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
             gateway,
             subscription,
             headers={"x-stream-id": answer.stream_id},
-            on_disconnect=stop_generating if body.on_disconnect == "cancel" else None,
+            on_disconnect=stop_generating if on_disconnect == "cancel" else None,
         )
     content = {
         "stream_id": answer.stream_id,

@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typewriter.ids import ID_PATTERN
 from typewriter.models.base import GenerationOptions, Simulation
 
-__all__ = ["ChatBody", "ChatOptions", "SimulateOptions"]
+__all__ = [
+    "ChatBody",
+    "ChatOptions",
+    "FeedbackBody",
+    "NewConversation",
+    "RegenerateBody",
+    "Rename",
+    "SimulateOptions",
+]
 
 
 class _Strict(BaseModel):
@@ -71,3 +79,25 @@ class ChatBody(_Strict):
                 f"contains an unpaired surrogate at position {exc.start}; send valid Unicode"
             ) from None
         return value
+
+
+class RegenerateBody(_Strict):
+    """``POST /v1/messages/{id}/regenerate``; everything optional."""
+
+    assistant: str | None = Field(None, description="default: the conversation's assistant")
+    options: ChatOptions = ChatOptions()
+    on_disconnect: Literal["cancel", "continue"] = "cancel"
+
+
+class NewConversation(_Strict):
+    title: str | None = Field(None, min_length=1, max_length=200)
+    assistant: str = "default"
+
+
+class Rename(_Strict):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class FeedbackBody(_Strict):
+    rating: Literal[1, -1] = Field(description="1 (good) or -1 (bad)")
+    comment: str | None = Field(None, max_length=10_000)

@@ -1,0 +1,157 @@
+"""Conversations that remember: list, read, rename, delete, clear, regenerate, rate."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import JSONResponse, Response
+
+from typewriter.chat import Question
+from typewriter.errors import InvalidField, NotFound
+from typewriter.ids import is_valid_id
+from typewriter.store.sql import SqlStore
+
+from .body import read_json
+from .gateway import Gateway, get_gateway
+from .routes_streams import answer_response, checked_options
+from .schemas import FeedbackBody, NewConversation, RegenerateBody, Rename
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["conversations"])
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def _body_schema(model: Any) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def _store(gateway: Gateway) -> SqlStore:
+    if gateway.store is None:
+        raise NotFound("this server keeps no conversations (database_url = none)", code="no_store")
+    return gateway.store
+
+
+def _id(value: str, kind: str) -> str:
+    if not is_valid_id(value):
+        raise NotFound(f"no {kind} {value[:100]!r}", code=f"{kind}_not_found")
+    return value
+
+
+@router.get("/conversations")
+async def list_conversations(
+    request: Request,
+    gateway: GatewayDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """The caller's conversations, newest first; follow ``next_cursor`` for more."""
+    page, next_cursor = await _store(gateway).list_conversations(
+        gateway.user_of(request), limit, cursor
+    )
+    return {"data": [c.public() for c in page], "next_cursor": next_cursor}
+
+
+@router.post("/conversations", status_code=201, openapi_extra=_body_schema(NewConversation))
+async def create_conversation(request: Request, gateway: GatewayDep) -> JSONResponse:
+    body = await read_json(request, NewConversation, gateway.settings.max_body_bytes)
+    if body.assistant not in gateway.assistants:
+        raise InvalidField(
+            f"assistant {body.assistant!r} is not configured",
+            fields=[{"field": "assistant", "message": "unknown assistant"}],
+        )
+    conversation = await _store(gateway).create_conversation(
+        gateway.user_of(request), body.title, body.assistant
+    )
+    return JSONResponse(conversation.public(), status_code=201)
+
+
+@router.get("/conversations/{conversation_id}")
+async def get_conversation(
+    conversation_id: str, request: Request, gateway: GatewayDep
+) -> dict[str, Any]:
+    """One conversation with all its messages, oldest first."""
+    store, user = _store(gateway), gateway.user_of(request)
+    conversation_id = _id(conversation_id, "conversation")
+    conversation = await store.get_conversation(user, conversation_id)
+    messages = await store.messages(user, conversation_id)
+    return {**conversation.public(), "messages": [m.public() for m in messages]}
+
+
+@router.patch("/conversations/{conversation_id}", openapi_extra=_body_schema(Rename))
+async def rename_conversation(
+    conversation_id: str, request: Request, gateway: GatewayDep
+) -> dict[str, Any]:
+    body = await read_json(request, Rename, gateway.settings.max_body_bytes)
+    conversation = await _store(gateway).rename_conversation(
+        gateway.user_of(request), _id(conversation_id, "conversation"), body.title
+    )
+    return conversation.public()
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204)
+async def delete_conversation(
+    conversation_id: str, request: Request, gateway: GatewayDep
+) -> Response:
+    await _store(gateway).delete_conversation(
+        gateway.user_of(request), _id(conversation_id, "conversation")
+    )
+    return Response(status_code=204)
+
+
+@router.delete("/conversations/{conversation_id}/messages", status_code=204)
+async def clear_conversation(
+    conversation_id: str, request: Request, gateway: GatewayDep
+) -> Response:
+    """Forget the history (the model's context); the conversation itself stays."""
+    await _store(gateway).clear_messages(
+        gateway.user_of(request), _id(conversation_id, "conversation")
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/messages/{message_id}/regenerate",
+    status_code=202,
+    openapi_extra=_body_schema(RegenerateBody),
+)
+async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> Response:
+    """Answer the same question again, with the history before it; like ``POST /v1/chat``."""
+    store, user = _store(gateway), gateway.user_of(request)
+    message = await store.get_message(user, _id(message_id, "message"))
+    headers = request.headers
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    body = (
+        await read_json(request, RegenerateBody, gateway.settings.max_body_bytes)
+        if has_body
+        else RegenerateBody()
+    )
+    assistant = body.assistant
+    if assistant is None:
+        assistant = (await store.get_conversation(user, message.conversation_id)).assistant
+    question = Question(
+        owner=user,
+        messages=(),
+        assistant=assistant,
+        conversation_id=message.conversation_id,
+        options=checked_options(gateway, assistant, body.options),
+        persist=True,
+        regenerate=message.id,
+    )
+    return await answer_response(request, gateway, question, body.on_disconnect)
+
+
+@router.post("/messages/{message_id}/feedback", openapi_extra=_body_schema(FeedbackBody))
+async def rate(message_id: str, request: Request, gateway: GatewayDep) -> dict[str, Any]:
+    """Rate an answer 1 or -1 with an optional comment; rating again replaces it."""
+    body = await read_json(request, FeedbackBody, gateway.settings.max_body_bytes)
+    feedback = await _store(gateway).set_feedback(
+        gateway.user_of(request), _id(message_id, "message"), body.rating, body.comment
+    )
+    return {"message_id": message_id, **feedback.public()}
