@@ -99,5 +99,13 @@ class Rename(_Strict):
 
 
 class FeedbackBody(_Strict):
-    rating: Literal[1, -1] = Field(description="1 (good) or -1 (bad)")
+    rating: int = Field(description="1 (good) or -1 (bad)")
     comment: str | None = Field(None, max_length=10_000)
+
+    @field_validator("rating")
+    @classmethod
+    def _plus_or_minus_one(cls, value: int) -> int:
+        # Literal[1, -1] would take 1.0 and True (they equal 1); a rating is exactly 1 or -1
+        if value not in (1, -1) or isinstance(value, bool):
+            raise ValueError(f"rating must be 1 or -1, not {value}")
+        return value
