@@ -32,6 +32,7 @@ import bench_fanout
 import bench_idle
 import bench_latency
 import bench_stop
+import bench_store
 import bench_upstream
 import report
 from measure import Outcome
@@ -50,6 +51,7 @@ SCENARIOS: dict[str, list[tuple[tuple[str, ...], Scenario]]] = {
     "idle": [(KINDS, bench_idle.run)],
     "stop": [(TYPEWRITER_ONLY, bench_stop.run)],
     "upstream": [((), bench_upstream.run)],
+    "store": [((), bench_store.run)],
 }
 RESULTS = Path(__file__).resolve().parent / "results.md"
 

@@ -44,9 +44,14 @@ class SqlStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
+        if url.startswith("sqlite"):
+            # One connection: SQLite has one writer at a time, and concurrent
+            # transactions on several connections wait in SQLite's busy handler
+            # (sleeps of up to 100 ms) instead of in a cheap asyncio queue.
+            self.engine: AsyncEngine = create_async_engine(url, pool_size=1, max_overflow=0)
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(url, pool_pre_ping=True)
 
     async def start(self) -> int:
         """Migrate, then mark answers a previous process left ``streaming`` as interrupted."""
