@@ -22,7 +22,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# The tests start their own PostgreSQL; the script installs its binaries when they are missing.
 test: lint
+	bash scripts/ensure-test-services.sh
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

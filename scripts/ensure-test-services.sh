@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Make sure the system programs that the test suite starts for itself are installed.
+#
+# The tests start their own throwaway servers (a PostgreSQL cluster in a temp dir, on a free
+# loopback port), so all they need from the system is the binaries. This script installs the
+# missing ones from Debian's packages and is run by `make test` before pytest; when everything
+# is there already it does nothing and takes a few milliseconds.
+#
+# A package's postinst may start a system service (Debian's postgresql starts its "main"
+# cluster on port 5432 when a service manager lets it). The tests never use that service, and
+# a server left running would outlive the test run, so whatever an install here started is
+# stopped again.
+#
+# Usage: scripts/ensure-test-services.sh   (as root, or with sudo available)
+set -euo pipefail
+
+note() { printf 'ensure-test-services: %s\n' "$*" >&2; }
+die() { note "error: $*"; exit 1; }
+
+APT_UPDATED=0
+INSTALLED=()
+
+# have BINARY: BINARY is a path (a glob is allowed: /usr/lib/postgresql/*/bin/pg_ctl) or the
+# name of a command looked up on PATH.
+have() {
+    if [[ $1 == */* ]]; then
+        compgen -G "$1" >/dev/null
+    else
+        command -v "$1" >/dev/null
+    fi
+}
+
+# as_root COMMAND...: run COMMAND as root, through sudo when we are not root already.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "installing packages needs root (or sudo); as root, run: $*"
+    fi
+}
+
+# ensure_package BINARY PACKAGE: install Debian's PACKAGE unless BINARY is there already.
+ensure_package() {
+    local binary=$1 package=$2 log
+    have "$binary" && return 0
+    command -v apt-get >/dev/null || die "$binary is missing and there is no apt-get: install $package"
+    note "installing $package (for $binary) with apt-get; this takes a minute once"
+    log=$(mktemp)
+    # apt prints pages of progress; keep it for when something goes wrong.
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        if ! as_root apt-get update -qq >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            die "apt-get update failed"
+        fi
+        APT_UPDATED=1
+    fi
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        die "apt-get install $package failed"
+    fi
+    rm -f "$log"
+    have "$binary" || die "installed $package but $binary is still missing"
+    INSTALLED+=("$package")
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Debian's postgresql creates a "main" cluster and, where a service manager runs (systemd, or
+# the sysv init script without a policy-rc.d that forbids it), starts it on 5432. Stop it: the
+# tests start their own server, and nothing may be left running after them.
+stop_system_postgresql() {
+    local version cluster _rest
+    if command -v pg_lsclusters >/dev/null; then
+        while read -r version cluster _rest; do
+            [[ $_rest == *online* ]] || continue
+            note "stopping PostgreSQL cluster $version/$cluster that the package started"
+            as_root pg_ctlcluster "$version" "$cluster" stop -m fast || true
+        done < <(pg_lsclusters -h 2>/dev/null)
+    fi
+    if port_open 5432 && command -v service >/dev/null; then
+        as_root service postgresql stop >/dev/null 2>&1 || true
+    fi
+    if port_open 5432; then
+        die "something still listens on 127.0.0.1:5432 after installing postgresql; stop it"
+    fi
+}
+
+main() {
+    ensure_package '/usr/lib/postgresql/*/bin/pg_ctl' postgresql
+    # Later: ensure_package redis-server redis-server; ensure_package chromium chromium
+
+    local package
+    for package in "${INSTALLED[@]}"; do
+        case $package in
+            postgresql) stop_system_postgresql ;;
+        esac
+    done
+}
+
+# Sourcing the file (to try a function by hand) defines the functions without running main.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
