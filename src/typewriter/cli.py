@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,12 @@ def serve(
         float | None, typer.Option(help="seconds without a token before 'timeout' [30]")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug|info|warning|error")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="postgresql+asyncpg://… (default: SQLite in data dir)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="where the SQLite file lives [data]")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML settings file (also TYPEWRITER_CONFIG)")
     ] = None,
@@ -53,6 +60,8 @@ def serve(
             first_token_timeout=first_token_timeout,
             idle_timeout=idle_timeout,
             log_level=log_level,
+            database_url=database_url,
+            data_dir=data_dir,
         )
         from typewriter.server import build_server
 
@@ -60,7 +69,13 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"typewriter: {exc.message}", err=True)
         raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
+    )
+    store = server.app.state.gateway.store
+    kept = "not kept (database_url = none)" if store is None else store.describe()
     typer.echo(f"typewriter on http://{settings.host}:{settings.port}/ (broker: {settings.broker})")
+    typer.echo(f"conversations: {kept}")
     server.run()
 
 

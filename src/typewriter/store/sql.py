@@ -53,6 +53,10 @@ class SqlStore:
         else:
             self.engine = create_async_engine(url, pool_pre_ping=True)
 
+    def describe(self) -> str:
+        """Where the conversations are, for the start-up line (never with a password)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     async def start(self) -> int:
         """Migrate, then mark answers a previous process left ``streaming`` as interrupted."""
         version = await migrate(self.engine)
