@@ -1,63 +1,31 @@
 """The in-process broker: the embedded default, and the reference for the others.
 
-Everything lives on one event loop, so appends need no locks: an append puts
-the pre-encoded entry on the log and resolves the futures of listeners that
-were waiting. A listener that is behind finds its entries already there and
-never waits at all; that is how a slow listener costs nothing extra.
+Streams are :class:`~typewriter.streams.local.LocalLog`s in a dict on this
+process's event loop; a slow listener costs nothing extra because it reads the
+shared log from its own cursor.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
 from typewriter.ids import new_id
 from typewriter.streams.base import (
     TERMINAL_EVENT,
     Broker,
-    Entry,
     StreamInfo,
     Subscription,
     encode_entry,
     parse_cursor,
 )
+from typewriter.streams.local import LocalChannel, LocalLog, LocalSubscription
 
-__all__ = ["MAX_BATCH", "MemoryBroker"]
-
-# A listener catching up gets at most this many entries per write, so its
-# write buffer stays small however far behind it is.
-MAX_BATCH = 512
+__all__ = ["MemoryBroker"]
 
 
-class _Log:
-    """Entries plus the futures of listeners waiting for the next one."""
-
-    __slots__ = ("entries", "waiters", "finished")
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self.waiters: set[asyncio.Future[None]] = set()
-        self.finished = False
-
-    def first_seq(self) -> int:
-        return self.entries[0][0] if self.entries else 1
-
-    def push(self, entry: Entry) -> None:
-        self.entries.append(entry)
-        self.notify()
-
-    def notify(self) -> None:
-        if self.waiters:
-            waiters, self.waiters = self.waiters, set()
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-
-class _Stream(_Log):
+class _Stream(LocalLog):
     __slots__ = (
         "stream_id",
         "owner",
@@ -68,7 +36,7 @@ class _Stream(_Log):
         "detached",
     )
 
-    def __init__(self, stream_id: str, owner: str, channel: _Channel) -> None:
+    def __init__(self, stream_id: str, owner: str, channel: LocalChannel) -> None:
         super().__init__()
         self.stream_id = stream_id
         self.owner = owner
@@ -78,113 +46,6 @@ class _Stream(_Log):
         self.attached = asyncio.Event()
         self.detached = asyncio.Event()
         self.detached.set()
-
-
-class _Channel(_Log):
-    """A user's channel: a bounded window of events of all their streams.
-
-    It holds references, ``(cursor, stream_id, seq, event, data)``, not
-    encodings: most channels have no listener, so the encoding is made when a
-    listener reads (:func:`_channel_entry`), not on every append.
-    """
-
-    __slots__ = ("next_cursor",)
-
-    def __init__(self, window: int) -> None:
-        super().__init__()
-        self.next_cursor = 1
-        self.entries = deque(maxlen=window)  # type: ignore[assignment]
-
-
-def _channel_entry(ref: tuple[int, str, int, str, str]) -> Entry:
-    cursor, stream_id, seq, event, data = ref
-    prefix = f'{{"stream_id":"{stream_id}","seq":{seq}'
-    return encode_entry(cursor, event, prefix + ("}" if data == "{}" else "," + data[1:]))
-
-
-class _MemorySubscription(Subscription):
-    __slots__ = ("_log", "_cursor", "_waiter", "_stream", "_closed", "_timer", "_timer_at")
-
-    def __init__(self, log: _Log, cursor: int, stream: _Stream | None) -> None:
-        self._log = log
-        self._cursor = cursor
-        self._waiter: asyncio.Future[None] | None = None
-        self._stream = stream  # None for a channel
-        self._closed = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-
-    @property
-    def cursor(self) -> int:
-        return self._cursor
-
-    def _pending(self) -> list[Entry]:
-        entries = self._log.entries
-        if not entries:
-            return []
-        start = max(self._cursor - entries[0][0] + 1, 0)
-        if start >= len(entries):
-            return []
-        stop = start + MAX_BATCH
-        if self._stream is not None:
-            batch: list[Entry] = entries[start:stop]
-        else:
-            refs = itertools.islice(entries, start, stop)
-            batch = [_channel_entry(ref) for ref in refs]  # type: ignore[arg-type]
-        self._cursor = batch[-1][0]
-        return batch
-
-    async def next(self, deadline: float) -> list[Entry] | None:
-        batch = self._pending()
-        if batch:
-            return batch
-        if self._log.finished:
-            return None
-        loop = asyncio.get_running_loop()
-        if deadline <= loop.time():
-            return []
-        if self._timer is None or self._timer_at != deadline:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_at(deadline, self._deadline_passed)
-            self._timer_at = deadline
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiter = waiter
-        self._log.waiters.add(waiter)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            self._log.waiters.discard(waiter)
-        return self._pending()
-
-    def _deadline_passed(self) -> None:
-        self._timer = None
-        self.wake()
-
-    def wake(self) -> None:
-        if self._waiter is not None:
-            _resolve(self._waiter)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.wake()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        stream = self._stream
-        if stream is not None:
-            stream.listeners -= 1
-            if stream.listeners == 0:
-                stream.attached.clear()
-                stream.detached.set()
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class MemoryBroker(Broker):
@@ -207,7 +68,7 @@ class MemoryBroker(Broker):
         self.channel_window = channel_window
         self._streams: dict[str, _Stream] = {}
         self._expired: set[str] = set()
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[str, LocalChannel] = {}
         self._timers: set[asyncio.TimerHandle] = set()
 
     # -- producing -------------------------------------------------------------
@@ -240,10 +101,10 @@ class MemoryBroker(Broker):
         channel.next_cursor += 1
         channel.push((cursor, stream.stream_id, seq, event, data))  # type: ignore[arg-type]
 
-    def _channel(self, owner: str) -> _Channel:
+    def _channel(self, owner: str) -> LocalChannel:
         channel = self._channels.get(owner)
         if channel is None:
-            channel = self._channels[owner] = _Channel(self.channel_window)
+            channel = self._channels[owner] = LocalChannel(self.channel_window)
         return channel
 
     # -- retention ---------------------------------------------------------------
@@ -292,7 +153,7 @@ class MemoryBroker(Broker):
         stream.listeners += 1
         stream.detached.clear()
         stream.attached.set()
-        return _MemorySubscription(stream, after, stream)
+        return LocalSubscription(stream, after, self._listener_left(stream))
 
     async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
         channel = self._channel(owner)
@@ -308,9 +169,19 @@ class MemoryBroker(Broker):
                 "connect without Last-Event-ID",
                 code="cursor_expired",
             )
-        return _MemorySubscription(channel, cursor, None)
+        return LocalSubscription(channel, cursor)
 
     # -- control -----------------------------------------------------------------
+
+    @staticmethod
+    def _listener_left(stream: _Stream) -> Callable[[], Awaitable[None]]:
+        async def left() -> None:
+            stream.listeners -= 1
+            if stream.listeners == 0:
+                stream.attached.clear()
+                stream.detached.set()
+
+        return left
 
     async def cancel(self, stream_id: str, owner: str) -> None:
         self._get(stream_id, owner).cancel_requested.set()
