@@ -89,14 +89,29 @@ stop_system_postgresql() {
     fi
 }
 
+# Debian's redis-server, like its postgresql, may start a system service (on 6379) when it is
+# installed. The tests start their own; stop that one.
+stop_system_redis() {
+    if port_open 6379; then
+        note "stopping the redis-server service that the package started"
+        as_root service redis-server stop >/dev/null 2>&1 || true
+    fi
+    if port_open 6379 && command -v redis-cli >/dev/null; then
+        redis-cli -p 6379 shutdown nosave >/dev/null 2>&1 || true
+    fi
+}
+
 main() {
     ensure_package '/usr/lib/postgresql/*/bin/pg_ctl' postgresql
-    # Later: ensure_package redis-server redis-server; ensure_package chromium chromium
+    ensure_package redis-server redis-server
+    # The web page's tests drive Debian's Chromium with Playwright (never its own browser build).
+    ensure_package chromium chromium
 
     local package
     for package in "${INSTALLED[@]}"; do
         case $package in
             postgresql) stop_system_postgresql ;;
+            redis-server) stop_system_redis ;;
         esac
     done
 }

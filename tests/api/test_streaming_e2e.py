@@ -217,7 +217,7 @@ async def test_shutdown_ends_open_streams_promptly(make_server: ServerFactory) -
 async def test_page_and_health(client: httpx.AsyncClient) -> None:
     page = await client.get("/")
     assert page.status_code == 200
-    assert "EventSource" in page.text and 'id="stop"' in page.text
+    assert "/js/app.js" in page.text and 'id="stop"' in page.text
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
