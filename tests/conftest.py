@@ -16,7 +16,7 @@ from typewriter.api.gateway import Gateway
 from typewriter.config import Settings, load_settings
 from typewriter.server import GatewayServer, build_server
 
-pytest_plugins = ["upstream.fixtures", "databases"]
+pytest_plugins = ["upstream.fixtures", "databases", "redis_server"]
 
 
 @pytest.fixture

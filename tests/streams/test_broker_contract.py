@@ -14,20 +14,25 @@ import pytest
 from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
 from typewriter.streams.base import Broker, Entry, parse_cursor
 from typewriter.streams.memory import MemoryBroker
+from typewriter.streams.redis import RedisBroker
 
 pytestmark = pytest.mark.anyio
 
 BrokerFactory = Callable[..., Broker]
-BACKENDS = ["memory"]
+BACKENDS = ["memory", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)
 async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerFactory]:
     made: list[Broker] = []
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
 
     def make(retention: float = 600.0) -> Broker:
-        if request.param == "memory":
-            broker: Broker = MemoryBroker(retention=retention, channel_window=50)
+        broker: Broker
+        if redis_url is not None:
+            broker = RedisBroker(redis_url, retention=retention, channel_window=50)
+        else:
+            broker = MemoryBroker(retention=retention, channel_window=50)
         made.append(broker)
         return broker
 

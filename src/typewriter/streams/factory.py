@@ -9,11 +9,15 @@ __all__ = ["create_broker"]
 
 
 def create_broker(url: str, *, retention: float) -> Broker:
-    """``memory`` (the default) or, in a later release, ``redis://host:port/db``."""
+    """``memory`` (the default) or ``redis://host:port/db`` (replicas)."""
     if url in ("memory", "memory://"):
         from typewriter.streams.memory import MemoryBroker
 
         return MemoryBroker(retention=retention)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from typewriter.streams.redis import RedisBroker
+
+        return RedisBroker(url, retention=retention)
     raise ConfigError(
-        f"broker {url!r} is not known: use 'memory' (in-process)",
+        f"broker {url!r} is not known: use 'memory' (in-process) or 'redis://host:port/db'",
     )
