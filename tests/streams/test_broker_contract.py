@@ -272,3 +272,17 @@ async def test_waiting_for_abandonment_can_always_be_cancelled(broker: Broker) -
     waiter.cancel()  # ...and the cancel arrives in the same loop iteration
     await asyncio.wait({waiter}, timeout=5)
     assert waiter.cancelled(), "the cancel was swallowed"
+
+
+async def test_a_reader_that_saw_the_end_finds_the_stream_finished(broker: Broker) -> None:
+    """Otherwise a reconnect right after ``end`` would wait instead of getting 204."""
+    for _ in range(20):
+        sid = await broker.create("alice")
+        sub = await broker.subscribe(sid, "alice", 0)
+        reader = asyncio.create_task(drain(sub.next))
+        await broker.append(sid, "delta", "{}")
+        await broker.finish(sid, "{}")
+        entries = await reader
+        info = await broker.info(sid, "alice")
+        assert info.finished and info.last_seq == entries[-1][0] == 2
+        await sub.close()

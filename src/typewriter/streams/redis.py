@@ -108,14 +108,36 @@ class RedisBroker(Broker):
         return stream_id
 
     async def append(self, stream_id: str, event: str, data: str) -> int:
+        return await self._append(stream_id, event, data, finishing=False)
+
+    async def finish(self, stream_id: str, data: str) -> int:
+        seq = await self._append(stream_id, TERMINAL_EVENT, data, finishing=True)
+        self._produced.pop(stream_id, None)
+        self._cancelled.pop(stream_id, None)
+        return seq
+
+    async def _append(self, stream_id: str, event: str, data: str, *, finishing: bool) -> int:
+        """One transaction: the entry, the stream's last number, and (at the end) "finished".
+
+        Atomic so that no reader can see ``end`` in the stream while the stream is
+        not yet marked finished (it would then wait for more instead of answering 204).
+        """
         owner, last = self._produced[stream_id]
         seq = last + 1
         _, _, _, wire = encode_entry(seq, event, data)
-        stream = self._key("s", stream_id)
+        stream, meta = self._key("s", stream_id), self._key("m", stream_id)
+        keep = int(self.retention) or 1
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(stream, {"e": event, "d": data, "w": wire}, id=f"0-{seq}")
-            pipe.hset(self._key("m", stream_id), "last", seq)
-            pipe.expire(stream, _RUNNING_TTL)
+            pipe.hset(meta, "last", seq)
+            if finishing:
+                pipe.hset(meta, "finished", 1)
+                pipe.expire(meta, keep)
+                pipe.expire(stream, keep)
+                pipe.set(self._key("t", stream_id), 1, ex=keep + int(self.tombstone_ttl))
+                pipe.delete(self._key("c", stream_id))
+            else:
+                pipe.expire(stream, _RUNNING_TTL)
             try:
                 await pipe.execute()
             except ResponseError as exc:
@@ -126,20 +148,6 @@ class RedisBroker(Broker):
             keys=[self._key("u", owner), self._key("un", owner)],
             args=[self.channel_window, stream_id, seq, event, data],
         )
-        return seq
-
-    async def finish(self, stream_id: str, data: str) -> int:
-        seq = await self.append(stream_id, TERMINAL_EVENT, data)
-        keep = int(self.retention) or 1
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key("m", stream_id), "finished", 1)
-            pipe.expire(self._key("m", stream_id), keep)
-            pipe.expire(self._key("s", stream_id), keep)
-            pipe.set(self._key("t", stream_id), 1, ex=keep + int(self.tombstone_ttl))
-            pipe.delete(self._key("c", stream_id))
-            await pipe.execute()
-        self._produced.pop(stream_id, None)
-        self._cancelled.pop(stream_id, None)
         return seq
 
     # -- listening ---------------------------------------------------------------
