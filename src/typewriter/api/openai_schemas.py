@@ -32,6 +32,8 @@ from typewriter.errors import ModelError, ModelTimeout, ModelUnavailable
 from typewriter.jsonutil import dumps
 from typewriter.models.base import ChatMessage, GenerationOptions
 
+from .schemas import encodable
+
 __all__ = [
     "DONE",
     "Completion",
@@ -89,15 +91,7 @@ def openai_error(status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]
     return status, {"error": shaped}
 
 
-def _encodable(value: str) -> str:
-    """A lone surrogate (``"\\ud800"`` is valid JSON) could never be sent on as UTF-8."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"contains an unpaired surrogate at position {exc.start}; send valid Unicode"
-        ) from None
-    return value
+_encodable = encodable  # the same rule as /v1/chat
 
 
 class _Lenient(BaseModel):

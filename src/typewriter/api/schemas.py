@@ -15,6 +15,7 @@ from typewriter.ids import ID_PATTERN
 from typewriter.models.base import GenerationOptions, Simulation
 
 __all__ = [
+    "encodable",
     "ChatBody",
     "ChatOptions",
     "FeedbackBody",
@@ -23,6 +24,17 @@ __all__ = [
     "Rename",
     "SimulateOptions",
 ]
+
+
+def encodable(value: str) -> str:
+    """A lone surrogate (``"\\ud800"`` is valid JSON) could never be stored or sent as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"contains an unpaired surrogate at position {exc.start}; send valid Unicode"
+        ) from None
+    return value
 
 
 class _Strict(BaseModel):
@@ -72,13 +84,7 @@ class ChatBody(_Strict):
     @field_validator("message")
     @classmethod
     def _encodable(cls, value: str) -> str:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(
-                f"contains an unpaired surrogate at position {exc.start}; send valid Unicode"
-            ) from None
-        return value
+        return encodable(value)
 
 
 class RegenerateBody(_Strict):
