@@ -91,9 +91,6 @@ def openai_error(status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]
     return status, {"error": shaped}
 
 
-_encodable = encodable  # the same rule as /v1/chat
-
-
 class _Lenient(BaseModel):
     """Unknown fields ignored; known fields strictly typed, finite numbers only."""
 
@@ -141,7 +138,7 @@ class Message(_Lenient):
             if info.data.get("role") != "assistant":
                 raise ValueError("content is required (only an assistant message may omit it)")
             return value
-        return _encodable(value)
+        return encodable(value)  # the same rule as /v1/chat
 
     def to_chat(self) -> ChatMessage:
         return ChatMessage(_ROLES[self.role], self.content or "")
