@@ -295,3 +295,18 @@ async def test_a_reader_that_saw_the_end_finds_the_stream_finished(broker: Broke
         info = await broker.info(sid, "alice")
         assert info.finished and info.last_seq == entries[-1][0] == 2
         await sub.close()
+
+
+async def test_the_waits_of_a_generation_end_at_once_when_cancelled(broker: Broker) -> None:
+    """A generation cancels both waits when it finishes; a stuck wait would hang its ``end``."""
+    for _ in range(20):
+        sid = await broker.create("alice")
+        waits = [
+            asyncio.create_task(broker.wait_cancelled(sid)),
+            asyncio.create_task(broker.wait_abandoned(sid, 30)),
+        ]
+        await asyncio.sleep(0.005)
+        for task in waits:
+            task.cancel()
+        await asyncio.wait(waits, timeout=2)
+        assert all(task.cancelled() for task in waits), "a wait did not end when cancelled"

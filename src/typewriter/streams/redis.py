@@ -68,6 +68,15 @@ class _Mirror(LocalLog):
         self.subscribers = 0
 
 
+class _Abandonment:
+    __slots__ = ("grace", "alone_since", "event")
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.alone_since: float | None = None
+        self.event = asyncio.Event()
+
+
 class RedisBroker(Broker):
     def __init__(
         self,
@@ -89,6 +98,8 @@ class RedisBroker(Broker):
         self._mirrors: dict[str, _Mirror] = {}
         self._cancelled: dict[str, asyncio.Event] = {}
         self._pubsub_task: asyncio.Task[None] | None = None
+        self._abandonment: dict[str, _Abandonment] = {}
+        self._listeners_task: asyncio.Task[None] | None = None
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}:{kind}:{name}"
@@ -296,26 +307,40 @@ class RedisBroker(Broker):
                     event.set()
 
     async def wait_cancelled(self, stream_id: str) -> None:
-        event = self._cancelled.setdefault(stream_id, asyncio.Event())
-        if await self.redis.exists(self._key("c", stream_id)):
-            return  # asked before this replica listened
-        await event.wait()
+        # Only a local event: the cancel subscription exists before ``create`` returns,
+        # and redis-py may swallow the cancel of a task caught inside a command.
+        await self._cancelled.setdefault(stream_id, asyncio.Event()).wait()
 
     async def wait_abandoned(self, stream_id: str, grace: float) -> None:
-        key = self._key("l", stream_id)
-        step = min(max(grace / 4, 0.05), 1.0)
+        """Waits on a local event that one poller task (``_watch_listeners``) sets."""
+        watch = _Abandonment(grace)
+        self._abandonment[stream_id] = watch
+        if self._listeners_task is None or self._listeners_task.done():
+            self._listeners_task = asyncio.create_task(self._watch_listeners())
+        try:
+            await watch.event.wait()
+        finally:
+            self._abandonment.pop(stream_id, None)
+
+    async def _watch_listeners(self) -> None:
+        """One loop for every waiting generation: read their listener counts, set events."""
         loop = asyncio.get_running_loop()
-        alone_since: float | None = None
-        while True:
-            count: Any = await self.redis.get(key)
-            listeners = int(count or 0)
+        while self._abandonment:
+            watched = list(self._abandonment.items())
+            try:
+                counts: Any = await self.redis.mget([self._key("l", sid) for sid, _ in watched])
+            except RedisError as exc:
+                log.warning("listener counts unavailable: %s", exc)
+                counts = [b"1"] * len(watched)  # unknown: assume someone listens
             now = loop.time()
-            if listeners > 0:
-                alone_since = None
-            elif alone_since is None:
-                alone_since = now
-            elif now - alone_since >= grace:
-                return
+            for (_, watch), count in zip(watched, counts, strict=True):
+                if int(count or 0) > 0:
+                    watch.alone_since = None
+                elif watch.alone_since is None:
+                    watch.alone_since = now
+                elif now - watch.alone_since >= watch.grace:
+                    watch.event.set()
+            step = min([max(w.grace / 4, 0.05) for _, w in watched] + [0.5])
             await asyncio.sleep(step)
 
     async def ping(self) -> bool:
@@ -326,11 +351,14 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         tasks = [m.task for m in self._mirrors.values() if m.task is not None]
-        if self._pubsub_task is not None:
-            tasks.append(self._pubsub_task)
+        for task in (self._pubsub_task, self._listeners_task):
+            if task is not None:
+                tasks.append(task)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # bounded: redis-py may swallow a cancel that lands inside a command
+            await asyncio.wait(tasks, timeout=2.0)
         for mirror in self._mirrors.values():
             mirror.finished = True
             mirror.notify()
