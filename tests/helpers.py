@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -46,3 +47,11 @@ def last(events: list[sse.Event], name: str) -> dict[str, Any]:
     matching = [e for e in events if e.event == name]
     assert matching, f"no {name!r} event in {[e.event for e in events]}"
     return data_of(matching[-1])
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,12 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from helpers import free_port
 
 
 class RedisServer:
@@ -37,7 +31,7 @@ class RedisServer:
                 "redis-server not found: run `make test` (or scripts/ensure-test-services.sh)"
             )
         self.dir = Path(tempfile.mkdtemp(prefix="tw-redis-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
             [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,23 +14,16 @@ import httpx
 import pytest
 
 from conftest import ServerFactory
-from helpers import ask, follow, text_of
+from helpers import ask, follow, free_port, text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Process:
     """``typewriter serve`` as a real process, so it can be killed with SIGKILL."""
 
     def __init__(self, database_url: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
         env.update(TYPEWRITER_DATABASE_URL=database_url, TYPEWRITER_CHECKPOINT_INTERVAL="0.2")

@@ -21,7 +21,7 @@ from typewriter.errors import TypewriterError
 
 from .openai_schemas import is_openai_path, openai_error
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
-
-
-def error_response(error: TypewriterError) -> JSONResponse:
-    return JSONResponse(error.to_dict(), status_code=error.status)
 
 
 def _respond(

@@ -29,6 +29,7 @@ __all__ = [
     "EventStreamResponse",
     "OnDisconnect",
     "OpenStreams",
+    "encode_headers",
 ]
 
 EVENT_STREAM_HEADERS = {
@@ -38,6 +39,11 @@ EVENT_STREAM_HEADERS = {
 }
 PING = sse.encode_comment("ping")
 OnDisconnect = Callable[[], Awaitable[None]]
+
+
+def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """ASGI's header form, for the responses here that bypass Starlette's ``Response``."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 class OpenStreams:
@@ -149,9 +155,7 @@ class EventStreamResponse(Response):
         self.prelude = retry + prelude
         self.on_disconnect = on_disconnect
         all_headers = {**EVENT_STREAM_HEADERS, **(headers or {})}
-        self.raw_headers = [
-            (k.encode("latin-1"), v.encode("latin-1")) for k, v in all_headers.items()
-        ]
+        self.raw_headers = encode_headers(all_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = ClientWatch(self.subscription, self.registry, receive, self.on_disconnect)

@@ -27,7 +27,13 @@ from typewriter.jsonutil import dumps
 from typewriter.streams.base import Entry, Subscription
 
 from .body import read_json
-from .event_stream import ClientWatch, EventStreamResponse, OnDisconnect, OpenStreams
+from .event_stream import (
+    ClientWatch,
+    EventStreamResponse,
+    OnDisconnect,
+    OpenStreams,
+    encode_headers,
+)
 from .gateway import Gateway, get_gateway
 from .openai_schemas import DONE, Completion, CompletionRequest, sse_data
 
@@ -120,7 +126,7 @@ class CompletionResponse(Response):
         self.registry = registry
         self.heartbeat = heartbeat
         self.on_disconnect = on_disconnect
-        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = encode_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts: list[str] = []

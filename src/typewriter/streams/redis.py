@@ -13,10 +13,10 @@ stream starts one follower (a blocking ``XREAD`` loop) that mirrors the stream
 into a :class:`~typewriter.streams.local.LocalLog`, and every local listener
 reads that log from its own cursor, as with the memory broker.
 
-Stop travels as a pub/sub message on ``tw:cancel`` (plus a flag key, for a
-generation that starts listening late), so it reaches the generating replica
-wherever it was asked. Listener counts live in Redis (``tw:l:{id}``), so the
-grace period sees listeners on every replica.
+Stop travels as a pub/sub message on ``tw:cancel``, to which every replica
+subscribes before it creates its first stream, so it reaches the generating
+replica wherever it was asked. Listener counts live in Redis (``tw:l:{id}``),
+so the grace period sees listeners on every replica.
 """
 
 from __future__ import annotations
@@ -146,7 +146,6 @@ class RedisBroker(Broker):
                 pipe.expire(meta, keep)
                 pipe.expire(stream, keep)
                 pipe.set(self._key("t", stream_id), 1, ex=keep + int(self.tombstone_ttl))
-                pipe.delete(self._key("c", stream_id))
             else:
                 pipe.expire(stream, _RUNNING_TTL)
             try:
@@ -280,7 +279,6 @@ class RedisBroker(Broker):
         info = await self.info(stream_id, owner)
         if info.finished:
             return
-        await self.redis.set(self._key("c", stream_id), 1, ex=_RUNNING_TTL)
         await self.redis.publish(self._key("cancel", "all"), stream_id)
 
     async def _listen_for_cancels(self) -> None:
