@@ -7,9 +7,9 @@
 # is there already it does nothing and takes a few milliseconds.
 #
 # A package's postinst may start a system service (Debian's postgresql starts its "main"
-# cluster on port 5432 when a service manager lets it). The tests never use that service, and
-# a server left running would outlive the test run, so whatever an install here started is
-# stopped again.
+# cluster on port 5432, its nginx a web server on port 80, when a service manager lets it). The
+# tests never use those services, and a server left running would outlive the test run, so
+# whatever an install here started is stopped again.
 #
 # Usage: scripts/ensure-test-services.sh   (as root, or with sudo available)
 set -euo pipefail
@@ -101,17 +101,46 @@ stop_system_redis() {
     fi
 }
 
+# Debian's nginx starts its default site on port 80 when it is installed and a service manager
+# lets it. The deploy tests start their own nginx on a free loopback port; stop that one. Port 80
+# is only an error when it was free before the install: then the package's server holds it.
+stop_system_nginx() {
+    local waited
+    if command -v service >/dev/null; then
+        as_root service nginx stop >/dev/null 2>&1 || true
+    fi
+    # Without a service manager, the package's server is the one /run/nginx.pid names.
+    if [[ -s /run/nginx.pid ]]; then
+        note "stopping the nginx that the package started"
+        as_root /usr/sbin/nginx -s quit >/dev/null 2>&1 || true
+    fi
+    # `nginx -s quit` only asks; the workers finish and the port closes a moment later.
+    for ((waited = 0; waited < 50; waited++)); do
+        port_open 80 || return 0
+        [[ $PORT_80_WAS_OPEN -eq 1 ]] && return 0
+        sleep 0.1
+    done
+    die "something still listens on 127.0.0.1:80 after installing nginx; stop it"
+}
+
 main() {
     ensure_package '/usr/lib/postgresql/*/bin/pg_ctl' postgresql
     ensure_package redis-server redis-server
     # The web page's tests drive Debian's Chromium with Playwright (never its own browser build).
     ensure_package chromium chromium
+    # tests/deploy puts Debian's nginx in front of replicas; /usr/sbin is not on every PATH.
+    PORT_80_WAS_OPEN=0
+    if port_open 80; then
+        PORT_80_WAS_OPEN=1
+    fi
+    ensure_package /usr/sbin/nginx nginx
 
     local package
     for package in "${INSTALLED[@]}"; do
         case $package in
             postgresql) stop_system_postgresql ;;
             redis-server) stop_system_redis ;;
+            nginx) stop_system_nginx ;;
         esac
     done
 }

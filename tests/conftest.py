@@ -16,7 +16,7 @@ from typewriter.api.gateway import Gateway
 from typewriter.config import Settings, load_settings
 from typewriter.server import GatewayServer, build_server
 
-pytest_plugins = ["upstream.fixtures", "databases", "redis_server"]
+pytest_plugins = ["upstream.fixtures", "databases", "redis_server", "replicas", "tcp_proxy"]
 
 
 @pytest.fixture
@@ -59,7 +59,23 @@ ServerFactory = Callable[..., RunningServer]
 
 
 @pytest.fixture
-def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """The broker servers get by default: ``memory``, unless a module runs its tests on both.
+
+    ``pytest.mark.parametrize("broker_url", ["memory", "redis"], indirect=True)``
+    runs a whole end-to-end module once per broker, each on a fresh Redis.
+    """
+    kind = getattr(request, "param", "memory")
+    if kind == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return url
+    return "memory"
+
+
+@pytest.fixture
+def make_server(
+    tmp_path_factory: pytest.TempPathFactory, broker_url: str
+) -> Iterator[ServerFactory]:
     """Start servers with setting overrides; all are stopped after the test.
 
     Each server keeps its SQLite file in a fresh temporary data directory
@@ -69,6 +85,7 @@ def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFact
 
     def make(**overrides: Any) -> RunningServer:
         overrides.setdefault("data_dir", tmp_path_factory.mktemp("data"))
+        overrides.setdefault("broker", broker_url)
         settings = load_settings(port=0, log_level="warning", **overrides)
         server = start_server(settings)
         running.append(server)

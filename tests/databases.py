@@ -453,3 +453,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         # database goes when the cluster does, and the next test's set-up starts the server.
         if server.running:
             server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A PostgreSQL database of this test's own: for replicas (which cannot share a SQLite
+    file) and for outages staged by stopping the server."""
+    if not postgres_server.running:  # an earlier test stopped it and did not start it again
+        postgres_server.start()
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        if postgres_server.running:
+            postgres_server.drop_database(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -20,13 +21,19 @@ from typing import Any
 
 from typewriter.assistants import Assistant
 from typewriter.config import Settings
-from typewriter.errors import ModelError, ModelTimeout, TypewriterError
+from typewriter.errors import (
+    BrokerUnavailable,
+    ModelError,
+    ModelTimeout,
+    StreamTakenOver,
+    TypewriterError,
+)
 from typewriter.ids import new_id
 from typewriter.jsonutil import dumps
 from typewriter.models.base import ChatMessage, Chunk, GenerationOptions, ModelRequest, Usage
 from typewriter.recorder import Recorder
 from typewriter.store.sql import SqlStore
-from typewriter.streams.base import Broker
+from typewriter.streams.base import Broker, Orphan
 
 __all__ = ["Answer", "Chat", "Question"]
 
@@ -116,7 +123,6 @@ class Chat:
         else:
             conversation_id = question.conversation_id or new_id("conv")
             message_id = new_id("msg")
-        await self.broker.create(question.owner, stream_id)
         answer = Answer(stream_id, conversation_id, message_id, assistant.model)
         start = {
             "stream_id": stream_id,
@@ -125,7 +131,14 @@ class Chat:
             "model": assistant.name,
             "created": int(time.time()),
         }
-        await self.broker.append(stream_id, "start", dumps(start))
+        try:
+            await self.broker.create(question.owner, stream_id)
+            await self.broker.append(stream_id, "start", dumps(start))
+        except BrokerUnavailable:
+            if recorder is not None:  # recorded but never streamed: not left "streaming"
+                with contextlib.suppress(TypewriterError):
+                    await recorder.store.interrupt([message_id], "")
+            raise
         request = ModelRequest(
             model=assistant.model,
             messages=_messages(assistant, messages),
@@ -173,6 +186,13 @@ class Chat:
             for task in (pump, stop):
                 task.cancel()
             await asyncio.gather(pump, stop, return_exceptions=True)
+        if isinstance(outcome.error, StreamTakenOver):
+            # Our lease lapsed (a stall or a Redis outage) and another replica ended the
+            # stream and stored what its listeners saw; writing more would contradict it.
+            log.warning("answer %s was ended by another replica", answer.stream_id)
+            if recorder is not None:
+                await recorder.abandon()
+            return
         if recorder is not None:
             first = progress.first_at
             first_ms = (first - asked_at) * 1000 if first is not None else None
@@ -181,16 +201,61 @@ class Chat:
         await self._finish(answer, outcome)
 
     async def _finish(self, answer: Answer, outcome: _Outcome) -> None:
-        if outcome.error is not None:
-            error = {"code": outcome.error.code, "message": outcome.error.message}
-            await self.broker.append(answer.stream_id, "error", dumps(error))
-        end: dict[str, object] = {
-            "finish_reason": outcome.finish_reason,
-            "message_id": answer.message_id,
-        }
-        if outcome.usage is not None:
-            end["usage"] = outcome.usage.to_dict()
-        await self.broker.finish(answer.stream_id, dumps(end))
+        """``error`` (if any) then ``end``; a broker that is gone only gets a warning.
+
+        If Redis stays unreachable, the stream's lease lapses and whichever replica
+        sees it first ends the stream ``interrupted`` once Redis is back.
+        """
+        try:
+            if outcome.error is not None:
+                error = {"code": outcome.error.code, "message": outcome.error.message}
+                await self.broker.append(answer.stream_id, "error", dumps(error))
+            end: dict[str, object] = {
+                "finish_reason": outcome.finish_reason,
+                "message_id": answer.message_id,
+            }
+            if outcome.usage is not None:
+                end["usage"] = outcome.usage.to_dict()
+            await self.broker.finish(answer.stream_id, dumps(end))
+        except (BrokerUnavailable, StreamTakenOver) as exc:
+            log.warning("could not end stream %s: %s", answer.stream_id, exc.message)
+
+    async def end_orphans(self) -> int:
+        """End the streams of replicas that died: store what was shown, then ``end``.
+
+        Called periodically on every replica of a shared broker; each orphan is
+        claimed by exactly one of them.
+        """
+        orphans = await self.broker.claim_orphans()
+        for orphan in orphans:
+            await self._end_orphan(orphan)
+        return len(orphans)
+
+    async def _end_orphan(self, orphan: Orphan) -> None:
+        start: dict[str, Any] = {}
+        parts: list[str] = []
+        for _, event, data, _ in orphan.entries:
+            if event == "start":
+                start = json.loads(data)
+            elif event == "delta":
+                parts.append(json.loads(data)["text"])
+        message_id = str(start.get("message_id", ""))
+        if self.store is not None and message_id:
+            try:
+                await self.store.interrupt([message_id], "".join(parts))
+            except TypewriterError as exc:  # the next start-up marks it from its checkpoint
+                log.warning("could not store interrupted answer %s: %s", message_id, exc.message)
+        answer = Answer(
+            orphan.stream_id,
+            str(start.get("conversation_id", "")),
+            message_id,
+            str(start.get("model", "")),
+        )
+        lost = TypewriterError(
+            "the server generating this answer stopped; the answer ends here",
+            code="interrupted",
+        )
+        await self._finish(answer, _Outcome("error", error=lost))
 
     async def _pump(
         self,
@@ -302,7 +367,7 @@ def _outcome_of(pump: asyncio.Task[_Outcome]) -> _Outcome:
             "timeout",
             error=ModelTimeout("the model took too long; the answer was ended"),
         )
-    if isinstance(error, ModelError):
+    if isinstance(error, ModelError | BrokerUnavailable | StreamTakenOver):
         return _Outcome("error", error=error)
     log.error("generation failed", exc_info=error)
     return _Outcome("error", error=TypewriterError("the answer failed on the server"))

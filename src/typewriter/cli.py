@@ -20,7 +20,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on [127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [8000]")] = None,
-    broker: Annotated[str | None, typer.Option(help="where streams live [memory]")] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(help="where streams live: memory, or redis://host:port/db for replicas"),
+    ] = None,
+    lease_timeout: Annotated[
+        float | None,
+        typer.Option(help="seconds before a dead replica's answers end 'interrupted' [15]"),
+    ] = None,
     heartbeat: Annotated[float | None, typer.Option(help="seconds between pings [15]")] = None,
     grace: Annotated[
         float | None, typer.Option(help="seconds a detached answer runs unheard [30]")
@@ -54,6 +61,7 @@ def serve(
             host=host,
             port=port,
             broker=broker,
+            lease_timeout=lease_timeout,
             heartbeat=heartbeat,
             grace=grace,
             retention=retention,
@@ -72,9 +80,11 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
     )
-    store = server.app.state.gateway.store
+    gateway = server.app.state.gateway
+    store = gateway.store
     kept = "not kept (database_url = none)" if store is None else store.describe()
-    typer.echo(f"typewriter on http://{settings.host}:{settings.port}/ (broker: {settings.broker})")
+    where = f"http://{settings.host}:{settings.port}/"
+    typer.echo(f"typewriter on {where} (broker: {gateway.broker.describe()})")
     typer.echo(f"conversations: {kept}")
     server.run()
 

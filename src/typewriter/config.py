@@ -33,7 +33,14 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on (0 picks one)")
-    broker: str = Field("memory", description="where streams live: 'memory'")
+    broker: str = Field(
+        "memory", description="where streams live: 'memory' or redis://host:port/db (replicas)"
+    )
+    lease_timeout: float = Field(
+        15.0,
+        ge=1,
+        description="seconds after which an answer whose replica died is ended 'interrupted'",
+    )
     heartbeat: float = Field(15.0, gt=0, description="seconds between ': ping' comments")
     retry_ms: int = Field(2000, ge=0, description="reconnection delay sent as 'retry:'")
     grace: float = Field(

@@ -32,6 +32,7 @@ from typing import Any
 
 __all__ = [
     "BadRequest",
+    "BrokerUnavailable",
     "ConfigError",
     "InvalidField",
     "InvalidLastEventId",
@@ -43,6 +44,7 @@ __all__ = [
     "StoreUnavailable",
     "StreamExpired",
     "StreamNotFound",
+    "StreamTakenOver",
     "TypewriterError",
     "UnsupportedMediaType",
 ]
@@ -111,6 +113,20 @@ class StoreUnavailable(TypewriterError):
 
     status = 503
     code = "store_unavailable"
+
+
+class BrokerUnavailable(TypewriterError):
+    """The stream broker (Redis) cannot be reached; the request may be retried later."""
+
+    status = 503
+    code = "broker_unavailable"
+
+
+class StreamTakenOver(TypewriterError):
+    """This replica lost its lease on a stream and another one ended it ``interrupted``."""
+
+    status = 409
+    code = "interrupted"
 
 
 class ConfigError(TypewriterError):

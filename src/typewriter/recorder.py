@@ -45,6 +45,13 @@ class Recorder:
             except TypewriterError as exc:
                 log.warning("checkpoint of %s skipped: %s", self.message_id, exc.message)
 
+    async def abandon(self) -> None:
+        """Stop checkpointing without a final save (someone else stored the answer)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
     async def finish(
         self,
         text: str,
@@ -52,10 +59,7 @@ class Recorder:
         usage: dict[str, int] | None,
         first_token_ms: float | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.abandon()
         try:
             async with asyncio.timeout(FINAL_SAVE_TIMEOUT):
                 await self.store.finish(self.message_id, text, finish_reason, usage, first_token_ms)

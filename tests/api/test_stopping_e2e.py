@@ -11,7 +11,11 @@ from conftest import RunningServer, ServerFactory, read_events
 from helpers import ask, data_of, follow, last, text_of
 from typewriter.models.simulated import CANNED_ANSWER
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.integration,
+    pytest.mark.parametrize("broker_url", ["memory", "redis"], indirect=True),
+]
 
 SLOW = {"simulate": {"tokens_per_second": 20}}
 GENEROUS = 30.0

@@ -12,7 +12,11 @@ import pytest
 from conftest import RunningServer, ServerFactory, read_events
 from helpers import ask, data_of, follow, last, text_of
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.integration,
+    pytest.mark.parametrize("broker_url", ["memory", "redis"], indirect=True),
+]
 
 MESSAGE = "Hello,\r\nworld!\n\n🎉 emoji, 什么是SSE? \r tabs\tand \u2028 separators"
 FAST = {"simulate": {"tokens_per_second": 2000}}

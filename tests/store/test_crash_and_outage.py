@@ -3,58 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from conftest import ServerFactory
-from helpers import ask, follow, free_port, text_of
+from helpers import ask, follow, text_of
+from replicas import Replicas
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-class Process:
-    """``typewriter serve`` as a real process, so it can be killed with SIGKILL."""
-
-    def __init__(self, database_url: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
-        env.update(TYPEWRITER_DATABASE_URL=database_url, TYPEWRITER_CHECKPOINT_INTERVAL="0.2")
-        command = [sys.executable, "-m", "typewriter", "serve", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-    async def ready(self) -> None:
-        async with asyncio.timeout(30), httpx.AsyncClient(base_url=self.url) as client:
-            while True:
-                assert self.process.poll() is None, "the server exited"
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for process in started:
-        process.kill()
 
 
 async def stored_answer(client: httpx.AsyncClient, conversation_id: str) -> dict[str, Any]:
@@ -64,11 +22,10 @@ async def stored_answer(client: httpx.AsyncClient, conversation_id: str) -> dict
 
 
 async def test_sigkill_mid_answer_leaves_it_interrupted_with_its_text(
-    database_url: str, processes: list[Process]
+    database_url: str, replicas: Replicas
 ) -> None:
-    first = Process(database_url)
-    processes.append(first)
-    await first.ready()
+    settings = {"database_url": database_url, "checkpoint_interval": 0.2}
+    first = await replicas.start(**settings)
     slow = {"simulate": {"tokens_per_second": 20}}
     async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
         started = await ask(client, "z" * 400, assistant="echo", options=slow)
@@ -77,22 +34,12 @@ async def test_sigkill_mid_answer_leaves_it_interrupted_with_its_text(
             while not (await stored_answer(client, started["conversation_id"]))["text"]:
                 await asyncio.sleep(0.05)
     first.kill()
-    second = Process(database_url)
-    processes.append(second)
-    await second.ready()
+    second = await replicas.start(**settings)
     async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
         answer = await stored_answer(client, started["conversation_id"])
     assert answer["status"] == "interrupted"
     assert answer["text"] and "z" * len(answer["text"]) == answer["text"]
     assert len(text_of(shown)) <= len(answer["text"]) + 4 * 5  # at most one checkpoint behind
-
-
-@pytest.fixture
-def postgres_url(postgres_server: Any) -> Iterator[str]:
-    """A database of this test's own; an outage is staged by stopping its server."""
-    name = postgres_server.create_database()
-    yield postgres_server.url(name)
-    postgres_server.drop_database(name)
 
 
 async def test_a_database_outage_is_a_503_and_heals_by_itself(

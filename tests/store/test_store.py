@@ -172,15 +172,29 @@ async def test_another_user_sees_nothing(store: SqlStore) -> None:
     assert len(await store.messages("alice", cid)) == 2
 
 
-async def test_a_restart_marks_unfinished_answers_interrupted(database_url: str) -> None:
+async def test_unfinished_answers_survive_a_restart_and_can_be_interrupted(
+    database_url: str,
+) -> None:
     first_life = SqlStore(database_url)
     await first_life.start()
     started = await turn(first_life, "q")
+    other = await turn(first_life, "q2")
+    finished = await turn(first_life, "q3")
     await first_life.checkpoint(started.answer_id, "shown so far")
-    await first_life.close()  # the process "dies" without finishing the answer
+    await first_life.finish(finished.answer_id, "all of it", "stop", None, None)
+    await first_life.close()  # the process "dies" without finishing two answers
     second_life = SqlStore(database_url)
     await second_life.start()
+    left = await second_life.streaming_answers()
+    assert {m for m, _ in left} == {started.answer_id, other.answer_id}
+    assert all(stream_id.startswith("st_") for _, stream_id in left)
+    assert await second_life.interrupt([started.answer_id]) == 1
+    assert await second_life.interrupt([other.answer_id], "the full text") == 1
+    assert await second_life.interrupt([finished.answer_id], "nope") == 0  # already ended
     answer = await second_life.get_message("alice", started.answer_id)
     assert (answer.status, answer.text) == ("interrupted", "shown so far")
+    assert (await second_life.get_message("alice", other.answer_id)).text == "the full text"
+    assert (await second_life.get_message("alice", finished.answer_id)).text == "all of it"
+    assert await second_life.streaming_answers() == []
     assert await second_life.start() == len(STEPS)  # migrating again changes nothing
     await second_life.close()

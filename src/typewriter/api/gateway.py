@@ -6,6 +6,8 @@ so two apps in one process (tests, benchmarks) never share state.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -14,6 +16,7 @@ from starlette.requests import Request
 from typewriter.assistants import Assistant, build_catalog
 from typewriter.chat import Chat
 from typewriter.config import Settings
+from typewriter.errors import TypewriterError
 from typewriter.store.factory import open_store
 from typewriter.store.sql import SqlStore
 from typewriter.streams.base import Broker
@@ -31,25 +34,70 @@ LOCAL_USER = "local"
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broker: Broker = create_broker(settings.broker, retention=settings.retention)
+        self.broker: Broker = create_broker(
+            settings.broker, retention=settings.retention, lease_timeout=settings.lease_timeout
+        )
         self.catalog = build_catalog(settings)
         self.assistants: Mapping[str, Assistant] = self.catalog.assistants
         self.store: SqlStore | None = open_store(settings)
         self.chat = Chat(settings, self.broker, self.assistants, self.store)
         self.open_streams = OpenStreams()
+        self._stopping = asyncio.Event()
+        self._orphans: asyncio.Task[None] | None = None
 
     def begin_shutdown(self) -> None:
         """End open SSE responses now; their clients resume elsewhere with Last-Event-ID."""
         self.open_streams.close_all()
 
     async def start(self) -> None:
+        try:
+            await self.broker.start()
+        except TypewriterError as exc:  # serve anyway: /readyz says so, requests get 503s
+            log.warning("broker not reachable at start: %s", exc.message)
         if self.store is not None:
             version = await self.store.start()
             log.info("conversation store ready (schema version %d)", version)
+            await self._recover_answers()
+        if self.broker.shared:
+            self._orphans = asyncio.create_task(self._end_orphans())
+
+    async def _recover_answers(self) -> None:
+        """Mark ``interrupted`` the answers no producer is writing any more.
+
+        With replicas, an answer marked ``streaming`` may be generated right now by
+        another replica (a rolling restart): the broker knows which. The ones it
+        still lists but whose replica died are ended by ``_end_orphans``.
+        """
+        assert self.store is not None
+        try:
+            streaming = await self.store.streaming_answers()
+            live = await self.broker.live([stream_id for _, stream_id in streaming])
+        except TypewriterError as exc:
+            log.warning("unfinished answers not checked: %s", exc.message)
+            return
+        lost = [message_id for message_id, stream_id in streaming if stream_id not in live]
+        if lost:
+            marked = await self.store.interrupt(lost)
+            log.warning("marked %d answers interrupted: their generation stopped", marked)
+
+    async def _end_orphans(self) -> None:
+        """Look for answers whose replica died, every tenth of ``lease_timeout``."""
+        interval = self.settings.lease_timeout / 10
+        while not self._stopping.is_set():
+            try:
+                await self.chat.end_orphans()
+            except Exception:
+                log.exception("ending the answers of a dead replica failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._stopping.wait()
 
     async def stop(self) -> None:
+        self._stopping.set()
         self.begin_shutdown()
         await self.chat.shutdown()
+        if self._orphans is not None:
+            await asyncio.wait((self._orphans,), timeout=5.0)
         await self.broker.close()
         for backend in {id(a.backend): a.backend for a in self.assistants.values()}.values():
             await backend.aclose()

@@ -4,7 +4,9 @@ The store is never on the token path. A generation records its question and
 opens its answer once (``start_turn``), saves the text every few seconds
 (``checkpoint``) and once more when it ends (``finish``), so a slow or
 unreachable database delays no token; at worst the last few seconds of a
-process that died are lost, and start-up marks such answers ``interrupted``.
+process that died are lost, and such answers end up ``interrupted``: marked by
+the next start-up, or, with replicas, by the replica that finds the dead one's
+lease lapsed (which also stores the full text the listeners saw).
 """
 
 from __future__ import annotations
@@ -58,17 +60,42 @@ class SqlStore:
         return self.engine.url.render_as_string(hide_password=True)
 
     async def start(self) -> int:
-        """Migrate, then mark answers a previous process left ``streaming`` as interrupted."""
-        version = await migrate(self.engine)
+        """Bring the schema up to date; answers left ``streaming`` are the caller's to judge.
+
+        Only the broker knows whether another replica still generates one of them
+        (see ``Gateway.start``), so marking them ``interrupted`` is not done here.
+        """
+        return await migrate(self.engine)
+
+    async def streaming_answers(self) -> list[tuple[str, str]]:
+        """``(message id, stream id)`` of every answer still marked ``streaming``."""
+        async with self._db() as db:
+            rows = await db.execute(
+                sa.select(messages.c.id, messages.c.stream_id).where(
+                    messages.c.status == "streaming"
+                )
+            )
+            return [(row.id, row.stream_id or "") for row in rows]
+
+    async def interrupt(self, message_ids: list[str], text: str | None = None) -> int:
+        """Mark answers whose generation died ``interrupted``, keeping ``text`` if given.
+
+        Only answers still ``streaming``: one that was finished meanwhile keeps its end.
+        """
+        values: dict[str, Any] = {
+            "status": "interrupted",
+            "finish_reason": "error",
+            "finished_at": time.time(),
+        }
+        if text is not None:
+            values["text"] = text
         async with self._db() as db:
             result = await db.execute(
                 messages.update()
-                .where(messages.c.status == "streaming")
-                .values(status="interrupted", finish_reason="error", finished_at=time.time())
+                .where(messages.c.id.in_(message_ids), messages.c.status == "streaming")
+                .values(**values)
             )
-            if result.rowcount:
-                log.warning("marked %d answers interrupted by a restart", result.rowcount)
-        return version
+            return int(result.rowcount)
 
     async def close(self) -> None:
         await self.engine.dispose()

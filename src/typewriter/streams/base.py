@@ -23,6 +23,7 @@ from typewriter.errors import InvalidLastEventId
 __all__ = [
     "Broker",
     "Entry",
+    "Orphan",
     "StreamInfo",
     "Subscription",
     "TERMINAL_EVENT",
@@ -75,6 +76,20 @@ class StreamInfo:
     finished: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A running stream whose producer stopped renewing its lease (its replica died).
+
+    The broker that hands one out has claimed it: it is now this replica's to
+    end, and no other replica will get it. ``entries`` is everything appended
+    before the producer vanished, so the partial answer can be stored whole.
+    """
+
+    stream_id: str
+    owner: str
+    entries: list[Entry]
+
+
 class Subscription(ABC):
     """One listener's cursor on a stream or on a user's channel."""
 
@@ -104,7 +119,29 @@ class Subscription(ABC):
 
 
 class Broker(ABC):
-    """Holds streams: create, append, finish, replay-then-follow, cancel, retention."""
+    """Holds streams: create, append, finish, replay-then-follow, cancel, retention.
+
+    ``shared`` brokers are seen by several replicas: their producers hold leases
+    and some replica must end the streams of one that died (:meth:`claim_orphans`).
+    """
+
+    shared = False
+
+    def describe(self) -> str:
+        """Where the streams are, for the start-up line (never with a password)."""
+        return "memory"
+
+    async def start(self) -> None:
+        """Connect and start background work; brokers also start lazily on first use."""
+        return None
+
+    async def claim_orphans(self) -> list[Orphan]:
+        """Claim running streams whose producer's lease lapsed (none in one process)."""
+        return []
+
+    async def live(self, stream_ids: list[str]) -> set[str]:
+        """Of these streams, the ones a producer somewhere may still be writing."""
+        return set()
 
     @abstractmethod
     async def create(self, owner: str, stream_id: str | None = None) -> str:

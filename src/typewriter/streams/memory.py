@@ -204,6 +204,10 @@ class MemoryBroker(Broker):
             else:
                 await stream.detached.wait()
 
+    async def live(self, stream_ids: list[str]) -> set[str]:
+        running = (self._streams.get(s) for s in stream_ids)
+        return {s.stream_id for s in running if s is not None and not s.finished}
+
     async def ping(self) -> bool:
         return True
 

@@ -1,22 +1,38 @@
-"""Streams in Redis, so that any replica can replay, follow and stop any answer.
+"""Streams in Redis, so that any replica can replay, follow, stop and finish any answer.
 
-One Redis stream per answer (``tw:s:{id}``), entry ids ``0-{seq}`` so that
-``Last-Event-ID`` maps straight onto ``XREAD``, each entry carrying its SSE
-encoding (``w``) so no replica encodes it again. A hash (``tw:m:{id}``) holds
-the owner and whether the answer is finished; a tombstone (``tw:t:{id}``)
-outlives both so an expired stream answers 410, not 404. Each user's channel
-is one more stream, numbered by a Lua script so two replicas appending at once
-still give consecutive cursors.
+Keys (``tw`` is the prefix):
+
+- ``tw:s:{id}`` the answer's Redis stream, entry ids ``0-{seq}`` so that
+  ``Last-Event-ID`` maps straight onto ``XREAD``; each entry carries its SSE
+  encoding (``w``) so no replica encodes it again.
+- ``tw:m:{id}`` a hash: owner, last seq, finished, and the token of the replica
+  producing it. ``tw:t:{id}`` a tombstone that outlives both, so an expired
+  stream answers 410, not 404.
+- ``tw:u:{owner}`` / ``tw:un:{owner}`` each user's channel and its counter.
+- ``tw:running`` a sorted set: running stream → lease deadline (Redis clock,
+  ms). The producing replica renews the leases of its streams; when it dies
+  they lapse, and another replica claims and ends the stream ``interrupted``.
+- ``tw:r:{token}`` one key per live replica (same heartbeat), and
+  ``tw:l:{id}`` a hash of listener counts per replica, so the grace period
+  ignores listeners that were on a replica which died.
+- ``tw:c:{id}`` a cancel flag, besides the ``tw:cancel:all`` pub/sub message:
+  the message makes Stop prompt, the flag makes it certain (a message sent
+  while a replica was reconnecting is gone, the flag is read every poll).
+
+Appends are one Lua script: the entry, the stream's last number, the channel
+entry and (at the end) "finished", atomically, and only while this replica is
+still the producer. The script is idempotent by sequence number, so an append
+whose reply was lost is retried safely with backoff until Redis is back.
 
 A replica does not read Redis once per listener: the first local listener of a
 stream starts one follower (a blocking ``XREAD`` loop) that mirrors the stream
 into a :class:`~typewriter.streams.local.LocalLog`, and every local listener
 reads that log from its own cursor, as with the memory broker.
 
-Stop travels as a pub/sub message on ``tw:cancel``, to which every replica
-subscribes before it creates its first stream, so it reaches the generating
-replica wherever it was asked. Listener counts live in Redis (``tw:l:{id}``),
-so the grace period sees listeners on every replica.
+redis-py's asyncio client can swallow the cancellation of a task that is inside
+a command (measured: about one cancel in three lost on a loop of ``INCR``), so
+no task that others cancel awaits Redis directly: producers await a shielded
+write, waits of a generation await local events, and loops stop on a flag.
 """
 
 from __future__ import annotations
@@ -24,18 +40,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
+from typewriter.errors import (
+    BrokerUnavailable,
+    InvalidLastEventId,
+    StreamExpired,
+    StreamNotFound,
+    StreamTakenOver,
+)
 from typewriter.ids import new_id
 from typewriter.streams.base import (
     TERMINAL_EVENT,
     Broker,
     Entry,
+    Orphan,
     StreamInfo,
     Subscription,
     encode_entry,
@@ -46,15 +74,87 @@ from typewriter.streams.local import LocalChannel, LocalLog, LocalSubscription
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-_CHANNEL_APPEND = """
-local n = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '0-' .. n,
-           'i', ARGV[2], 'q', ARGV[3], 'e', ARGV[4], 'd', ARGV[5])
-return n
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)"
+
+_CREATE = f"""
+{_NOW_MS}
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'finished', 0, 'last', 0, 'producer', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
+return now
 """
+
+# KEYS: stream, meta, channel, channel counter, tombstone, running
+# ARGV: token, seq, event, data, wire, finishing, keep, running ttl, tombstone ttl,
+#       stream id, channel window
+_APPEND = """
+local m = redis.call('HMGET', KEYS[2], 'producer', 'last', 'finished')
+if not m[1] then return redis.error_reply('TWGONE the stream is gone') end
+if m[1] ~= ARGV[1] then return redis.error_reply('TWTAKEN another replica ended it') end
+local seq = tonumber(ARGV[2])
+if seq <= tonumber(m[2]) then return seq end
+if m[3] == '1' then return redis.error_reply('TWTAKEN the stream is finished') end
+redis.call('XADD', KEYS[1], '0-' .. seq, 'e', ARGV[3], 'd', ARGV[4], 'w', ARGV[5])
+redis.call('HSET', KEYS[2], 'last', seq)
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[2], 'finished', 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  redis.call('SET', KEYS[5], 1, 'EX', ARGV[9])
+  redis.call('ZREM', KEYS[6], ARGV[10])
+elseif seq == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+end
+local n = redis.call('INCR', KEYS[4])
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[11], '0-' .. n,
+           'i', ARGV[10], 'q', seq, 'e', ARGV[3], 'd', ARGV[4])
+return seq
+"""
+
+# KEYS: running. ARGV: lease ms, stream ids...  (XX: a claimed or finished stream stays out)
+_RENEW = f"""
+{_NOW_MS}
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+return #ARGV - 1
+"""
+
+# KEYS: running. ARGV: token, lease ms, how many, key prefix.
+# Claiming a stream is taking over its lease: should this replica die while ending
+# it, the lease lapses again and yet another replica claims it.
+_CLAIM = f"""
+{_NOW_MS}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
+  local meta = ARGV[4] .. ':m:' .. id
+  if redis.call('EXISTS', meta) == 1 then redis.call('HSET', meta, 'producer', ARGV[1]) end
+end
+return ids
+"""
+
+# What a lost connection raises. RuntimeError too: on uvloop, redis-py writes to a
+# transport that was already closed and uvloop says so with a RuntimeError (the
+# connection is dropped first, so the next try reconnects).
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, RuntimeError)
+_FAILED = (RedisError, OSError, RuntimeError)
+
 _BLOCK_MS = 1000
-_RUNNING_TTL = 24 * 3600  # keys of a running answer expire even if its replica vanished
+_RUNNING_TTL = 24 * 3600  # keys of a running answer expire even if every replica vanished
+_OUTAGE_TOLERANCE = 2.0  # a listener waits this long for Redis before its response ends
+_CLAIM_BATCH = 32
+
+
+class _Produced:
+    """A stream this replica writes: its last number and the write in flight."""
+
+    __slots__ = ("owner", "last", "pending")
+
+    def __init__(self, owner: str, last: int) -> None:
+        self.owner = owner
+        self.last = last
+        self.pending: asyncio.Task[int] | None = None
 
 
 class _Mirror(LocalLog):
@@ -78,6 +178,8 @@ class _Abandonment:
 
 
 class RedisBroker(Broker):
+    shared = True
+
     def __init__(
         self,
         url: str,
@@ -85,6 +187,7 @@ class RedisBroker(Broker):
         retention: float = 600.0,
         tombstone_ttl: float = 86400.0,
         channel_window: int = 10_000,
+        lease_timeout: float = 15.0,
         prefix: str = "tw",
     ) -> None:
         self.url = url
@@ -92,80 +195,231 @@ class RedisBroker(Broker):
         self.tombstone_ttl = tombstone_ttl
         self.channel_window = channel_window
         self.prefix = prefix
-        self.redis: aioredis.Redis = aioredis.from_url(url)
-        self._channel_append = self.redis.register_script(_CHANNEL_APPEND)
-        self._produced: dict[str, tuple[str, int]] = {}  # stream -> (owner, last seq)
+        # The bound is lease + one claim sweep: the lease gets 60% of it, renewed four
+        # times per lease, and replicas look for lapsed leases every tenth of it.
+        self.lease_ms = int(lease_timeout * 600)
+        self.renew_every = lease_timeout * 0.15
+        self.claim_every = lease_timeout * 0.1
+        self.token = new_id("rp")
+        self.redis: aioredis.Redis = aioredis.from_url(
+            url,
+            socket_connect_timeout=2.0,
+            socket_timeout=_BLOCK_MS / 1000 + 5.0,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        )
+        self._create_script = self.redis.register_script(_CREATE)
+        self._append_script = self.redis.register_script(_APPEND)
+        self._renew_script = self.redis.register_script(_RENEW)
+        self._claim_script = self.redis.register_script(_CLAIM)
+        self._produced: dict[str, _Produced] = {}
         self._mirrors: dict[str, _Mirror] = {}
         self._cancelled: dict[str, asyncio.Event] = {}
-        self._pubsub_task: asyncio.Task[None] | None = None
         self._abandonment: dict[str, _Abandonment] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started: asyncio.Task[None] | None = None
         self._listeners_task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self._claim_after = 0.0
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}:{kind}:{name}"
+
+    def describe(self) -> str:
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return urlunsplit(parts._replace(netloc=user + netloc))
+
+    # -- background work -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to cancels and start the heartbeat; once, however often called."""
+        if self._started is None:
+            self._started = asyncio.create_task(self._start())
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        pubsub = self.redis.pubsub()
+        await self._unavailable_as_503(pubsub.subscribe(self._key("cancel", "all")))
+        self._spawn(self._cancels(pubsub))
+        self._spawn(self._heartbeat())
+
+    async def _ensure_started(self) -> None:
+        if self._started is None or self._started.done():
+            if self._started is not None and self._started.exception() is not None:
+                self._started = None  # Redis was down at the first try: try again
+            await self.start()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the broker closes."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+
+    async def _heartbeat(self) -> None:
+        """Say this replica lives, and renew the lease of every stream it produces."""
+        failing = False
+        while not self._closing.is_set():
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(self._key("r", self.token), 1, px=self.lease_ms)
+                    if self._produced:
+                        await self._renew_script(
+                            keys=[self._key("running", "all")],
+                            args=[self.lease_ms, *self._produced],
+                            client=pipe,
+                        )
+                    await pipe.execute()
+                if failing:
+                    log.warning("Redis is reachable again; leases renewed")
+                failing = False
+            except _FAILED as exc:
+                if not failing:
+                    log.warning("cannot renew leases in Redis: %s", exc)
+                failing = True
+            await self._pause(self.renew_every)
+
+    async def _cancels(self, pubsub: Any) -> None:
+        channel = self._key("cancel", "all")
+        while not self._closing.is_set():
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except _FAILED as exc:
+                log.warning("cancel channel lost (%s); subscribing again", exc)
+                await self._pause(0.5)
+                with contextlib.suppress(*_FAILED):
+                    await pubsub.subscribe(channel)
+                continue
+            if message is not None:
+                data: Any = message["data"]
+                self._mark_cancelled(data.decode())
+        with contextlib.suppress(*_FAILED):
+            await pubsub.aclose()
+
+    def _mark_cancelled(self, stream_id: str) -> None:
+        event = self._cancelled.get(stream_id)
+        if event is not None:
+            event.set()
 
     # -- producing -------------------------------------------------------------
 
     async def create(self, owner: str, stream_id: str | None = None) -> str:
         stream_id = stream_id or new_id("st")
-        await self._listen_for_cancels()
-        meta = self._key("m", stream_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(meta, mapping={"owner": owner, "finished": 0, "last": 0})
-            pipe.expire(meta, _RUNNING_TTL)
-            await pipe.execute()
-        self._produced[stream_id] = (owner, 0)
+        await self._ensure_started()
         self._cancelled[stream_id] = asyncio.Event()
+        try:
+            await self._unavailable_as_503(
+                self._create_script(
+                    keys=[self._key("m", stream_id), self._key("running", "all")],
+                    args=[owner, self.token, self.lease_ms, stream_id, _RUNNING_TTL],
+                )
+            )
+        except BrokerUnavailable:
+            self._cancelled.pop(stream_id, None)
+            raise
+        self._produced[stream_id] = _Produced(owner, 0)
         return stream_id
 
     async def append(self, stream_id: str, event: str, data: str) -> int:
         return await self._append(stream_id, event, data, finishing=False)
 
     async def finish(self, stream_id: str, data: str) -> int:
-        seq = await self._append(stream_id, TERMINAL_EVENT, data, finishing=True)
-        self._produced.pop(stream_id, None)
-        self._cancelled.pop(stream_id, None)
-        return seq
+        try:
+            return await self._append(stream_id, TERMINAL_EVENT, data, finishing=True)
+        finally:
+            self._produced.pop(stream_id, None)
+            self._cancelled.pop(stream_id, None)
 
     async def _append(self, stream_id: str, event: str, data: str, *, finishing: bool) -> int:
-        """One transaction: the entry, the stream's last number, and (at the end) "finished".
+        """Queue the write behind the one in flight and wait for it, shielded.
 
-        Atomic so that no reader can see ``end`` in the stream while the stream is
-        not yet marked finished (it would then wait for more instead of answering 204).
+        Shielded so that cancelling the producer (Stop) never lands inside a
+        Redis command; chained so that numbers stay in order even when a
+        cancelled producer's last write is still on its way.
         """
-        owner, last = self._produced[stream_id]
-        seq = last + 1
-        _, _, _, wire = encode_entry(seq, event, data)
-        stream, meta = self._key("s", stream_id), self._key("m", stream_id)
-        keep = int(self.retention) or 1
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(stream, {"e": event, "d": data, "w": wire}, id=f"0-{seq}")
-            pipe.hset(meta, "last", seq)
-            if finishing:
-                pipe.hset(meta, "finished", 1)
-                pipe.expire(meta, keep)
-                pipe.expire(stream, keep)
-                pipe.set(self._key("t", stream_id), 1, ex=keep + int(self.tombstone_ttl))
-            else:
-                pipe.expire(stream, _RUNNING_TTL)
-            try:
-                await pipe.execute()
-            except ResponseError as exc:
-                if "equal or smaller" not in str(exc):
-                    raise  # anything but "already appended" (a retried append) is an error
-        self._produced[stream_id] = (owner, seq)
-        await self._channel_append(
-            keys=[self._key("u", owner), self._key("un", owner)],
-            args=[self.channel_window, stream_id, seq, event, data],
+        produced = self._produced.get(stream_id)
+        if produced is None:
+            raise StreamTakenOver(f"stream {stream_id!r} is not produced here")
+        write = asyncio.create_task(
+            self._write(stream_id, produced, produced.pending, event, data, finishing)
         )
+        write.add_done_callback(_retrieve)
+        produced.pending = write
+        return await asyncio.shield(write)
+
+    async def _write(
+        self,
+        stream_id: str,
+        produced: _Produced,
+        previous: asyncio.Task[int] | None,
+        event: str,
+        data: str,
+        finishing: bool,
+    ) -> int:
+        if previous is not None:
+            await asyncio.wait((previous,))
+        seq = produced.last + 1
+        _, _, _, wire = encode_entry(seq, event, data)
+        keep = int(self.retention) or 1
+        keys = [
+            self._key("s", stream_id),
+            self._key("m", stream_id),
+            self._key("u", produced.owner),
+            self._key("un", produced.owner),
+            self._key("t", stream_id),
+            self._key("running", "all"),
+        ]
+        args: list[str | int | bytes] = [
+            self.token,
+            seq,
+            event,
+            data,
+            wire,
+            1 if finishing else 0,
+            keep,
+            _RUNNING_TTL,
+            keep + int(self.tombstone_ttl),
+            stream_id,
+            self.channel_window,
+        ]
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.lease_ms / 1000
+        delay = 0.05
+        while True:
+            try:
+                await self._append_script(keys=keys, args=args)
+                break
+            except ResponseError as exc:
+                if str(exc).startswith(("TWTAKEN", "TWGONE")):
+                    raise StreamTakenOver(
+                        f"stream {stream_id!r} was ended by another replica: {exc}"
+                    ) from None
+                raise
+            except _UNREACHABLE as exc:
+                if loop.time() + delay > give_up:
+                    raise BrokerUnavailable(
+                        f"Redis has been unreachable for {self.lease_ms / 1000:.0f} s: {exc}"
+                    ) from None
+                log.warning("append to %s failed (%s); retrying in %.2f s", stream_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        produced.last = seq
         return seq
 
     # -- listening ---------------------------------------------------------------
 
     async def info(self, stream_id: str, owner: str) -> StreamInfo:
-        meta: Any = await self.redis.hgetall(self._key("m", stream_id))
+        meta: Any = await self._unavailable_as_503(self.redis.hgetall(self._key("m", stream_id)))
         if not meta or meta.get(b"owner", b"").decode() != owner:
-            if not meta and await self.redis.exists(self._key("t", stream_id)):
+            if not meta and await self._exists(self._key("t", stream_id)):
                 raise StreamExpired(
                     f"stream {stream_id!r} finished and is past its retention period"
                 )
@@ -179,57 +433,89 @@ class RedisBroker(Broker):
                 f"Last-Event-ID {after} is beyond the last event of stream {stream_id!r} "
                 f"(it has reached {info.last_seq})",
             )
+        await self._ensure_started()
+        await self._count_listener(stream_id, 1)
         mirror = self._mirror(stream_id)
         mirror.subscribers += 1
-        await self.redis.incr(self._key("l", stream_id))
         return LocalSubscription(mirror, after, self._listener_left(stream_id, mirror))
+
+    async def _count_listener(self, stream_id: str, change: int) -> None:
+        key = self._key("l", stream_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, self.token, change)
+            pipe.expire(key, _RUNNING_TTL)
+            await self._unavailable_as_503(pipe.execute())
 
     def _listener_left(self, stream_id: str, mirror: _Mirror) -> Callable[[], Awaitable[None]]:
         async def left() -> None:
             mirror.subscribers -= 1
             if mirror.subscribers == 0 and mirror.finished:
-                self._mirrors.pop(stream_id, None)
-            with contextlib.suppress(RedisError):
-                await self.redis.decr(self._key("l", stream_id))
+                self._drop_mirror(stream_id, mirror)
+            with contextlib.suppress(BrokerUnavailable):
+                await self._count_listener(stream_id, -1)
 
         return left
+
+    def _drop_mirror(self, stream_id: str, mirror: _Mirror) -> None:
+        if self._mirrors.get(stream_id) is mirror:
+            del self._mirrors[stream_id]
 
     def _mirror(self, stream_id: str) -> _Mirror:
         mirror = self._mirrors.get(stream_id)
         if mirror is None:
             mirror = self._mirrors[stream_id] = _Mirror()
-            mirror.task = asyncio.create_task(self._follow(stream_id, mirror))
+            mirror.task = self._spawn(self._follow(stream_id, mirror))
         return mirror
+
+    async def _read_on(
+        self, key: str, after: str, until: Callable[[], bool]
+    ) -> AsyncGenerator[list[tuple[bytes, dict[bytes, bytes]]], None]:
+        """Blocking reads of one Redis stream: batches of new entries (``[]`` when idle).
+
+        Ends when ``until()`` holds (checked after every read, so within one block
+        period) or when Redis has been lost for longer than a blip: the reader's
+        listeners then end their responses cleanly and their clients resume.
+        """
+        connection = aioredis.Redis(connection_pool=self.redis.connection_pool)
+        lost_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while not until() and not self._closing.is_set():
+            try:
+                reply: Any = await connection.xread({key: after}, count=512, block=_BLOCK_MS)
+            except _FAILED as exc:
+                lost_since = lost_since or loop.time()
+                if loop.time() - lost_since > _OUTAGE_TOLERANCE:
+                    log.warning("reading %s stopped: %s", key, exc)
+                    return
+                await self._pause(0.1)
+                continue
+            lost_since = None
+            items = reply[0][1] if reply else []
+            if items:
+                after = items[-1][0].decode()
+            yield items
 
     async def _follow(self, stream_id: str, mirror: _Mirror) -> None:
         """Copy the Redis stream into the mirror until its ``end``."""
-        key = self._key("s", stream_id)
-        last = "0-0"
-        connection = aioredis.Redis(connection_pool=self.redis.connection_pool)
-        try:
-            while not mirror.finished:
-                reply: Any = await connection.xread({key: last}, count=512, block=_BLOCK_MS)
-                for _, items in reply or ():
-                    for entry_id, fields in items:
-                        last = entry_id.decode()
-                        seq = int(last.split("-")[1])
-                        event = fields[b"e"].decode()
-                        entry: Entry = (seq, event, fields[b"d"].decode(), fields[b"w"])
-                        mirror.entries.append(entry)
-                        if event == TERMINAL_EVENT:
-                            mirror.finished = True
-                    mirror.notify()
-                if not reply and not await self.redis.exists(self._key("m", stream_id)):
-                    mirror.finished = True  # expired under us: end the listeners cleanly
-                    mirror.notify()
-        except RedisError as exc:
-            log.warning("following %s stopped: %s", stream_id, exc)
-            mirror.finished = True  # listeners end their response and resume elsewhere
-            mirror.notify()
-            self._mirrors.pop(stream_id, None)
+        reads = self._read_on(self._key("s", stream_id), "0-0", lambda: mirror.finished)
+        async with contextlib.aclosing(reads):
+            async for items in reads:
+                for entry_id, fields in items:
+                    event = fields[b"e"].decode()
+                    entry: Entry = (_seq(entry_id), event, fields[b"d"].decode(), fields[b"w"])
+                    mirror.entries.append(entry)
+                    if event == TERMINAL_EVENT:
+                        mirror.finished = True
+                mirror.notify()
+                if not items and await self._expired(stream_id):
+                    break  # expired under us: end the listeners cleanly
+        mirror.finished = True
+        mirror.notify()
+        if mirror.subscribers == 0 or not mirror.entries or mirror.entries[-1][1] != TERMINAL_EVENT:
+            self._drop_mirror(stream_id, mirror)  # nobody left, or broken: the next one re-reads
 
     async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
-        stored: Any = await self.redis.get(self._key("un", owner))
+        stored: Any = await self._unavailable_as_503(self.redis.get(self._key("un", owner)))
         last = int(stored or 0)
         cursor = last if after is None else parse_cursor(after)
         if cursor > last:
@@ -238,8 +524,8 @@ class RedisBroker(Broker):
             )
         key = self._key("u", owner)
         if after is not None and cursor < last:
-            first: Any = await self.redis.xrange(key, count=1)
-            first_seq = int(first[0][0].decode().split("-")[1]) if first else last + 1
+            first: Any = await self._unavailable_as_503(self.redis.xrange(key, count=1))
+            first_seq = _seq(first[0][0]) if first else last + 1
             if cursor < first_seq - 1:
                 raise StreamExpired(
                     f"channel cursor {after!r} is older than the kept window; reload and "
@@ -247,31 +533,30 @@ class RedisBroker(Broker):
                     code="cursor_expired",
                 )
         channel = LocalChannel(self.channel_window)
-        task = asyncio.create_task(self._follow_channel(key, channel, cursor))
+        stopped = asyncio.Event()
+        self._spawn(self._follow_channel(key, channel, cursor, stopped))
 
         async def stop() -> None:
-            task.cancel()
+            stopped.set()  # the follower sees it within one blocking read
 
         return LocalSubscription(channel, cursor, stop)
 
-    async def _follow_channel(self, key: str, channel: LocalChannel, cursor: int) -> None:
-        last = f"0-{cursor}"
-        connection = aioredis.Redis(connection_pool=self.redis.connection_pool)
-        with contextlib.suppress(RedisError):
-            while True:
-                reply: Any = await connection.xread({key: last}, count=512, block=_BLOCK_MS)
-                for _, items in reply or ():
-                    for entry_id, f in items:
-                        last = entry_id.decode()
-                        ref = (
-                            int(last.split("-")[1]),
-                            f[b"i"].decode(),
-                            int(f[b"q"]),
-                            f[b"e"].decode(),
-                            f[b"d"].decode(),
-                        )
-                        channel.entries.append(ref)  # type: ignore[arg-type]
-                    channel.notify()
+    async def _follow_channel(
+        self, key: str, channel: LocalChannel, cursor: int, stopped: asyncio.Event
+    ) -> None:
+        async for items in self._read_on(key, f"0-{cursor}", stopped.is_set):
+            for entry_id, f in items:
+                ref = (
+                    _seq(entry_id),
+                    f[b"i"].decode(),
+                    int(f[b"q"]),
+                    f[b"e"].decode(),
+                    f[b"d"].decode(),
+                )
+                channel.entries.append(ref)  # type: ignore[arg-type]
+            channel.notify()
+        channel.finished = True  # the listener's response ends; it resumes by cursor
+        channel.notify()
 
     # -- control -----------------------------------------------------------------
 
@@ -279,34 +564,14 @@ class RedisBroker(Broker):
         info = await self.info(stream_id, owner)
         if info.finished:
             return
-        await self.redis.publish(self._key("cancel", "all"), stream_id)
-
-    async def _listen_for_cancels(self) -> None:
-        if self._pubsub_task is not None:
-            return
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(self._key("cancel", "all"))
-        self._pubsub_task = asyncio.create_task(self._cancels(pubsub))
-
-    async def _cancels(self, pubsub: Any) -> None:
-        while True:
-            try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-            except RedisError as exc:
-                log.warning("cancel channel lost (%s); resubscribing", exc)
-                await asyncio.sleep(1.0)
-                with contextlib.suppress(RedisError):
-                    await pubsub.subscribe(self._key("cancel", "all"))
-                continue
-            if message is not None:
-                data: Any = message["data"]
-                event = self._cancelled.get(data.decode())
-                if event is not None:
-                    event.set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._key("c", stream_id), 1, ex=_RUNNING_TTL)
+            pipe.publish(self._key("cancel", "all"), stream_id)
+            await self._unavailable_as_503(pipe.execute())
 
     async def wait_cancelled(self, stream_id: str) -> None:
-        # Only a local event: the cancel subscription exists before ``create`` returns,
-        # and redis-py may swallow the cancel of a task caught inside a command.
+        # Only a local event: set by the pub/sub listener or by the listener-count
+        # poller that also reads the cancel flags.
         await self._cancelled.setdefault(stream_id, asyncio.Event()).wait()
 
     async def wait_abandoned(self, stream_id: str, grace: float) -> None:
@@ -314,50 +579,150 @@ class RedisBroker(Broker):
         watch = _Abandonment(grace)
         self._abandonment[stream_id] = watch
         if self._listeners_task is None or self._listeners_task.done():
-            self._listeners_task = asyncio.create_task(self._watch_listeners())
+            self._listeners_task = self._spawn(self._watch_listeners())
         try:
             await watch.event.wait()
         finally:
             self._abandonment.pop(stream_id, None)
 
     async def _watch_listeners(self) -> None:
-        """One loop for every waiting generation: read their listener counts, set events."""
+        """One loop for every running generation: listener counts and cancel flags."""
         loop = asyncio.get_running_loop()
-        while self._abandonment:
+        while self._abandonment and not self._closing.is_set():
             watched = list(self._abandonment.items())
             try:
-                counts: Any = await self.redis.mget([self._key("l", sid) for sid, _ in watched])
-            except RedisError as exc:
+                counts, cancelled = await self._listeners_and_cancels([s for s, _ in watched])
+            except _FAILED as exc:
                 log.warning("listener counts unavailable: %s", exc)
-                counts = [b"1"] * len(watched)  # unknown: assume someone listens
+                counts, cancelled = [1] * len(watched), []  # unknown: assume someone listens
+            for stream_id in cancelled:
+                self._mark_cancelled(stream_id)
             now = loop.time()
             for (_, watch), count in zip(watched, counts, strict=True):
-                if int(count or 0) > 0:
+                if count > 0:
                     watch.alone_since = None
                 elif watch.alone_since is None:
                     watch.alone_since = now
                 elif now - watch.alone_since >= watch.grace:
                     watch.event.set()
             step = min([max(w.grace / 4, 0.05) for _, w in watched] + [0.5])
-            await asyncio.sleep(step)
+            await self._pause(step)
+
+    async def _listeners_and_cancels(self, stream_ids: list[str]) -> tuple[list[int], list[str]]:
+        """Listeners per stream on live replicas only, and which streams were cancelled."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.hgetall(self._key("l", stream_id))
+                pipe.exists(self._key("c", stream_id))
+            replies: list[Any] = await pipe.execute()
+        per_stream: list[dict[str, int]] = [
+            {token.decode(): int(count) for token, count in reply.items() if int(count) > 0}
+            for reply in replies[0::2]
+        ]
+        others = sorted({t for counts in per_stream for t in counts} - {self.token})
+        alive = {self.token}
+        if others:
+            found: Any = await self.redis.mget([self._key("r", t) for t in others])
+            alive.update(t for t, value in zip(others, found, strict=True) if value)
+        totals = [sum(c for t, c in counts.items() if t in alive) for counts in per_stream]
+        cancelled = [s for s, flag in zip(stream_ids, replies[1::2], strict=True) if flag]
+        return totals, cancelled
+
+    # -- replicas that died --------------------------------------------------------
+
+    async def claim_orphans(self) -> list[Orphan]:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._claim_after:
+            return []
+        try:
+            await self._ensure_started()
+            claimed: Any = await self._claim_script(
+                keys=[self._key("running", "all")],
+                args=[self.token, self.lease_ms, _CLAIM_BATCH, self.prefix],
+            )
+            orphans = [await self._orphan(raw.decode()) for raw in claimed]
+        except (*_FAILED, BrokerUnavailable) as exc:
+            # Our own view of Redis just failed: the producers' renewals may have failed
+            # the same way, so give them one lease period to renew before judging them.
+            log.warning("cannot look for lapsed leases: %s", exc)
+            self._claim_after = loop.time() + self.lease_ms / 1000
+            return []
+        return [orphan for orphan in orphans if orphan is not None]
+
+    async def _orphan(self, stream_id: str) -> Orphan | None:
+        meta: Any = await self.redis.hgetall(self._key("m", stream_id))
+        if not meta or meta.get(b"finished") == b"1":
+            await self.redis.zrem(self._key("running", "all"), stream_id)
+            return None
+        owner = meta[b"owner"].decode()
+        items: Any = await self.redis.xrange(self._key("s", stream_id))
+        entries: list[Entry] = [
+            (_seq(entry_id), f[b"e"].decode(), f[b"d"].decode(), f[b"w"]) for entry_id, f in items
+        ]
+        log.warning("stream %s lost its replica; ending it here", stream_id)
+        self._produced[stream_id] = _Produced(owner, int(meta[b"last"]))
+        return Orphan(stream_id, owner, entries)
+
+    async def live(self, stream_ids: list[str]) -> set[str]:
+        if not stream_ids:
+            return set()
+        scores: Any = await self._unavailable_as_503(
+            self.redis.zmscore(self._key("running", "all"), stream_ids)
+        )
+        return {s for s, score in zip(stream_ids, scores, strict=True) if score is not None}
+
+    # -- health and shutdown ---------------------------------------------------------
 
     async def ping(self) -> bool:
-        try:
+        """Bounded without cancelling a command (see the module's note on cancels)."""
+
+        async def ping() -> bool:
             return bool(await self.redis.ping())
-        except (RedisError, OSError):
-            return False
+
+        probe = asyncio.create_task(ping())
+        probe.add_done_callback(_retrieve)
+        done, _ = await asyncio.wait((probe,), timeout=2.0)
+        return bool(done and probe.exception() is None and probe.result())
 
     async def close(self) -> None:
-        tasks = [m.task for m in self._mirrors.values() if m.task is not None]
-        for task in (self._pubsub_task, self._listeners_task):
-            if task is not None:
-                tasks.append(task)
-        for task in tasks:
-            task.cancel()
+        self._closing.set()
+        tasks = set(self._tasks)
         if tasks:
-            # bounded: redis-py may swallow a cancel that lands inside a command
-            await asyncio.wait(tasks, timeout=2.0)
+            # Loops stop on the flag within one blocking read; cancel is the backstop.
+            _, pending = await asyncio.wait(tasks, timeout=_BLOCK_MS / 1000 + 0.5)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
         for mirror in self._mirrors.values():
             mirror.finished = True
             mirror.notify()
         await self.redis.aclose()
+
+    async def _expired(self, stream_id: str) -> bool:
+        try:
+            return not await self._exists(self._key("m", stream_id))
+        except BrokerUnavailable:
+            return False  # not known: the next read finds out
+
+    async def _exists(self, key: str) -> bool:
+        found: Any = self.redis.exists(key)
+        return bool(await self._unavailable_as_503(found))
+
+    async def _unavailable_as_503(self, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except _UNREACHABLE as exc:
+            raise BrokerUnavailable(
+                f"the stream broker (Redis) is unavailable; try again shortly ({exc})"
+            ) from None
+
+
+def _seq(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-")[1])
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a background task's exception as seen: its waiter may have been cancelled."""
+    if not task.cancelled():
+        task.exception()

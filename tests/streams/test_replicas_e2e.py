@@ -1,0 +1,107 @@
+"""Replicas as real processes on one Redis and one PostgreSQL: crashes, restarts, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import ServerFactory, read_events
+from helpers import ask, data_of, follow, text_of
+from replicas import Replicas
+from tcp_proxy import TcpProxy
+from typewriter import sse
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+LEASE = 3.0
+SLOW = {"simulate": {"tokens_per_second": 20}}
+
+
+async def stored(url: str, conversation_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        body = (await client.get(f"/v1/conversations/{conversation_id}")).json()
+    answer: dict[str, Any] = body["messages"][-1]
+    return answer
+
+
+async def test_a_killed_replicas_answer_ends_interrupted_on_the_other_within_the_bound(
+    replicas: Replicas, redis_url: str, postgres_url: str
+) -> None:
+    settings = {"broker": redis_url, "database_url": postgres_url, "lease_timeout": LEASE}
+    a, b = await asyncio.gather(replicas.start(**settings), replicas.start(**settings))
+    loop = asyncio.get_running_loop()
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
+        httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
+    ):
+        started = await ask(on_a, "k" * 800, assistant="echo", options=SLOW)
+        async with on_b.stream("GET", started["events_url"]) as response:
+            shown = await read_events(response, limit=6)
+            a.kill()
+            killed = loop.time()
+            async with asyncio.timeout(LEASE + 10):
+                shown += await read_events(response)
+            ended = loop.time() - killed
+    names = [e.event for e in shown]
+    assert names[-2:] == ["error", "end"], names
+    assert data_of(shown[-2])["code"] == "interrupted"
+    assert data_of(shown[-1])["finish_reason"] == "error"
+    assert ended <= LEASE + 1.0, f"ended {ended:.2f} s after the kill"
+    assert [int(e.id or 0) for e in shown] == list(range(1, len(shown) + 1))
+    text = text_of(shown)
+    assert text and text == "k" * len(text)
+    answer = await stored(b.url, started["conversation_id"])
+    assert (answer["status"], answer["text"]) == ("interrupted", text)
+
+
+async def test_a_starting_replica_leaves_running_answers_of_the_others_alone(
+    replicas: Replicas, redis_url: str, postgres_url: str
+) -> None:
+    settings = {"broker": redis_url, "database_url": postgres_url}
+    a = await replicas.start(**settings)
+    message = "r" * 800
+    async with httpx.AsyncClient(base_url=a.url, timeout=30) as on_a:
+        started = await ask(on_a, message, assistant="echo", options=SLOW)
+        await follow(on_a, started["events_url"], limit=3)
+        b = await replicas.start(**settings)  # a rolling deploy: B's start-up checks answers
+        assert (await stored(b.url, started["conversation_id"]))["status"] == "streaming"
+        rest = await follow(on_a, started["events_url"])
+    assert data_of(rest[-1])["finish_reason"] == "stop"
+    answer = await stored(b.url, started["conversation_id"])
+    assert (answer["status"], answer["text"]) == ("done", message)
+
+
+async def test_a_redis_outage_ends_responses_cleanly_and_nothing_is_lost(
+    make_server: ServerFactory, redis_proxy: TcpProxy
+) -> None:
+    server = make_server(broker=f"redis://{redis_proxy.address}/0", heartbeat=0.5)
+    message = "o" * 200
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        started = await ask(client, message, assistant="echo", options=SLOW)
+        shown: list[sse.Event] = []
+        async with client.stream("GET", started["events_url"]) as response:
+            shown += await read_events(response, limit=4)
+            redis_proxy.cut()
+            try:
+                async with asyncio.timeout(15):  # the response ends: no hang, no `end`
+                    shown += await read_events(response)
+                ready = await client.get("/readyz")
+            finally:
+                redis_proxy.restore()
+        assert "end" not in [e.event for e in shown]
+        assert ready.status_code == 503 and ready.json()["checks"]["broker"] is False
+        async with asyncio.timeout(20):  # resume as EventSource would, until it is back
+            while True:
+                response = await client.get("/readyz")
+                if response.status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+        rest = await follow(client, started["events_url"], last_event_id=shown[-1].id)
+    events = shown + rest
+    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
+    assert text_of(events) == message
+    assert json.loads(events[-1].data)["finish_reason"] == "stop"
