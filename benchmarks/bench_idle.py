@@ -10,6 +10,11 @@ of the server's VmRSS over that, divided by the number of connections.
 
 Connections are opened at most ``_IN_FLIGHT`` at a time so the listen backlog
 never overflows (a dropped SYN would add a one-second retransmit, not memory).
+
+With the Redis broker each channel listener also holds a connection to Redis
+(its own blocking ``XREAD``), which costs memory in redis-server too; the
+second row adds redis-server's RSS growth to the server's (for the other kinds
+the two rows are the same).
 """
 
 from __future__ import annotations
@@ -40,12 +45,13 @@ async def _open_idle(port: int, gate: asyncio.Semaphore) -> Connection:
         return connection
 
 
-async def _measure(server: Server, count: int) -> tuple[float, float, list[str]]:
-    """(KiB per connection, seconds to open them all, problems)."""
+async def _measure(server: Server, count: int) -> tuple[float, float, float, list[str]]:
+    """(KiB per connection, of which redis-server's, seconds to open them all, problems)."""
     warm = await open_request(server.port, "GET", "/v1/events", mode="idle", headers=_SSE_HEADERS)
     await warm.first_body  # first use: imports and caches belong to "before"
     warm.close()
     before = server.rss_kib()
+    redis_before = server.redis.rss_kib() if server.redis is not None else 0
     gate = asyncio.Semaphore(_IN_FLIGHT)
     started = time.perf_counter()
     opened = await asyncio.gather(
@@ -53,36 +59,44 @@ async def _measure(server: Server, count: int) -> tuple[float, float, list[str]]
     )
     seconds = time.perf_counter() - started
     after = server.rss_kib()
+    redis_after = server.redis.rss_kib() if server.redis is not None else 0
     connections = [c for c in opened if isinstance(c, Connection)]
     problems = [f"{type(e).__name__}: {e}" for e in opened if isinstance(e, BaseException)]
     problems += [f"HTTP {c.status}" for c in connections if c.status != 200]
     problems += ["closed while idle" for c in connections if c.done.done()]
     for connection in connections:
         connection.close()
-    return (after - before) / count, seconds, problems
+    return (after - before) / count, (redis_after - redis_before) / count, seconds, problems
 
 
 async def run(servers: dict[str, Server], quick: bool) -> Outcome:
     count = 1000 if quick else 5000
     outcome = Outcome()
     values: dict[str, float | None] = {}
+    totals: dict[str, float | None] = {}
     for kind, server in servers.items():
-        per_connection, seconds, problems = await _measure(server, count)
+        per_connection, in_redis, seconds, problems = await _measure(server, count)
         values[kind] = per_connection
+        totals[kind] = per_connection + in_redis
         outcome.problems += [f"{kind}, idle: {p}" for p in problems[:5]]
+        redis = "" if server.redis is None else f"; redis-server +{in_redis:.1f} KiB/connection"
         outcome.notes.append(
             f"idle, {kind}: {count:,} connections open in {seconds:.2f} s "
             f"({count / seconds:,.0f}/s, at most {_IN_FLIGHT} in flight), "
-            f"{len(problems)} problems"
+            f"{len(problems)} problems{redis}"
         )
-    outcome.rows.append(
-        Row(
-            f"{count:,} idle connections",
-            "RSS per connection, KiB",
-            values,
-            digits=1,
-            verified=not outcome.problems,
-            higher_is_better=False,
+    tables = [("RSS per connection, KiB", values)]
+    if any(server.redis is not None for server in servers.values()):
+        tables.append(("RSS per connection with redis-server's, KiB", totals))
+    for metric, table in tables:
+        outcome.rows.append(
+            Row(
+                f"{count:,} idle connections",
+                metric,
+                table,
+                digits=1,
+                verified=not outcome.problems,
+                higher_is_better=False,
+            )
         )
-    )
     return outcome

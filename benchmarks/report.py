@@ -3,6 +3,11 @@
 Numbers without their context are not comparable later, so the file says when,
 on how many cores, with which versions and which command; and the notes carry
 each measurement's CPU self-check and every problem found while verifying.
+
+Columns are the servers' values and ratios between two of them (``Ratio``):
+typewriter on the memory broker, on the Redis broker, Redis / memory, the
+sse-starlette baseline, memory / sse-starlette. The closing section lists the
+first ratio (Redis / memory) for every row that has both values.
 """
 
 from __future__ import annotations
@@ -11,13 +16,33 @@ import datetime as dt
 import math
 import os
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 
 from measure import Outcome, Row
 
-__all__ = ["render"]
+__all__ = ["Ratio", "render"]
 
-_VERSIONS = ("typewriter", "sse-starlette", "starlette", "fastapi", "uvicorn", "uvloop")
+_VERSIONS = ("typewriter", "sse-starlette", "starlette", "fastapi", "uvicorn", "uvloop", "redis")
+_HEADINGS = {"typewriter": "typewriter (memory)", "typewriter+redis": "typewriter (Redis)"}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A column ``top / bottom`` (two server kinds), headed ``label``."""
+
+    top: str
+    bottom: str
+    label: str
+
+    def of(self, row: Row) -> float | None:
+        top, bottom = row.values.get(self.top), row.values.get(self.bottom)
+        if top is None or bottom is None or math.isnan(top) or math.isnan(bottom) or not bottom:
+            return None
+        return top / bottom
+
+
+Column = str | Ratio
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -28,26 +53,43 @@ def _number(value: float | None, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _ratio(row: Row, kinds: list[str]) -> str:
-    if len(kinds) < 2:
-        return "n/a"
-    ours, theirs = row.values.get(kinds[0]), row.values.get(kinds[1])
-    if ours is None or theirs is None or math.isnan(ours) or math.isnan(theirs) or theirs == 0:
-        return "n/a"
-    return f"{ours / theirs:.2f}x"
+def _cell(row: Row, column: Column) -> str:
+    if isinstance(column, Ratio):
+        ratio = column.of(row)
+        return "n/a" if ratio is None else f"{ratio:.2f}x"
+    cell = _number(row.values.get(column), row.digits)
+    return cell if row.verified else cell + " (FAILED)"
 
 
-def _table(rows: list[Row], kinds: list[str]) -> list[str]:
-    head = ["scenario", "metric", *kinds, f"{kinds[0]} / {kinds[1]}"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(kinds) + 1)]
+def _table(rows: list[Row], columns: list[Column]) -> list[str]:
+    head = [c.label if isinstance(c, Ratio) else _HEADINGS.get(c, c) for c in columns]
+    lines = [
+        "| " + " | ".join(["scenario", "metric", *head]) + " |",
+        "|" + "---|" * 2 + "---:|" * len(columns),
+    ]
     for row in rows:
-        cells = [_number(row.values.get(kind), row.digits) for kind in kinds]
-        if not row.verified:
-            cells = [c + " (FAILED)" for c in cells]
         better = "higher" if row.higher_is_better else "lower"
         metric = f"{row.metric} ({better} is better)"
-        lines.append("| " + " | ".join([row.scenario, metric, *cells, _ratio(row, kinds)]) + " |")
+        cells = [_cell(row, column) for column in columns]
+        lines.append("| " + " | ".join([row.scenario, metric, *cells]) + " |")
     return lines
+
+
+def _closing(rows: list[Row], ratio: Ratio) -> list[str]:
+    """Every row's ``ratio``, read out: the summary the Redis comparison asks for."""
+    lines = []
+    for row in rows:
+        value = ratio.of(row)
+        if value is None:
+            continue
+        better = value > 1 if row.higher_is_better else value < 1
+        verdict = "same" if abs(value - 1) < 0.005 else ("better" if better else "worse")
+        failed = "" if row.verified else " (FAILED verification)"
+        lines.append(f"- {row.scenario}, {row.metric}: {value:.2f}x ({verdict}){failed}")
+    if not lines:
+        return []
+    title = _HEADINGS.get(ratio.top, ratio.top), _HEADINGS.get(ratio.bottom, ratio.bottom)
+    return [f"## {title[0]} / {title[1]}", "", *lines, ""]
 
 
 def _versions() -> str:
@@ -62,7 +104,7 @@ def _versions() -> str:
 
 def render(
     outcomes: dict[str, Outcome],
-    kinds: list[str],
+    columns: list[Column],
     command: str,
     seconds: float,
     context: list[str],
@@ -70,9 +112,10 @@ def render(
     rows = [row for outcome in outcomes.values() for row in outcome.rows]
     notes = [note for outcome in outcomes.values() for note in outcome.notes]
     problems = [p for outcome in outcomes.values() for p in outcome.problems]
+    ratios = [column for column in columns if isinstance(column, Ratio)]
     now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     lines = [
-        "# typewriter vs sse-starlette: benchmark results",
+        "# typewriter (memory and Redis broker) vs sse-starlette: benchmark results",
         "",
         f"- date: {now}; run time {seconds:.0f} s",
         f"- command: `{command}`",
@@ -81,7 +124,7 @@ def render(
         f"- versions: {_versions()}",
         *[f"- {line}" for line in context],
         "",
-        *_table(rows, kinds),
+        *_table(rows, columns),
         "",
         "## Notes",
         "",
@@ -91,5 +134,6 @@ def render(
         "",
         *([f"- {p}" for p in problems] or ["- none: every event verified, no errors"]),
         "",
+        *(_closing(rows, ratios[0]) if ratios else []),
     ]
     return "\n".join(lines)

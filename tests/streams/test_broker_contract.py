@@ -251,6 +251,7 @@ async def test_channel_cursor_older_than_its_window_is_gone(broker: Broker) -> N
     sid = await broker.create("alice")
     for i in range(120):
         await broker.append(sid, "delta", f'{{"n":{i}}}')
+    await broker.finish(sid, "{}")  # everything appended is visible once finish returns
     with pytest.raises(StreamExpired):
         await broker.subscribe_channel("alice", "1")
 

@@ -103,8 +103,9 @@ async def test_a_producer_that_lost_its_lease_cannot_write_any_more(replica: Rep
     await a.append(sid, "delta", '{"text":"1"}')
     a._closing.set()  # a stalled replica: its heartbeat stops, the object lives on
     assert await claim_within(b, LEASE * 3) == [sid]
-    with pytest.raises(StreamTakenOver):
+    with pytest.raises(StreamTakenOver):  # at once, or at the next write: before the end
         await a.append(sid, "delta", '{"text":"2"}')
+        await a.finish(sid, '{"finish_reason":"stop"}')
     await b.finish(sid, '{"finish_reason":"error"}')
     assert (await b.info(sid, "alice")).last_seq == 2  # delta 1, then b's end; nothing of a's
 
@@ -142,14 +143,14 @@ async def test_appends_wait_out_a_short_outage_and_nothing_is_lost(
     sid = await through.create("alice")
     await through.append(sid, "delta", '{"text":"before"}')
     redis_proxy.cut()
-    appending = asyncio.create_task(through.append(sid, "delta", '{"text":"during"}'))
+    assert await through.append(sid, "delta", '{"text":"during"}') == 2  # queued, not lost
+    finishing = asyncio.create_task(through.finish(sid, '{"finish_reason":"stop"}'))
     await asyncio.sleep(1.0)
-    assert not appending.done()  # retrying with backoff, not failing
+    assert not finishing.done()  # the end waits for Redis, retrying with backoff
     assert await through.ping() is False
     redis_proxy.restore()
     async with asyncio.timeout(5):
-        assert await appending == 2
-    assert await through.finish(sid, '{"finish_reason":"stop"}') == 3
+        assert await finishing == 3
     subscription = await direct.subscribe(sid, "alice", 0)
     batch = await subscription.next(asyncio.get_running_loop().time() + 2)
     assert batch is not None

@@ -114,7 +114,12 @@ class SqlStore:
         try:
             async with self.engine.begin() as connection:
                 yield connection
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
+        except (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            sa.exc.TimeoutError,
+            OSError,
+        ) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise StoreUnavailable(
                 "the conversation store is unavailable; try again shortly"

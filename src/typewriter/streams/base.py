@@ -152,7 +152,13 @@ class Broker(ABC):
 
     @abstractmethod
     async def append(self, stream_id: str, event: str, data: str) -> int:
-        """Append an event (``data`` is its JSON text) and return its sequence number."""
+        """Append an event (``data`` is its JSON text) and return its sequence number.
+
+        A backend may make the event visible to listeners a moment after it
+        returns (Redis sends appends in batches), but always in order, and
+        :meth:`finish` returns only once everything before it is visible.
+        Errors of an earlier append may surface at a later one or at ``finish``.
+        """
 
     @abstractmethod
     async def finish(self, stream_id: str, data: str) -> int:
