@@ -72,11 +72,8 @@ WITHOUT_REDIS = tuple(kind for kind in KINDS if kind != REDIS)
 SCENARIOS: dict[str, list[Part]] = {
     "fanout": [Part(KINDS, bench_fanout.run)],
     "latency": [
-        # Without the Redis kind: 20,000 and 5,000 events/s are far beyond what one core
-        # carries with the Redis broker (about 2,700 events/s); it falls behind, POSTs wait
-        # for the loop and time out. docs/benchmarks.md has the figures of such a run.
-        Part(WITHOUT_REDIS, functools.partial(bench_latency.run, streams=1000)),
-        Part(WITHOUT_REDIS, functools.partial(bench_latency.run, streams=250)),
+        Part(KINDS, functools.partial(bench_latency.run, streams=1000)),
+        Part(KINDS, functools.partial(bench_latency.run, streams=250)),
         # 1,000 events/s: a load every kind carries on one core, Redis included
         Part(KINDS, functools.partial(bench_latency.run, streams=50)),
     ],

@@ -75,13 +75,17 @@ async def test_a_starting_replica_leaves_running_answers_of_the_others_alone(
     assert (answer["status"], answer["text"]) == ("done", message)
 
 
-async def test_a_redis_outage_ends_responses_cleanly_and_nothing_is_lost(
-    make_server: ServerFactory, redis_proxy: TcpProxy
+async def test_a_redis_outage_ends_other_replicas_responses_cleanly_and_nothing_is_lost(
+    make_server: ServerFactory, redis_url: str, redis_proxy: TcpProxy
 ) -> None:
-    server = make_server(broker=f"redis://{redis_proxy.address}/0", heartbeat=0.5)
+    generating = make_server(broker=redis_url)
+    cut_off = make_server(broker=f"redis://{redis_proxy.address}/0", heartbeat=0.5)
     message = "o" * 200
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        started = await ask(client, message, assistant="echo", options=SLOW)
+    async with (
+        httpx.AsyncClient(base_url=generating.url, timeout=30) as on_generating,
+        httpx.AsyncClient(base_url=cut_off.url, timeout=30) as client,
+    ):
+        started = await ask(on_generating, message, assistant="echo", options=SLOW)
         shown: list[sse.Event] = []
         async with client.stream("GET", started["events_url"]) as response:
             shown += await read_events(response, limit=4)
@@ -90,18 +94,40 @@ async def test_a_redis_outage_ends_responses_cleanly_and_nothing_is_lost(
                 async with asyncio.timeout(15):  # the response ends: no hang, no `end`
                     shown += await read_events(response)
                 ready = await client.get("/readyz")
+                refused = await client.get(started["events_url"])
             finally:
                 redis_proxy.restore()
         assert "end" not in [e.event for e in shown]
         assert ready.status_code == 503 and ready.json()["checks"]["broker"] is False
-        async with asyncio.timeout(20):  # resume as EventSource would, until it is back
-            while True:
-                response = await client.get("/readyz")
-                if response.status_code == 200:
-                    break
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "broker_unavailable"
+        async with asyncio.timeout(20):  # resume as a client would, once it is back
+            while (await client.get("/readyz")).status_code != 200:
                 await asyncio.sleep(0.2)
         rest = await follow(client, started["events_url"], last_event_id=shown[-1].id)
     events = shown + rest
     assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
     assert text_of(events) == message
+    assert json.loads(events[-1].data)["finish_reason"] == "stop"
+
+
+async def test_an_answer_rides_out_its_own_replicas_redis_outage(
+    make_server: ServerFactory, redis_proxy: TcpProxy
+) -> None:
+    """The generating replica queues its events while Redis is away and writes them
+    in order when it is back; its own listener's response goes on, nothing lost."""
+    server = make_server(broker=f"redis://{redis_proxy.address}/0", heartbeat=0.5)
+    message = "g" * 200
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        started = await ask(client, message, assistant="echo", options=SLOW)
+        async with client.stream("GET", started["events_url"]) as response:
+            events = await read_events(response, limit=4)
+            redis_proxy.cut()
+            await asyncio.sleep(2.0)
+            redis_proxy.restore()
+            async with asyncio.timeout(30):
+                events += await read_events(response)
+        replay = await follow(client, started["events_url"])
+    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
+    assert text_of(events) == message == text_of(replay)
     assert json.loads(events[-1].data)["finish_reason"] == "stop"

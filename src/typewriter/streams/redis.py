@@ -161,39 +161,34 @@ class _Produced:
     so they fail the same way, and the stream is left to its lease.
     """
 
-    __slots__ = ("owner", "last", "queued", "broken")
+    __slots__ = ("owner", "last", "queued", "broken", "log")
 
-    def __init__(self, owner: str, last: int) -> None:
+    def __init__(self, owner: str, last: int, log: _Mirror | None = None) -> None:
         self.owner = owner
         self.last = last
         self.queued = last
         self.broken: Exception | None = None
+        self.log = log  # what was written, for this replica's own listeners
 
 
 class _Write:
-    __slots__ = ("stream_id", "produced", "seq", "keys", "args", "done")
+    __slots__ = ("stream_id", "produced", "entry", "keys", "args", "done")
 
     def __init__(
         self,
         stream_id: str,
         produced: _Produced,
-        seq: int,
+        entry: Entry,
         keys: list[str],
         args: list[str | int | bytes],
         done: asyncio.Future[int],
     ) -> None:
         self.stream_id = stream_id
         self.produced = produced
-        self.seq = seq
+        self.entry = entry
         self.keys = keys
         self.args = args
         self.done = done
-
-
-def _fail(write: _Write, error: Exception) -> None:
-    write.produced.broken = error
-    if not write.done.done():
-        write.done.set_exception(error)
 
 
 class _Mirror(LocalLog):
@@ -378,7 +373,9 @@ class RedisBroker(Broker):
         except BrokerUnavailable:
             self._cancelled.pop(stream_id, None)
             raise
-        self._produced[stream_id] = _Produced(owner, 0)
+        log = _Mirror()  # this replica's listeners read what it wrote: no XREAD
+        self._mirrors[stream_id] = log
+        self._produced[stream_id] = _Produced(owner, 0, log)
         return stream_id
 
     async def append(self, stream_id: str, event: str, data: str) -> int:
@@ -410,12 +407,13 @@ class RedisBroker(Broker):
             raise produced.broken
         produced.queued += 1
         seq = produced.queued
-        _, _, _, wire = encode_entry(seq, event, data)
+        entry = encode_entry(seq, event, data)
+        wire = entry[3]
         keep = int(self.retention) or 1
         write = _Write(
             stream_id,
             produced,
-            seq,
+            entry,
             [
                 self._key("s", stream_id),
                 self._key("m", stream_id),
@@ -484,22 +482,48 @@ class RedisBroker(Broker):
                         f"Redis has been unreachable for {self.lease_ms / 1000:.0f} s: {exc}"
                     )
                     for write in batch:
-                        _fail(write, failure)
+                        self._fail(write, failure)
                     return
                 log.warning("appending to Redis failed (%s); retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+        grown: dict[str, _Mirror] = {}
         for write, result in zip(batch, results, strict=True):
             if isinstance(result, ResponseError):
                 message = str(result)
                 if message.startswith(("TWTAKEN", "TWGONE", "TWGAP")):
-                    _fail(write, StreamTakenOver(f"stream {write.stream_id!r}: {message}"))
+                    self._fail(write, StreamTakenOver(f"stream {write.stream_id!r}: {message}"))
                 else:
-                    _fail(write, BrokerUnavailable(f"Redis refused an append: {message}"))
-            else:
-                write.produced.last = write.seq
-                if not write.done.done():
-                    write.done.set_result(write.seq)
+                    self._fail(write, BrokerUnavailable(f"Redis refused an append: {message}"))
+                continue
+            produced = write.produced
+            seq = write.entry[0]
+            produced.last = seq
+            own = produced.log
+            if own is not None and not own.finished:
+                own.entries.append(write.entry)
+                if write.entry[1] == TERMINAL_EVENT:
+                    own.finished = True
+                    if own.subscribers == 0:
+                        self._drop_mirror(write.stream_id, own)
+                grown[write.stream_id] = own
+            if not write.done.done():
+                write.done.set_result(seq)
+        for own in grown.values():
+            own.notify()
+
+    def _fail(self, write: _Write, error: Exception) -> None:
+        produced = write.produced
+        produced.broken = error
+        own = produced.log
+        if own is not None and not own.finished:
+            # Listeners here end their responses (no ``end``) and resume from Redis,
+            # where whoever ends the stream now writes the rest.
+            own.finished = True
+            own.notify()
+            self._drop_mirror(write.stream_id, own)
+        if not write.done.done():
+            write.done.set_exception(error)
 
     # -- listening ---------------------------------------------------------------
 
