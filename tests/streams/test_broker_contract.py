@@ -247,6 +247,25 @@ async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Brok
         await broker.subscribe_channel("alice", "999")
 
 
+async def test_several_channel_listeners_of_a_user_each_get_their_part(broker: Broker) -> None:
+    async def answer(text: str) -> None:
+        sid = await broker.create("alice")
+        await broker.append(sid, "delta", f'{{"text":"{text}"}}')
+        await broker.finish(sid, "{}")
+
+    await answer("0")
+    late = await broker.subscribe_channel("alice", None)  # from now on: after cursor 2
+    early = await broker.subscribe_channel("alice", "0")  # from before that
+    await answer("1")
+    assert [e[0] for e in await take(early, 4)] == [1, 2, 3, 4]
+    assert [e[0] for e in await take(late, 2)] == [3, 4]
+    await late.close()  # one tab closes; the other goes on
+    third = await broker.subscribe_channel("alice", "4")
+    await answer("2")
+    assert [e[0] for e in await take(early, 2)] == [5, 6]
+    assert [e[0] for e in await take(third, 2)] == [5, 6]
+
+
 async def test_channel_cursor_older_than_its_window_is_gone(broker: Broker) -> None:
     sid = await broker.create("alice")
     for i in range(120):

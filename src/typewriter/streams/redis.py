@@ -24,12 +24,14 @@ entry and (at the end) "finished", atomically, and only while this replica is
 still the producer. The script is idempotent by sequence number, so an append
 whose reply was lost is retried safely with backoff until Redis is back.
 
-A replica does not read Redis once per listener: the first local listener of a
-stream starts one follower (a blocking ``XREAD`` loop) that mirrors the stream
-into a :class:`~typewriter.streams.local.LocalLog`, and every local listener
-reads that log from its own cursor, as with the memory broker. Each follower
-holds one connection of its own pool while it blocks, so a replica following N
-streams holds about N connections to Redis (Redis's default limit is 10,000).
+A replica does not read Redis once per listener: listeners of an answer this
+replica generates read what its writer confirmed, and elsewhere the first local
+listener of a stream (or of a user's channel) starts one follower (a blocking
+``XREAD`` loop) that mirrors it into a :class:`~typewriter.streams.local.LocalLog`,
+and every local listener reads that log from its own cursor, as with the memory
+broker. Each follower holds one connection of its own pool while it blocks, so
+a replica following N streams holds about N connections to Redis (Redis's
+default limit is 10,000).
 
 redis-py's asyncio client can swallow the cancellation of a task that is inside
 a command (measured: about one cancel in three lost on a loop of ``INCR``), so
@@ -202,6 +204,18 @@ class _Mirror(LocalLog):
         self.subscribers = 0
 
 
+class _ChannelMirror(LocalChannel):
+    """A user's channel as seen from this replica: from cursor ``start`` on."""
+
+    __slots__ = ("start", "subscribers", "stopped")
+
+    def __init__(self, window: int, start: int) -> None:
+        super().__init__(window)
+        self.start = start
+        self.subscribers = 0
+        self.stopped = asyncio.Event()
+
+
 class _Abandonment:
     __slots__ = ("grace", "alone_since", "event")
 
@@ -254,6 +268,7 @@ class RedisBroker(Broker):
         self._claim_script = self.redis.register_script(_CLAIM)
         self._produced: dict[str, _Produced] = {}
         self._mirrors: dict[str, _Mirror] = {}
+        self._channels: dict[str, _ChannelMirror] = {}
         self._cancelled: dict[str, asyncio.Event] = {}
         self._abandonment: dict[str, _Abandonment] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -643,19 +658,32 @@ class RedisBroker(Broker):
                     "connect without Last-Event-ID",
                     code="cursor_expired",
                 )
-        channel = LocalChannel(self.channel_window)
-        stopped = asyncio.Event()
-        self._spawn(self._follow_channel(key, channel, cursor, stopped))
+        channel = self._channels.get(owner)
+        if channel is None or channel.finished or cursor < channel.start:
+            # One follower per user and replica, however many tabs listen; a listener
+            # resuming from before the shared one's start gets a follower of its own.
+            fresh = _ChannelMirror(self.channel_window, cursor)
+            if channel is None or channel.finished:
+                self._channels[owner] = fresh
+            channel = fresh
+            self._spawn(self._follow_channel(key, channel, cursor, channel.stopped))
+        channel.subscribers += 1
+        shared = channel
 
         async def stop() -> None:
-            stopped.set()  # the follower sees it within one blocking read
+            shared.subscribers -= 1
+            if shared.subscribers == 0:
+                shared.stopped.set()  # the follower sees it within one blocking read
+                if self._channels.get(owner) is shared:
+                    del self._channels[owner]
 
         return LocalSubscription(channel, cursor, stop)
 
     async def _follow_channel(
-        self, key: str, channel: LocalChannel, cursor: int, stopped: asyncio.Event
+        self, key: str, channel: _ChannelMirror, cursor: int, stopped: asyncio.Event
     ) -> None:
-        async for items in self._read_on(key, f"0-{cursor}", stopped.is_set):
+        reads = self._read_on(key, f"0-{cursor}", stopped.is_set)
+        async for items in reads:
             for entry_id, f in items:
                 ref = (
                     _seq(entry_id),
