@@ -9,6 +9,11 @@ equal the stored answer exactly, ids ``1..N`` with no gap and no duplicate.
 Then one replica is killed with SIGKILL in the middle of answers: each of its
 streams must end ``interrupted`` on the survivor within the lease bound.
 
+Answers arrive spread over a few seconds: started in one burst of 200, the
+replicas spend seconds on the burst's ``POST /v1/chat`` (one database
+transaction each), and a Stop that arrives meanwhile waits in line behind them
+(slowest Stop 3–5 s against 0.2–0.5 s with arrivals spread over 3 s).
+
 The random choices come from one seed, printed on failure, so a failing run
 can be replayed (``TW_DELIVERY_SEED``).
 """
@@ -34,6 +39,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 ANSWERS = 200
 STOPPED_SHARE = 0.2
 KILLED_ANSWERS = 20
+START_SPREAD = 3.0  # seconds over which the answers start
 LEASE = 3.0  # lease_timeout of the replicas: the bound for a killed replica's answers
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789 \n→é🎉"
 
@@ -133,6 +139,7 @@ async def connect_once(
 
 async def one_answer(cluster: Cluster, rng: random.Random, stop: bool) -> dict[str, Any]:
     generator = rng.randrange(2)
+    await asyncio.sleep(rng.random() * START_SPREAD)  # arrivals spread, not one burst
     # A stopped answer is long and slow enough (≥ 40 s) to be running when Stop comes,
     # however loaded the machine; it ends when stopped, so the test does not wait for it.
     length = rng.randrange(400, 480) if stop else rng.randrange(8, 240)
