@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,6 +80,32 @@ class Settings(BaseSettings):
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="failover policy")
     builtin_assistants: bool | None = Field(
         None, description="serve the simulated 'default' and 'echo' (default: when none configured)"
+    )
+    insecure: bool = Field(
+        False, description="serve an address other than loopback without API keys (anyone is in)"
+    )
+    ticket_secret: SecretStr | None = Field(
+        None,
+        description="HMAC secret for events_url tickets; default: generated in data_dir "
+        "(replicas must share one: set it)",
+    )
+    ticket_ttl: float = Field(
+        1200.0, gt=0, description="seconds an events_url ticket stays valid for reconnects"
+    )
+    max_streams_per_user: int = Field(
+        8, gt=0, description="answers one user may have generating at once (429 beyond)"
+    )
+    requests_per_minute: int = Field(
+        120, gt=0, description="requests one user may make per minute (429 beyond)"
+    )
+    max_answer_chars: int = Field(
+        100_000, gt=0, description="longest answer, in characters; it ends 'length' there"
+    )
+    max_message_chars: int = Field(
+        32_000, gt=0, description="longest message a user may send, in characters (422 beyond)"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser"
     )
 
 

@@ -45,6 +45,8 @@ __all__ = [
     "StreamExpired",
     "StreamNotFound",
     "StreamTakenOver",
+    "TooManyRequests",
+    "Unauthorized",
     "TypewriterError",
     "UnsupportedMediaType",
 ]
@@ -77,6 +79,28 @@ class BadRequest(TypewriterError):
 
 class InvalidLastEventId(BadRequest):
     code = "invalid_last_event_id"
+
+
+class Unauthorized(TypewriterError):
+    """No API key, a wrong or revoked one, or a bad or expired ticket."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class TooManyRequests(TypewriterError):
+    """A per-user limit; ``retry_after`` seconds is when trying again makes sense."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
 
 
 class NotFound(TypewriterError):

@@ -49,7 +49,8 @@ def _respond(
 
 async def _typewriter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TypewriterError)
-    return _respond(request, exc.to_dict(), exc.status)
+    headers = getattr(exc, "headers", None)  # Retry-After, WWW-Authenticate
+    return _respond(request, exc.to_dict(), exc.status, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
