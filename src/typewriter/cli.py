@@ -8,12 +8,16 @@ from typing import Annotated
 
 import typer
 
-from typewriter.config import load_settings
+from typewriter.cli_users import active_users, users_app
+from typewriter.config import Settings, load_settings
 from typewriter.errors import ConfigError
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app.add_typer(users_app, name="users")
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 @app.command()
@@ -51,6 +55,10 @@ def serve(
     config: Annotated[
         Path | None, typer.Option(help="TOML settings file (also TYPEWRITER_CONFIG)")
     ] = None,
+    insecure: Annotated[
+        bool | None,
+        typer.Option("--insecure", help="serve a non-loopback address without API keys"),
+    ] = None,
 ) -> None:
     """Serve the gateway and its page. Every flag also reads TYPEWRITER_<FLAG>."""
     if config is not None and not config.is_file():
@@ -70,7 +78,9 @@ def serve(
             log_level=log_level,
             database_url=database_url,
             data_dir=data_dir,
+            insecure=insecure,
         )
+        users = _check_exposure(settings)
         from typewriter.server import build_server
 
         server = build_server(settings)
@@ -86,7 +96,28 @@ def serve(
     where = f"http://{settings.host}:{settings.port}/"
     typer.echo(f"typewriter on {where} (broker: {gateway.broker.describe()})")
     typer.echo(f"conversations: {kept}")
+    if users:
+        typer.echo(f"auth: on, {users} user(s); every /v1 call needs 'Authorization: Bearer <key>'")
+    else:
+        typer.echo(
+            "auth: off (no API keys): everyone is the one local user"
+            + ("" if settings.host in _LOOPBACK else " -- on a non-loopback address (--insecure)")
+            + "; add one with: typewriter users add NAME"
+        )
     server.run()
+
+
+def _check_exposure(settings: Settings) -> int:
+    """Refuse to serve the network with nobody signed in, unless told ``--insecure``."""
+    users = active_users(settings)
+    if users == 0 and settings.host not in _LOOPBACK and not settings.insecure:
+        raise ConfigError(
+            f"refusing to serve {settings.host} without API keys: anyone who can reach it "
+            "would use the model as the one local user. Add a user first "
+            "(typewriter users add NAME), serve on 127.0.0.1, or pass --insecure "
+            "(TYPEWRITER_INSECURE=1) to serve it open anyway"
+        )
+    return users
 
 
 @app.command()

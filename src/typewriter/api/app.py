@@ -6,11 +6,12 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from typewriter import __version__
 from typewriter.config import Settings, load_settings
 
+from .auth import authenticate
 from .error_handlers import install_error_handlers
 from .gateway import Gateway
 from .routes_conversations import router as conversations_router
@@ -43,8 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    app.include_router(streams_router)
-    app.include_router(openai_router)
-    app.include_router(conversations_router)
+    signed_in = [Depends(authenticate)]
+    app.include_router(streams_router, dependencies=signed_in)
+    app.include_router(openai_router, dependencies=signed_in)
+    app.include_router(conversations_router, dependencies=signed_in)
     app.include_router(ops_router)
     return app

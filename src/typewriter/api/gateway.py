@@ -13,22 +13,23 @@ from collections.abc import Mapping
 
 from starlette.requests import Request
 
+from typewriter import tickets
 from typewriter.assistants import Assistant, build_catalog
 from typewriter.chat import Chat
 from typewriter.config import Settings
 from typewriter.errors import TypewriterError
 from typewriter.store.factory import open_store
 from typewriter.store.sql import SqlStore
+from typewriter.store.users import UserStore
 from typewriter.streams.base import Broker
 from typewriter.streams.factory import create_broker
 
+from .auth import Authenticator
 from .event_stream import OpenStreams
 
 __all__ = ["Gateway", "get_gateway"]
 
 log = logging.getLogger(__name__)
-
-LOCAL_USER = "local"
 
 
 class Gateway:
@@ -40,6 +41,15 @@ class Gateway:
         self.catalog = build_catalog(settings)
         self.assistants: Mapping[str, Assistant] = self.catalog.assistants
         self.store: SqlStore | None = open_store(settings)
+        self.users = UserStore(self.store) if self.store is not None else None
+        secret = settings.ticket_secret
+        self.auth = Authenticator(
+            self.users,
+            lambda: tickets.load_secret(
+                secret.get_secret_value() if secret else None, settings.data_dir
+            ),
+            settings.ticket_ttl,
+        )
         self.chat = Chat(settings, self.broker, self.assistants, self.store)
         self.open_streams = OpenStreams()
         self._stopping = asyncio.Event()
@@ -106,8 +116,9 @@ class Gateway:
             await self.store.close()
 
     def user_of(self, request: Request) -> str:
-        """The caller's user id: the one local user while auth is off."""
-        return LOCAL_USER
+        """The caller's user id, set by the ``authenticate`` dependency of every /v1 route."""
+        user: str = request.state.user
+        return user
 
 
 def get_gateway(request: Request) -> Gateway:

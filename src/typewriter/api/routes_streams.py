@@ -18,7 +18,7 @@ from typewriter.streams.base import Subscription, parse_cursor
 from .body import read_json
 from .event_stream import EventStreamResponse
 from .gateway import Gateway, get_gateway
-from .schemas import ChatBody, ChatOptions
+from .schemas import ChatBody, ChatOptions, TicketBody
 
 __all__ = ["answer_response", "checked_options", "router"]
 
@@ -39,10 +39,6 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such stream"},
     410: {"description": "finished and past its retention period"},
 }
-
-
-def _events_url(stream_id: str) -> str:
-    return f"/v1/streams/{stream_id}/events"
 
 
 def _stream_response(
@@ -115,15 +111,14 @@ async def answer_response(
             headers={"x-stream-id": answer.stream_id},
             on_disconnect=stop_generating if on_disconnect == "cancel" else None,
         )
+    events_url = await gateway.auth.events_url(user, answer.stream_id)
     content = {
         "stream_id": answer.stream_id,
         "conversation_id": answer.conversation_id,
         "message_id": answer.message_id,
-        "events_url": _events_url(answer.stream_id),
+        "events_url": events_url,
     }
-    return JSONResponse(
-        content, status_code=202, headers={"location": _events_url(answer.stream_id)}
-    )
+    return JSONResponse(content, status_code=202, headers={"location": events_url})
 
 
 def _checked_stream_id(stream_id: str) -> str:
@@ -187,3 +182,17 @@ async def channel(
 async def assistants(gateway: GatewayDep) -> dict[str, Any]:
     """The configured assistants: name, model, system prompt, defaults."""
     return {"data": [a.public() for a in gateway.assistants.values()]}
+
+
+@router.post("/tickets", responses={401: {"description": "no or bad API key"}})
+async def new_ticket(request: Request, gateway: GatewayDep) -> JSONResponse:
+    """A fresh events URL for EventSource: a stream's (``{"stream_id"}``) or the channel's.
+
+    Needs the API key itself: a ticket opens only the URL it was made for.
+    """
+    body = await read_json(request, TicketBody, gateway.settings.max_body_bytes)
+    user = gateway.user_of(request)
+    if body.stream_id is not None:
+        await gateway.broker.info(_checked_stream_id(body.stream_id), user)  # 404 if not theirs
+    url = await gateway.auth.events_url(user, body.stream_id)
+    return JSONResponse({"events_url": url, "expires_in": gateway.settings.ticket_ttl})

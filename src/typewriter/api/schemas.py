@@ -115,3 +115,9 @@ class FeedbackBody(_Strict):
         if value not in (1, -1) or isinstance(value, bool):
             raise ValueError(f"rating must be 1 or -1, not {value}")
         return value
+
+
+class TicketBody(_Strict):
+    """``POST /v1/tickets``: a stream's events URL, or without ``stream_id`` the channel's."""
+
+    stream_id: str | None = Field(None, max_length=100)

@@ -29,7 +29,11 @@ def _v1_initial(connection: sa.Connection) -> None:
     schema.metadata.create_all(connection, tables=tables)
 
 
-STEPS: list[Step] = [_v1_initial]
+def _v2_users(connection: sa.Connection) -> None:
+    schema.metadata.create_all(connection, tables=[schema.users, schema.api_keys])
+
+
+STEPS: list[Step] = [_v1_initial, _v2_users]
 
 
 async def migrate(engine: AsyncEngine) -> int:

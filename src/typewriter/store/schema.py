@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["conversations", "feedback", "messages", "metadata", "schema_migrations"]
+__all__ = [
+    "api_keys",
+    "conversations",
+    "feedback",
+    "messages",
+    "metadata",
+    "schema_migrations",
+    "users",
+]
 
 metadata = sa.MetaData()
 
@@ -71,4 +79,29 @@ feedback = sa.Table(
     sa.Column("rating", sa.Integer, nullable=False),
     sa.Column("comment", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+    sa.Index("ix_users_name", "name"),
+)
+
+# Only a SHA-256 of each key is kept: keys are 256 random bits, so a fast hash is
+# enough (no dictionary to guess from) and lets a request find its key by index.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column(
+        "user_id", sa.String(100), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
 )

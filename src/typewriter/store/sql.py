@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -107,6 +107,10 @@ class SqlStore:
         except StoreUnavailable:
             return False
         return True
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One transaction, failures to reach the database as 503 (for the user store)."""
+        return self._db()
 
     @asynccontextmanager
     async def _db(self) -> AsyncIterator[AsyncConnection]:

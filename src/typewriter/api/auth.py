@@ -1,0 +1,145 @@
+"""Who is calling: an API key, a ticket on an events URL, or the one local user.
+
+Auth is on as soon as one active user exists in the store; with none, everyone
+is the local user (and ``serve`` only listens on loopback unless told
+``--insecure``). Every ``/v1`` route depends on :func:`authenticate`, which
+puts the caller's user id in ``request.state.user`` for ``Gateway.user_of``.
+
+Lookups are cached for a few seconds (a key → user, "is anyone configured"),
+so a streaming page does not cost a database query per request; a revoked
+key stops working within that time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import quote
+
+from starlette.requests import Request
+
+from typewriter import tickets
+from typewriter.errors import Unauthorized
+from typewriter.store.users import UserStore
+
+__all__ = ["LOCAL_USER", "Authenticator", "authenticate"]
+
+LOCAL_USER = "local"
+CACHE_SECONDS = 5.0
+_CHALLENGE = {"www-authenticate": 'Bearer realm="typewriter"'}
+
+
+class _Unauthorized(Unauthorized):
+    headers = _CHALLENGE
+
+
+class Authenticator:
+    def __init__(
+        self, users: UserStore | None, secret: Callable[[], bytes], ticket_ttl: float
+    ) -> None:
+        self.users = users
+        self._load_secret = secret  # loaded (or generated) only once auth is on
+        self._secret: bytes | None = None
+        self.ticket_ttl = ticket_ttl
+        self._required: tuple[float, bool] = (0.0, False)
+        self._keys: dict[str, tuple[float, str | None]] = {}
+        self._active: dict[str, tuple[float, bool]] = {}
+
+    async def required(self) -> bool:
+        if self.users is None:
+            return False
+        checked_at, required = self._required
+        if time.monotonic() - checked_at > CACHE_SECONDS:
+            required = await self.users.active_count() > 0
+            self._required = (time.monotonic(), required)
+        return required
+
+    async def user_for_key(self, key: str) -> str | None:
+        assert self.users is not None
+        cached = self._keys.get(key)
+        if cached is not None and time.monotonic() - cached[0] <= CACHE_SECONDS:
+            return cached[1]
+        user = await self.users.user_for_key(key)
+        if len(self._keys) > 10_000:
+            self._keys.clear()  # bounded: wrong keys sent in a loop must not grow it
+        self._keys[key] = (time.monotonic(), user)
+        return user
+
+    async def still_active(self, user_id: str) -> bool:
+        assert self.users is not None
+        cached = self._active.get(user_id)
+        if cached is not None and time.monotonic() - cached[0] <= CACHE_SECONDS:
+            return cached[1]
+        active = await self.users.is_active(user_id)
+        if len(self._active) > 10_000:
+            self._active.clear()
+        self._active[user_id] = (time.monotonic(), active)
+        return active
+
+    @property
+    def secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = self._load_secret()
+        return self._secret
+
+    def ticket(self, user: str, scope: str) -> str:
+        return tickets.issue(self.secret, user, scope, time.time() + self.ticket_ttl)
+
+    async def from_ticket(self, ticket: str, scope: str) -> str:
+        user = tickets.verify(self.secret, ticket, scope, time.time())
+        if not await self.still_active(user):
+            raise _Unauthorized("the ticket's user was revoked", code="invalid_ticket")
+        return user
+
+    async def events_url(self, user: str, stream_id: str | None = None) -> str:
+        """A stream's (or, without one, the channel's) events URL; with a ticket when auth is on."""
+        if stream_id is None:
+            url, scope = "/v1/events", tickets.CHANNEL
+        else:
+            url, scope = f"/v1/streams/{stream_id}/events", tickets.stream_scope(stream_id)
+        if not await self.required():
+            return url
+        return f"{url}?ticket={quote(self.ticket(user, scope))}"
+
+
+def _ticket_scope(request: Request) -> str | None:
+    """Which ticket scope this request may use: only the two events URLs take tickets."""
+    if request.method != "GET":
+        return None
+    path = request.url.path
+    if path == "/v1/events":
+        return tickets.CHANNEL
+    stream_id = request.path_params.get("stream_id")
+    if stream_id is not None and path == f"/v1/streams/{stream_id}/events":
+        return tickets.stream_scope(str(stream_id))
+    return None
+
+
+async def authenticate(request: Request) -> None:
+    """Router dependency: sets ``request.state.user`` or answers 401."""
+    auth: Authenticator = request.app.state.gateway.auth
+    if not await auth.required():
+        request.state.user = LOCAL_USER
+        return
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, key = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise _Unauthorized(
+                "malformed Authorization header: expected 'Bearer <api key>'",
+                code="invalid_api_key",
+            )
+        user = await auth.user_for_key(key.strip())
+        if user is None:
+            raise _Unauthorized("the API key is not valid", code="invalid_api_key")
+        request.state.user = user
+        return
+    ticket = request.query_params.get("ticket")
+    scope = _ticket_scope(request)
+    if ticket is not None and scope is not None:
+        request.state.user = await auth.from_ticket(ticket, scope)
+        return
+    raise _Unauthorized(
+        "this call needs an API key: send 'Authorization: Bearer <api key>'",
+        code="missing_api_key",
+    )

@@ -1,0 +1,103 @@
+"""``typewriter users add|list|revoke``: API keys, kept as hashes in the store.
+
+The commands open the same store ``serve`` uses (the same ``--data-dir``,
+``--database-url`` or ``--config``), so a key added here works on a running
+server within a few seconds, and on every replica sharing the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from typewriter.config import Settings, load_settings
+from typewriter.errors import ConfigError, TypewriterError
+from typewriter.store.factory import open_store
+from typewriter.store.users import UserStore
+
+__all__ = ["active_users", "users_app"]
+
+T = TypeVar("T")
+
+users_app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+DataDir = Annotated[Path | None, typer.Option(help="where the SQLite file lives [data]")]
+DatabaseUrl = Annotated[str | None, typer.Option(help="postgresql+asyncpg://… (default: SQLite)")]
+ConfigFile = Annotated[Path | None, typer.Option(help="TOML settings file")]
+
+
+def _settings(config: Path | None, data_dir: Path | None, database_url: str | None) -> Settings:
+    try:
+        settings = load_settings(config, data_dir=data_dir, database_url=database_url)
+    except ConfigError as exc:
+        typer.echo(f"typewriter: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    if settings.database_url == "none":
+        typer.echo("typewriter: users need a store; database_url is 'none'", err=True)
+        raise typer.Exit(2)
+    return settings
+
+
+def _with_users(settings: Settings, action: Callable[[UserStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = open_store(settings)
+        assert store is not None
+        try:
+            await store.start()
+            return await action(UserStore(store))
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except TypewriterError as exc:
+        typer.echo(f"typewriter: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def active_users(settings: Settings) -> int:
+    """How many users can sign in: 0 means auth is off (for ``serve``'s safety check)."""
+    if settings.database_url == "none":
+        return 0
+    return _with_users(settings, lambda users: users.active_count())
+
+
+@users_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="the user's name (letters, digits, _ . @ -)")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    config: ConfigFile = None,
+) -> None:
+    """Add a user and print its API key: shown this once, only its hash is kept."""
+    user, key = _with_users(_settings(config, data_dir, database_url), lambda u: u.add(name))
+    typer.echo(f"added {user.name} ({user.id}); API key, shown only now:", err=True)
+    typer.echo(key)
+
+
+@users_app.command("list")
+def list_users(
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None
+) -> None:
+    """Users, with how many live keys each has (never the keys)."""
+    for user in _with_users(_settings(config, data_dir, database_url), lambda u: u.list()):
+        created = datetime.datetime.fromtimestamp(user.created_at, datetime.UTC)
+        state = "revoked" if user.revoked_at is not None else f"{user.keys} key(s)"
+        typer.echo(f"{user.name}\t{user.id}\t{created:%Y-%m-%d %H:%M}Z\t{state}")
+
+
+@users_app.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="the user to revoke")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    config: ConfigFile = None,
+) -> None:
+    """Revoke a user and all its keys (running servers notice within seconds)."""
+    user = _with_users(_settings(config, data_dir, database_url), lambda u: u.revoke(name))
+    typer.echo(f"revoked {user.name} ({user.id})")
