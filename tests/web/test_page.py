@@ -9,8 +9,11 @@ states go to ``test-output/screenshots/``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from playwright.sync_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
+    Dialog,
     Page,
     Playwright,
     Request,
@@ -774,3 +778,49 @@ def test_phone_layout_and_dark_theme(
     finally:
         light.close()
         dark.close()
+
+
+# -- with API keys ----------------------------------------------------------------------------
+
+
+def test_with_api_keys_the_page_asks_once_and_follows_by_ticket(
+    browser: Browser, make_server: ServerFactory, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
+    added = subprocess.run(
+        [sys.executable, "-m", "typewriter", "users", "add", "reader", "--data-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = added.stdout.strip()
+    server = make_server(data_dir=tmp_path)
+    context = open_context(browser)
+    try:
+        page = context.new_page()
+        errors = watch(page)
+        prompts: list[str] = []
+
+        def sign_in(dialog: Dialog) -> None:
+            prompts.append(dialog.message)
+            dialog.accept(key)
+
+        page.on("dialog", sign_in)
+        page.goto(server.url + "/")
+        expect(page.get_by_label("Assistant")).to_have_value("default")
+        question = words(160)  # about 4 s at the echo's pace
+        ask(page, question)
+        wait_for_length(page, 150)
+        page.reload()  # the streaming answer is followed again, by a ticket this time
+        expect(page.locator(".msg.assistant.streaming")).to_have_count(1)
+        wait_for_end(page)
+        assert shown(page) == question
+        assert len(prompts) == 1 and "API key" in prompts[0]  # asked once, then kept
+        with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {key}"}) as api:
+            [answer] = assistant_messages(api, conversation_id(page))
+        assert (answer["text"], answer["finish_reason"]) == (question, "stop")
+        assert not errors, errors
+    finally:
+        context.close()

@@ -1,6 +1,30 @@
 // Every call the page makes to typewriter goes through here: `api()` for JSON requests and
-// `eventsUrl()` for what EventSource opens. When API keys arrive, this is the one place that
-// adds the `Authorization` header (EventSource cannot send headers: its URL carries a ticket).
+// `eventsUrl()` for what EventSource opens. With API keys on, this is the one place that adds
+// the `Authorization` header; EventSource cannot send headers, so its URL carries a ticket that
+// the server signs (`events_url` of an answer, or POST /v1/tickets for a stream known by id).
+// The key is asked for once, on the first 401, and kept in this browser's localStorage.
+
+const KEY_ITEM = "typewriter.apiKey";
+
+function storedKey() {
+  try {
+    return localStorage.getItem(KEY_ITEM);
+  } catch {
+    return null;
+  }
+}
+
+/** Ask for the API key (after a 401); true when one was given. */
+function askForKey(message) {
+  const key = window.prompt(`${message}\n\nAPI key (from: typewriter users add NAME):`, "");
+  if (!key || !key.trim()) return false;
+  try {
+    localStorage.setItem(KEY_ITEM, key.trim());
+  } catch {
+    return false;
+  }
+  return true;
+}
 
 /** A failed call: `status` 0 means the network (no answer at all). */
 export class ApiError extends Error {
@@ -19,9 +43,12 @@ export class ApiError extends Error {
 
 function headers(extra) {
   const result = { Accept: "application/json", ...extra };
-  // Auth (a later issue): result.Authorization = `Bearer ${key}`;
+  const key = storedKey();
+  if (key) result.Authorization = `Bearer ${key}`;
   return result;
 }
+
+const SIGN_IN_CODES = new Set(["missing_api_key", "invalid_api_key"]);
 
 function retryAfterSeconds(response) {
   const value = response.headers.get("Retry-After");
@@ -35,7 +62,18 @@ function retryAfterSeconds(response) {
  * Call the API. `body` (an object) is sent as JSON. Resolves to the parsed JSON answer, or
  * `null` for an empty one (204); rejects with an ApiError carrying the server's error.
  */
-export async function api(path, { method = "GET", body, signal } = {}) {
+export async function api(path, options = {}) {
+  try {
+    return await call(path, options);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401 && SIGN_IN_CODES.has(error.code)) {
+      if (askForKey(error.message)) return call(path, options);
+    }
+    throw error;
+  }
+}
+
+async function call(path, { method = "GET", body, signal } = {}) {
   const init = { method, headers: headers(), signal, cache: "no-store" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -78,6 +116,9 @@ export function eventsUrl(url, after = 0) {
 }
 
 /** The events URL of a stream known only by id (a message that is still streaming). */
-export function streamEventsUrl(streamId) {
-  return `/v1/streams/${encodeURIComponent(streamId)}/events`;
+export async function streamEventsUrl(streamId) {
+  const plain = `/v1/streams/${encodeURIComponent(streamId)}/events`;
+  if (!storedKey()) return plain; // auth off: no ticket needed
+  const reply = await api("/v1/tickets", { method: "POST", body: { stream_id: streamId } });
+  return reply.events_url;
 }

@@ -781,7 +781,12 @@ function renderMessages(messages) {
     }
   }
   for (const turn of state.turns) turn.show(turn.answers.length - 1);
-  for (const answer of toFollow) follow(answer, streamEventsUrl(answer.streamId));
+  for (const answer of toFollow) {
+    streamEventsUrl(answer.streamId).then(
+      (url) => follow(answer, url),
+      () => {}, // not followable now (signed out, gone): the next refresh tries again
+    );
+  }
 }
 
 function signature(messages) {
