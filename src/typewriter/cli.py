@@ -125,11 +125,15 @@ def chat(
     question: Annotated[str, typer.Argument(help="what to ask")],
     url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:8000",
     assistant: Annotated[str, typer.Option(help="assistant name")] = "default",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="TYPEWRITER_API_KEY", help="API key, when the gateway has users"),
+    ] = None,
 ) -> None:
     """Ask from a terminal and watch the answer type itself; Ctrl+C stops generating."""
     from typewriter.client import ask_and_print
 
-    raise typer.Exit(ask_and_print(url, question, assistant))
+    raise typer.Exit(ask_and_print(url, question, assistant, api_key))
 
 
 def main() -> None:

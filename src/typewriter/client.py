@@ -99,13 +99,15 @@ def _raise_for_error(response: httpx.Response) -> None:
     )
 
 
-def ask_and_print(url: str, question: str, assistant: str = "default") -> int:
+def ask_and_print(
+    url: str, question: str, assistant: str = "default", api_key: str | None = None
+) -> int:
     """``typewriter chat``: print the answer as it types; Ctrl+C stops generating."""
     from rich.console import Console
 
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    with Client(url) as client:
+    with Client(url, api_key=api_key) as client:
         try:
             started = client.ask(question, assistant=assistant)
         except (httpx.HTTPError, httpx.HTTPStatusError) as exc:
