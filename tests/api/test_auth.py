@@ -19,6 +19,7 @@ import pytest
 
 from conftest import RunningServer, ServerFactory, read_events
 from helpers import follow, text_of
+from replicas import Replicas
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -209,3 +210,13 @@ async def test_the_openai_sdk_signs_in_with_the_same_key(
         await wrong.models.list()
     await client.close()
     await wrong.close()
+
+
+async def test_serve_says_whether_auth_is_on(tmp_path: Path, replicas: Replicas) -> None:
+    opened = await replicas.start(host="0.0.0.0", insecure="true")  # noqa: S104 - the point
+    assert "auth: off" in opened.output() and "--insecure" in opened.output()
+    add_user(replicas.data_dir, "dave")
+    keyed = await replicas.start()
+    assert "auth: on, 1 user(s)" in keyed.output()
+    async with httpx.AsyncClient(base_url=keyed.url) as client:
+        assert (await client.get("/v1/assistants")).status_code == 401
