@@ -70,6 +70,12 @@ REDIS = "typewriter+redis"
 REDIS_POOL = 10_000  # the broker's redis-py pool size; see the module docstring
 TYPEWRITER_KINDS = ("typewriter", REDIS)  # the same server, memory broker and Redis broker
 KINDS = (*TYPEWRITER_KINDS, "sse-starlette")
+_UNLIMITED = {
+    "TYPEWRITER_MAX_STREAMS_PER_USER": "1000000",
+    "TYPEWRITER_REQUESTS_PER_MINUTE": "100000000",
+    "TYPEWRITER_MAX_MESSAGE_CHARS": "100000000",
+    "TYPEWRITER_MAX_ANSWER_CHARS": "1000000000",
+}
 SERVER_CORE = 0
 LOAD_CORE = 1
 _PR_SET_PDEATHSIG = 1
@@ -302,6 +308,11 @@ def _start(
     if kind in TYPEWRITER_KINDS and not store_chosen:
         data_dir = Path(tempfile.mkdtemp(prefix="tw-bench-data-"))
         env["TYPEWRITER_DATA_DIR"] = str(data_dir)
+    if kind in TYPEWRITER_KINDS:
+        # The load is one user asking thousands of long answers: lift the per-user limits
+        # (a production gateway's defaults would refuse most of it with 429 and 422).
+        for name, value in _UNLIMITED.items():
+            env.setdefault(name, value)
     if kind == REDIS:
         assert redis is not None
         env["TYPEWRITER_BROKER"] = f"{redis.url}?max_connections={REDIS_POOL}"

@@ -6,6 +6,12 @@ reasons to stop early (a cancel asked from anywhere, or nobody listening for
 the grace period) and, on every exit path, closes the model's iterator and
 appends ``end`` with the reason. Closing the iterator is what stops the model
 upstream; ``end`` is what lets every listener stop reading.
+
+The per-answer limits live here too, because every entry point (``/v1/chat``,
+regenerate, ``/v1/chat/completions``) goes through ``ask``: a message too long
+(422) and one answer too many for its user (429) are refused before anything
+is recorded or streamed, and an answer that reaches ``max_answer_chars`` is cut
+there and ends ``length``.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from typewriter.assistants import Assistant
 from typewriter.config import Settings
 from typewriter.errors import (
     BrokerUnavailable,
+    InvalidField,
     ModelError,
     ModelTimeout,
     StreamTakenOver,
+    TooManyRequests,
     TypewriterError,
 )
 from typewriter.ids import new_id
@@ -38,6 +46,11 @@ from typewriter.streams.base import Broker, Orphan
 __all__ = ["Answer", "Chat", "Question"]
 
 log = logging.getLogger(__name__)
+
+# Seconds a client refused for too many answers at once is told to wait. When one of
+# its answers ends cannot be known; a short wait lets a page retry soon after the
+# user stops one, without turning the retries into a busy loop.
+STREAMS_RETRY_AFTER = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +104,36 @@ class Chat:
         self.assistants = assistants
         self.store = store
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = _Slots(settings.max_streams_per_user)
 
     @property
     def running(self) -> int:
         return len(self._tasks)
 
+    def generating(self, owner: str) -> int:
+        """How many answers of ``owner`` hold a slot (are generating) in this process."""
+        return self._slots.held(owner)
+
     async def ask(self, question: Question) -> Answer:
-        """Record the question (if persisted), open the stream, start generating."""
+        """Check the limits, record the question (if persisted), open the stream, start
+        generating.
+
+        Both limits are checked first, so a refused question leaves nothing behind:
+        no stored message, no stream, no slot.
+        """
         asked_at = asyncio.get_running_loop().time()
         assistant = self.assistants[question.assistant]
+        _check_lengths(question, self.settings.max_message_chars)
+        slot = self._slots.take(question.owner)  # raises TooManyRequests
+        try:
+            return await self._start(question, assistant, slot, asked_at)
+        except BaseException:
+            slot.release()  # recorded or not, nothing is generating for it
+            raise
+
+    async def _start(
+        self, question: Question, assistant: Assistant, slot: _Slot, asked_at: float
+    ) -> Answer:
         stream_id = new_id("st")
         messages = question.messages
         recorder = None
@@ -144,9 +178,18 @@ class Chat:
             messages=_messages(assistant, messages),
             options=_merge(assistant.defaults, question.options),
         )
-        task = asyncio.create_task(self._generate(answer, assistant, request, recorder, asked_at))
+        task = asyncio.create_task(
+            self._generate(answer, assistant, request, recorder, asked_at, slot)
+        )
         self._tasks[stream_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(stream_id, None))
+
+        def ended(_: asyncio.Task[None]) -> None:
+            # Also reached by a task cancelled before it ever ran (shutdown right
+            # after ask), whose own ``finally`` never runs: the slot is freed either way.
+            self._tasks.pop(stream_id, None)
+            slot.release()
+
+        task.add_done_callback(ended)
         return answer
 
     async def shutdown(self) -> None:
@@ -163,6 +206,7 @@ class Chat:
         request: ModelRequest,
         recorder: Recorder | None,
         asked_at: float,
+        slot: _Slot,
     ) -> None:
         progress = _Progress([])
         if recorder is not None:
@@ -186,6 +230,9 @@ class Chat:
             for task in (pump, stop):
                 task.cancel()
             await asyncio.gather(pump, stop, return_exceptions=True)
+            # The model is closed: free the slot before ``end`` is appended, so a client
+            # that has read ``end`` may ask again at once and be accepted.
+            slot.release()
         if isinstance(outcome.error, StreamTakenOver):
             # Our lease lapsed (a stall or a Redis outage) and another replica ended the
             # stream and stored what its listeners saw; writing more would contradict it.
@@ -264,10 +311,18 @@ class Chat:
         chunks: AsyncIterator[Chunk],
         progress: _Progress,
     ) -> _Outcome:
-        """Model → broker. Closing ``chunks`` on any exit is what stops the model."""
+        """Model → broker. Closing ``chunks`` on any exit is what stops the model.
+
+        At ``max_answer_chars`` the answer is cut: the piece that crosses the limit
+        is shortened so the text is exactly that long, and the answer ends
+        ``length``. An answer that fills the limit exactly is not cut yet: the next
+        chunk says whether the model was done (its reason stands) or had more to
+        say (``length``), so ``length`` always means that text was left out.
+        """
         loop = asyncio.get_running_loop()
         append = self.broker.append
         parts = progress.parts
+        room = self.settings.max_answer_chars
         task = asyncio.current_task()
         assert task is not None
         timeouts = assistant.timeouts
@@ -278,11 +333,20 @@ class Chat:
             async with contextlib.aclosing(chunks):  # type: ignore[type-var]
                 async for chunk in chunks:
                     watchdog.progress()
-                    if chunk.text:
+                    text = chunk.text
+                    if text:
+                        if room == 0:  # the limit was filled exactly and the model has more
+                            return _Outcome("length")  # leaving the loop closes the model
                         if progress.first_at is None:
                             progress.first_at = loop.time()
-                        parts.append(chunk.text)
-                        await append(stream_id, "delta", dumps({"text": chunk.text}))
+                        cut = len(text) > room
+                        if cut:
+                            text = text[:room]
+                        room -= len(text)
+                        parts.append(text)
+                        await append(stream_id, "delta", dumps({"text": text}))
+                        if cut:
+                            return _Outcome("length")
                     if chunk.finish_reason is not None:
                         return _Outcome(chunk.finish_reason, chunk.usage)
         except asyncio.CancelledError:
@@ -356,6 +420,88 @@ class _Watchdog:
 
     def stop(self) -> None:
         self._handle.cancel()
+
+
+class _Slots:
+    """Answers generating per owner, in this process; ``take`` refuses the one too many.
+
+    Only owners with an answer generating have an entry, so memory follows the
+    number of running answers, not the number of users ever seen.
+    """
+
+    __slots__ = ("_limit", "_held")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._held: dict[str, int] = {}
+
+    def held(self, owner: str) -> int:
+        return self._held.get(owner, 0)
+
+    def take(self, owner: str) -> _Slot:
+        held = self._held.get(owner, 0)
+        if held >= self._limit:
+            raise TooManyRequests(
+                f"{held} answers are already generating for you, the most allowed at once "
+                f"(max_streams_per_user = {self._limit}); wait for one to end or stop one "
+                "with POST /v1/streams/{stream_id}/cancel",
+                code="too_many_streams",
+                retry_after=STREAMS_RETRY_AFTER,
+            )
+        # Counted at once, before any await: concurrent asks cannot all pass the check.
+        self._held[owner] = held + 1
+        return _Slot(self, owner)
+
+    def give_back(self, owner: str) -> None:
+        held = self._held.get(owner, 0) - 1
+        if held > 0:
+            self._held[owner] = held
+        else:
+            self._held.pop(owner, None)
+
+
+class _Slot:
+    """One owner's place among its generating answers; ``release`` is idempotent
+    because the generation frees it early (before ``end``) and its task's done
+    callback frees it again as a safety net."""
+
+    __slots__ = ("_slots", "_owner", "_held")
+
+    def __init__(self, slots: _Slots, owner: str) -> None:
+        self._slots = slots
+        self._owner = owner
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.give_back(self._owner)
+
+
+def _check_lengths(question: Question, limit: int) -> None:
+    """Refuse (422) a message longer than ``limit`` characters (code points).
+
+    A persisted question comes from ``/v1/chat`` and holds the one new message,
+    which that body calls ``message``; any other question carries the whole
+    conversation as sent (``/v1/chat/completions``), named as pydantic names a
+    list member (``messages.0.content``; OpenAI's error shape writes it
+    ``messages[0].content``).
+    """
+    fields = []
+    for index, message in enumerate(question.messages):
+        if len(message.content) > limit:
+            name = "message" if question.persist else f"messages.{index}.content"
+            fields.append(
+                {
+                    "field": name,
+                    "message": f"{len(message.content)} characters; the limit is {limit}",
+                }
+            )
+    if fields:
+        raise InvalidField(
+            "; ".join(f"{f['field']}: {f['message']} (max_message_chars)" for f in fields[:5]),
+            fields=fields,
+        )
 
 
 def _outcome_of(pump: asyncio.Task[_Outcome]) -> _Outcome:

@@ -229,35 +229,35 @@ async def test_page_and_health(client: httpx.AsyncClient) -> None:
     assert {a["name"] for a in assistants} == {"default", "echo"}
 
 
-async def test_a_listener_that_stops_reading_stalls_nobody(
-    server: RunningServer, client: httpx.AsyncClient
-) -> None:
+async def test_a_listener_that_stops_reading_stalls_nobody(make_server: ServerFactory) -> None:
     """One client with a full socket buffer: the model and another listener go on."""
     text = "".join(f"{i:07d}," for i in range(25_000))  # 200 kB, 50,000 pieces
-    started = await ask(
-        client, text, assistant="echo", options={"simulate": {"tokens_per_second": 100_000}}
-    )
-    host, port = server.url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (host, int(port)))
-    request = f"GET {started['events_url']} HTTP/1.1\r\nHost: {host}\r\n\r\n"
-    await loop.sock_sendall(sock, request.encode())
-    try:
-        async with asyncio.timeout(60):
-            fast = await follow(client, started["events_url"])
-            while server.gateway.chat.running:
-                await asyncio.sleep(0.01)
-        assert text_of(fast) == text
-        # the stuck client then reads at its own pace and still gets everything
-        raw = bytearray()
-        async with asyncio.timeout(60):
-            while b"event: end" not in raw[-4096:]:
-                chunk = await loop.sock_recv(sock, 1 << 16)
-                assert chunk, "connection closed before the end"
-                raw += chunk
-        assert raw.count(b"event: delta") == len(text) // 4
-    finally:
-        sock.close()
+    server = make_server(max_message_chars=len(text), max_answer_chars=len(text))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
+        started = await ask(
+            client, text, assistant="echo", options={"simulate": {"tokens_per_second": 100_000}}
+        )
+        host, port = server.url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, (host, int(port)))
+        request = f"GET {started['events_url']} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        await loop.sock_sendall(sock, request.encode())
+        try:
+            async with asyncio.timeout(60):
+                fast = await follow(client, started["events_url"])
+                while server.gateway.chat.running:
+                    await asyncio.sleep(0.01)
+            assert text_of(fast) == text
+            # the stuck client then reads at its own pace and still gets everything
+            raw = bytearray()
+            async with asyncio.timeout(60):
+                while b"event: end" not in raw[-4096:]:
+                    chunk = await loop.sock_recv(sock, 1 << 16)
+                    assert chunk, "connection closed before the end"
+                    raw += chunk
+            assert raw.count(b"event: delta") == len(text) // 4
+        finally:
+            sock.close()

@@ -14,6 +14,7 @@ from typewriter.config import Settings, load_settings
 from .auth import authenticate
 from .error_handlers import install_error_handlers
 from .gateway import Gateway
+from .limits import enforce_rate_limit, install_cors
 from .routes_conversations import router as conversations_router
 from .routes_openai import router as openai_router
 from .routes_ops import router as ops_router
@@ -44,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    signed_in = [Depends(authenticate)]
+    install_cors(app, gateway.settings)
+    signed_in = [Depends(authenticate), Depends(enforce_rate_limit)]  # in this order
     app.include_router(streams_router, dependencies=signed_in)
     app.include_router(openai_router, dependencies=signed_in)
     app.include_router(conversations_router, dependencies=signed_in)

@@ -1,0 +1,161 @@
+"""Per-user request rate limit, and CORS for browsers on other origins.
+
+The rate limit is a FastAPI dependency (:func:`enforce_rate_limit`) rather than
+a middleware because it needs the caller's user id, which only the
+``authenticate`` dependency knows: it must come after it in the routers'
+dependency list. Its state belongs to one app (``app.state.rate_limiter``,
+made on first use), so two apps in one process never share counts.
+
+The limit is per process: with several replicas behind a load balancer a user
+gets up to ``requests_per_minute`` on each. It bounds what one client costs a
+replica, which is what it is for; an exact cluster-wide count would cost a Redis
+round trip on every request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+
+from typewriter.config import Settings
+from typewriter.errors import TooManyRequests
+
+__all__ = ["RateLimiter", "enforce_rate_limit", "install_cors", "rate_limiter"]
+
+CORS_METHODS = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
+CORS_HEADERS = ("Authorization", "Content-Type", "Last-Event-ID", "Accept")
+# What a page's script may read: the stream of a direct answer, the events URL of a
+# detached one, and how long to wait after a 429.
+CORS_EXPOSED = ("X-Stream-Id", "Location", "Retry-After")
+
+
+class RateLimiter:
+    """At most ``limit`` requests per user in any ``window`` seconds: a sliding log.
+
+    Each user has the times of their accepted requests within the last window
+    (at most ``limit`` of them), so the limit holds over *every* window, not
+    only aligned minutes, and the wait it answers is exact: until the oldest
+    of those times leaves the window. A refused request is not counted, so a
+    client that retries when told is accepted then.
+
+    Memory is bounded by the users active in the last window: a user whose
+    newest request is older than the window is forgotten, swept once per window
+    (so the sweep costs O(users) per window, not per request).
+    """
+
+    def __init__(
+        self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError(f"a rate limit needs limit >= 1 and window > 0, not {limit}/{window}")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._times: dict[str, deque[float]] = {}
+        self._next_sweep = clock() + window
+
+    @property
+    def users(self) -> int:
+        """Users currently remembered (for tests and metrics)."""
+        return len(self._times)
+
+    def hit(self, user: str) -> float:
+        """Count one request of ``user``: ``0.0`` if accepted, else the seconds until
+        one is (and the request is not counted)."""
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        times = self._times.get(user)
+        if times is None:
+            times = self._times[user] = deque(maxlen=self.limit)
+        horizon = now - self.window
+        while times and times[0] <= horizon:
+            times.popleft()
+        if len(times) >= self.limit:
+            return times[0] - horizon
+        times.append(now)
+        return 0.0
+
+    def _sweep(self, now: float) -> None:
+        horizon = now - self.window
+        idle = [user for user, times in self._times.items() if not times or times[-1] <= horizon]
+        for user in idle:
+            del self._times[user]
+        self._next_sweep = now + self.window
+
+
+def rate_limiter(app: FastAPI) -> RateLimiter:
+    """The app's limiter, made on first use from its gateway's settings.
+
+    A test may set ``app.state.rate_limiter`` beforehand (a short window).
+    """
+    limiter: RateLimiter | None = getattr(app.state, "rate_limiter", None)
+    if limiter is None:
+        limiter = RateLimiter(app.state.gateway.settings.requests_per_minute)
+        app.state.rate_limiter = limiter
+    return limiter
+
+
+def _keeps_an_answer_going(request: Request) -> bool:
+    """Following a stream, the user's channel, or Stop: never refused.
+
+    None of them starts work, and refusing them makes things worse: a browser's
+    EventSource gives up for good on any non-200 answer (it never reads
+    Retry-After), so a refused reconnect loses an answer already being paid
+    for, and a refused Stop keeps the model generating.
+    """
+    path = request.url.path
+    if path == "/v1/events":
+        return request.method == "GET"
+    stream_id = request.path_params.get("stream_id")
+    if stream_id is None:
+        return False
+    if request.method == "GET":
+        return path == f"/v1/streams/{stream_id}/events"
+    return request.method == "POST" and path == f"/v1/streams/{stream_id}/cancel"
+
+
+async def enforce_rate_limit(request: Request) -> None:
+    """Router dependency, after ``authenticate``: ``429 rate_limited`` with
+    ``Retry-After`` once the caller is over ``requests_per_minute``."""
+    if _keeps_an_answer_going(request):
+        return
+    gateway = request.app.state.gateway
+    limiter = rate_limiter(request.app)
+    wait = limiter.hit(gateway.user_of(request))
+    if wait > 0:
+        raise TooManyRequests(
+            f"more than {limiter.limit} requests in {limiter.window:g} s "
+            f"(requests_per_minute = {limiter.limit}); try again in {wait:.1f} s",
+            code="rate_limited",
+            retry_after=wait,
+        )
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    """Let pages on ``settings.cors_origins`` call the API; with none, add nothing.
+
+    Off by default: a page on another origin then cannot read any answer,
+    which is the safe default for a server holding people's conversations.
+    Origins are matched exactly (scheme, host and port); a trailing ``/`` in the
+    setting is dropped because browsers never send one. No cookies are involved
+    (keys travel in ``Authorization``, tickets in the URL), so credentials stay
+    off and a listed origin may not send cookies along.
+    """
+    origins = [o.strip().rstrip("/") for o in settings.cors_origins if o.strip()]
+    if not origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=list(CORS_METHODS),
+        allow_headers=list(CORS_HEADERS),
+        expose_headers=list(CORS_EXPOSED),
+        allow_credentials=False,
+        max_age=600,
+    )
