@@ -15,6 +15,7 @@ from .auth import authenticate
 from .error_handlers import install_error_handlers
 from .gateway import Gateway
 from .limits import enforce_rate_limit, install_cors
+from .openapi import install_openapi
 from .routes_conversations import router as conversations_router
 from .routes_openai import router as openai_router
 from .routes_ops import router as ops_router
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
     install_cors(app, gateway.settings)
+    install_openapi(app)
     signed_in = [Depends(authenticate), Depends(enforce_rate_limit)]  # in this order
     app.include_router(streams_router, dependencies=signed_in)
     app.include_router(openai_router, dependencies=signed_in)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from typewriter.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["field_errors", "invalid_fields", "read_json"]
+__all__ = ["body_schema", "field_errors", "invalid_fields", "read_json"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,7 +34,7 @@ async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
         value = json.loads(body)
     except RecursionError:
         raise BadRequest("the JSON body is nested too deeply", code="invalid_json") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit integer
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     try:
         return model.model_validate(value)
@@ -69,3 +69,31 @@ def invalid_fields(exc: ValidationError) -> InvalidField:
     fields = field_errors(exc)
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     return InvalidField(f"invalid request: {summary}", fields=fields)
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON body that ``read_json`` parses by hand.
+
+    Pydantic's ``$defs`` are inlined: under ``openapi_extra`` their ``#/$defs/…``
+    references would point at the root of the OpenAPI document, where they do
+    not exist, and clients generating requests from the schema send nothing.
+    """
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline(schema)}},
+        }
+    }

@@ -12,7 +12,7 @@ from typewriter.errors import InvalidField, NotFound
 from typewriter.ids import is_valid_id
 from typewriter.store.sql import SqlStore
 
-from .body import read_json
+from .body import body_schema, read_json
 from .gateway import Gateway, get_gateway
 from .routes_streams import answer_response, checked_options
 from .schemas import FeedbackBody, NewConversation, RegenerateBody, Rename
@@ -21,15 +21,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["conversations"])
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
-
-
-def _body_schema(model: Any) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
 
 
 def _store(gateway: Gateway) -> SqlStore:
@@ -58,7 +49,7 @@ async def list_conversations(
     return {"data": [c.public() for c in page], "next_cursor": next_cursor}
 
 
-@router.post("/conversations", status_code=201, openapi_extra=_body_schema(NewConversation))
+@router.post("/conversations", status_code=201, openapi_extra=body_schema(NewConversation))
 async def create_conversation(request: Request, gateway: GatewayDep) -> JSONResponse:
     body = await read_json(request, NewConversation, gateway.settings.max_body_bytes)
     if body.assistant not in gateway.assistants:
@@ -84,7 +75,7 @@ async def get_conversation(
     return {**conversation.public(), "messages": [m.public() for m in messages]}
 
 
-@router.patch("/conversations/{conversation_id}", openapi_extra=_body_schema(Rename))
+@router.patch("/conversations/{conversation_id}", openapi_extra=body_schema(Rename))
 async def rename_conversation(
     conversation_id: str, request: Request, gateway: GatewayDep
 ) -> dict[str, Any]:
@@ -119,7 +110,7 @@ async def clear_conversation(
 @router.post(
     "/messages/{message_id}/regenerate",
     status_code=202,
-    openapi_extra=_body_schema(RegenerateBody),
+    openapi_extra=body_schema(RegenerateBody),
 )
 async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> Response:
     """Answer the same question again, with the history before it; like ``POST /v1/chat``."""
@@ -147,7 +138,7 @@ async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> 
     return await answer_response(request, gateway, question, body.on_disconnect)
 
 
-@router.post("/messages/{message_id}/feedback", openapi_extra=_body_schema(FeedbackBody))
+@router.post("/messages/{message_id}/feedback", openapi_extra=body_schema(FeedbackBody))
 async def rate(message_id: str, request: Request, gateway: GatewayDep) -> dict[str, Any]:
     """Rate an answer 1 or -1 with an optional comment; rating again replaces it."""
     body = await read_json(request, FeedbackBody, gateway.settings.max_body_bytes)

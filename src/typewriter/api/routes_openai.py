@@ -26,7 +26,7 @@ from typewriter.errors import InvalidField, NotFound
 from typewriter.jsonutil import dumps
 from typewriter.streams.base import Entry, Subscription
 
-from .body import read_json
+from .body import body_schema, read_json
 from .event_stream import (
     ClientWatch,
     EventStreamResponse,
@@ -43,12 +43,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 _STARTED = int(time.time())  # "created" of the models: when this process began serving them
-_BODY_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": CompletionRequest.model_json_schema()}},
-    }
-}
+_BODY_SCHEMA = body_schema(CompletionRequest)
 
 
 class _Translated(Subscription):

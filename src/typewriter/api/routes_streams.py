@@ -15,7 +15,7 @@ from typewriter.jsonutil import dumps
 from typewriter.models.base import ChatMessage, GenerationOptions
 from typewriter.streams.base import Subscription, parse_cursor
 
-from .body import read_json
+from .body import body_schema, read_json
 from .event_stream import EventStreamResponse
 from .gateway import Gateway, get_gateway
 from .schemas import ChatBody, ChatOptions, TicketBody
@@ -26,12 +26,7 @@ router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 LastEventIdHeader = Annotated[str | None, Header(alias="last-event-id", include_in_schema=True)]
 
-_CHAT_BODY_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ChatBody.model_json_schema()}},
-    }
-}
+_CHAT_BODY_SCHEMA = body_schema(ChatBody)
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "the stream as SSE"},
     204: {"description": "finished, and everything after Last-Event-ID was delivered"},
@@ -184,7 +179,7 @@ async def assistants(gateway: GatewayDep) -> dict[str, Any]:
     return {"data": [a.public() for a in gateway.assistants.values()]}
 
 
-@router.post("/tickets", responses={401: {"description": "no or bad API key"}})
+@router.post("/tickets", openapi_extra=body_schema(TicketBody))
 async def new_ticket(request: Request, gateway: GatewayDep) -> JSONResponse:
     """A fresh events URL for EventSource: a stream's (``{"stream_id"}``) or the channel's.
 
