@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="seconds without a token before the answer ends 'timeout'"
     )
     max_body_bytes: int = Field(1 << 20, gt=0, description="largest accepted request body")
+    max_header_bytes: int = Field(
+        32 * 1024, gt=0, description="largest accepted request headers, all together (431)"
+    )
     shutdown_timeout: float = Field(
         5.0, ge=0, description="seconds open streams get to close on shutdown"
     )

@@ -14,6 +14,7 @@ from typewriter.config import Settings, load_settings
 from .auth import authenticate
 from .error_handlers import install_error_handlers
 from .gateway import Gateway
+from .header_limit import HeaderLimit
 from .limits import enforce_rate_limit, install_cors
 from .openapi import install_openapi
 from .routes_conversations import router as conversations_router
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_cors(app, gateway.settings)
     install_openapi(app)
+    app.add_middleware(HeaderLimit, max_header_bytes=gateway.settings.max_header_bytes)
     signed_in = [Depends(authenticate), Depends(enforce_rate_limit)]  # in this order
     app.include_router(streams_router, dependencies=signed_in)
     app.include_router(openai_router, dependencies=signed_in)
