@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -55,3 +59,24 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def typewriter_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``typewriter`` command, with none of the caller's ``TYPEWRITER_*`` settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "typewriter", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def add_user(data_dir: Path, name: str) -> str:
+    """A user made with ``typewriter users add``; returns its API key (printed once)."""
+    done = typewriter_cli("users", "add", name, "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip()
+    assert key.startswith("tw_") and len(key) > 40, key
+    return key

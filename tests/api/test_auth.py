@@ -7,9 +7,6 @@ soon as one active user exists).
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +15,10 @@ import openai
 import pytest
 
 from conftest import RunningServer, ServerFactory, read_events
-from helpers import follow, text_of
+from helpers import add_user, follow, text_of, typewriter_cli
 from replicas import Replicas
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "typewriter", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def add_user(data_dir: Path, name: str) -> str:
-    done = cli("users", "add", name, "--data-dir", str(data_dir))
-    assert done.returncode == 0, done.stderr
-    key = done.stdout.strip()
-    assert key.startswith("tw_") and len(key) > 40
-    return key
 
 
 @pytest.fixture
@@ -63,22 +41,24 @@ async def ask(client: httpx.AsyncClient, message: str, **fields: Any) -> dict[st
 
 def test_users_cli_shows_a_key_once_and_keeps_only_its_hash(tmp_path: Path) -> None:
     key = add_user(tmp_path, "carol")
-    listed = cli("users", "list", "--data-dir", str(tmp_path))
+    listed = typewriter_cli("users", "list", "--data-dir", str(tmp_path))
     assert listed.returncode == 0 and "carol" in listed.stdout and "1 key(s)" in listed.stdout
     assert key not in listed.stdout
     assert key.encode() not in (tmp_path / "typewriter.db").read_bytes()
-    again = cli("users", "add", "carol", "--data-dir", str(tmp_path))
+    again = typewriter_cli("users", "add", "carol", "--data-dir", str(tmp_path))
     assert again.returncode != 0 and "exists" in again.stderr
-    assert cli("users", "add", "../x", "--data-dir", str(tmp_path)).returncode != 0
-    revoked = cli("users", "revoke", "carol", "--data-dir", str(tmp_path))
+    assert typewriter_cli("users", "add", "../x", "--data-dir", str(tmp_path)).returncode != 0
+    revoked = typewriter_cli("users", "revoke", "carol", "--data-dir", str(tmp_path))
     assert revoked.returncode == 0
-    assert "revoked" in cli("users", "list", "--data-dir", str(tmp_path)).stdout
-    missing = cli("users", "revoke", "carol", "--data-dir", str(tmp_path))
+    assert "revoked" in typewriter_cli("users", "list", "--data-dir", str(tmp_path)).stdout
+    missing = typewriter_cli("users", "revoke", "carol", "--data-dir", str(tmp_path))
     assert missing.returncode != 0 and "no active user" in missing.stderr
 
 
 def test_serve_refuses_the_network_without_keys_unless_insecure(tmp_path: Path) -> None:
-    refused = cli("serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path))
+    refused = typewriter_cli(
+        "serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path)
+    )
     assert refused.returncode == 2
     assert "without API keys" in refused.stderr and "--insecure" in refused.stderr
 

@@ -24,11 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +38,7 @@ import httpx
 import pytest
 
 from conftest import RunningServer, ServerFactory, read_events, start_server
-from helpers import data_of, follow, last, text_of
+from helpers import add_user, data_of, follow, last, text_of, typewriter_cli
 from typewriter import tickets
 from typewriter.config import load_settings
 
@@ -54,32 +51,13 @@ TRACE_MARKS = ("Traceback", 'File "')
 # --- users, made with the real CLI --------------------------------------------------
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "typewriter", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def add_user(data_dir: Path, name: str) -> str:
-    done = cli("users", "add", name, "--data-dir", str(data_dir))
-    assert done.returncode == 0, done.stderr
-    key = done.stdout.strip()
-    assert key.startswith("tw_")
-    return key
-
-
 def revoke_user(data_dir: Path, name: str) -> None:
-    done = cli("users", "revoke", name, "--data-dir", str(data_dir))
+    done = typewriter_cli("users", "revoke", name, "--data-dir", str(data_dir))
     assert done.returncode == 0, done.stderr
 
 
 def user_id(data_dir: Path, name: str) -> str:
-    listed = cli("users", "list", "--data-dir", str(data_dir))
+    listed = typewriter_cli("users", "list", "--data-dir", str(data_dir))
     assert listed.returncode == 0, listed.stderr
     for line in listed.stdout.splitlines():
         fields = line.split("\t")

@@ -21,9 +21,6 @@ timeout passes; with ``max-stream-events = 1`` it stops after the channel's
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from conftest import RunningServer, start_server
+from helpers import add_user
 from typewriter.api.app import create_app
 from typewriter.config import load_settings
 
@@ -66,19 +64,6 @@ SERVER_SETTINGS: dict[str, Any] = {
     "heartbeat": 1.0,
     "shutdown_timeout": 2.0,
 }
-
-
-def _add_user(data_dir: Path, name: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "typewriter", "users", "add", name, "--data-dir", str(data_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def _serve(data_dir: Path) -> RunningServer:
@@ -116,8 +101,8 @@ schema = _schema()
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, str]]:
     data_dir = tmp_path_factory.mktemp("schemathesis-auth")
-    alice = _add_user(data_dir, "alice")
-    _add_user(data_dir, "bob")
+    alice = add_user(data_dir, "alice")
+    add_user(data_dir, "bob")
     server = _serve(data_dir)
     yield server, alice
     server.stop()

@@ -9,11 +9,8 @@ states go to ``test-output/screenshots/``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +33,7 @@ from playwright.sync_api import (
 )
 
 from conftest import RunningServer, ServerFactory
+from helpers import add_user
 
 pytestmark = pytest.mark.integration
 
@@ -786,16 +784,7 @@ def test_phone_layout_and_dark_theme(
 def test_with_api_keys_the_page_asks_once_and_follows_by_ticket(
     browser: Browser, make_server: ServerFactory, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
-    added = subprocess.run(
-        [sys.executable, "-m", "typewriter", "users", "add", "reader", "--data-dir", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    key = added.stdout.strip()
+    key = add_user(tmp_path, "reader")
     server = make_server(data_dir=tmp_path)
     context = open_context(browser)
     try:
