@@ -163,14 +163,15 @@ class _Produced:
     so they fail the same way, and the stream is left to its lease.
     """
 
-    __slots__ = ("owner", "last", "queued", "broken", "log")
+    __slots__ = ("owner", "last", "queued", "broken", "log", "keys")
 
-    def __init__(self, owner: str, last: int, log: _Mirror | None = None) -> None:
+    def __init__(self, owner: str, last: int, keys: list[str], log: _Mirror | None = None) -> None:
         self.owner = owner
         self.last = last
         self.queued = last
         self.broken: Exception | None = None
         self.log = log  # what was written, for this replica's own listeners
+        self.keys = keys  # the append script's keys, made once rather than per token
 
 
 class _Write:
@@ -283,6 +284,17 @@ class RedisBroker(Broker):
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}:{kind}:{name}"
 
+    def _append_keys(self, stream_id: str, owner: str) -> list[str]:
+        """KEYS of the append script, in its order."""
+        return [
+            self._key("s", stream_id),
+            self._key("m", stream_id),
+            self._key("u", owner),
+            self._key("un", owner),
+            self._key("t", stream_id),
+            self._key("running", "all"),
+        ]
+
     def describe(self) -> str:
         parts = urlsplit(self.url)
         if parts.password is None:
@@ -390,7 +402,7 @@ class RedisBroker(Broker):
             raise
         log = _Mirror()  # this replica's listeners read what it wrote: no XREAD
         self._mirrors[stream_id] = log
-        self._produced[stream_id] = _Produced(owner, 0, log)
+        self._produced[stream_id] = _Produced(owner, 0, self._append_keys(stream_id, owner), log)
         return stream_id
 
     async def append(self, stream_id: str, event: str, data: str) -> int:
@@ -429,14 +441,7 @@ class RedisBroker(Broker):
             stream_id,
             produced,
             entry,
-            [
-                self._key("s", stream_id),
-                self._key("m", stream_id),
-                self._key("u", produced.owner),
-                self._key("un", produced.owner),
-                self._key("t", stream_id),
-                self._key("running", "all"),
-            ],
+            produced.keys,
             [
                 self.token,
                 seq,
@@ -799,7 +804,8 @@ class RedisBroker(Broker):
             (_seq(entry_id), f[b"e"].decode(), f[b"d"].decode(), f[b"w"]) for entry_id, f in items
         ]
         log.warning("stream %s lost its replica; ending it here", stream_id)
-        self._produced[stream_id] = _Produced(owner, int(meta[b"last"]))
+        keys = self._append_keys(stream_id, owner)
+        self._produced[stream_id] = _Produced(owner, int(meta[b"last"]), keys)
         return Orphan(stream_id, owner, entries)
 
     async def live(self, stream_ids: list[str]) -> set[str]:
