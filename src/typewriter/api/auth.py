@@ -13,7 +13,8 @@ key stops working within that time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -22,15 +23,37 @@ from typewriter import tickets
 from typewriter.errors import Unauthorized
 from typewriter.store.users import UserStore
 
-__all__ = ["LOCAL_USER", "Authenticator", "authenticate"]
+__all__ = ["LOCAL_USER", "Authenticator", "authenticate", "events_scope"]
 
 LOCAL_USER = "local"
 CACHE_SECONDS = 5.0
+_CACHE_SIZE = 10_000
+V = TypeVar("V")
 _CHALLENGE = {"www-authenticate": 'Bearer realm="typewriter"'}
 
 
 class _Unauthorized(Unauthorized):
     headers = _CHALLENGE
+
+
+class _Recent(Generic[V]):
+    """Answers of the store for ``CACHE_SECONDS``, at most ``_CACHE_SIZE`` of them.
+
+    Bounded by clearing: wrong keys sent in a loop must not grow it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, V]] = {}
+
+    async def get(self, key: str, load: Callable[[], Awaitable[V]]) -> V:
+        cached = self._entries.get(key)
+        if cached is not None and time.monotonic() - cached[0] <= CACHE_SECONDS:
+            return cached[1]
+        value = await load()
+        if len(self._entries) >= _CACHE_SIZE:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic(), value)
+        return value
 
 
 class Authenticator:
@@ -41,40 +64,25 @@ class Authenticator:
         self._load_secret = secret  # loaded (or generated) only once auth is on
         self._secret: bytes | None = None
         self.ticket_ttl = ticket_ttl
-        self._required: tuple[float, bool] = (0.0, False)
-        self._keys: dict[str, tuple[float, str | None]] = {}
-        self._active: dict[str, tuple[float, bool]] = {}
+        self._required: _Recent[bool] = _Recent()
+        self._keys: _Recent[str | None] = _Recent()
+        self._active: _Recent[bool] = _Recent()
 
     async def required(self) -> bool:
-        if self.users is None:
+        users = self.users
+        if users is None:
             return False
-        checked_at, required = self._required
-        if time.monotonic() - checked_at > CACHE_SECONDS:
-            required = await self.users.active_count() > 0
-            self._required = (time.monotonic(), required)
-        return required
+        return await self._required.get("", lambda: _positive(users.active_count()))
 
     async def user_for_key(self, key: str) -> str | None:
         assert self.users is not None
-        cached = self._keys.get(key)
-        if cached is not None and time.monotonic() - cached[0] <= CACHE_SECONDS:
-            return cached[1]
-        user = await self.users.user_for_key(key)
-        if len(self._keys) > 10_000:
-            self._keys.clear()  # bounded: wrong keys sent in a loop must not grow it
-        self._keys[key] = (time.monotonic(), user)
-        return user
+        users = self.users
+        return await self._keys.get(key, lambda: users.user_for_key(key))
 
     async def still_active(self, user_id: str) -> bool:
         assert self.users is not None
-        cached = self._active.get(user_id)
-        if cached is not None and time.monotonic() - cached[0] <= CACHE_SECONDS:
-            return cached[1]
-        active = await self.users.is_active(user_id)
-        if len(self._active) > 10_000:
-            self._active.clear()
-        self._active[user_id] = (time.monotonic(), active)
-        return active
+        users = self.users
+        return await self._active.get(user_id, lambda: users.is_active(user_id))
 
     @property
     def secret(self) -> bytes:
@@ -102,7 +110,11 @@ class Authenticator:
         return f"{url}?ticket={quote(self.ticket(user, scope))}"
 
 
-def _ticket_scope(request: Request) -> str | None:
+async def _positive(count: Awaitable[int]) -> bool:
+    return await count > 0
+
+
+def events_scope(request: Request) -> str | None:
     """Which ticket scope this request may use: only the two events URLs take tickets."""
     if request.method != "GET":
         return None
@@ -135,7 +147,7 @@ async def authenticate(request: Request) -> None:
         request.state.user = user
         return
     ticket = request.query_params.get("ticket")
-    scope = _ticket_scope(request)
+    scope = events_scope(request)
     if ticket is not None and scope is not None:
         request.state.user = await auth.from_ticket(ticket, scope)
         return

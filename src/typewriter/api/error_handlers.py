@@ -2,7 +2,7 @@
 
 On the OpenAI-compatible paths the same error is reshaped into OpenAI's
 ``{"error": {"message", "type", "param", "code"}}`` (see ``openai_schemas``), in
-one place, :func:`_respond`, so that no handler knows about two shapes.
+one place, :func:`error_response`, so that no handler knows about two shapes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typewriter.errors import TypewriterError
 
 from .openai_schemas import is_openai_path, openai_error
 
-__all__ = ["install_error_handlers"]
+__all__ = ["error_response", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,14 @@ _HTTP_CODES = {
 }
 
 
-def _respond(
-    request: Request,
+def error_response(
+    path: str,
     body: dict[str, Any],
     status: int,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """The contract's error body, in OpenAI's shape where OpenAI's clients are talking."""
-    if is_openai_path(request.url.path):
+    if is_openai_path(path):
         status, body = openai_error(status, body)
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -50,7 +50,7 @@ def _respond(
 async def _typewriter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TypewriterError)
     headers = getattr(exc, "headers", None)  # Retry-After, WWW-Authenticate
-    return _respond(request, exc.to_dict(), exc.status, headers)
+    return error_response(request.url.path, exc.to_dict(), exc.status, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -60,7 +60,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         message = f"no such path: {request.method} {request.url.path}"
     body = {"error": {"code": code, "message": message}}
-    return _respond(request, body, exc.status_code, exc.headers)
+    return error_response(request.url.path, body, exc.status_code, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -71,13 +71,13 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         fields.append({"field": location, "message": str(error.get("msg", "invalid"))})
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     body = {"error": {"code": "invalid_field", "message": summary, "fields": fields}}
-    return _respond(request, body, 422)
+    return error_response(request.url.path, body, 422)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     body = {"error": {"code": "internal_error", "message": "internal server error"}}
-    return _respond(request, body, 500)
+    return error_response(request.url.path, body, 500)
 
 
 def install_error_handlers(app: FastAPI) -> None:

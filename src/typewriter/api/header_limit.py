@@ -8,10 +8,9 @@ than a few KiB (a key is 46 characters, a ticket about 100), so beyond
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .openai_schemas import is_openai_path, openai_error
+from .error_handlers import error_response
 
 __all__ = ["HeaderLimit"]
 
@@ -35,9 +34,6 @@ class HeaderLimit:
                         f"{self.max_header_bytes} bytes and {MAX_HEADER_LINES} lines",
                     }
                 }
-                status = 431
-                if is_openai_path(scope["path"]):
-                    status, body = openai_error(status, body)
-                await JSONResponse(body, status_code=status)(scope, receive, send)
+                await error_response(scope["path"], body, 431)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

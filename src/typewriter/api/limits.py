@@ -25,6 +25,8 @@ from starlette.requests import Request
 from typewriter.config import Settings
 from typewriter.errors import TooManyRequests
 
+from .auth import events_scope
+
 __all__ = ["RateLimiter", "enforce_rate_limit", "install_cors", "rate_limiter"]
 
 CORS_METHODS = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
@@ -109,15 +111,14 @@ def _keeps_an_answer_going(request: Request) -> bool:
     Retry-After), so a refused reconnect loses an answer already being paid
     for, and a refused Stop keeps the model generating.
     """
-    path = request.url.path
-    if path == "/v1/events":
-        return request.method == "GET"
+    if events_scope(request) is not None:  # the URLs EventSource opens
+        return True
     stream_id = request.path_params.get("stream_id")
-    if stream_id is None:
-        return False
-    if request.method == "GET":
-        return path == f"/v1/streams/{stream_id}/events"
-    return request.method == "POST" and path == f"/v1/streams/{stream_id}/cancel"
+    return (
+        stream_id is not None
+        and request.method == "POST"
+        and request.url.path == f"/v1/streams/{stream_id}/cancel"
+    )
 
 
 async def enforce_rate_limit(request: Request) -> None:
