@@ -28,7 +28,8 @@ from fastapi import FastAPI, Header, HTTPException
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
-from typewriter.models.base import ChatMessage, GenerationOptions, ModelRequest, Simulation
+from typewriter.messages import ChatMessage
+from typewriter.models.base import GenerationOptions, ModelRequest, Simulation
 from typewriter.models.simulated import SimulatedModel
 
 app = FastAPI(title="sse-starlette chat (benchmark baseline)")

@@ -11,7 +11,8 @@ import pytest
 from typewriter.assistants import Assistant, Timeouts
 from typewriter.chat import Chat, Question
 from typewriter.config import load_settings
-from typewriter.models.base import ChatMessage, Chunk, ModelBackend, ModelRequest
+from typewriter.messages import ChatMessage
+from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.streams.memory import MemoryBroker
 
 pytestmark = pytest.mark.anyio

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from typewriter import events
 from typewriter.assistants import Assistant
 from typewriter.config import Settings
 from typewriter.errors import (
@@ -36,9 +36,10 @@ from typewriter.errors import (
     TooManyRequests,
     TypewriterError,
 )
+from typewriter.events import Usage
 from typewriter.ids import new_id
-from typewriter.jsonutil import dumps
-from typewriter.models.base import ChatMessage, Chunk, GenerationOptions, ModelRequest, Usage
+from typewriter.messages import ChatMessage
+from typewriter.models.base import Chunk, GenerationOptions, ModelRequest
 from typewriter.recorder import Recorder
 from typewriter.store.sql import SqlStore
 from typewriter.streams.base import Broker, Orphan
@@ -71,7 +72,6 @@ class Answer:
     stream_id: str
     conversation_id: str
     message_id: str
-    model: str
 
 
 @dataclass(slots=True)
@@ -157,17 +157,13 @@ class Chat:
         else:
             conversation_id = question.conversation_id or new_id("conv")
             message_id = new_id("msg")
-        answer = Answer(stream_id, conversation_id, message_id, assistant.model)
-        start = {
-            "stream_id": stream_id,
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "model": assistant.name,
-            "created": int(time.time()),
-        }
+        answer = Answer(stream_id, conversation_id, message_id)
+        start = events.Start(
+            stream_id, conversation_id, message_id, assistant.name, int(time.time())
+        )
         try:
             await self.broker.create(question.owner, stream_id)
-            await self.broker.append(stream_id, "start", dumps(start))
+            await self.broker.append(stream_id, start.name, events.encode(start))
         except BrokerUnavailable:
             if recorder is not None:  # recorded but never streamed: not left "streaming"
                 with contextlib.suppress(TypewriterError):
@@ -255,15 +251,10 @@ class Chat:
         """
         try:
             if outcome.error is not None:
-                error = {"code": outcome.error.code, "message": outcome.error.message}
-                await self.broker.append(answer.stream_id, "error", dumps(error))
-            end: dict[str, object] = {
-                "finish_reason": outcome.finish_reason,
-                "message_id": answer.message_id,
-            }
-            if outcome.usage is not None:
-                end["usage"] = outcome.usage.to_dict()
-            await self.broker.finish(answer.stream_id, dumps(end))
+                error = events.Error(outcome.error.code, outcome.error.message)
+                await self.broker.append(answer.stream_id, error.name, events.encode(error))
+            end = events.End(outcome.finish_reason, answer.message_id, outcome.usage)
+            await self.broker.finish(answer.stream_id, events.encode(end))
         except (BrokerUnavailable, StreamTakenOver) as exc:
             log.warning("could not end stream %s: %s", answer.stream_id, exc.message)
 
@@ -279,25 +270,22 @@ class Chat:
         return len(orphans)
 
     async def _end_orphan(self, orphan: Orphan) -> None:
-        start: dict[str, Any] = {}
+        start: events.Start | None = None
         parts: list[str] = []
-        for _, event, data, _ in orphan.entries:
-            if event == "start":
-                start = json.loads(data)
-            elif event == "delta":
-                parts.append(json.loads(data)["text"])
-        message_id = str(start.get("message_id", ""))
+        for _, name, data, _ in orphan.entries:
+            event = events.decode(name, data)
+            if isinstance(event, events.Start):
+                start = event
+            elif isinstance(event, events.Delta):
+                parts.append(event.text)
+        message_id = start.message_id if start is not None else ""
         if self.store is not None and message_id:
             try:
                 await self.store.interrupt([message_id], "".join(parts))
             except TypewriterError as exc:  # the next start-up marks it from its checkpoint
                 log.warning("could not store interrupted answer %s: %s", message_id, exc.message)
-        answer = Answer(
-            orphan.stream_id,
-            str(start.get("conversation_id", "")),
-            message_id,
-            str(start.get("model", "")),
-        )
+        conversation_id = start.conversation_id if start is not None else ""
+        answer = Answer(orphan.stream_id, conversation_id, message_id)
         lost = TypewriterError(
             "the server generating this answer stopped; the answer ends here",
             code="interrupted",
@@ -344,7 +332,7 @@ class Chat:
                             text = text[:room]
                         room -= len(text)
                         parts.append(text)
-                        await append(stream_id, "delta", dumps({"text": text}))
+                        await append(stream_id, "delta", events.encode(events.Delta(text)))
                         if cut:
                             return _Outcome("length")
                     if chunk.finish_reason is not None:

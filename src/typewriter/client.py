@@ -8,6 +8,8 @@ which also works when the connection is the thing that broke.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from typewriter import sse
+from typewriter import events, sse
 
 __all__ = ["AnswerEvent", "Client", "ask_and_print"]
 
@@ -69,7 +71,7 @@ class Client:
                         for event in parser.feed(chunk):
                             last = int(event.id) if event.id else last
                             failures = 0
-                            yield AnswerEvent(last, event.event, _loads(event.data))
+                            yield AnswerEvent(last, event.event, _loads(event.event, event.data))
                             if event.event == "end":
                                 return
             except httpx.TransportError:
@@ -79,10 +81,15 @@ class Client:
                 time.sleep(min(0.2 * 2**failures, 5.0))
 
 
-def _loads(data: str) -> dict[str, Any]:
-    import json
-
-    value = json.loads(data)
+def _loads(name: str, data: str) -> dict[str, Any]:
+    """An answer's event through the one decoder (so a malformed one fails here), as a dict;
+    any other event as its JSON."""
+    with contextlib.suppress(events.EventDecodeError):
+        return events.decode(name, data).fields()
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {"value": data}
     return value if isinstance(value, dict) else {"value": value}
 
 

@@ -35,7 +35,8 @@ from typewriter.errors import (
     ModelError,
     TooManyRequests,
 )
-from typewriter.models.base import ChatMessage, Chunk, ModelBackend, ModelRequest
+from typewriter.messages import ChatMessage
+from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.streams.memory import MemoryBroker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

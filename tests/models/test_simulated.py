@@ -8,7 +8,8 @@ import contextlib
 import pytest
 
 from typewriter.errors import ModelError
-from typewriter.models.base import ChatMessage, Chunk, GenerationOptions, ModelRequest, Simulation
+from typewriter.messages import ChatMessage
+from typewriter.models.base import Chunk, GenerationOptions, ModelRequest, Simulation
 from typewriter.models.simulated import CANNED_ANSWER, SimulatedModel, echo_pieces
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from typewriter.errors import InvalidField, NotFound
-from typewriter.models.base import ChatMessage
+from typewriter.messages import ChatMessage
 from typewriter.store.migrations import STEPS
 from typewriter.store.records import Turn
 from typewriter.store.sql import SqlStore

@@ -21,7 +21,6 @@ How typewriter's endings read to an OpenAI client (:class:`Completion`):
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
@@ -29,8 +28,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from typewriter.errors import ModelError, ModelTimeout, ModelUnavailable
+from typewriter.events import AnswerEvent, Delta, End, Error
 from typewriter.jsonutil import dumps
-from typewriter.models.base import ChatMessage, GenerationOptions
+from typewriter.messages import ChatMessage
+from typewriter.models.base import GenerationOptions
 
 from .schemas import encodable
 
@@ -239,21 +240,18 @@ class Completion:
         self.usage: dict[str, int] | None = None
         self.error: tuple[int, dict[str, Any]] | None = None  # (status, OpenAI error body)
 
-    def apply(self, event: str, data: str) -> str:
+    def apply(self, event: AnswerEvent) -> str:
         """Take one event in; return the text it adds to the answer."""
-        if event == "delta":
-            text: str = json.loads(data)["text"]
-            return text
-        if event == "error":
-            error = json.loads(data)
-            self.error = _error(error["code"], error["message"])
-        elif event == "end":
-            end = json.loads(data)
+        if isinstance(event, Delta):
+            return event.text
+        if isinstance(event, Error):
+            self.error = _error(event.code, event.message)
+        elif isinstance(event, End):
             self.ended = True
-            self.usage = end.get("usage")
-            self.finish_reason = _FINISH.get(end["finish_reason"])
+            self.usage = event.usage.to_dict() if event.usage is not None else None
+            self.finish_reason = _FINISH.get(event.finish_reason)
             if self.finish_reason is None and self.error is None:
-                self.error = _error("upstream_error", f"the answer ended {end['finish_reason']!r}")
+                self.error = _error("upstream_error", f"the answer ended {event.finish_reason!r}")
         return ""
 
     def _envelope(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -270,12 +268,12 @@ class Completion:
         extra = {"usage": None} if self.include_usage else {}
         return sse_data(self._envelope("chat.completion.chunk", choices=[choice], **extra))
 
-    def translate(self, event: str, data: str) -> bytes:
+    def translate(self, event: AnswerEvent) -> bytes:
         """The SSE bytes an OpenAI client gets for one typewriter event."""
-        text = self.apply(event, data)
-        if event == "delta":
+        text = self.apply(event)
+        if isinstance(event, Delta):
             return self.chunk({"content": text})
-        if event != "end":
+        if not isinstance(event, End):
             return b""  # start: the role chunk opened the response; error: sent with end
         if self.error is not None:
             return sse_data(self.error[1]) + DONE

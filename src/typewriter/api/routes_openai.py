@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from typewriter.assistants import Assistant
 from typewriter.chat import Question
 from typewriter.errors import InvalidField, NotFound
+from typewriter.events import decode
 from typewriter.jsonutil import dumps
 from typewriter.streams.base import Entry, Subscription
 
@@ -62,7 +63,7 @@ class _Translated(Subscription):
         batch = await self._inner.next(deadline)
         if not batch:
             return batch
-        wire = b"".join([self._translate(event, data) for _, event, data, _ in batch])
+        wire = b"".join([self._translate(decode(event, data)) for _, event, data, _ in batch])
         if not wire:
             return []  # start, or an error before its end: a wake-up with nothing to write
         seq, event, data, _ = batch[-1]
@@ -131,7 +132,7 @@ class CompletionResponse(Response):
             while (batch := await self.subscription.next(loop.time() + self.heartbeat)) is not None:
                 if watch.ending:
                     break
-                parts.extend(self.completion.apply(event, data) for _, event, data, _ in batch)
+                parts.extend(self.completion.apply(decode(e, data)) for _, e, data, _ in batch)
         if watch.disconnected:
             return
         status, body = self._result("".join(parts))

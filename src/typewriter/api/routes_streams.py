@@ -12,7 +12,8 @@ from typewriter.chat import Question
 from typewriter.errors import InvalidField, StreamNotFound
 from typewriter.ids import is_valid_id
 from typewriter.jsonutil import dumps
-from typewriter.models.base import ChatMessage, GenerationOptions
+from typewriter.messages import ChatMessage
+from typewriter.models.base import GenerationOptions
 from typewriter.streams.base import Subscription, parse_cursor
 
 from .body import body_schema, read_json

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from typewriter.models.base import (
-    ChatMessage,
     Chunk,
     GenerationOptions,
     ModelBackend,
     ModelRequest,
     Simulation,
-    Usage,
 )
 
 __all__ = [
-    "ChatMessage",
     "Chunk",
     "GenerationOptions",
     "ModelBackend",
     "ModelRequest",
     "Simulation",
-    "Usage",
 ]

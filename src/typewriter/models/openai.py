@@ -27,7 +27,8 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from typewriter.errors import ModelError, ModelTimeout, ModelUnavailable
-from typewriter.models.base import Chunk, ModelBackend, ModelRequest, Usage
+from typewriter.events import Usage
+from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.models.keys import KeyPool, fingerprint
 from typewriter.upstreams import RetryPolicy, UpstreamConfig
 

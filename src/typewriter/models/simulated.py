@@ -17,7 +17,8 @@ import time
 from collections.abc import AsyncIterator
 
 from typewriter.errors import ModelError
-from typewriter.models.base import Chunk, ModelBackend, ModelRequest, Simulation, Usage
+from typewriter.events import Usage
+from typewriter.models.base import Chunk, ModelBackend, ModelRequest, Simulation
 
 __all__ = ["CANNED_ANSWER", "SimulatedModel", "echo_pieces"]
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from typewriter.models.base import ChatMessage
+from typewriter.messages import ChatMessage
 
 __all__ = ["Conversation", "Feedback", "Message", "Turn"]
 

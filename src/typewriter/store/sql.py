@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from typewriter.errors import InvalidField, NotFound, StoreUnavailable
 from typewriter.ids import new_id
-from typewriter.models.base import ChatMessage
+from typewriter.messages import ChatMessage
 from typewriter.store.migrations import migrate
 from typewriter.store.records import Conversation, Feedback, Message, Turn
 from typewriter.store.schema import conversations, feedback, messages

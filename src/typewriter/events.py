@@ -1,0 +1,201 @@
+"""The answer's events as typed records: one encoder, one decoder.
+
+An answer is a stream of four kinds of event — ``start``, ``delta``, ``error``,
+``end`` — and this module is the only place that knows their fields and their
+JSON. Producers (the use case) build records; consumers (the OpenAI
+translation, orphan recovery, the Python client, the tests) decode records;
+JSON text appears only at the edge, in the stream's log and on the wire.
+
+Each record is a frozen, slotted dataclass, checked once when built, in the
+manner of h11's events: a record that exists is a valid one. A new kind of
+event (reasoning, a tool call) is one more class here and one more line in
+``_KINDS``.
+
+The stream's log keeps ``(seq, name, data, wire)`` tuples, not these records:
+tuples of strings are untracked by the cyclic garbage collector, which is what
+keeps full collections short while millions of events are retained (see
+docs/benchmarks.md). A record is what is built and read; the tuple is what is
+kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeAlias
+
+from typewriter.jsonutil import dumps
+
+__all__ = [
+    "AnswerEvent",
+    "Delta",
+    "End",
+    "Error",
+    "EventDecodeError",
+    "Start",
+    "TERMINAL",
+    "Usage",
+    "channel_data",
+    "decode",
+    "encode",
+]
+
+TERMINAL = "end"
+"""The name of the event that ends every stream; nothing is appended after it."""
+
+
+class EventDecodeError(ValueError):
+    """Event data that is not the JSON of its kind (an unknown kind, a missing field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens the model counted for one answer; ``total_tokens`` is always their sum."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """The first event: which stream, conversation and message this answer is."""
+
+    name: ClassVar[str] = "start"
+    stream_id: str
+    conversation_id: str
+    message_id: str
+    model: str
+    created: int
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id,
+            "conversation_id": self.conversation_id,
+            "message_id": self.message_id,
+            "model": self.model,
+            "created": self.created,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of the answer's text; the deltas concatenated are the answer."""
+
+    name: ClassVar[str] = "delta"
+    text: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Why the answer failed; ``end`` follows. ``code`` is the error's stable name."""
+
+    name: ClassVar[str] = "error"
+    code: str
+    message: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The last event: how the answer ended, and what it cost when the model said."""
+
+    name: ClassVar[str] = TERMINAL
+    finish_reason: str
+    message_id: str
+    usage: Usage | None = None
+
+    def fields(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"finish_reason": self.finish_reason, "message_id": self.message_id}
+        if self.usage is not None:
+            body["usage"] = self.usage.to_dict()
+        return body
+
+
+AnswerEvent: TypeAlias = Start | Delta | Error | End
+
+
+def encode(event: AnswerEvent) -> str:
+    """The event's ``data``: compact JSON, UTF-8 as is, fields in their documented order."""
+    if type(event) is Delta:  # the hot path: one per token
+        return dumps({"text": event.text})
+    return dumps(event.fields())
+
+
+def decode(name: str, data: str) -> AnswerEvent:
+    """The record of one event, from its name and its ``data``; EventDecodeError if it is not
+    one of the kinds above or lacks a field."""
+    try:
+        fields = json.loads(data)
+    except ValueError as exc:
+        raise EventDecodeError(f"{name} event data is not JSON: {data[:80]!r}") from exc
+    if not isinstance(fields, dict):
+        raise EventDecodeError(f"{name} event data is not a JSON object: {data[:80]!r}")
+    parse = _KINDS.get(name)
+    if parse is None:
+        raise EventDecodeError(f"unknown event {name[:40]!r}")
+    try:
+        return parse(fields)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EventDecodeError(f"{name} event data lacks {exc}: {data[:80]!r}") from None
+
+
+def channel_data(stream_id: str, seq: int, name: str, data: str) -> str:
+    """An event as the user's channel carries it: its fields, led by ``stream_id`` and ``seq``
+    (the stream it belongs to and its number there)."""
+    fields = decode(name, data).fields()
+    fields.pop("stream_id", None)  # a start names its stream already; say it once
+    return dumps({"stream_id": stream_id, "seq": seq, **fields})
+
+
+def _start(fields: dict[str, Any]) -> Start:
+    return Start(
+        str(fields["stream_id"]),
+        str(fields["conversation_id"]),
+        str(fields["message_id"]),
+        str(fields["model"]),
+        int(fields["created"]),
+    )
+
+
+def _delta(fields: dict[str, Any]) -> Delta:
+    text = fields["text"]
+    if not isinstance(text, str):
+        raise TypeError("text")
+    return Delta(text)
+
+
+def _error(fields: dict[str, Any]) -> Error:
+    return Error(str(fields["code"]), str(fields["message"]))
+
+
+def _end(fields: dict[str, Any]) -> End:
+    raw = fields.get("usage")
+    usage = None
+    if isinstance(raw, dict):
+        usage = Usage(int(raw.get("prompt_tokens", 0)), int(raw.get("completion_tokens", 0)))
+    return End(str(fields["finish_reason"]), str(fields.get("message_id", "")), usage)
+
+
+_KINDS: dict[str, Callable[[dict[str, Any]], AnswerEvent]] = {
+    Start.name: _start,
+    Delta.name: _delta,
+    Error.name: _error,
+    End.name: _end,
+}
