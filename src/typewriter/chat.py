@@ -9,9 +9,10 @@ upstream; ``end`` is what lets every listener stop reading.
 
 The per-answer limits live here too, because every entry point (``/v1/chat``,
 regenerate, ``/v1/chat/completions``) goes through ``ask``: a message too long
-(422) and one answer too many for its user (429) are refused before anything
-is recorded or streamed, and an answer that reaches ``max_answer_chars`` is cut
-there and ends ``length``.
+(``MessageTooLong``; the route names the request field) and one answer too many
+for its user (``TooManyRequests``) are refused before anything is recorded or
+streamed, and an answer that reaches ``max_answer_chars`` is cut there and ends
+``length``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typewriter.assistants import Assistant
 from typewriter.config import Settings
 from typewriter.errors import (
     BrokerUnavailable,
-    InvalidField,
+    MessageTooLong,
     ModelError,
     ModelTimeout,
     StreamTakenOver,
@@ -467,29 +468,10 @@ class _Slot:
 
 
 def _check_lengths(question: Question, limit: int) -> None:
-    """Refuse (422) a message longer than ``limit`` characters (code points).
-
-    A persisted question comes from ``/v1/chat`` and holds the one new message,
-    which that body calls ``message``; any other question carries the whole
-    conversation as sent (``/v1/chat/completions``), named as pydantic names a
-    list member (``messages.0.content``; OpenAI's error shape writes it
-    ``messages[0].content``).
-    """
-    fields = []
-    for index, message in enumerate(question.messages):
-        if len(message.content) > limit:
-            name = "message" if question.persist else f"messages.{index}.content"
-            fields.append(
-                {
-                    "field": name,
-                    "message": f"{len(message.content)} characters; the limit is {limit}",
-                }
-            )
-    if fields:
-        raise InvalidField(
-            "; ".join(f"{f['field']}: {f['message']} (max_message_chars)" for f in fields[:5]),
-            fields=fields,
-        )
+    """Refuse a message longer than ``limit`` characters (code points), naming its position."""
+    lengths = {i: len(m.content) for i, m in enumerate(question.messages) if len(m.content) > limit}
+    if lengths:
+        raise MessageTooLong(lengths, limit)
 
 
 def _outcome_of(pump: asyncio.Task[_Outcome]) -> _Outcome:

@@ -36,6 +36,7 @@ __all__ = [
     "ConfigError",
     "InvalidField",
     "InvalidLastEventId",
+    "MessageTooLong",
     "ModelError",
     "ModelTimeout",
     "ModelUnavailable",
@@ -130,6 +131,20 @@ class UnsupportedMediaType(TypewriterError):
 class InvalidField(TypewriterError):
     status = 422
     code = "invalid_field"
+
+
+class MessageTooLong(TypewriterError):
+    """Messages of a question longer than ``limit`` characters: ``lengths`` maps each one's
+    position in the question to its length. The API names the request field it came from."""
+
+    status = 422
+    code = "invalid_field"
+
+    def __init__(self, lengths: dict[int, int], limit: int) -> None:
+        shown = ", ".join(f"message {i}: {n}" for i, n in list(lengths.items())[:5])
+        super().__init__(f"{shown} characters; the limit is {limit} (max_message_chars)")
+        self.lengths = lengths
+        self.limit = limit
 
 
 class StoreUnavailable(TypewriterError):

@@ -31,7 +31,7 @@ from typewriter.chat import Chat, Question
 from typewriter.config import load_settings
 from typewriter.errors import (
     BrokerUnavailable,
-    InvalidField,
+    MessageTooLong,
     ModelError,
     TooManyRequests,
 )
@@ -178,15 +178,12 @@ async def test_a_start_that_fails_gives_the_slot_back() -> None:
 
 async def test_long_messages_are_refused_before_anything_starts() -> None:
     chat, broker = make_chat({"m": Pieces("a")}, max_message_chars=5, max_streams_per_user=1)
-    with pytest.raises(InvalidField) as refused:
+    with pytest.raises(MessageTooLong) as refused:
         await chat.ask(question("ann", "m", "12345", "123456", "1234567"))
-    assert [f["field"] for f in refused.value.details["fields"]] == [
-        "messages.1.content",
-        "messages.2.content",
-    ]
-    with pytest.raises(InvalidField) as persisted:
+    assert refused.value.lengths == {1: 6, 2: 7} and refused.value.limit == 5
+    with pytest.raises(MessageTooLong) as persisted:
         await chat.ask(question("ann", "m", "123456", persist=True))
-    assert persisted.value.details["fields"][0]["field"] == "message"
+    assert persisted.value.lengths == {0: 6}
     assert broker.created == [] and chat.generating("ann") == 0
     # Characters, not bytes: five emoji are five characters.
     answer = await chat.ask(question("ann", "m", "🎉🎉🎉🎉🎉"))

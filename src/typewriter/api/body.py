@@ -9,14 +9,21 @@ and it bounds the body before reading it all.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from typewriter.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
+from typewriter.errors import (
+    BadRequest,
+    InvalidField,
+    MessageTooLong,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
-__all__ = ["body_schema", "field_errors", "invalid_fields", "read_json"]
+__all__ = ["body_schema", "field_errors", "invalid_fields", "read_json", "too_long_fields"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -69,6 +76,18 @@ def invalid_fields(exc: ValidationError) -> InvalidField:
     fields = field_errors(exc)
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     return InvalidField(f"invalid request: {summary}", fields=fields)
+
+
+def too_long_fields(exc: MessageTooLong, field_of: Callable[[int], str]) -> InvalidField:
+    """``max_message_chars`` exceeded, with each message named by its request field."""
+    fields = [
+        {"field": field_of(i), "message": f"{n} characters; the limit is {exc.limit}"}
+        for i, n in exc.lengths.items()
+    ]
+    return InvalidField(
+        "; ".join(f"{f['field']}: {f['message']} (max_message_chars)" for f in fields[:5]),
+        fields=fields,
+    )
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:

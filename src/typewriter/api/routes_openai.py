@@ -22,12 +22,12 @@ from starlette.types import Receive, Scope, Send
 
 from typewriter.assistants import Assistant
 from typewriter.chat import Question
-from typewriter.errors import InvalidField, NotFound
+from typewriter.errors import InvalidField, MessageTooLong, NotFound
 from typewriter.events import decode
 from typewriter.jsonutil import dumps
 from typewriter.streams.base import Entry, Subscription
 
-from .body import body_schema, read_json
+from .body import body_schema, read_json, too_long_fields
 from .event_stream import (
     ClientWatch,
     EventStreamResponse,
@@ -199,7 +199,10 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     question = Question(
         owner=user, messages=body.chat_messages(), assistant=assistant.name, options=options
     )
-    answer = await gateway.chat.ask(question)
+    try:
+        answer = await gateway.chat.ask(question)
+    except MessageTooLong as exc:  # named as pydantic names a list member
+        raise too_long_fields(exc, lambda index: f"messages.{index}.content") from None
     subscription = await gateway.broker.subscribe(answer.stream_id, user, 0)
 
     async def stop_generating() -> None:

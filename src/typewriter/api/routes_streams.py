@@ -9,14 +9,14 @@ from starlette.responses import JSONResponse, Response
 
 from typewriter import sse
 from typewriter.chat import Question
-from typewriter.errors import InvalidField, StreamNotFound
+from typewriter.errors import InvalidField, MessageTooLong, StreamNotFound
 from typewriter.ids import is_valid_id
 from typewriter.jsonutil import dumps
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions
 from typewriter.streams.base import Subscription, parse_cursor
 
-from .body import body_schema, read_json
+from .body import body_schema, read_json, too_long_fields
 from .event_stream import EventStreamResponse
 from .gateway import Gateway, get_gateway
 from .schemas import ChatBody, ChatOptions, TicketBody
@@ -93,7 +93,10 @@ async def answer_response(
     request: Request, gateway: Gateway, question: Question, on_disconnect: str
 ) -> Response:
     """Start the answer; stream it here (``Accept: text/event-stream``) or answer 202."""
-    answer = await gateway.chat.ask(question)
+    try:
+        answer = await gateway.chat.ask(question)
+    except MessageTooLong as exc:  # the one new message of /v1/chat
+        raise too_long_fields(exc, lambda _: "message") from None
     user = question.owner
     if "text/event-stream" in request.headers.get("accept", ""):
         subscription = await gateway.broker.subscribe(answer.stream_id, user, 0)
