@@ -1,0 +1,218 @@
+"""One answer's generation: model → stream, raced against Stop and abandonment, ended on
+every path.
+
+The task never waits for listeners. It races the model against the two reasons
+to stop early (a cancel asked from anywhere, or nobody listening for the grace
+period) and, on every exit path, closes the model's iterator and appends
+``end`` with the reason. Closing the iterator is what stops the model upstream;
+``end`` is what lets every listener stop reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from typewriter import events
+from typewriter.assistants import Assistant
+from typewriter.config import Settings
+from typewriter.errors import (
+    BrokerUnavailable,
+    ModelError,
+    ModelTimeout,
+    StreamTakenOver,
+    TypewriterError,
+)
+from typewriter.events import Usage
+from typewriter.models.base import Chunk, ModelRequest
+from typewriter.recorder import Recorder
+from typewriter.streams.base import Broker
+
+from .slots import Slot
+from .watchdog import Watchdog
+
+__all__ = ["Answer", "Generation", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The ids of an answer: its stream, its conversation and its stored message."""
+
+    stream_id: str
+    conversation_id: str
+    message_id: str
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What the model produced so far: shared by the pump, the recorder and the end."""
+
+    parts: list[str]
+    first_at: float | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an answer ended: the reason ``end`` gives, and the error before it, if any."""
+
+    finish_reason: str
+    usage: Usage | None = None
+    error: TypewriterError | None = None
+
+
+class Generation:
+    """Runs answers on a broker: the pump, the race against Stop, and the ending."""
+
+    def __init__(self, settings: Settings, broker: Broker) -> None:
+        self.settings = settings
+        self.broker = broker
+
+    async def run(
+        self,
+        answer: Answer,
+        assistant: Assistant,
+        request: ModelRequest,
+        recorder: Recorder | None,
+        asked_at: float,
+        slot: Slot,
+    ) -> None:
+        """Generate one answer to its end: whatever stops it, the model is closed, the slot
+        freed, the text so far stored (before ``end``, so a client that read ``end`` finds
+        it) and ``end`` appended, unless another replica already ended the stream."""
+        progress = _Progress([])
+        if recorder is not None:
+            recorder.start(progress.parts)
+        pump = asyncio.create_task(
+            self._pump(answer.stream_id, assistant, assistant.backend.stream(request), progress)
+        )
+        stop = asyncio.create_task(self._stop_requested(answer.stream_id))
+        try:
+            await asyncio.wait((pump, stop), return_when=asyncio.FIRST_COMPLETED)
+            if pump.done():
+                outcome = _outcome_of(pump)
+            else:
+                outcome = Outcome("cancelled")
+        except asyncio.CancelledError:
+            outcome = Outcome(
+                "error",
+                error=TypewriterError("the server is shutting down", code="interrupted"),
+            )
+        finally:
+            for task in (pump, stop):
+                task.cancel()
+            await asyncio.gather(pump, stop, return_exceptions=True)
+            # The model is closed: free the slot before ``end`` is appended, so a client
+            # that has read ``end`` may ask again at once and be accepted.
+            slot.release()
+        if isinstance(outcome.error, StreamTakenOver):
+            # Our lease lapsed (a stall or a Redis outage) and another replica ended the
+            # stream and stored what its listeners saw; writing more would contradict it.
+            log.warning("answer %s was ended by another replica", answer.stream_id)
+            if recorder is not None:
+                await recorder.abandon()
+            return
+        if recorder is not None:
+            first = progress.first_at
+            first_ms = (first - asked_at) * 1000 if first is not None else None
+            usage = outcome.usage.to_dict() if outcome.usage else None
+            await recorder.finish("".join(progress.parts), outcome.finish_reason, usage, first_ms)
+        await self.finish(answer, outcome)
+
+    async def finish(self, answer: Answer, outcome: Outcome) -> None:
+        """``error`` (if any) then ``end``; a broker that is gone only gets a warning.
+
+        If Redis stays unreachable, the stream's lease lapses and whichever replica
+        sees it first ends the stream ``interrupted`` once Redis is back.
+        """
+        try:
+            if outcome.error is not None:
+                error = events.Error(outcome.error.code, outcome.error.message)
+                await self.broker.append(answer.stream_id, error.name, events.encode(error))
+            end = events.End(outcome.finish_reason, answer.message_id, outcome.usage)
+            await self.broker.finish(answer.stream_id, events.encode(end))
+        except (BrokerUnavailable, StreamTakenOver) as exc:
+            log.warning("could not end stream %s: %s", answer.stream_id, exc.message)
+
+    async def _pump(
+        self,
+        stream_id: str,
+        assistant: Assistant,
+        chunks: AsyncIterator[Chunk],
+        progress: _Progress,
+    ) -> Outcome:
+        """Model → broker. Closing ``chunks`` on any exit is what stops the model.
+
+        At ``max_answer_chars`` the answer is cut: the piece that crosses the limit
+        is shortened so the text is exactly that long, and the answer ends
+        ``length``. An answer that fills the limit exactly is not cut yet: the next
+        chunk says whether the model was done (its reason stands) or had more to
+        say (``length``), so ``length`` always means that text was left out.
+        """
+        loop = asyncio.get_running_loop()
+        append = self.broker.append
+        parts = progress.parts
+        room = self.settings.max_answer_chars
+        task = asyncio.current_task()
+        assert task is not None
+        timeouts = assistant.timeouts
+        watchdog = Watchdog(
+            loop, task, first=timeouts.first_token, idle=timeouts.idle, total=timeouts.total
+        )
+        try:
+            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+                async for chunk in chunks:
+                    watchdog.progress()
+                    text = chunk.text
+                    if text:
+                        if room == 0:  # the limit was filled exactly and the model has more
+                            return Outcome("length")  # leaving the loop closes the model
+                        if progress.first_at is None:
+                            progress.first_at = loop.time()
+                        cut = len(text) > room
+                        if cut:
+                            text = text[:room]
+                        room -= len(text)
+                        parts.append(text)
+                        await append(stream_id, "delta", events.encode(events.Delta(text)))
+                        if cut:
+                            return Outcome("length")
+                    if chunk.finish_reason is not None:
+                        return Outcome(chunk.finish_reason, chunk.usage)
+        except asyncio.CancelledError:
+            if watchdog.fired and task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            watchdog.stop()
+        return Outcome("stop")
+
+    async def _stop_requested(self, stream_id: str) -> None:
+        """Return when someone pressed Stop or nobody has listened for the grace period."""
+        cancelled = asyncio.create_task(self.broker.wait_cancelled(stream_id))
+        abandoned = asyncio.create_task(self.broker.wait_abandoned(stream_id, self.settings.grace))
+        try:
+            await asyncio.wait((cancelled, abandoned), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+            abandoned.cancel()
+            await asyncio.gather(cancelled, abandoned, return_exceptions=True)
+
+
+def _outcome_of(pump: asyncio.Task[Outcome]) -> Outcome:
+    error = pump.exception()
+    if error is None:
+        return pump.result()
+    if isinstance(error, TimeoutError):
+        return Outcome(
+            "timeout",
+            error=ModelTimeout("the model took too long; the answer was ended"),
+        )
+    if isinstance(error, ModelError | BrokerUnavailable | StreamTakenOver):
+        return Outcome("error", error=error)
+    log.error("generation failed", exc_info=error)
+    return Outcome("error", error=TypewriterError("the answer failed on the server"))

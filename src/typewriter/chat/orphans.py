@@ -1,0 +1,52 @@
+"""Answers whose replica died: store what its listeners saw, then end them ``interrupted``."""
+
+from __future__ import annotations
+
+import logging
+
+from typewriter import events
+from typewriter.errors import TypewriterError
+from typewriter.store.sql import SqlStore
+from typewriter.streams.base import Broker, Orphan
+
+from .generation import Answer, Generation, Outcome
+
+__all__ = ["end_orphans"]
+
+log = logging.getLogger(__name__)
+
+
+async def end_orphans(broker: Broker, store: SqlStore | None, generation: Generation) -> int:
+    """End the streams of replicas that died: store what was shown, then ``end``.
+
+    Called periodically on every replica of a shared broker; each orphan is
+    claimed by exactly one of them.
+    """
+    orphans = await broker.claim_orphans()
+    for orphan in orphans:
+        await _end_orphan(orphan, store, generation)
+    return len(orphans)
+
+
+async def _end_orphan(orphan: Orphan, store: SqlStore | None, generation: Generation) -> None:
+    start: events.Start | None = None
+    parts: list[str] = []
+    for _, name, data, _ in orphan.entries:
+        event = events.decode(name, data)
+        if isinstance(event, events.Start):
+            start = event
+        elif isinstance(event, events.Delta):
+            parts.append(event.text)
+    message_id = start.message_id if start is not None else ""
+    if store is not None and message_id:
+        try:
+            await store.interrupt([message_id], "".join(parts))
+        except TypewriterError as exc:  # the next start-up marks it from its checkpoint
+            log.warning("could not store interrupted answer %s: %s", message_id, exc.message)
+    conversation_id = start.conversation_id if start is not None else ""
+    answer = Answer(orphan.stream_id, conversation_id, message_id)
+    lost = TypewriterError(
+        "the server generating this answer stopped; the answer ends here",
+        code="interrupted",
+    )
+    await generation.finish(answer, Outcome("error", error=lost))

@@ -1,0 +1,184 @@
+"""The use case: a question in, a stream of events out.
+
+``Chat.ask`` checks the per-answer limits, records the question, opens a
+stream, appends ``start`` and hands the rest to a generation task
+(:mod:`.generation`) that never waits for listeners.
+
+The per-answer limits live here because every entry point (``/v1/chat``,
+regenerate, ``/v1/chat/completions``) goes through ``ask``: a message too long
+(``MessageTooLong``; the route names the request field) and one answer too many
+for its user (``TooManyRequests``) are refused before anything is recorded or
+streamed. An answer that reaches ``max_answer_chars`` is cut by the generation
+and ends ``length``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from typewriter import events
+from typewriter.assistants import Assistant
+from typewriter.config import Settings
+from typewriter.errors import BrokerUnavailable, MessageTooLong, TypewriterError
+from typewriter.ids import new_id
+from typewriter.messages import ChatMessage
+from typewriter.models.base import GenerationOptions, ModelRequest
+from typewriter.recorder import Recorder
+from typewriter.store.sql import SqlStore
+from typewriter.streams.base import Broker
+
+from .generation import Answer, Generation
+from .orphans import end_orphans
+from .slots import Slot, Slots
+
+__all__ = ["Answer", "Chat", "Question"]
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What to answer: the conversation so far, ending with the user's new message."""
+
+    owner: str
+    messages: tuple[ChatMessage, ...]
+    assistant: str = "default"
+    conversation_id: str | None = None
+    options: GenerationOptions = GenerationOptions()
+    persist: bool = False  # record in the store, and take the history from it
+    regenerate: str | None = None  # answer this message's question again
+
+
+class Chat:
+    """Runs generations; one task per answer, tracked so shutdown can end them cleanly."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        assistants: Mapping[str, Assistant],
+        store: SqlStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.assistants = assistants
+        self.store = store
+        self.generation = Generation(settings, broker)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = Slots(settings.max_streams_per_user)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def generating(self, owner: str) -> int:
+        """How many answers of ``owner`` hold a slot (are generating) in this process."""
+        return self._slots.held(owner)
+
+    async def ask(self, question: Question) -> Answer:
+        """Check the limits, record the question (if persisted), open the stream, start
+        generating.
+
+        Both limits are checked first, so a refused question leaves nothing behind:
+        no stored message, no stream, no slot.
+        """
+        asked_at = asyncio.get_running_loop().time()
+        assistant = self.assistants[question.assistant]
+        _check_lengths(question, self.settings.max_message_chars)
+        slot = self._slots.take(question.owner)  # raises TooManyRequests
+        try:
+            return await self._start(question, assistant, slot, asked_at)
+        except BaseException:
+            slot.release()  # recorded or not, nothing is generating for it
+            raise
+
+    async def _start(
+        self, question: Question, assistant: Assistant, slot: Slot, asked_at: float
+    ) -> Answer:
+        stream_id = new_id("st")
+        messages = question.messages
+        recorder = None
+        if self.store is not None and question.persist:
+            turn = await self.store.start_turn(
+                question.owner,
+                assistant=assistant.name,
+                model=assistant.model,
+                stream_id=stream_id,
+                budget_chars=self.settings.history_budget_chars,
+                question=None if question.regenerate else question.messages[-1].content,
+                conversation_id=question.conversation_id,
+                regenerate=question.regenerate,
+            )
+            conversation_id, message_id, messages = (
+                turn.conversation_id,
+                turn.answer_id,
+                turn.history,
+            )
+            recorder = Recorder(self.store, message_id, self.settings.checkpoint_interval)
+        else:
+            conversation_id = question.conversation_id or new_id("conv")
+            message_id = new_id("msg")
+        answer = Answer(stream_id, conversation_id, message_id)
+        start = events.Start(
+            stream_id, conversation_id, message_id, assistant.name, int(time.time())
+        )
+        try:
+            await self.broker.create(question.owner, stream_id)
+            await self.broker.append(stream_id, start.name, events.encode(start))
+        except BrokerUnavailable:
+            if recorder is not None:  # recorded but never streamed: not left "streaming"
+                with contextlib.suppress(TypewriterError):
+                    await recorder.store.interrupt([message_id], "")
+            raise
+        request = ModelRequest(
+            model=assistant.model,
+            messages=_messages(assistant, messages),
+            options=_merge(assistant.defaults, question.options),
+        )
+        task = asyncio.create_task(
+            self.generation.run(answer, assistant, request, recorder, asked_at, slot)
+        )
+        self._tasks[stream_id] = task
+
+        def ended(_: asyncio.Task[None]) -> None:
+            # Also reached by a task cancelled before it ever ran (shutdown right
+            # after ask), whose own ``finally`` never runs: the slot is freed either way.
+            self._tasks.pop(stream_id, None)
+            slot.release()
+
+        task.add_done_callback(ended)
+        return answer
+
+    async def shutdown(self) -> None:
+        """End every running answer (``error`` then ``end``) before the process goes."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def end_orphans(self) -> int:
+        """End the streams of replicas that died (see :mod:`.orphans`); how many were ended."""
+        return await end_orphans(self.broker, self.store, self.generation)
+
+
+def _check_lengths(question: Question, limit: int) -> None:
+    """Refuse a message longer than ``limit`` characters (code points), naming its position."""
+    lengths = {i: len(m.content) for i, m in enumerate(question.messages) if len(m.content) > limit}
+    if lengths:
+        raise MessageTooLong(lengths, limit)
+
+
+def _messages(assistant: Assistant, messages: tuple[ChatMessage, ...]) -> tuple[ChatMessage, ...]:
+    system = (ChatMessage("system", assistant.system_prompt),) if assistant.system_prompt else ()
+    return (*system, *messages)
+
+
+def _merge(defaults: GenerationOptions, given: GenerationOptions) -> GenerationOptions:
+    return GenerationOptions(
+        temperature=given.temperature if given.temperature is not None else defaults.temperature,
+        top_p=given.top_p if given.top_p is not None else defaults.top_p,
+        max_tokens=given.max_tokens if given.max_tokens is not None else defaults.max_tokens,
+        simulate=given.simulate,
+    )
