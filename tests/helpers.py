@@ -14,6 +14,7 @@ import httpx
 
 from conftest import read_events
 from typewriter import sse
+from typewriter.events import Delta, decode
 
 JSON = {"content-type": "application/json"}
 
@@ -39,7 +40,9 @@ async def follow(
 
 
 def text_of(events: list[sse.Event]) -> str:
-    return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
+    """The answer's text: its deltas, each read through the one decoder, concatenated."""
+    deltas = [decode(e.event, e.data) for e in events if e.event == Delta.name]
+    return "".join(d.text for d in deltas if isinstance(d, Delta))
 
 
 def data_of(event: sse.Event) -> dict[str, Any]:

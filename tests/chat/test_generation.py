@@ -1,9 +1,8 @@
-"""The use case on its own: every way an answer ends closes the model's iterator."""
+"""A generation on its own: every way an answer ends closes the model's iterator."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from typewriter.assistants import Assistant, Timeouts
 from typewriter.chat import Chat, Question
 from typewriter.config import load_settings
+from typewriter.events import decode
 from typewriter.messages import ChatMessage
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.streams.memory import MemoryBroker
@@ -24,6 +24,7 @@ class RecordingModel(ModelBackend):
     def __init__(self, *, stall: bool = False) -> None:
         self.stall = stall
         self.closed = asyncio.Event()
+        self.started = asyncio.Event()  # the first piece was handed over
         self.produced = 0
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
@@ -33,6 +34,7 @@ class RecordingModel(ModelBackend):
                     await asyncio.Event().wait()
                 self.produced += 1
                 yield Chunk(text=f"{self.produced} ")
+                self.started.set()
                 await asyncio.sleep(0.005)
         finally:
             self.closed.set()
@@ -49,18 +51,28 @@ async def run(model: RecordingModel, **settings: float) -> tuple[Chat, MemoryBro
 
 
 async def events(broker: MemoryBroker, stream_id: str) -> list[tuple[str, dict[str, object]]]:
+    """The stream's events to its end, each read through the one decoder."""
     sub = await broker.subscribe(stream_id, "u", 0)
     out = []
     async with asyncio.timeout(10):
         while (batch := await sub.next(asyncio.get_running_loop().time() + 1)) is not None:
-            out.extend((event, json.loads(data)) for _, event, data, _ in batch)
+            for _, name, data, _ in batch:
+                out.append((name, decode(name, data).fields()))
     return out
+
+
+async def until_idle(chat: Chat) -> None:
+    """The generation's task is gone (its done callback ran): bounded, on this loop."""
+    async with asyncio.timeout(5):
+        while chat.running:
+            await asyncio.sleep(0)
 
 
 async def test_cancel_closes_the_model_and_ends_cancelled() -> None:
     model = RecordingModel()
     chat, broker, sid = await run(model)
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await model.started.wait()
     await broker.cancel(sid, "u")
     async with asyncio.timeout(5):
         await model.closed.wait()
@@ -68,9 +80,7 @@ async def test_cancel_closes_the_model_and_ends_cancelled() -> None:
     assert got[-1] == ("end", {"finish_reason": "cancelled", "message_id": got[0][1]["message_id"]})
     deltas = [e for e in got if e[0] == "delta"]
     assert len(deltas) == model.produced, "a piece the model produced was not shown"
-    async with asyncio.timeout(5):
-        while chat.running:
-            await asyncio.sleep(0)
+    await until_idle(chat)
 
 
 async def test_abandoned_answer_closes_the_model_after_grace() -> None:
@@ -95,7 +105,8 @@ async def test_idle_timeout_closes_the_model_and_reports_it() -> None:
 async def test_shutdown_interrupts_running_answers() -> None:
     model = RecordingModel()
     chat, broker, sid = await run(model)
-    await asyncio.sleep(0.02)
+    async with asyncio.timeout(5):
+        await model.started.wait()
     await chat.shutdown()
     assert model.closed.is_set()
     got = await events(broker, sid)
