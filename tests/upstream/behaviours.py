@@ -17,12 +17,14 @@ DEFAULT_TOKENS_PER_SECOND = 1000.0
 ECHO_PIECE = 4
 ECHO_MESSAGES_PIECE = 16
 MALFORMED_EVENT = b"data: {not json\n\n"
+OVERSIZE_BYTES = 100 * 2**20
 
 TRIGGERS = (
     "drop_after_tokens",
     "stall_after_tokens",
     "malformed_after_tokens",
     "error_after_tokens",
+    "oversize_after_tokens",
 )
 TEXT_SOURCES = ("tokens", "echo", "echo_messages")
 BEHAVIOUR_KEYS = frozenset(
@@ -40,6 +42,9 @@ BEHAVIOUR_KEYS = frozenset(
         "error_done",
         "finish_reason",
         "usage",
+        "oversize_bytes",
+        "raw_utf8",
+        "write_bytes",
         *TRIGGERS,
         *TEXT_SOURCES,
     }
@@ -98,6 +103,12 @@ def validate_behaviour(raw: Any) -> dict[str, Any]:
             isinstance(value, bool) or not isinstance(value, int | float) or value < 0
         ):
             raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+    for key, least in (("oversize_bytes", 0), ("write_bytes", 1)):
+        value = raw.get(key)
+        if value is not None and (type(value) is not int or value < least):
+            raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
+    if not isinstance(raw.get("raw_utf8", False), bool):
+        raise ValueError(f"raw_utf8 must be true or false, got {raw['raw_utf8']!r}")
     if "status" in raw and not (isinstance(raw["status"], int) and 100 <= raw["status"] < 600):
         raise ValueError(f"status must be an HTTP status code, got {raw['status']!r}")
     tokens = raw.get("tokens")
@@ -161,5 +172,6 @@ def prompt_token_count(body: dict[str, Any]) -> int:
     return sum(len(content_text(m.get("content")).split()) for m in messages if isinstance(m, dict))
 
 
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+def dumps(value: Any, *, ascii_only: bool = True) -> bytes:
+    """Compact JSON; ``ascii_only=False`` leaves non-ASCII text as raw UTF-8 (as vLLM does)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only).encode()

@@ -43,6 +43,13 @@ class Exchange:
         self.finishing = False
         self.dropping = False
         self.gone = asyncio.Event()
+        self.write_bytes: int | None = None  # cut every body into writes of at most this many
+
+    def _writes(self, data: bytes) -> list[bytes]:
+        size = self.write_bytes
+        if not size or len(data) <= size:
+            return [data]
+        return [data[i : i + size] for i in range(0, len(data), size)]
 
     async def start(self, status: int, headers: Headers) -> None:
         self.record["status"] = status
@@ -50,12 +57,16 @@ class Exchange:
         self.record["headers_sent"] = time.time()
 
     async def body(self, data: bytes) -> None:
-        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        for piece in self._writes(data):
+            await self._send({"type": "http.response.body", "body": piece, "more_body": True})
 
     async def finish(self, data: bytes = b"") -> None:
         # Set first: uvicorn reports http.disconnect to receive() once a response completes.
         self.finishing = True
-        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+        *pieces, last = self._writes(data)
+        for piece in pieces:
+            await self._send({"type": "http.response.body", "body": piece, "more_body": True})
+        await self._send({"type": "http.response.body", "body": last, "more_body": False})
         self.record["completed"] = True
 
     async def respond(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from behaviours import (
     DEFAULT_MODELS,
     DEFAULT_TOKENS_PER_SECOND,
     MALFORMED_EVENT,
+    OVERSIZE_BYTES,
     TRIGGERS,
     dumps,
     error_body,
@@ -18,6 +20,8 @@ from behaviours import (
     reply_tokens,
 )
 from exchange import Exchange, Headers
+
+FILLER = b"x" * 65536  # an oversized content is written in pieces of this, never held whole
 
 
 class Performance:
@@ -42,6 +46,9 @@ class Performance:
             (k.lower().encode("latin-1"), v.encode("latin-1"))
             for k, v in behaviour.get("headers", {}).items()
         ]
+        self.ascii_only = not behaviour.get("raw_utf8", False)
+        self.oversize: int = behaviour.get("oversize_bytes", OVERSIZE_BYTES)
+        exchange.write_bytes = behaviour.get("write_bytes")
 
     async def run(self) -> None:
         await sleep_ms(self.behaviour.get("delay_headers_ms"))
@@ -97,15 +104,24 @@ class Performance:
             chunk["usage"] = None  # OpenAI marks every chunk but the last this way
         return chunk
 
-    async def event(self, payload: dict[str, Any]) -> None:
-        await self.exchange.body(b"data: " + dumps(payload) + b"\n\n")
+    def dumps(self, payload: dict[str, Any]) -> bytes:
+        return dumps(payload, ascii_only=self.ascii_only)
 
-    async def delta(self, token: str) -> None:
+    async def event(self, payload: dict[str, Any]) -> None:
+        await self.exchange.body(b"data: " + self.dumps(payload) + b"\n\n")
+
+    async def delta(self, token: str | None) -> None:
+        """One content delta; ``None``: one whose content is ``oversize_bytes`` of filler."""
         if self.record["tokens_sent"] == 0:
             await self.event(self.chunk({"role": "assistant", "content": ""}))
         elif self.interval:
             await asyncio.sleep(self.interval)
-        await self.event(self.chunk({"content": token}))
+        if token is None:
+            event = b"data: " + self.dumps(self.chunk({"content": ""})) + b"\n\n"
+            for piece in filled(event, self.oversize):
+                await self.exchange.body(piece)
+        else:
+            await self.event(self.chunk({"content": token}))
         self.record["tokens_sent"] += 1
         if self.record["first_token_sent"] is None:
             self.record["first_token_sent"] = time.time()
@@ -138,6 +154,8 @@ class Performance:
             return
         if self.trigger == "malformed_after_tokens":
             await self.exchange.body(MALFORMED_EVENT)  # then the stream goes on as if not
+        if self.trigger == "oversize_after_tokens":
+            await self.delta(None)  # then the stream goes on, for a reader that took it in
         for token in rest:
             await self.delta(token)
         finish_reason = self.behaviour.get("finish_reason", "stop")
@@ -178,7 +196,8 @@ class Performance:
                 self.extra_headers,
             )  # fmt: skip
             return
-        content = "".join(self.tokens)
+        oversize = self.trigger == "oversize_after_tokens"
+        content = "" if oversize else "".join(self.tokens)
         await asyncio.sleep(self.interval * (len(self.tokens) - cut))
         self.record["tokens_sent"] = len(self.tokens)
         self.record["first_token_sent"] = time.time()
@@ -200,7 +219,29 @@ class Performance:
         if usage is not None:
             payload["usage"] = usage
         content_type = self.behaviour.get("content_type", "application/json")
-        await self.exchange.respond(200, dumps(payload), content_type, self.extra_headers)
+        if not oversize:
+            await self.exchange.respond(200, self.dumps(payload), content_type, self.extra_headers)
+            return
+        encoded = self.dumps(payload)
+        headers = [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", str(len(encoded) + self.oversize).encode("ascii")),
+            *self.extra_headers,
+        ]
+        await self.exchange.start(200, headers)
+        for piece in filled(encoded, self.oversize):
+            await self.exchange.body(piece)
+        await self.exchange.finish()
+
+
+def filled(encoded: bytes, size: int) -> Iterator[bytes]:
+    """``encoded`` in pieces, with ``size`` bytes of filler in its (first) empty content."""
+    head, slot, tail = encoded.partition(b'"content":""')
+    assert slot, "no empty content to fill"
+    yield head + b'"content":"'
+    for start in range(0, size, len(FILLER)):
+        yield FILLER[: size - start]
+    yield b'"' + tail
 
 
 async def sleep_ms(ms: float | None) -> None:
