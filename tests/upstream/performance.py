@@ -120,6 +120,9 @@ class Performance:
             event = b"data: " + self.dumps(self.chunk({"content": ""})) + b"\n\n"
             for piece in filled(event, self.oversize):
                 await self.exchange.body(piece)
+                # uvicorn's send returns at once when the client has gone: yield, so that
+                # the disconnect watcher can stop us.
+                await asyncio.sleep(0)
         else:
             await self.event(self.chunk({"content": token}))
         self.record["tokens_sent"] += 1
