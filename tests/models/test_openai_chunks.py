@@ -57,6 +57,20 @@ async def test_valid_stream_with_usage_and_unusual_but_legal_chunks() -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 2
 
 
+async def test_blocks_without_data_and_a_bom_are_read_as_the_sse_standard_says() -> None:
+    """A block with no ``data`` line dispatches nothing, and a leading BOM is not part of
+    the first field name (the httpx-sse reader before gave the first an empty event, which
+    failed as an invalid chunk, and the second a field ``\ufeffdata`` it dropped)."""
+    body = (
+        b"\xef\xbb\xbf"
+        b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+        b"event: ping\n\nid: 7\n\nretry: 5\n\n"
+        b'data: {"choices":[{"delta":{"content":"b"}}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    assert [c.text for c in await read(body) if c.text] == ["a", "b"]
+
+
 async def test_a_lone_surrogate_from_upstream_is_replaced_not_fatal() -> None:
     chunks = await read(
         b'data: {"choices":[{"delta":{"content":"a\\ud800b"}}]}\n\ndata: [DONE]\n\n'
