@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tracemalloc
 from collections.abc import Iterator
 
 import httpx
@@ -226,6 +227,24 @@ def test_cap_endless_line(chunk_size: int) -> None:
         for i in range(0, len(line), chunk_size):
             parser.feed(line[i : i + chunk_size])
     assert i < 1000 + chunk_size
+
+
+@pytest.mark.parametrize("piece", [7, 1000, 64 * 1024])
+def test_cap_bounds_memory_not_just_the_count(piece: int) -> None:
+    """Up to the cap the parser holds the line once, twice while joining its pieces."""
+    cap = 256 * 1024
+    parser = Parser(max_event_size=cap)
+    data = b"x" * piece
+    tracemalloc.start()
+    try:
+        with pytest.raises(EventTooLarge):
+            for _ in range(100 * (1 << 20) // piece):  # a 100 MiB line, if it got that far
+                parser.feed(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Besides the characters: one piece being decoded, and up to 1024 pieces' str headers.
+    assert peak < 2 * cap + 1024 * 100 + 2 * piece, peak
 
 
 def test_cap_endless_comment_line() -> None:

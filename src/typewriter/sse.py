@@ -1,16 +1,20 @@
 """Server-Sent Events framing, without any I/O.
 
 The gateway speaks SSE in three places: the server writes it to browsers and CLI
-clients, the client reads it back, and the upstream reader consumes a model
-provider's SSE stream. Keeping the wire format in one sans-I/O module (bytes in,
-events out; events in, bytes out) means all three share exactly one reading of
-the WHATWG rules (HTML §9.2.6), can be tested without sockets or event loops, and
-cannot drift apart on the details that differ between implementations: split
-CRLFs, a split UTF-8 character, the BOM, ``retry`` validation and NUL in ``id``.
+clients (``encode`` and friends, through the stream log and the event-stream
+response), the Python client reads it back, and the upstream reader
+(``models/openai_chunks.py``) consumes a model provider's SSE stream; both
+readers use ``Parser``. Keeping the wire format in one sans-I/O module (bytes
+in, events out; events in, bytes out) means all three share exactly one reading
+of the WHATWG rules (HTML §9.2.6), can be tested without sockets or event loops,
+and cannot drift apart on the details that differ between implementations:
+split CRLFs, a split UTF-8 character, the BOM, ``retry`` validation, NUL in
+``id``, and line ends (only CR, LF and CRLF; never U+2028, U+2029 or NEL).
 
 The parser also enforces a size cap on the event being assembled, so a hostile
 or broken peer that never sends a blank line (or never sends a line end at all)
-cannot grow our memory without bound.
+cannot grow our memory without bound. The client keeps the default cap; the
+upstream reader sets it per upstream (``max_event_chars``).
 """
 
 from __future__ import annotations

@@ -32,6 +32,14 @@ class UpstreamConfig(_Config):
     headers_timeout: float = Field(30.0, gt=0, description="seconds until response headers")
     bench_seconds: float = Field(300.0, ge=0, description="how long a refused key (401/403) rests")
     headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
+    max_event_chars: int = Field(
+        4 << 20, ge=1024, description="longest SSE event read from it, in characters"
+    )
+    """One streamed event is one small JSON chunk: a token or a few, under a kilobyte even
+    with logprobs. 4 Mi characters still fits a server that sends a whole long answer (128k
+    tokens, every character ``\\u``-escaped) as one chunk, and bounds what a broken or
+    hostile upstream can make the gateway hold for one stream: past it the answer ends with
+    ``upstream_event_too_large`` and the connection is closed."""
 
     @model_validator(mode="after")
     def _http_url(self) -> UpstreamConfig:

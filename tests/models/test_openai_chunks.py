@@ -1,20 +1,42 @@
-"""Reading an upstream's event stream: odd but valid chunks pass, garbage is an error."""
+"""Reading an upstream's event stream: odd but valid chunks pass, garbage is an error, an
+event over the cap ends the answer, and however the bytes are cut the answer is the same."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from typewriter.errors import ModelError
 from typewriter.models.base import Chunk
-from typewriter.models.openai import _read_chunks
+from typewriter.models.openai_chunks import read_chunks
 
 pytestmark = pytest.mark.anyio
 
 
-async def read(body: bytes, content_type: str = "text/event-stream") -> list[Chunk]:
+async def read(
+    body: bytes, content_type: str = "text/event-stream", cap: int = 4 << 20
+) -> list[Chunk]:
     response = httpx.Response(200, headers={"content-type": content_type}, content=body)
-    return [chunk async for chunk in _read_chunks(response)]
+    return [chunk async for chunk in read_chunks(response, cap)]
+
+
+async def read_pieces(pieces: list[bytes]) -> list[Chunk]:
+    """The chunks of a stream that arrives in exactly these pieces."""
+
+    async def arriving() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=arriving()
+    )
+    return [chunk async for chunk in read_chunks(response, 4 << 20)]
 
 
 async def test_valid_stream_with_usage_and_unusual_but_legal_chunks() -> None:
@@ -33,6 +55,20 @@ async def test_valid_stream_with_usage_and_unusual_but_legal_chunks() -> None:
     assert [c.text for c in chunks if c.text] == ["Hel", "lo 🎉"]
     assert chunks[-1].finish_reason == "length"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 2
+
+
+async def test_blocks_without_data_and_a_bom_are_read_as_the_sse_standard_says() -> None:
+    """A block with no ``data`` line dispatches nothing, and a leading BOM is not part of
+    the first field name (the httpx-sse reader before gave the first an empty event, which
+    failed as an invalid chunk, and the second a field ``\ufeffdata`` it dropped)."""
+    body = (
+        b"\xef\xbb\xbf"
+        b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+        b"event: ping\n\nid: 7\n\nretry: 5\n\n"
+        b'data: {"choices":[{"delta":{"content":"b"}}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    assert [c.text for c in await read(body) if c.text] == ["a", "b"]
 
 
 async def test_a_lone_surrogate_from_upstream_is_replaced_not_fatal() -> None:
@@ -61,3 +97,86 @@ async def test_garbage_is_an_upstream_error(body: bytes) -> None:
 async def test_not_an_event_stream() -> None:
     with pytest.raises(ModelError, match="application/json"):
         await read(b'{"choices": []}', content_type="application/json")
+
+
+# --- the event cap ----------------------------------------------------------------------
+
+
+def one_event(content_chars: int) -> bytes:
+    return b'data: {"choices":[{"delta":{"content":"' + b"x" * content_chars + b'"}}]}\n\n'
+
+
+async def test_an_event_within_the_cap_is_read_one_past_it_ends_the_answer() -> None:
+    line = len(one_event(0)) - 2  # the data line the cap is measured on, without "\n\n"
+    fits = one_event(4096 - line)
+    [chunk, end] = await read(fits + b"data: [DONE]\n\n", cap=4096)
+    assert chunk.text == "x" * (4096 - line) and end.finish_reason == "stop"
+    with pytest.raises(ModelError, match="4096") as raised:
+        await read(one_event(4096 - line + 1), cap=4096)
+    assert raised.value.code == "upstream_event_too_large" and raised.value.status == 502
+
+
+async def test_a_line_that_never_ends_stops_the_reading_at_the_cap() -> None:
+    served = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal served
+        yield b'data: {"choices":[{"delta":{"content":"'
+        while True:
+            served += 1000
+            yield b"x" * 1000
+
+    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=endless())
+    with pytest.raises(ModelError, match="max_event_chars"):
+        [chunk async for chunk in read_chunks(response, 10_000)]
+    assert served <= 11_000
+
+
+# --- any cut of a stream gives the same answer ------------------------------------------
+
+odd_text = st.lists(
+    st.one_of(
+        st.characters(codec="utf-8"),
+        st.sampled_from(["\u2028", "\u2029", "\x85", "\r\n", "\r", "é", "🎉", "\ufeff"]),
+    ),
+    min_size=1,
+).map("".join)
+
+
+def upstream_stream(tokens: list[str], newline: str, comments: bool) -> bytes:
+    """What an OpenAI-compatible server sends, its non-ASCII text as raw UTF-8 (as vLLM)."""
+    chunks: list[dict[str, Any]] = [{"choices": [{"delta": {"role": "assistant", "content": ""}}]}]
+    chunks += [{"choices": [{"delta": {"content": token}}]} for token in tokens]
+    chunks.append({"choices": [{"delta": {}, "finish_reason": "length"}]})
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": len(tokens)}})
+    blank = newline * 2
+    keep_alive = f": keep-alive{blank}" if comments else ""
+    events = [f"data: {json.dumps(c, ensure_ascii=False)}{blank}{keep_alive}" for c in chunks]
+    return "".join([*events, f"data: [DONE]{blank}"]).encode()
+
+
+def check_answer(chunks: list[Chunk], tokens: list[str]) -> None:
+    assert [c.text for c in chunks if c.text] == tokens
+    assert chunks[-1].finish_reason == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(tokens)
+
+
+@given(
+    tokens=st.lists(odd_text, min_size=1, max_size=6),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    comments=st.booleans(),
+    data=st.data(),
+)
+async def test_any_cut_of_a_stream_gives_the_same_answer(
+    tokens: list[str], newline: str, comments: bool, data: st.DataObject
+) -> None:
+    wire = upstream_stream(tokens, newline, comments)
+    points = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=12)))
+    pieces = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    check_answer(await read_pieces(pieces), tokens)
+
+
+async def test_byte_by_byte() -> None:
+    tokens = ["a\u2028b", "\r\n", "é🎉", "\x85\u2029"]
+    wire = upstream_stream(tokens, "\r\n", comments=True)
+    check_answer(await read_pieces([wire[i : i + 1] for i in range(len(wire))]), tokens)

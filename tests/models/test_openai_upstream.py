@@ -16,46 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import RunningServer, ServerFactory
+from conftest import ServerFactory
 from helpers import ask, data_of, follow, last, text_of
 from upstream.control import Upstream
+from upstream.fixtures import Gateway, answer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 HELLO = "Hello from the test upstream."
-Gateway = Callable[..., RunningServer]
-
-
-@pytest.fixture
-def gateway(make_server: ServerFactory) -> Gateway:
-    """A gateway whose assistant ``up`` uses the given upstreams in order."""
-
-    def make(
-        *upstreams: Upstream | str, keys: list[str] | None = None, **assistant: Any
-    ) -> RunningServer:
-        configs = []
-        for i, up in enumerate(upstreams):
-            base_url = up if isinstance(up, str) else up.base_url
-            configs.append(
-                {
-                    "name": f"u{i}",
-                    "base_url": base_url,
-                    "api_keys": keys or [],
-                    "headers_timeout": assistant.pop("headers_timeout", 5.0),
-                    "bench_seconds": 60,
-                }
-            )
-        retry = assistant.pop("retry", {"deadline": 5, "backoff_initial": 0.05, "backoff_max": 0.2})
-        config = {"name": "up", "model": "test-model", **assistant}
-        return make_server(upstreams=configs, assistants=[config], retry=retry)
-
-    return make
-
-
-async def answer(server: RunningServer, message: str = "hi", **fields: Any) -> list[Any]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-        started = await ask(client, message, assistant="up", **fields)
-        return await follow(client, started["events_url"])
 
 
 async def test_tokens_usage_and_finish_reason_reach_the_stream(

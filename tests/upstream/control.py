@@ -38,6 +38,11 @@ order; with none queued a request gets a plain success at 1000 tokens/s):
     After N deltas send ``data: {"error": {"message", "type": "server_error", "param": null,
     "code": null}}`` and end the response properly, without ``[DONE]`` unless ``error_done`` is
     true (vLLM sends ``[DONE]`` after such an error). Non-streaming: a 500 with that error.
+``oversize_after_tokens: N`` (+ ``oversize_bytes``, default 100 MiB)
+    After N deltas send one delta whose content is ``oversize_bytes`` of ``x``, written in
+    64 KiB pieces so the server never holds it whole, then carry on with the rest of the
+    stream; a client leaving stops it mid-event. Non-streaming: a 200 whose message content is
+    that filler.
 ``finish_reason``
     Default ``"stop"``.
 ``usage``
@@ -46,6 +51,13 @@ order; with none queued a request gets a plain success at 1000 tokens/s):
     ``include_usage``).
 ``headers``
     Extra response headers, ``{name: value}``.
+``raw_utf8``
+    True: JSON with non-ASCII text as raw UTF-8, as vLLM sends it (so U+2028, U+2029 and NEL
+    reach the wire as themselves), instead of ``\\uXXXX`` escapes.
+``write_bytes: N``
+    Cut every body write into writes of at most N bytes. A streamed response is chunked, one
+    HTTP chunk per write, and httpx never merges two chunks into one read: a reader sees the
+    stream in pieces of at most N bytes (1: byte by byte), split anywhere, mid-character too.
 
 For the ``*_after_tokens`` triggers N is capped at the number of reply tokens: the trigger always
 fires. Unknown keys and contradictory combinations are rejected when scripted.

@@ -190,6 +190,10 @@ def test_bad_behaviours_are_refused_and_nothing_is_queued(upstream: Upstream) ->
         {"echo": True, "tokens": ["x"]},
         {"delay_headers_ms": -1},
         {"tokens": "not a list"},
+        {"oversize_after_tokens": 1, "error_after_tokens": 1},
+        {"oversize_bytes": 1.5},
+        {"write_bytes": 0},
+        {"raw_utf8": "yes"},
     ):
         with pytest.raises(UpstreamError, match="400"):
             upstream.script({"status": 429}, bad)
@@ -369,6 +373,43 @@ def test_tokens_per_second_paces_the_deltas(upstream: Upstream, client: httpx.Cl
     sent = time.monotonic()
     assert reply_text(sse_data(client, chat())) == "x" * 11
     assert time.monotonic() - sent >= 0.2  # 10 gaps of 20 ms
+
+
+def test_raw_utf8_sends_text_unescaped(upstream: Upstream, client: httpx.Client) -> None:
+    odd = ["a\u2028b", "c\u2029d", "e\x85f", "\U0001f389"]
+    upstream.script({"tokens": odd, "raw_utf8": True}, {"tokens": odd})
+    raw = client.post("/chat/completions", json=chat()).content
+    assert all(token.encode() in raw for token in odd)
+    assert b"\\u" not in raw
+    escaped = client.post("/chat/completions", json=chat()).content
+    assert escaped.isascii() and b"\\u2028" in escaped
+
+
+def test_write_bytes_cuts_the_body_into_small_writes(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    upstream.script({"write_bytes": 3, "raw_utf8": True, "tokens": ["\u00e9t\u00e9 ", "\u2028"]})
+    with client.stream("POST", "/chat/completions", json=chat()) as response:
+        pieces = list(response.iter_raw())  # one per HTTP chunk: h11 never merges two
+    assert max(len(piece) for piece in pieces) <= 3
+    data = [line.removeprefix(b"data: ") for line in b"".join(pieces).split(b"\n\n") if line]
+    assert data[-1] == b"[DONE]"
+    assert reply_text([d.decode() for d in data]) == "\u00e9t\u00e9 \u2028"
+    assert upstream.requests()[0]["completed"] is True
+
+
+def test_oversize_sends_one_huge_delta_then_goes_on(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    upstream.script(
+        {"oversize_after_tokens": 2, "oversize_bytes": 300_000},
+        {"oversize_after_tokens": 0, "oversize_bytes": 70_000},
+    )
+    data = sse_data(client, chat())
+    assert contents(data) == ["Hello ", "from ", "x" * 300_000, "the ", "test ", "upstream."]
+    assert data[-1] == "[DONE]"
+    whole = client.post("/chat/completions", json=chat(stream=False))
+    assert whole.json()["choices"][0]["message"]["content"] == "x" * 70_000
 
 
 # --- broken streams ------------------------------------------------------------------------

@@ -5,7 +5,8 @@ try: a connect error, a timeout waiting for headers, 401/403 (that key is
 benched), 429 (that key rests for ``Retry-After``) or a 5xx move on to the next
 key or upstream, with capped exponential backoff, until a total deadline.
 After the first token nothing is retried — the user has seen text — and a
-failure becomes an ``error`` event with the text so far kept.
+failure becomes an ``error`` event with the text so far kept. Reading the
+stream itself is ``openai_chunks.py``.
 
 Stopping is closing: the generator holds the upstream response open, so when
 the gateway closes the generator (Stop, disconnect, grace, timeout) the
@@ -19,17 +20,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError
 
-from typewriter.errors import ModelError, ModelTimeout, ModelUnavailable
-from typewriter.events import Usage
+from typewriter.errors import ModelError, ModelUnavailable
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.models.keys import KeyPool, fingerprint
+from typewriter.models.openai_chunks import error_message_of, read_chunks
 from typewriter.upstreams import RetryPolicy, UpstreamConfig
 
 __all__ = ["OpenAIBackend", "Upstream"]
@@ -90,16 +90,18 @@ class OpenAIBackend(ModelBackend):
         return body
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
-        response = await self._open(self._body(request))
+        upstream, response = await self._open(self._body(request))
         try:
-            async with contextlib.aclosing(_read_chunks(response)) as chunks:
+            chunks_of = read_chunks(response, upstream.config.max_event_chars)
+            async with contextlib.aclosing(chunks_of) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:
             await response.aclose()  # before the end this closes the connection: upstream stops
 
-    async def _open(self, body: dict[str, Any]) -> httpx.Response:
-        """The first 200 response from any upstream and key, or ModelUnavailable."""
+    async def _open(self, body: dict[str, Any]) -> tuple[Upstream, httpx.Response]:
+        """The first 200 response from any upstream and key, and its upstream; or
+        ModelUnavailable."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._policy.deadline
         pause = self._policy.backoff_initial
@@ -112,7 +114,7 @@ class OpenAIBackend(ModelBackend):
                     tried.add(key)
                     tried_any = True
                     try:
-                        return await self._attempt(upstream, key, body)
+                        return upstream, await self._attempt(upstream, key, body)
                     except _Refused as refused:
                         reasons.append(f"{upstream.config.name}: {refused.reason}")
                         if refused.rest_until:
@@ -167,81 +169,6 @@ class OpenAIBackend(ModelBackend):
         raise ModelError(f"upstream {config.name} rejected the request: {status} {detail}")
 
 
-async def _read_chunks(response: httpx.Response) -> AsyncGenerator[Chunk, None]:
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    try:
-        async for event in EventSource(response).aiter_sse():
-            if event.data == "[DONE]":
-                break
-            payload = _parse(event.data)
-            if "error" in payload:
-                raise ModelError(f"the upstream reported an error: {_message_of(payload)}")
-            for text, reason in _choices(payload, event.data):
-                if text:
-                    yield Chunk(text=text)
-                finish_reason = reason or finish_reason
-            if payload.get("usage"):
-                usage = _usage(payload["usage"])
-    except SSEError:
-        raise ModelError(
-            f"the upstream answered {response.headers.get('content-type')!r}, not an event stream"
-        ) from None
-    except httpx.TimeoutException:
-        raise ModelTimeout("the upstream stopped sending") from None
-    except httpx.TransportError as exc:
-        raise ModelError(f"the upstream connection broke ({type(exc).__name__})") from None
-    yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
-
-
-def _parse(data: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise ModelError(f"the upstream sent an invalid chunk: {data[:80]!r}") from None
-    if not isinstance(value, dict):
-        raise ModelError(f"the upstream sent an invalid chunk: {data[:80]!r}")
-    return value
-
-
-def _choices(payload: dict[str, Any], raw: str) -> list[tuple[str, str | None]]:
-    """``(text, finish_reason)`` of each choice; any other shape is the upstream's error."""
-    choices = payload.get("choices") or []
-    out: list[tuple[str, str | None]] = []
-    try:
-        for choice in choices:
-            delta = choice.get("delta") or {}
-            text = delta.get("content") or ""
-            reason = choice.get("finish_reason")
-            out.append((_valid_text(text) if text else "", str(reason) if reason else None))
-    except (AttributeError, TypeError):
-        raise ModelError(f"the upstream sent a chunk of an unknown shape: {raw[:80]!r}") from None
-    return out
-
-
-def _message_of(payload: dict[str, Any]) -> str:
-    error = payload.get("error")
-    if isinstance(error, dict):
-        return str(error.get("message") or error)[:300]
-    return str(error)[:300]
-
-
-def _valid_text(value: Any) -> str:
-    """Text that can be encoded as UTF-8 (a JSON ``\\ud800`` would break the stream)."""
-    text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def _usage(raw: Any) -> Usage | None:
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        return Usage(int(raw.get("prompt_tokens", 0)), int(raw.get("completion_tokens", 0)))
-    return None
-
-
 def _retry_after(value: str | None) -> float:
     """Seconds from ``Retry-After`` (number form; dates and garbage count as 1 s)."""
     try:
@@ -260,7 +187,7 @@ async def _error_detail(response: httpx.Response) -> str:
     with contextlib.suppress(ValueError):
         parsed = json.loads(body)
         if isinstance(parsed, dict):
-            return _message_of(parsed)
+            return error_message_of(parsed)
     text: str = body[:200].decode("utf-8", "replace")
     return text
 

@@ -1,0 +1,137 @@
+"""Reading an OpenAI-compatible upstream's event stream into answer chunks.
+
+The bytes go through the project's own ``sse.Parser`` rather than an SSE
+library, for two reasons. Its buffer is capped (the upstream's
+``max_event_chars``): an upstream that sends one enormous event, or never ends
+a line, ends the answer with ``upstream_event_too_large`` after at most that
+many characters instead of growing the gateway's memory with it. And it splits
+lines only on CR, LF and CRLF, so U+2028, U+2029 and NEL in a chunk's raw UTF-8
+text stay text (a reader built on ``str.splitlines()`` would cut the JSON there).
+
+Nothing here is retried: by the time a stream is read, the upstream has
+answered, and every failure is an error of the answer (see ``openai.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+
+from typewriter import sse
+from typewriter.errors import ModelError, ModelTimeout
+from typewriter.events import Usage
+from typewriter.models.base import Chunk
+
+__all__ = ["EVENT_TOO_LARGE", "error_message_of", "read_chunks"]
+
+EVENT_TOO_LARGE = "upstream_event_too_large"
+"""The error code of an answer whose upstream sent an event over ``max_event_chars``."""
+
+_DONE = "[DONE]"
+
+
+async def read_chunks(
+    response: httpx.Response, max_event_chars: int
+) -> AsyncGenerator[Chunk, None]:
+    """The answer's text chunks, then one chunk with its finish reason and usage.
+
+    Raises ModelError for anything that is not a well-formed stream of chunks (its
+    code ``upstream_event_too_large`` when one event outgrows ``max_event_chars``),
+    ModelTimeout when the upstream stops sending.
+    """
+    content_type = response.headers.get("content-type")
+    # The media type must contain text/event-stream, as the SSE library read before did.
+    if "text/event-stream" not in (content_type or "").partition(";")[0]:
+        raise ModelError(f"the upstream answered {content_type!r}, not an event stream")
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    try:
+        async with contextlib.aclosing(_events(response, max_event_chars)) as events:
+            async for event in events:
+                if event.data == _DONE:
+                    break
+                payload = _parse(event.data)
+                if "error" in payload:
+                    message = error_message_of(payload)
+                    raise ModelError(f"the upstream reported an error: {message}")
+                for text, reason in _choices(payload, event.data):
+                    if text:
+                        yield Chunk(text=text)
+                    finish_reason = reason or finish_reason
+                if payload.get("usage"):
+                    usage = _usage(payload["usage"])
+    except sse.EventTooLarge:
+        raise ModelError(
+            f"the upstream sent an event over {max_event_chars} characters, its max_event_chars;"
+            " the answer was ended",
+            code=EVENT_TOO_LARGE,
+        ) from None
+    except httpx.TimeoutException:
+        raise ModelTimeout("the upstream stopped sending") from None
+    except httpx.TransportError as exc:
+        raise ModelError(f"the upstream connection broke ({type(exc).__name__})") from None
+    yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
+
+
+async def _events(
+    response: httpx.Response, max_event_chars: int
+) -> AsyncGenerator[sse.Event, None]:
+    """Events as their blank lines arrive; an event the stream never finished is dropped."""
+    parser = sse.Parser(max_event_chars)
+    async for piece in response.aiter_bytes():
+        for event in parser.feed(piece):
+            yield event
+    parser.close()
+
+
+def error_message_of(payload: dict[str, Any]) -> str:
+    """The message of OpenAI's error envelope ``{"error": {"message": …}}``, shortened."""
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:300]
+    return str(error)[:300]
+
+
+def _parse(data: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise ModelError(f"the upstream sent an invalid chunk: {data[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"the upstream sent an invalid chunk: {data[:80]!r}")
+    return value
+
+
+def _choices(payload: dict[str, Any], raw: str) -> list[tuple[str, str | None]]:
+    """``(text, finish_reason)`` of each choice; any other shape is the upstream's error."""
+    choices = payload.get("choices") or []
+    out: list[tuple[str, str | None]] = []
+    try:
+        for choice in choices:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            reason = choice.get("finish_reason")
+            out.append((_valid_text(text) if text else "", str(reason) if reason else None))
+    except (AttributeError, TypeError):
+        raise ModelError(f"the upstream sent a chunk of an unknown shape: {raw[:80]!r}") from None
+    return out
+
+
+def _valid_text(value: Any) -> str:
+    """Text that can be encoded as UTF-8 (a JSON ``\\ud800`` would break the stream)."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _usage(raw: Any) -> Usage | None:
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        return Usage(int(raw.get("prompt_tokens", 0)), int(raw.get("completion_tokens", 0)))
+    return None
