@@ -535,6 +535,34 @@ def test_load_more_conversations(page: Page, api: httpx.Client) -> None:
     expect(page.get_by_role("button", name="Load more")).to_be_hidden()
 
 
+def test_opening_another_conversation_leaves_the_old_view(page: Page, api: httpx.Client) -> None:
+    slow = api.post("/v1/conversations", json={"title": "slow"}).json()["id"]
+    quick = api.post("/v1/conversations", json={"title": "quick"}).json()["id"]
+    page.reload()
+    held: list[Route] = []
+    page.route(f"**/v1/conversations/{slow}", lambda route: held.append(route))  # unanswered
+    links = page.get_by_role("navigation", name="Conversation list").get_by_role("link")
+    with page.expect_request(f"**/v1/conversations/{slow}"):
+        links.get_by_text("slow").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("…")
+    with page.expect_event("requestfailed") as failed:
+        links.get_by_text("quick").click()
+    assert failed.value.url.endswith(f"/v1/conversations/{slow}")
+    assert failed.value.failure == "net::ERR_ABORTED"
+    expect(page).to_have_url(re.compile(f"c={quick}"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("quick")
+    expect(links.get_by_text("quick")).to_have_attribute("aria-current", "page")
+    assert len(held) == 1
+    # a rename under way belongs to its view too: opening another one closes it
+    page.get_by_role("button", name="Rename conversation").click()
+    title = page.get_by_role("textbox", name="Conversation title")
+    expect(title).to_be_focused()
+    links.get_by_text("slow").click()
+    expect(title).to_be_hidden()
+    expect(page.get_by_role("heading", level=1)).to_have_text("…")
+    expect(page.get_by_role("button", name="Rename conversation")).to_be_visible()
+
+
 # -- copy, feedback, errors -------------------------------------------------------------------
 
 
