@@ -172,6 +172,40 @@ def shown(page: Page) -> str:
     return text
 
 
+def simulate(page: Page, **options: Any) -> None:
+    """Ask the simulated model for these options (pace, failures) in every /v1/chat."""
+
+    def with_options(route: Route) -> None:
+        body = json.loads(route.request.post_data or "{}")
+        body["options"] = {"simulate": options}
+        route.continue_(post_data=json.dumps(body))
+
+    page.route("**/v1/chat", with_options)
+
+
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+NO_PAGE_SCROLL = f"({NO_SIDEWAYS_SCROLL}) && document.documentElement.scrollHeight <= innerHeight"
+
+# Whole inside the window (and the log's box, for what is in the log), and on top at its
+# middle: a reader can see it, and a click there reaches it.
+UNCOVERED = """(element) => {
+    const box = element.getBoundingClientRect();
+    const inside = (outer) => box.top >= outer.top && box.bottom <= outer.bottom
+        && box.left >= outer.left && box.right <= outer.right;
+    const log = element.closest('.log');
+    const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+    return box.width > 0 && box.height > 0
+        && inside({ top: 0, left: 0, bottom: innerHeight, right: innerWidth })
+        && (!log || inside(log.getBoundingClientRect()))
+        && (hit === element || element.contains(hit));
+}"""
+
+
+def uncovered(locator: Any) -> bool:
+    seen: bool = locator.evaluate(UNCOVERED)
+    return seen
+
+
 def wait_for_length(page: Page, length: int) -> None:
     page.wait_for_function(
         "(n) => { const all = document.querySelectorAll('.msg.assistant .md');"
@@ -244,12 +278,28 @@ def test_the_answer_types_itself(page: Page, api: httpx.Client) -> None:
     assert [m["finish_reason"] for m in stored] == ["stop"]
 
 
-def test_typing_screenshot(page: Page, screenshots: Path) -> None:
+def test_while_an_answer_is_written(page: Page, screenshots: Path) -> None:
+    """What a reader sees mid-answer: the answer is marked as being written and offers no
+    actions yet, Stop replaces Send, and the text and the message box are in sight."""
+    simulate(page, tokens_per_second=8)  # the canned answer takes about 10 s
     ask(page, "Show me the typewriter", assistant="default")
     wait_for_length(page, 150)
+    answer = page.locator(".msg.assistant")
+    expect(answer).to_have_attribute("aria-busy", "true")
+    for name in ("Copy", "Good answer", "Bad answer", "Regenerate"):
+        expect(answer.get_by_role("button", name=name, exact=True)).to_be_hidden()
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    expect(stop).to_be_enabled()
+    # one screen: the title above, the newest text in the log, the message box and Stop below
+    title = page.get_by_role("heading", level=1)
+    for control in (title, answer.locator(".md-block").last, message_box(page), stop):
+        assert uncovered(control), f"{control} is out of sight or covered"
+    assert page.evaluate(NO_PAGE_SCROLL), "the page scrolls, not just the log"
     page.screenshot(path=screenshots / "typing.png")
-    page.get_by_role("button", name="Stop", exact=True).click()
+    stop.click()
     wait_for_end(page)
+    expect(answer).to_have_attribute("aria-busy", "false")
+    expect(answer.get_by_role("button", name="Copy", exact=True)).to_be_visible()
 
 
 def test_stop_keeps_what_was_shown(page: Page, api: httpx.Client, screenshots: Path) -> None:
@@ -485,6 +535,34 @@ def test_load_more_conversations(page: Page, api: httpx.Client) -> None:
     expect(page.get_by_role("button", name="Load more")).to_be_hidden()
 
 
+def test_opening_another_conversation_leaves_the_old_view(page: Page, api: httpx.Client) -> None:
+    slow = api.post("/v1/conversations", json={"title": "slow"}).json()["id"]
+    quick = api.post("/v1/conversations", json={"title": "quick"}).json()["id"]
+    page.reload()
+    held: list[Route] = []
+    page.route(f"**/v1/conversations/{slow}", lambda route: held.append(route))  # unanswered
+    links = page.get_by_role("navigation", name="Conversation list").get_by_role("link")
+    with page.expect_request(f"**/v1/conversations/{slow}"):
+        links.get_by_text("slow").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("…")
+    with page.expect_event("requestfailed") as failed:
+        links.get_by_text("quick").click()
+    assert failed.value.url.endswith(f"/v1/conversations/{slow}")
+    assert failed.value.failure == "net::ERR_ABORTED"
+    expect(page).to_have_url(re.compile(f"c={quick}"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("quick")
+    expect(links.get_by_text("quick")).to_have_attribute("aria-current", "page")
+    assert len(held) == 1
+    # a rename under way belongs to its view too: opening another one closes it
+    page.get_by_role("button", name="Rename conversation").click()
+    title = page.get_by_role("textbox", name="Conversation title")
+    expect(title).to_be_focused()
+    links.get_by_text("slow").click()
+    expect(title).to_be_hidden()
+    expect(page.get_by_role("heading", level=1)).to_have_text("…")
+    expect(page.get_by_role("button", name="Rename conversation")).to_be_visible()
+
+
 # -- copy, feedback, errors -------------------------------------------------------------------
 
 
@@ -530,12 +608,7 @@ def test_copy_and_feedback(
 
 
 def test_model_error_is_shown(page: Page, screenshots: Path) -> None:
-    def failing(route: Route) -> None:
-        body = json.loads(route.request.post_data or "{}")
-        body["options"] = {"simulate": {"fail_after_tokens": 3}}
-        route.continue_(post_data=json.dumps(body))
-
-    page.route("**/v1/chat", failing)
+    simulate(page, fail_after_tokens=3)
     ask(page, "this answer breaks after three pieces")
     wait_for_end(page)
     note = page.locator(".msg.assistant .answer-note")
@@ -743,9 +816,13 @@ def test_phone_layout_and_dark_theme(
         phone.goto(server.url + "/")
         ask(phone, "A phone-sized question with a long-unbreakable-" + "x" * 80 + " word")
         wait_for_end(phone)
-        no_scroll = "document.documentElement.scrollWidth <= window.innerWidth"
-        assert phone.evaluate(no_scroll)
+        assert phone.evaluate(NO_SIDEWAYS_SCROLL)
         assert phone.evaluate("document.querySelector('.log').scrollWidth") <= 390
+        # the title and the message box on one screen
+        assert phone.evaluate(NO_PAGE_SCROLL), "the page scrolls, not just the log"
+        send = phone.get_by_role("button", name="Send", exact=True)
+        for control in (phone.get_by_role("heading", level=1), message_box(phone), send):
+            assert uncovered(control), f"{control} is out of sight or covered"
         expect(phone.get_by_role("button", name="New chat")).to_be_hidden()
         toggle = phone.get_by_role("button", name="Conversations", exact=True)
         expect(toggle).to_have_attribute("aria-expanded", "false")
@@ -759,7 +836,7 @@ def test_phone_layout_and_dark_theme(
         phone.screenshot(path=screenshots / "phone-sidebar.png")
         phone.keyboard.press("Escape")
         expect(phone.get_by_role("button", name="New chat")).to_be_hidden()
-        assert phone.evaluate(no_scroll)
+        assert phone.evaluate(NO_SIDEWAYS_SCROLL)
 
         night = dark.new_page()
         night_errors = watch(night)
@@ -770,6 +847,11 @@ def test_phone_layout_and_dark_theme(
         wait_for_end(night)
         assert background(phone) != background(night)
         assert background(night) == "rgb(22, 23, 26)"
+        # the dark theme's own colours, not the light ones: light text, a dark code block
+        answer = answers(night).last
+        assert answer.evaluate("e => getComputedStyle(e).color") == "rgb(230, 230, 233)"
+        code = answer.locator(".code-block")
+        assert code.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(15, 16, 18)"
         night.screenshot(path=screenshots / "dark.png")
         assert not errors, errors
         assert not night_errors, night_errors

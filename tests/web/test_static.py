@@ -53,6 +53,29 @@ def test_page_and_files(server: RunningServer) -> None:
         assert http.head(f"{prefix}/js/app.js").status_code == 200
 
 
+IMPORT = re.compile(r'^import\b[^;]*?from "\./([\w-]+\.js)";', re.MULTILINE)
+
+
+def test_every_module_is_preloaded(server: RunningServer) -> None:
+    """The page names each module it imports, however deep, so the browser fetches them all
+    at once rather than one import level after another."""
+    with httpx.Client(base_url=server.url) as http:
+        html = http.get("/").text
+        prefix = static_prefix(html)
+        link = rf'<link rel="modulepreload" href="{re.escape(prefix)}/js/([\w-]+\.js)">'
+        preloaded = set(re.findall(link, html))
+        imported: set[str] = set()
+        todo = ["app.js"]
+        while todo:
+            source = http.get(f"{prefix}/js/{todo.pop()}")
+            assert source.status_code == 200, source.url
+            found = set(IMPORT.findall(source.text))
+            todo.extend(found - imported)
+            imported |= found
+    assert len(imported) > 10
+    assert preloaded == imported
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -86,7 +86,10 @@ async function call(path, { method = "GET", body, signal } = {}) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "network", "typewriter cannot be reached: check your connection.");
   }
-  const text = await response.text().catch(() => "");
+  const text = await response.text().catch((error) => {
+    if (error.name === "AbortError") throw error; // cancelled while the body was read
+    return "";
+  });
   let data = null;
   if (text) {
     try {

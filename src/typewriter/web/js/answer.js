@@ -1,0 +1,244 @@
+// The answer view: one answer, rendered as Markdown while it streams, with its note (how it
+// ended), its actions (Copy, rating, Regenerate), the pager of its turn (turn.js) and a form
+// for a comment on it.
+//
+// An answer's buttons do not call the code that acts on them: they dispatch an
+// ANSWER_ACTION event ({ action, answer, rating }) that bubbles up the log, where feedback.js
+// (copy, rate, comment) and composer.js (regenerate) listen. This keeps the view free of
+// imports from the modules that create answers. An answer's status is part of the page's
+// state (it decides Send or Stop, and Regenerate), so changing it calls changed().
+
+import { h, makeButton } from "./dom.js";
+import { afterPaint } from "./log.js";
+import { MarkdownView } from "./markdown.js";
+import { busy, changed, state } from "./state.js";
+
+export const ANSWER_ACTION = "typewriter:answer";
+
+export const ENDINGS = {
+  cancelled: "Stopped.",
+  length: "Cut short: the answer reached its length limit.",
+  timeout: "The model stopped responding, so the answer ends here.",
+  error: "The answer failed.",
+};
+
+export class Answer {
+  #status = "pending"; // pending (asked, no stream yet), streaming, done
+  #stopping = false;
+
+  constructor(fields) {
+    Object.assign(
+      this,
+      {
+        id: null,
+        streamId: null,
+        conversationId: null,
+        text: "",
+        finishReason: null,
+        error: null,
+        feedback: null,
+      },
+      fields, // may set status and stopping too
+    );
+    this.turn = null;
+    this.follower = null;
+    this.frame = 0;
+    this.build();
+  }
+
+  get status() {
+    return this.#status;
+  }
+
+  set status(status) {
+    this.#status = status;
+    changed();
+  }
+
+  /** Stop was asked for and is not done yet. */
+  get stopping() {
+    return this.#stopping;
+  }
+
+  set stopping(stopping) {
+    this.#stopping = stopping;
+    changed();
+  }
+
+  get live() {
+    return this.status === "pending" || this.status === "streaming";
+  }
+
+  act(action, detail = {}) {
+    const event = { bubbles: true, detail: { action, answer: this, ...detail } };
+    this.el.dispatchEvent(new CustomEvent(ANSWER_ACTION, event));
+  }
+
+  build() {
+    this.el = h("div", "msg assistant");
+    this.el.append(h("h2", "visually-hidden", "typewriter said:"));
+    this.body = h("div", "md");
+    this.view = new MarkdownView(this.body);
+    this.typing = h("p", "typing");
+    this.typing.append(h("span"), h("span"), h("span"), h("span", "visually-hidden", "Writing…"));
+    this.note = h("p", "answer-note");
+    this.note.hidden = true;
+
+    const small = "icon-button small";
+    this.actions = h("div", "answer-actions");
+    this.pager = h("div", "pager");
+    this.prev = makeButton("Previous answer", "chevron-left", {
+      className: `${small} prev`,
+      iconOnly: true,
+      onClick: () => this.turn?.show(this.turn.shown - 1),
+    });
+    this.next = makeButton("Next answer", "chevron-right", {
+      className: `${small} next`,
+      iconOnly: true,
+      onClick: () => this.turn?.show(this.turn.shown + 1),
+    });
+    this.count = h("span", "count");
+    this.pager.append(this.prev, this.count, this.next);
+    const button = (label, iconName, className, onClick) =>
+      makeButton(label, iconName, { className, iconOnly: className === small, onClick });
+    this.copy = button("Copy", "copy", "action", () => this.act("copy"));
+    this.good = button("Good answer", "thumb-up", small, () => this.act("rate", { rating: 1 }));
+    this.bad = button("Bad answer", "thumb-down", small, () => this.act("rate", { rating: -1 }));
+    this.regen = button("Regenerate", "regenerate", "action", () => this.act("regenerate"));
+    this.actions.append(this.pager, this.copy, this.good, this.bad, this.regen);
+
+    this.el.append(this.body, this.typing, this.note, this.actions, this.buildFeedbackForm());
+    this.update();
+    this.refreshTurnControls();
+  }
+
+  buildFeedbackForm() {
+    this.feedbackForm = h("form", "feedback-form");
+    this.feedbackForm.hidden = true;
+    const label = h("label", "feedback-label", "Comment (optional)");
+    this.comment = h("textarea");
+    this.comment.rows = 2;
+    this.comment.maxLength = 10000;
+    label.append(this.comment);
+    const row = h("div", "feedback-row");
+    const submit = h("button", "button primary small", "Send feedback");
+    submit.type = "submit";
+    const close = makeButton("Close", null, {
+      className: "button subtle small",
+      onClick: () => this.closeFeedback(),
+    });
+    row.append(submit, close);
+    this.feedbackForm.append(label, row);
+    this.feedbackForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.act("comment");
+    });
+    this.feedbackForm.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        this.closeFeedback();
+      }
+    });
+    return this.feedbackForm;
+  }
+
+  append(text) {
+    if (!text) return;
+    this.text += text;
+    this.schedule();
+  }
+
+  /** Render on the next animation frame (deltas in between are batched into one render). */
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.paint();
+    });
+  }
+
+  /** Render now (at the end of an answer, or when it is put on screen). */
+  flush() {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.paint();
+  }
+
+  paint() {
+    if (!this.el.isConnected) return; // off screen: rendered when shown again
+    this.view.render(this.text);
+    this.update();
+    afterPaint();
+  }
+
+  replaceText(text) {
+    this.text = text;
+    this.view.reset();
+  }
+
+  finish(data) {
+    this.status = "done";
+    this.stopping = false;
+    this.finishReason = data.finish_reason || "stop";
+    this.flush();
+    this.update();
+  }
+
+  /** Draw what this answer alone decides: typing dots, the note under it, its actions. */
+  update() {
+    const live = this.live;
+    this.el.classList.toggle("streaming", live);
+    this.el.setAttribute("aria-busy", String(live));
+    this.typing.hidden = !(live && this.text === "");
+    this.note.textContent = this.noteText();
+    this.note.hidden = !this.note.textContent;
+    this.note.classList.toggle("bad", Boolean(this.error) || this.finishReason === "error");
+    this.actions.hidden = live || !this.id;
+    const rating = this.feedback ? this.feedback.rating : 0;
+    this.good.setAttribute("aria-pressed", String(rating === 1));
+    this.bad.setAttribute("aria-pressed", String(rating === -1));
+  }
+
+  noteText() {
+    const live = this.live;
+    let note = "";
+    if (this.error) note = `Error: ${this.error.message || this.error.code || "unknown"}.`;
+    if (!live && this.finishReason && this.finishReason !== "stop") {
+      const ending = ENDINGS[this.finishReason] || `Ended: ${this.finishReason}.`;
+      if (!(this.error && this.finishReason === "error")) note = note ? `${note} ${ending}` : ending;
+      if (this.text === "" && this.finishReason === "cancelled") {
+        note = "Stopped before any text was written.";
+      }
+    }
+    if (!live && this.finishReason === "error") note += " Regenerate to try again.";
+    return note.trim();
+  }
+
+  /** Draw what depends on the turn and the page: the pager, and Regenerate. */
+  refreshTurnControls() {
+    const turn = this.turn;
+    const many = turn ? turn.answers.length > 1 : false;
+    this.pager.hidden = !many;
+    if (many) {
+      this.count.textContent = `${turn.shown + 1} / ${turn.answers.length}`;
+      this.count.setAttribute("aria-label", `Answer ${turn.shown + 1} of ${turn.answers.length}`);
+      this.prev.disabled = turn.shown <= 0;
+      this.next.disabled = turn.shown >= turn.answers.length - 1;
+    }
+    const last = turn && state.turns[state.turns.length - 1] === turn;
+    const newest = turn && turn.answers[turn.answers.length - 1] === this;
+    this.regen.hidden = !(last && newest && !this.live && !busy());
+  }
+
+  openFeedback() {
+    this.feedbackForm.hidden = false;
+    this.comment.value = this.feedback?.comment || "";
+    this.comment.focus();
+  }
+
+  closeFeedback() {
+    const had = this.feedbackForm.contains(document.activeElement);
+    this.feedbackForm.hidden = true;
+    if (had) (this.feedback?.rating === -1 ? this.bad : this.good).focus();
+  }
+}

@@ -1,0 +1,185 @@
+// The composer: the message box, Send or Stop, the assistant picker; asking, stopping and
+// regenerating.
+//
+// Asking is detached: POST /v1/chat (or /regenerate) answers 202 with the stream's events_url,
+// and the answer is followed from there (following.js). The POST is never cancelled when the
+// reader opens another view meanwhile: the question is asked all the same and its answer is
+// followed in the background; only what concerns the view (the new conversation's URL, putting
+// the question back after a failure) is skipped once the view's signal is aborted.
+
+import { api } from "./api.js";
+import { Answer, ANSWER_ACTION } from "./answer.js";
+import { setUrl } from "./conversation.js";
+import { h, ui } from "./dom.js";
+import { follow } from "./following.js";
+import { loadList } from "./list.js";
+import { appendTurn, removeTurn, stickToEnd } from "./log.js";
+import { announce, hideNotice, showError } from "./notice.js";
+import { busy, liveAnswer, setAssistants, setConversation, state, viewSignal } from "./state.js";
+import { Turn } from "./turn.js";
+
+const ASSISTANT_ITEM = "typewriter.assistant";
+const autosizes = !CSS.supports("field-sizing", "content");
+
+/** Grow the message box with its text where CSS cannot (no field-sizing). */
+function autosize() {
+  if (!autosizes) return;
+  ui.message.style.height = "auto";
+  ui.message.style.height = `${Math.min(ui.message.scrollHeight + 2, 200)}px`;
+}
+
+function started(answer, reply) {
+  answer.id = reply.message_id;
+  answer.streamId = reply.stream_id;
+  answer.conversationId = reply.conversation_id;
+  if (answer.status === "pending") answer.status = "streaming";
+  follow(answer, reply.events_url);
+  if (answer.stopping) stopAnswer(answer);
+}
+
+async function send(message) {
+  if (!message.trim() || busy()) return;
+  hideNotice();
+  const view = viewSignal();
+  const conversation = state.conversation;
+  const turn = new Turn({ id: null, text: message });
+  const answer = new Answer({ conversationId: conversation ? conversation.id : null });
+  appendTurn(turn);
+  turn.add(answer);
+  if (ui.message.value === message) {
+    ui.message.value = "";
+    autosize();
+  }
+  stickToEnd({ scroll: true });
+
+  const body = { message };
+  if (ui.assistant.value) body.assistant = ui.assistant.value;
+  if (conversation) body.conversation_id = conversation.id;
+  let reply;
+  try {
+    reply = await api("/v1/chat", { method: "POST", body });
+  } catch (error) {
+    if (view.aborted) return;
+    removeTurn(turn);
+    if (!ui.message.value) {
+      ui.message.value = message;
+      autosize();
+    }
+    showError(error, () => send(message));
+    return;
+  }
+  if (!view.aborted && !state.conversation) {
+    setConversation({
+      id: reply.conversation_id,
+      title: message.trim().split("\n")[0].slice(0, 80) || "New chat",
+      assistant: body.assistant || null,
+    });
+    setUrl(reply.conversation_id, "push");
+  }
+  started(answer, reply);
+  loadList();
+}
+
+async function stopAnswer(answer = liveAnswer()) {
+  if (!answer) return;
+  answer.stopping = true;
+  if (!answer.streamId) return; // asked but not started yet: stopped as soon as it starts
+  try {
+    await api(`/v1/streams/${encodeURIComponent(answer.streamId)}/cancel`, { method: "POST" });
+  } catch (error) {
+    answer.stopping = false;
+    showError(error, () => stopAnswer(answer));
+  }
+}
+
+async function regenerate(turn) {
+  const previous = turn && turn.answers[turn.answers.length - 1];
+  if (!previous || !previous.id || busy()) return;
+  hideNotice();
+  const view = viewSignal();
+  const answer = new Answer({ conversationId: previous.conversationId });
+  turn.add(answer);
+  stickToEnd();
+  ui.message.focus();
+  const body = ui.assistant.value ? { assistant: ui.assistant.value } : {};
+  let reply;
+  try {
+    reply = await api(`/v1/messages/${encodeURIComponent(previous.id)}/regenerate`, {
+      method: "POST",
+      body,
+    });
+  } catch (error) {
+    if (view.aborted) return;
+    turn.removeAnswer(answer);
+    showError(error, () => regenerate(turn));
+    return;
+  }
+  started(answer, reply);
+  loadList();
+}
+
+function submitMessage() {
+  const message = ui.message.value;
+  if (!message.trim()) return;
+  if (busy()) {
+    announce("An answer is being written: wait for it, or stop it.");
+    return;
+  }
+  send(message);
+}
+
+/** Send or Stop, from the state (a listener of onChange). */
+export function refreshComposer() {
+  const live = liveAnswer();
+  ui.send.hidden = Boolean(live);
+  ui.stop.hidden = !live;
+  ui.stop.disabled = Boolean(live && live.stopping);
+}
+
+/** Fill the assistant picker; the open conversation's assistant, else the last one picked. */
+export async function loadAssistants() {
+  try {
+    setAssistants((await api("/v1/assistants")).data || []);
+  } catch (error) {
+    setAssistants([]);
+    showError(error, loadAssistants);
+  }
+  const options = state.assistants.map((assistant) => {
+    const option = h("option", "", assistant.name);
+    option.value = assistant.name;
+    option.title = assistant.description || assistant.model || assistant.name;
+    return option;
+  });
+  ui.assistant.replaceChildren(...options);
+  ui.assistant.disabled = options.length === 0;
+  const saved = localStorage.getItem(ASSISTANT_ITEM);
+  const names = state.assistants.map((a) => a.name);
+  const preferred = state.conversation?.assistant;
+  ui.assistant.value = [preferred, saved, "default", names[0]].find((n) => n && names.includes(n)) || "";
+}
+
+export function wireComposer() {
+  ui.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitMessage();
+  });
+  ui.message.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) {
+      return;
+    }
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    submitMessage();
+  });
+  ui.message.addEventListener("input", autosize);
+  ui.stop.addEventListener("click", () => {
+    stopAnswer();
+    ui.message.focus();
+  });
+  ui.assistant.addEventListener("change", () => {
+    localStorage.setItem(ASSISTANT_ITEM, ui.assistant.value);
+  });
+  ui.messages.addEventListener(ANSWER_ACTION, (event) => {
+    if (event.detail.action === "regenerate") regenerate(event.detail.answer.turn);
+  });
+}
