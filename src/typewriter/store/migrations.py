@@ -1,11 +1,26 @@
-"""Schema versions, applied in order at start-up, each in its own transaction.
+"""Schema versions, applied in order at start-up, all of them in one transaction.
 
 A list of functions and a ``schema_migrations`` table rather than Alembic:
 the migrations ship inside the package and run on every start with no
 command to remember, and at this size Alembic's script directory and env.py
 would be more machinery than schema. Each step is written once, never edited
-after release; a new change is a new step appended to ``STEPS``. PostgreSQL
-takes an advisory lock so two replicas starting together do not race.
+after release; a new change is a new step appended to ``STEPS``.
+
+``migrate`` opens one transaction for the whole run: it creates the
+``schema_migrations`` table if it is missing, runs every step whose version is
+not recorded there, in order, records each, and commits once at the end. A
+step that fails rolls back the versions recorded by every step of that run.
+
+On PostgreSQL the transaction first takes an advisory lock
+(``pg_advisory_xact_lock(LOCK_KEY)``, held until the commit or rollback), so a
+replica starting at the same time waits, then finds the versions recorded and
+runs none of them again; and as PostgreSQL's DDL is transactional, a run that
+fails leaves nothing behind. SQLite takes no lock here, and its driver
+(Python's ``sqlite3``, under aiosqlite) begins the transaction only at the
+first INSERT, so the DDL before it (creating ``schema_migrations`` and the
+first step to run) commits on its own: a failed run can leave that step's
+tables without its version, and the next start runs it again. So a step must
+be safe to run twice on SQLite; ``create_all`` is, as it skips tables that exist.
 """
 
 from __future__ import annotations
@@ -18,10 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from typewriter.store import schema
 
-__all__ = ["STEPS", "migrate"]
+__all__ = ["LOCK_KEY", "STEPS", "migrate"]
 
 Step = Callable[[sa.Connection], None]
-_LOCK_KEY = 0x7479_7065  # "type": any constant shared by every replica
+LOCK_KEY = 0x7479_7065  # "type": any constant, the same in every replica and every version
 
 
 def _v1_initial(connection: sa.Connection) -> None:
@@ -40,7 +55,7 @@ async def migrate(engine: AsyncEngine) -> int:
     """Bring the schema to the newest version; returns the version reached."""
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            await connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"))
+            await connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({LOCK_KEY})"))
         await connection.run_sync(
             lambda sync: schema.metadata.create_all(sync, tables=[schema.schema_migrations])
         )

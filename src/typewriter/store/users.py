@@ -18,8 +18,8 @@ import sqlalchemy as sa
 
 from typewriter.errors import InvalidField, NotFound
 from typewriter.ids import new_id
+from typewriter.store.database import Database
 from typewriter.store.schema import api_keys, users
-from typewriter.store.sql import SqlStore
 
 __all__ = ["KEY_PREFIX", "User", "UserStore", "hash_key"]
 
@@ -41,7 +41,9 @@ def hash_key(key: str) -> str:
 
 
 class UserStore:
-    def __init__(self, store: SqlStore) -> None:
+    """Users on the database the conversations are in (a ``SqlStore`` is one)."""
+
+    def __init__(self, store: Database) -> None:
         self.store = store
 
     async def add(self, name: str) -> tuple[User, str]:

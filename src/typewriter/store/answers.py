@@ -1,0 +1,97 @@
+"""An answer's row through its life: opened ``streaming``, saved as it grows, then ended.
+
+Every rule of that life is here. A checkpoint and an interruption touch only
+an answer still ``streaming``, so a late checkpoint or a replica's recovery
+never overwrites an end that was written; ``finish`` always writes, as the
+generation's own end is the truth. An answer that no one finishes (its process
+died, or the database was down at the end) stays ``streaming`` until it is
+found by :func:`still_streaming` and marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from typewriter.store.messages import insert_message
+from typewriter.store.records import Message
+from typewriter.store.schema import messages
+
+__all__ = ["checkpoint", "finish", "interrupt", "open_answer", "still_streaming"]
+
+
+async def open_answer(
+    db: AsyncConnection, owner: str, question: Message, now: float, *, model: str, stream_id: str
+) -> Message:
+    """An empty ``streaming`` answer to ``question``, to be written by stream ``stream_id``."""
+    return await insert_message(
+        db,
+        question.conversation_id,
+        owner,
+        "assistant",
+        "",
+        "streaming",
+        now,
+        model=model,
+        reply_to=question.id,
+        stream_id=stream_id,
+    )
+
+
+async def checkpoint(db: AsyncConnection, message_id: str, text: str) -> None:
+    await db.execute(
+        messages.update()
+        .where(messages.c.id == message_id, messages.c.status == "streaming")
+        .values(text=text)
+    )
+
+
+async def finish(
+    db: AsyncConnection,
+    message_id: str,
+    text: str,
+    finish_reason: str,
+    usage: dict[str, int] | None,
+    first_token_ms: float | None,
+) -> None:
+    await db.execute(
+        messages.update()
+        .where(messages.c.id == message_id)
+        .values(
+            text=text,
+            status="done",
+            finish_reason=finish_reason,
+            usage=json.dumps(usage) if usage else None,
+            first_token_ms=first_token_ms,
+            finished_at=time.time(),
+        )
+    )
+
+
+async def still_streaming(db: AsyncConnection) -> list[tuple[str, str]]:
+    """``(message id, stream id)`` of every answer still marked ``streaming``."""
+    rows = await db.execute(
+        sa.select(messages.c.id, messages.c.stream_id).where(messages.c.status == "streaming")
+    )
+    return [(row.id, row.stream_id or "") for row in rows]
+
+
+async def interrupt(db: AsyncConnection, message_ids: list[str], text: str | None) -> int:
+    """Mark those still ``streaming`` ``interrupted``, keeping ``text`` if given; how many."""
+    values: dict[str, Any] = {
+        "status": "interrupted",
+        "finish_reason": "error",
+        "finished_at": time.time(),
+    }
+    if text is not None:
+        values["text"] = text
+    result = await db.execute(
+        messages.update()
+        .where(messages.c.id.in_(message_ids), messages.c.status == "streaming")
+        .values(**values)
+    )
+    return int(result.rowcount)

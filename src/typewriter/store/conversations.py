@@ -1,0 +1,117 @@
+"""Conversation rows: created, found for their owner, listed a page at a time, removed.
+
+Every lookup takes the owner: another user's conversation is ``NotFound``, the
+same as one that does not exist, so an id tells nothing about other users.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from typewriter.errors import NotFound
+from typewriter.ids import new_id
+from typewriter.store.cursor import decode_cursor, encode_cursor
+from typewriter.store.messages import delete_messages
+from typewriter.store.records import Conversation
+from typewriter.store.schema import conversations
+
+__all__ = [
+    "TITLE_LENGTH",
+    "conversation_page",
+    "insert_conversation",
+    "owned_conversation",
+    "remove_conversation",
+    "title_for",
+    "touch_conversation",
+]
+
+TITLE_LENGTH = 80
+
+
+def title_for(question: str) -> str:
+    """A new conversation's title: the first line of its first question, shortened."""
+    first = next((line.strip() for line in question.splitlines() if line.strip()), "")
+    if not first:
+        return "New chat"
+    return first if len(first) <= TITLE_LENGTH else first[: TITLE_LENGTH - 1] + "…"
+
+
+async def insert_conversation(
+    db: AsyncConnection, owner: str, title: str, assistant: str
+) -> Conversation:
+    now = time.time()
+    conversation = Conversation(new_id("conv"), owner, title, assistant, now, now)
+    await db.execute(
+        conversations.insert().values(
+            id=conversation.id,
+            owner=owner,
+            title=title,
+            assistant=assistant,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return conversation
+
+
+async def owned_conversation(db: AsyncConnection, owner: str, conversation_id: str) -> Conversation:
+    row = (
+        await db.execute(
+            sa.select(conversations).where(
+                conversations.c.id == conversation_id, conversations.c.owner == owner
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no conversation {conversation_id[:100]!r}", code="conversation_not_found")
+    return _conversation(row)
+
+
+async def conversation_page(
+    db: AsyncConnection, owner: str, limit: int, cursor: str | None
+) -> tuple[list[Conversation], str | None]:
+    """Newest first, after ``cursor``; the cursor of the next page if there is one."""
+    query = sa.select(conversations).where(conversations.c.owner == owner)
+    if cursor is not None:
+        updated_at, last_id = decode_cursor(cursor)
+        query = query.where(
+            sa.or_(
+                conversations.c.updated_at < updated_at,
+                sa.and_(conversations.c.updated_at == updated_at, conversations.c.id < last_id),
+            )
+        )
+    query = query.order_by(conversations.c.updated_at.desc(), conversations.c.id.desc())
+    rows = (await db.execute(query.limit(limit + 1))).all()
+    page = [_conversation(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return page, (encode_cursor(page[-1].updated_at, page[-1].id) if more and page else None)
+
+
+async def touch_conversation(
+    db: AsyncConnection, conversation_id: str, now: float, *, title: str | None = None
+) -> None:
+    """Mark the conversation active at ``now`` (it lists first), renamed if ``title`` is given."""
+    values: dict[str, Any] = {"updated_at": now}
+    if title is not None:
+        values["title"] = title
+    await db.execute(
+        conversations.update().where(conversations.c.id == conversation_id).values(**values)
+    )
+
+
+async def remove_conversation(db: AsyncConnection, conversation_id: str) -> None:
+    """The conversation with its messages and their feedback."""
+    await delete_messages(db, conversation_id)
+    await db.execute(conversations.delete().where(conversations.c.id == conversation_id))
+
+
+def _conversation(row: Row[Any]) -> Conversation:
+    m = row._mapping
+    return Conversation(
+        m["id"], m["owner"], m["title"], m["assistant"], m["created_at"], m["updated_at"]
+    )
