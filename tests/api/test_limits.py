@@ -25,7 +25,7 @@ import pytest
 
 from conftest import RunningServer, ServerFactory, read_events
 from helpers import ask, data_of, follow, last, text_of
-from typewriter.api.limits import RateLimiter
+from typewriter.api.rate_limit import RateLimiter
 from typewriter.assistants import Assistant, Timeouts
 from typewriter.chat import Chat, Question
 from typewriter.config import load_settings
