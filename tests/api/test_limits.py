@@ -76,7 +76,6 @@ async def conversation_count(client: httpx.AsyncClient) -> int:
 
 async def test_one_answer_too_many_is_refused_until_one_ends(make_server: ServerFactory) -> None:
     server = make_server(max_streams_per_user=2)
-    chat = server.gateway.chat
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         first = await ask(client, "one two three", assistant="echo", options=STALLED)
         quick = await ask(client, MESSAGE, assistant="echo", options=FAST)
@@ -98,7 +97,6 @@ async def test_one_answer_too_many_is_refused_until_one_ends(make_server: Server
         assert openai_error(completion, 429, "rate_limit_error")["code"] == "too_many_streams"
         assert 1 <= retry_after(completion) <= 5
         assert await conversation_count(client) == stored, "a refused question was recorded"
-        assert chat.generating("local") == 2
 
         stop = await client.post(f"/v1/streams/{first['stream_id']}/cancel")
         assert stop.status_code == 202
