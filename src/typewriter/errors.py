@@ -156,13 +156,13 @@ class InvalidField(TypewriterError):
     status = 422
     code = "invalid_field"
 
-    @classmethod
-    def of(cls, fields: Sequence[Mapping[str, str]]) -> InvalidField:
+    @staticmethod
+    def of(fields: Sequence[Mapping[str, str]]) -> InvalidField:
         """One error naming every wrong field; its message shows the first five."""
         shown = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
         if len(fields) > 5:
             shown += f"; and {len(fields) - 5} more"
-        return cls(shown, fields=[dict(f) for f in fields])
+        return InvalidField(shown, fields=[dict(f) for f in fields])
 
 
 class UnknownAssistant(InvalidField):
