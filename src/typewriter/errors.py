@@ -1,22 +1,31 @@
-"""Every error typewriter raises on purpose, and the HTTP status it stands for.
+"""Every error typewriter raises on purpose, and the HTTP status it hints at.
 
 One hierarchy keeps the mapping to the contract's error shape
 ``{"error": {"code", "message"}}`` in one place: the API layer turns any
 ``TypewriterError`` into its ``status`` and ``code`` without knowing the
 individual classes, and anything else becomes a bare 500 with no details.
+``status`` is a hint, as h11's ``error_status_hint``: the use case raises
+these without speaking HTTP, and the API answers with the status unless a
+route knows better (an unknown assistant is OpenAI's 404 ``model_not_found``).
 
 ::
 
     TypewriterError                 500 internal_error
     ├── BadRequest                  400 bad_request
     │   └── InvalidLastEventId      400 invalid_last_event_id
+    ├── Unauthorized                401 unauthorized (+ WWW-Authenticate)
     ├── NotFound                    404 not_found
     │   └── StreamNotFound          404 stream_not_found
+    ├── StreamTakenOver             409 interrupted (between replicas, never sent)
     ├── StreamExpired               410 stream_expired
     ├── PayloadTooLarge             413 payload_too_large
     ├── UnsupportedMediaType        415 unsupported_media_type
-    ├── InvalidField                422 invalid_field
+    ├── InvalidField                422 invalid_field (+ fields: which, and why)
+    │   └── UnknownAssistant        422 invalid_field (field: assistant)
+    ├── MessageTooLong              422 invalid_field (the API names the fields)
+    ├── TooManyRequests             429 rate_limited (+ Retry-After)
     ├── StoreUnavailable            503 store_unavailable
+    ├── BrokerUnavailable           503 broker_unavailable
     ├── ConfigError                 (start-up only: a wrong setting)
     └── ModelError                  502 upstream_error
         ├── ModelUnavailable        503 upstream_unavailable
@@ -28,6 +37,7 @@ reading them is usually a developer wiring up a client.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -47,8 +57,9 @@ __all__ = [
     "StreamNotFound",
     "StreamTakenOver",
     "TooManyRequests",
-    "Unauthorized",
     "TypewriterError",
+    "Unauthorized",
+    "UnknownAssistant",
     "UnsupportedMediaType",
 ]
 
@@ -65,6 +76,11 @@ class TypewriterError(Exception):
         if code is not None:
             self.code = code
         self.details = details
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers the error needs (``Retry-After``, ``WWW-Authenticate``)."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's error body."""
@@ -88,6 +104,12 @@ class Unauthorized(TypewriterError):
     status = 401
     code = "unauthorized"
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        # Every 401 names the scheme that would work (RFC 9110 §11.6.1); a ticket's URL
+        # takes an API key too.
+        return {"www-authenticate": 'Bearer realm="typewriter"'}
+
 
 class TooManyRequests(TypewriterError):
     """A per-user limit; ``retry_after`` seconds is when trying again makes sense."""
@@ -100,7 +122,7 @@ class TooManyRequests(TypewriterError):
         self.retry_after = max(1, int(retry_after + 0.999))
 
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> Mapping[str, str]:
         return {"retry-after": str(self.retry_after)}
 
 
@@ -129,8 +151,30 @@ class UnsupportedMediaType(TypewriterError):
 
 
 class InvalidField(TypewriterError):
+    """Fields of a request that are wrong: ``fields`` lists ``{"field", "message"}`` for each."""
+
     status = 422
     code = "invalid_field"
+
+    @staticmethod
+    def of(fields: Sequence[Mapping[str, str]]) -> InvalidField:
+        """One error naming every wrong field; its message shows the first five."""
+        shown = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+        if len(fields) > 5:
+            shown += f"; and {len(fields) - 5} more"
+        return InvalidField(shown, fields=[dict(f) for f in fields])
+
+
+class UnknownAssistant(InvalidField):
+    """No assistant of that name is configured; the message lists those that are."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        names = ", ".join(sorted(known))
+        super().__init__(
+            f"assistant {name[:100]!r} is not configured; choose one of: {names}",
+            fields=[{"field": "assistant", "message": f"unknown assistant; known: {names}"}],
+        )
+        self.name = name
 
 
 class MessageTooLong(TypewriterError):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from typewriter.errors import StreamNotFound, Unauthorized
 
-__all__ = ["CHANNEL", "issue", "load_secret", "stream_scope", "verify"]
+__all__ = ["CHANNEL", "issue", "load_secret", "scope_of", "stream_scope", "verify"]
 
 CHANNEL = "channel"
 _MAC_BYTES = 16
@@ -25,6 +25,11 @@ _MAC_BYTES = 16
 
 def stream_scope(stream_id: str) -> str:
     return f"stream:{stream_id}"
+
+
+def scope_of(stream_id: str | None) -> str:
+    """The scope of an events URL: one stream's, or without a stream the user's channel."""
+    return CHANNEL if stream_id is None else stream_scope(stream_id)
 
 
 def issue(secret: bytes, user: str, scope: str, expires_at: float) -> str:

@@ -1,4 +1,4 @@
-"""Limits: what one user may ask of the gateway, and which pages may call it.
+"""Limits over HTTP: what one user may ask of the gateway, and which pages may call it.
 
 - answers generating at once per user: ``429 too_many_streams`` with
   ``Retry-After``, before anything is recorded; a slot frees however an answer ends;
@@ -8,16 +8,15 @@
   window; never refused: following a stream, the channel, Stop;
 - CORS: no headers at all by default, an exact allowlist when configured.
 
-The first tests drive ``Chat`` directly (every ending, exact cuts); the rest
-go through a real server, where the rate limit and CORS need ``app.py`` to wire
-``enforce_rate_limit`` and ``install_cors``.
+``Chat``'s side of the first three (every ending, exact cuts) is tested without
+HTTP in ``tests/test_chat_limits.py``. Here a real server shows the statuses,
+shapes and ``Retry-After`` clients get, and that ``app.py`` gives the rate limit
+to the right routers and installs CORS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,195 +24,13 @@ import pytest
 
 from conftest import RunningServer, ServerFactory, read_events
 from helpers import ask, data_of, follow, last, text_of
-from typewriter.api.limits import RateLimiter
-from typewriter.assistants import Assistant, Timeouts
-from typewriter.chat import Chat, Question
-from typewriter.config import load_settings
-from typewriter.errors import (
-    BrokerUnavailable,
-    MessageTooLong,
-    ModelError,
-    TooManyRequests,
-)
-from typewriter.messages import ChatMessage
-from typewriter.models.base import Chunk, ModelBackend, ModelRequest
-from typewriter.streams.memory import MemoryBroker
+from typewriter.api.rate_limit import RateLimiter
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 MESSAGE = "Hello,\r\nworld!\n\n🎉 emoji, 什么是SSE? \r done"
 FAST = {"simulate": {"tokens_per_second": 2000}}
 STALLED = {"simulate": {"stall_after_tokens": 1}}  # generates until stopped
-
-
-# --- Chat on its own --------------------------------------------------------------
-
-
-class Pieces(ModelBackend):
-    """Yields ``pieces``, then ends ``stop``, fails, or stalls until closed."""
-
-    def __init__(self, *pieces: str, then: str = "stop") -> None:
-        self.pieces = pieces
-        self.then = then
-        self.closed = asyncio.Event()
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
-        try:
-            for piece in self.pieces:
-                yield Chunk(text=piece)
-                await asyncio.sleep(0)
-            if self.then == "stall":
-                await asyncio.Event().wait()
-            if self.then == "fail":
-                raise ModelError("the model broke")
-            yield Chunk(finish_reason="stop")
-        finally:
-            self.closed.set()
-
-
-class SpyBroker(MemoryBroker):
-    """Remembers the streams created; ``down`` makes ``create`` fail like Redis away."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.created: list[str] = []
-        self.down = False
-
-    async def create(self, owner: str, stream_id: str | None = None) -> str:
-        if self.down:
-            raise BrokerUnavailable("the broker is away")
-        created = await super().create(owner, stream_id)
-        self.created.append(created)
-        return created
-
-
-def make_chat(models: dict[str, ModelBackend], **settings: Any) -> tuple[Chat, SpyBroker]:
-    config = load_settings(**settings)
-    timeouts = Timeouts(config.first_token_timeout, config.idle_timeout, config.total_timeout)
-    assistants = {name: Assistant(name, name, model, timeouts) for name, model in models.items()}
-    broker = SpyBroker()
-    return Chat(config, broker, assistants), broker
-
-
-def question(owner: str, assistant: str, *contents: str, persist: bool = False) -> Question:
-    messages = tuple(ChatMessage("user", c) for c in contents or ("go",))
-    return Question(owner=owner, messages=messages, assistant=assistant, persist=persist)
-
-
-async def events(broker: MemoryBroker, stream_id: str, owner: str) -> list[tuple[str, Any]]:
-    """Every event of a stream, once it has ended."""
-    sub = await broker.subscribe(stream_id, owner, 0)
-    out = []
-    async with asyncio.timeout(10):
-        while (batch := await sub.next(asyncio.get_running_loop().time() + 1)) is not None:
-            out.extend((event, json.loads(data)) for _, event, data, _ in batch)
-    return out
-
-
-async def test_answers_at_once_are_limited_per_user_before_anything_starts() -> None:
-    chat, broker = make_chat({"stall": Pieces("a", then="stall")}, max_streams_per_user=2)
-    first = await chat.ask(question("ann", "stall"))
-    await chat.ask(question("ann", "stall"))
-    with pytest.raises(TooManyRequests) as refused:
-        await chat.ask(question("ann", "stall"))
-    assert refused.value.code == "too_many_streams"
-    assert "max_streams_per_user = 2" in refused.value.message
-    assert 1 <= refused.value.retry_after <= 5
-    assert len(broker.created) == 2, "the refused answer opened a stream"
-    assert chat.running == 2 and chat.generating("ann") == 2
-
-    await chat.ask(question("bob", "stall"))  # one user's answers do not count for another
-    await broker.cancel(first.stream_id, "ann")
-    got = await events(broker, first.stream_id, "ann")
-    assert got[-1][1]["finish_reason"] == "cancelled"
-    # Freed before ``end`` was appended: whoever saw ``end`` may ask at once.
-    assert chat.generating("ann") == 1
-    await chat.ask(question("ann", "stall"))
-    await chat.shutdown()
-    assert chat.generating("ann") == chat.generating("bob") == 0
-
-
-@pytest.mark.parametrize(
-    ("then", "settings", "finish_reason"),
-    [
-        ("stop", {}, "stop"),
-        ("fail", {}, "error"),
-        ("stall", {"idle_timeout": 0.1}, "timeout"),
-        ("stall", {"grace": 0.1}, "cancelled"),  # nobody listened: abandoned
-    ],
-)
-async def test_every_ending_gives_the_slot_back(
-    then: str, settings: dict[str, float], finish_reason: str
-) -> None:
-    model = Pieces("a", "b", then=then)
-    chat, broker = make_chat({"m": model}, max_streams_per_user=1, **settings)
-    answer = await chat.ask(question("ann", "m"))
-    async with asyncio.timeout(5):
-        await model.closed.wait()  # before listening: a listener would keep it from grace
-    got = await events(broker, answer.stream_id, "ann")
-    assert got[-1][1]["finish_reason"] == finish_reason
-    assert chat.generating("ann") == 0
-    await chat.ask(question("ann", "m"))  # accepted: the limit is one
-    await chat.shutdown()
-
-
-async def test_shutdown_before_an_answer_ever_ran_gives_the_slot_back() -> None:
-    chat, _ = make_chat({"stall": Pieces(then="stall")}, max_streams_per_user=1)
-    await chat.ask(question("ann", "stall"))
-    await chat.shutdown()  # cancels the task before its first step: only its callback runs
-    assert chat.generating("ann") == 0 and chat.running == 0
-
-
-async def test_a_start_that_fails_gives_the_slot_back() -> None:
-    chat, broker = make_chat({"m": Pieces("a")}, max_streams_per_user=1)
-    broker.down = True
-    for _ in range(3):  # not TooManyRequests on the second try: no slot was kept
-        with pytest.raises(BrokerUnavailable):
-            await chat.ask(question("ann", "m"))
-    assert chat.generating("ann") == 0
-    broker.down = False
-    answer = await chat.ask(question("ann", "m"))
-    assert (await events(broker, answer.stream_id, "ann"))[-1][1]["finish_reason"] == "stop"
-
-
-async def test_long_messages_are_refused_before_anything_starts() -> None:
-    chat, broker = make_chat({"m": Pieces("a")}, max_message_chars=5, max_streams_per_user=1)
-    with pytest.raises(MessageTooLong) as refused:
-        await chat.ask(question("ann", "m", "12345", "123456", "1234567"))
-    assert refused.value.lengths == {1: 6, 2: 7} and refused.value.limit == 5
-    with pytest.raises(MessageTooLong) as persisted:
-        await chat.ask(question("ann", "m", "123456", persist=True))
-    assert persisted.value.lengths == {0: 6}
-    assert broker.created == [] and chat.generating("ann") == 0
-    # Characters, not bytes: five emoji are five characters.
-    answer = await chat.ask(question("ann", "m", "🎉🎉🎉🎉🎉"))
-    await events(broker, answer.stream_id, "ann")
-
-
-@pytest.mark.parametrize(
-    ("limit", "text", "finish_reason"),
-    [
-        (1, "a", "length"),
-        (5, "abcde", "length"),  # the piece crossing the limit is shortened
-        (6, "abcdef", "length"),  # filled exactly, and the model had more
-        (9, "abcdefghi", "stop"),  # filled exactly, and the model was done
-        (100, "abcdefghi", "stop"),
-    ],
-)
-async def test_answers_are_cut_at_max_answer_chars(
-    limit: int, text: str, finish_reason: str
-) -> None:
-    model = Pieces("abc", "def", "ghi")
-    chat, broker = make_chat({"m": model}, max_answer_chars=limit)
-    answer = await chat.ask(question("ann", "m"))
-    got = await events(broker, answer.stream_id, "ann")
-    assert "".join(data["text"] for name, data in got if name == "delta") == text
-    assert [name for name, _ in got if name not in ("start", "delta")] == ["end"]
-    assert got[-1][1]["finish_reason"] == finish_reason
-    assert model.closed.is_set()
-
-
-# --- over HTTP --------------------------------------------------------------------
 
 
 def contract_error(response: httpx.Response, status: int, code: str) -> str:
@@ -239,6 +56,18 @@ def retry_after(response: httpx.Response) -> int:
     return int(value)
 
 
+async def streams_started(client: httpx.AsyncClient, *, until: str) -> list[str]:
+    """The streams the user's channel shows starting, in order, up to ``until``'s start."""
+    started: list[str] = []
+    async with client.stream("GET", "/v1/events", params={"last_event_id": "0"}) as channel:
+        async with asyncio.timeout(30):
+            while until not in started:
+                for event in await read_events(channel, limit=1):
+                    if event.event == "start":
+                        started.append(data_of(event)["stream_id"])
+    return started
+
+
 async def conversation_count(client: httpx.AsyncClient) -> int:
     response = await client.get("/v1/conversations", params={"limit": 100})
     assert response.status_code == 200, response.text
@@ -247,7 +76,6 @@ async def conversation_count(client: httpx.AsyncClient) -> int:
 
 async def test_one_answer_too_many_is_refused_until_one_ends(make_server: ServerFactory) -> None:
     server = make_server(max_streams_per_user=2)
-    chat = server.gateway.chat
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         first = await ask(client, "one two three", assistant="echo", options=STALLED)
         quick = await ask(client, MESSAGE, assistant="echo", options=FAST)
@@ -269,7 +97,6 @@ async def test_one_answer_too_many_is_refused_until_one_ends(make_server: Server
         assert openai_error(completion, 429, "rate_limit_error")["code"] == "too_many_streams"
         assert 1 <= retry_after(completion) <= 5
         assert await conversation_count(client) == stored, "a refused question was recorded"
-        assert chat.generating("local") == 2
 
         stop = await client.post(f"/v1/streams/{first['stream_id']}/cancel")
         assert stop.status_code == 202
@@ -317,7 +144,11 @@ async def test_messages_longer_than_the_limit_are_refused(make_server: ServerFac
             error = openai_error(response, 400, "invalid_request_error")
             assert error["param"] == f"messages[{index}].content"
             assert error["code"] == "invalid_field"
-    assert server.gateway.chat.running == 0
+        # No refused question started a stream: the channel shows only the accepted ones.
+        marker = await ask(client, "marker", assistant="echo", options=FAST)
+        started = await streams_started(client, until=marker["stream_id"])
+        accepted_ids = [accepted["stream_id"], whole.headers["x-stream-id"], marker["stream_id"]]
+        assert started == accepted_ids
 
 
 async def test_long_answers_end_with_length_at_the_limit(make_server: ServerFactory) -> None:
@@ -400,14 +231,15 @@ async def test_requests_over_the_rate_get_429_until_the_window_moves(
         assert 55 <= retry_after(refused) <= 60  # the app's window is a minute
 
     server = make_server(requests_per_minute=3)
-    server.server.app.state.rate_limiter = RateLimiter(3, window=2.0)  # not a minute's sleep
+    clock = Clock()  # the window moves when the test says, not after a sleep
+    server.server.app.state.rate_limiter = RateLimiter(3, window=2.0, clock=clock)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         started = await ask(client, MESSAGE, assistant="echo", options=STALLED)
         assert (await client.get("/v1/assistants")).status_code == 200
         assert (await client.get("/v1/models")).status_code == 200
         refused = await client.post("/v1/chat", json={"message": "hi", "assistant": "echo"})
         contract_error(refused, 429, "rate_limited")
-        assert retry_after(refused) in (1, 2)
+        assert retry_after(refused) == 2  # all three were accepted at the same instant
         models = await client.get("/v1/models")
         assert openai_error(models, 429, "rate_limit_error")["code"] == "rate_limited"
         assert (await client.get("/healthz")).status_code == 200  # not a user's request
@@ -420,7 +252,9 @@ async def test_requests_over_the_rate_get_429_until_the_window_moves(
         ended = await follow(client, started["events_url"])
         assert last(ended, "end")["finish_reason"] == "cancelled"
 
-        await asyncio.sleep(2.05)
+        clock.now += retry_after(refused) - 0.5
+        assert (await client.get("/v1/assistants")).status_code == 429
+        clock.now += 0.5  # Retry-After was exactly enough
         assert (await client.get("/v1/assistants")).status_code == 200
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
 
-from conftest import RunningServer, ServerFactory, read_events
+from conftest import ServerFactory, read_events
 from helpers import ask, data_of, follow, last, text_of
 from typewriter.models.simulated import CANNED_ANSWER
 
@@ -21,16 +22,18 @@ SLOW = {"simulate": {"tokens_per_second": 20}}
 GENEROUS = 30.0
 
 
-async def wait_until_idle(server: RunningServer) -> None:
-    """The generation task is gone, i.e. the model iterator was closed."""
-    async with asyncio.timeout(GENEROUS):
-        while server.gateway.chat.running:
-            await asyncio.sleep(0.01)
+async def end_on_channel(client: httpx.AsyncClient, stream_id: str) -> dict[str, Any]:
+    """The stream's ``end``, waited for on the user's channel: a channel listener is not
+    a listener of the stream, so waiting there holds no grace period off."""
+    async with client.stream("GET", "/v1/events", params={"last_event_id": "0"}) as channel:
+        async with asyncio.timeout(GENEROUS):
+            while True:
+                for event in await read_events(channel, limit=1):
+                    if event.event == "end" and data_of(event)["stream_id"] == stream_id:
+                        return data_of(event)
 
 
-async def test_stop_endpoint_ends_the_answer_cancelled(
-    server: RunningServer, client: httpx.AsyncClient
-) -> None:
+async def test_stop_endpoint_ends_the_answer_cancelled(client: httpx.AsyncClient) -> None:
     started = await ask(client, "question", options=SLOW)
     async with client.stream("GET", started["events_url"]) as response:
         head = await read_events(response, limit=4)
@@ -43,12 +46,9 @@ async def test_stop_endpoint_ends_the_answer_cancelled(
     assert not [e for e in events if e.event == "error"]
     shown = text_of(events)
     assert shown and CANNED_ANSWER.startswith(shown) and shown != CANNED_ANSWER
-    await wait_until_idle(server)
 
 
-async def test_closing_a_direct_response_stops_the_model(
-    server: RunningServer, client: httpx.AsyncClient
-) -> None:
+async def test_closing_a_direct_response_stops_the_model(client: httpx.AsyncClient) -> None:
     body = {"message": "question", "options": SLOW}
     async with client.stream(
         "POST", "/v1/chat", json=body, headers={"accept": "text/event-stream"}
@@ -61,7 +61,6 @@ async def test_closing_a_direct_response_stops_the_model(
             async with asyncio.timeout(GENEROUS):
                 rest = await read_events(watcher)
     assert last(rest, "end")["finish_reason"] == "cancelled"
-    await wait_until_idle(server)
 
 
 async def test_direct_with_continue_survives_a_disconnect(client: httpx.AsyncClient) -> None:
@@ -92,7 +91,8 @@ async def test_a_detached_listener_leaving_does_not_stop_generation(
             client, text, assistant="echo", options={"simulate": {"tokens_per_second": 100}}
         )
         head = await follow(client, started["events_url"], limit=2)
-        await wait_until_idle(server)  # it finished with nobody listening
+        ended = await end_on_channel(client, started["stream_id"])  # with nobody listening
+        assert ended["finish_reason"] == "stop"
         rest = await follow(client, started["events_url"], last_event_id=head[-1].id)
     assert text_of(head + rest) == text
     assert last(rest, "end")["finish_reason"] == "stop"
@@ -102,7 +102,8 @@ async def test_nobody_listening_for_the_grace_period_cancels(make_server: Server
     server = make_server(grace=0.3)
     async with httpx.AsyncClient(base_url=server.url, timeout=GENEROUS) as client:
         started = await ask(client, "question", options=SLOW)
-        await wait_until_idle(server)
+        ended = await end_on_channel(client, started["stream_id"])
+        assert ended["finish_reason"] == "cancelled"
         events = await follow(client, started["events_url"])
     assert last(events, "end")["finish_reason"] == "cancelled"
     assert text_of(events) != CANNED_ANSWER

@@ -1,4 +1,11 @@
-"""The ASGI application."""
+"""The ASGI application, and who may call which route.
+
+Each router's dependencies are its policy, so no code matches URLs to decide
+one: ``/v1`` routes need an API key and count against the caller's rate limit,
+except those that keep an answer going, which are never refused for the rate
+(``routes_events``): EventSource's two URLs, which also take a ticket, and Stop.
+The OpenAI routes give their errors in OpenAI's shape (``openai_errors``).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +18,19 @@ from fastapi import Depends, FastAPI
 from typewriter import __version__
 from typewriter.config import Settings, load_settings
 
-from .auth import authenticate
+from .auth import key_or_ticket, require_key
+from .cors import install_cors
 from .error_handlers import install_error_handlers
 from .gateway import Gateway
 from .header_limit import HeaderLimit
-from .limits import enforce_rate_limit, install_cors
 from .openapi import install_openapi
+from .rate_limit import enforce_rate_limit
+from .routes_chat import router as chat_router
 from .routes_conversations import router as conversations_router
+from .routes_events import events_router, stop_router
+from .routes_health import router as health_router
 from .routes_openai import router as openai_router
-from .routes_ops import router as ops_router
-from .routes_streams import router as streams_router
+from .routes_page import router as page_router
 
 __all__ = ["create_app"]
 
@@ -50,9 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_cors(app, gateway.settings)
     install_openapi(app)
     app.add_middleware(HeaderLimit, max_header_bytes=gateway.settings.max_header_bytes)
-    signed_in = [Depends(authenticate), Depends(enforce_rate_limit)]  # in this order
-    app.include_router(streams_router, dependencies=signed_in)
+    signed_in = [Depends(require_key), Depends(enforce_rate_limit)]  # the limit is per user
+    app.include_router(chat_router, dependencies=signed_in)
+    app.include_router(events_router, dependencies=[Depends(key_or_ticket)])
+    app.include_router(stop_router, dependencies=[Depends(require_key)])
     app.include_router(openai_router, dependencies=signed_in)
     app.include_router(conversations_router, dependencies=signed_in)
-    app.include_router(ops_router)
+    app.include_router(health_router)
+    app.include_router(page_router)
     return app

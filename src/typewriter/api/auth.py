@@ -2,8 +2,10 @@
 
 Auth is on as soon as one active user exists in the store; with none, everyone
 is the local user (and ``serve`` only listens on loopback unless told
-``--insecure``). Every ``/v1`` route depends on :func:`authenticate`, which
-puts the caller's user id in ``request.state.user`` for ``Gateway.user_of``.
+``--insecure``). Every ``/v1`` router depends on one of two dependencies, which
+put the caller's user id in ``request.state.user`` for ``Gateway.user_of``:
+:func:`require_key` (an API key) or, on the routers of EventSource's URLs,
+which cannot send a header, :func:`key_or_ticket`.
 
 Lookups are cached for a few seconds (a key → user, "is anyone configured"),
 so a streaming page does not cost a database query per request; a revoked
@@ -23,17 +25,12 @@ from typewriter import tickets
 from typewriter.errors import Unauthorized
 from typewriter.store.users import UserStore
 
-__all__ = ["LOCAL_USER", "Authenticator", "authenticate", "events_scope"]
+__all__ = ["LOCAL_USER", "Authenticator", "key_or_ticket", "require_key"]
 
 LOCAL_USER = "local"
 CACHE_SECONDS = 5.0
 _CACHE_SIZE = 10_000
 V = TypeVar("V")
-_CHALLENGE = {"www-authenticate": 'Bearer realm="typewriter"'}
-
-
-class _Unauthorized(Unauthorized):
-    headers = _CHALLENGE
 
 
 class _Recent(Generic[V]):
@@ -96,39 +93,37 @@ class Authenticator:
     async def from_ticket(self, ticket: str, scope: str) -> str:
         user = tickets.verify(self.secret, ticket, scope, time.time())
         if not await self.still_active(user):
-            raise _Unauthorized("the ticket's user was revoked", code="invalid_ticket")
+            raise Unauthorized("the ticket's user was revoked", code="invalid_ticket")
         return user
 
     async def events_url(self, user: str, stream_id: str | None = None) -> str:
         """A stream's (or, without one, the channel's) events URL; with a ticket when auth is on."""
-        if stream_id is None:
-            url, scope = "/v1/events", tickets.CHANNEL
-        else:
-            url, scope = f"/v1/streams/{stream_id}/events", tickets.stream_scope(stream_id)
+        url = "/v1/events" if stream_id is None else f"/v1/streams/{stream_id}/events"
         if not await self.required():
             return url
-        return f"{url}?ticket={quote(self.ticket(user, scope))}"
+        return f"{url}?ticket={quote(self.ticket(user, tickets.scope_of(stream_id)))}"
 
 
 async def _positive(count: Awaitable[int]) -> bool:
     return await count > 0
 
 
-def events_scope(request: Request) -> str | None:
-    """Which ticket scope this request may use: only the two events URLs take tickets."""
-    if request.method != "GET":
-        return None
-    path = request.url.path
-    if path == "/v1/events":
-        return tickets.CHANNEL
+async def require_key(request: Request) -> None:
+    """Router dependency: the caller's API key sets ``request.state.user``, or 401."""
+    await _sign_in(request, None)
+
+
+async def key_or_ticket(request: Request) -> None:
+    """Router dependency of EventSource's URLs: an API key, or a ticket for this URL.
+
+    Every route of such a router is an events URL: the one of the stream its path
+    names, or without a ``stream_id`` the user's channel; a ticket opens no other.
+    """
     stream_id = request.path_params.get("stream_id")
-    if stream_id is not None and path == f"/v1/streams/{stream_id}/events":
-        return tickets.stream_scope(str(stream_id))
-    return None
+    await _sign_in(request, tickets.scope_of(None if stream_id is None else str(stream_id)))
 
 
-async def authenticate(request: Request) -> None:
-    """Router dependency: sets ``request.state.user`` or answers 401."""
+async def _sign_in(request: Request, ticket_scope: str | None) -> None:
     auth: Authenticator = request.app.state.gateway.auth
     if not await auth.required():
         request.state.user = LOCAL_USER
@@ -137,21 +132,20 @@ async def authenticate(request: Request) -> None:
     if header is not None:
         scheme, _, key = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise _Unauthorized(
+            raise Unauthorized(
                 "malformed Authorization header: expected 'Bearer <api key>'",
                 code="invalid_api_key",
             )
         user = await auth.user_for_key(key.strip())
         if user is None:
-            raise _Unauthorized("the API key is not valid", code="invalid_api_key")
+            raise Unauthorized("the API key is not valid", code="invalid_api_key")
         request.state.user = user
         return
     ticket = request.query_params.get("ticket")
-    scope = events_scope(request)
-    if ticket is not None and scope is not None:
-        request.state.user = await auth.from_ticket(ticket, scope)
+    if ticket is not None and ticket_scope is not None:
+        request.state.user = await auth.from_ticket(ticket, ticket_scope)
         return
-    raise _Unauthorized(
+    raise Unauthorized(
         "this call needs an API key: send 'Authorization: Bearer <api key>'",
         code="missing_api_key",
     )

@@ -9,7 +9,7 @@ and it bounds the body before reading it all.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,7 +23,7 @@ from typewriter.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["body_schema", "field_errors", "invalid_fields", "read_json", "too_long_fields"]
+__all__ = ["body_schema", "field_errors", "read_json", "too_long_fields"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,7 +46,8 @@ async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise invalid_fields(exc) from None
+        errors = exc.errors(include_url=False, include_input=False)
+        raise InvalidField.of(field_errors(errors)) from None
 
 
 async def _read_bounded(request: Request, max_bytes: int) -> bytes:
@@ -63,30 +64,27 @@ async def _read_bounded(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic's errors as ``{"field": "options.temperature", "message": ...}``."""
-    fields = []
-    for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(part) for part in error["loc"]) or "body"
-        fields.append({"field": location, "message": error["msg"]})
-    return fields
-
-
-def invalid_fields(exc: ValidationError) -> InvalidField:
-    fields = field_errors(exc)
-    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
-    return InvalidField(f"invalid request: {summary}", fields=fields)
+def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic's (or FastAPI's) errors as ``{"field": "options.temperature", "message": ...}``."""
+    return [
+        {
+            "field": ".".join(str(part) for part in error.get("loc", ())) or "body",
+            "message": str(error.get("msg", "invalid")),
+        }
+        for error in errors
+    ]
 
 
 def too_long_fields(exc: MessageTooLong, field_of: Callable[[int], str]) -> InvalidField:
     """``max_message_chars`` exceeded, with each message named by its request field."""
-    fields = [
-        {"field": field_of(i), "message": f"{n} characters; the limit is {exc.limit}"}
-        for i, n in exc.lengths.items()
-    ]
-    return InvalidField(
-        "; ".join(f"{f['field']}: {f['message']} (max_message_chars)" for f in fields[:5]),
-        fields=fields,
+    return InvalidField.of(
+        [
+            {
+                "field": field_of(i),
+                "message": f"{n} characters; the limit is {exc.limit} (max_message_chars)",
+            }
+            for i, n in exc.lengths.items()
+        ]
     )
 
 

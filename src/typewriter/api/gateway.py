@@ -1,7 +1,8 @@
 """The composition root: settings → broker, assistants, chat, open responses.
 
-Built once per app; routes reach it through ``request.app.state.gateway``,
-so two apps in one process (tests, benchmarks) never share state.
+Built once per app; routes reach it through ``request.app.state.gateway``
+(:data:`GatewayDep`), so two apps in one process (tests, benchmarks) never
+share state.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import Annotated
 
+from fastapi import Depends
 from starlette.requests import Request
 
 from typewriter import tickets
 from typewriter.assistants import Assistant, build_catalog
 from typewriter.chat import Chat
 from typewriter.config import Settings
-from typewriter.errors import TypewriterError
+from typewriter.errors import TypewriterError, UnknownAssistant
 from typewriter.store.factory import open_store
 from typewriter.store.sql import SqlStore
 from typewriter.store.users import UserStore
@@ -27,7 +30,7 @@ from typewriter.streams.factory import create_broker
 from .auth import Authenticator
 from .event_stream import OpenStreams
 
-__all__ = ["Gateway", "get_gateway"]
+__all__ = ["Gateway", "GatewayDep", "get_gateway"]
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +119,21 @@ class Gateway:
             await self.store.close()
 
     def user_of(self, request: Request) -> str:
-        """The caller's user id, set by the ``authenticate`` dependency of every /v1 route."""
+        """The caller's user id, set by the auth dependency of every /v1 router."""
         user: str = request.state.user
         return user
+
+    def assistant(self, name: str) -> Assistant:
+        """The assistant called ``name``: ``UnknownAssistant`` (422, listing them) if none is."""
+        assistant = self.assistants.get(name)
+        if assistant is None:
+            raise UnknownAssistant(name, self.assistants)
+        return assistant
 
 
 def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]

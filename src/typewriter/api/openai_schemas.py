@@ -1,4 +1,4 @@
-"""OpenAI's Chat Completions wire format: the request body, the answer, the error shape.
+"""OpenAI's Chat Completions wire format: the request body and the answer.
 
 The request model is lenient where OpenAI's clients need it and strict where a
 silent guess would hurt. Clients built on the SDK send many fields typewriter
@@ -21,7 +21,6 @@ How typewriter's endings read to an OpenAI client (:class:`Completion`):
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -33,6 +32,7 @@ from typewriter.jsonutil import dumps
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions
 
+from .openai_errors import openai_error
 from .schemas import encodable
 
 __all__ = [
@@ -40,56 +40,12 @@ __all__ = [
     "Completion",
     "CompletionRequest",
     "Message",
-    "is_openai_path",
-    "openai_error",
     "sse_data",
 ]
 
 # What each accepted role means to the model; OpenAI's newer "developer" role
 # is the system role under another name.
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
-
-
-def is_openai_path(path: str) -> bool:
-    """The paths whose errors must be in OpenAI's shape, because OpenAI's SDK reads them."""
-    return path == "/v1/chat/completions" or path == "/v1/models" or path.startswith("/v1/models/")
-
-
-def _error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 429:
-        return "rate_limit_error"
-    if status >= 500:
-        return "server_error"
-    return "invalid_request_error"
-
-
-def openai_error(status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """A contract error body ``{"error": {"code", "message", ...}}`` in OpenAI's shape.
-
-    Invalid fields (``422`` in the contract) become ``400``, which is what
-    OpenAI answers and what its SDK maps to ``BadRequestError``. ``param`` is
-    the ``param`` detail if given, else the first invalid field, written as
-    OpenAI writes it (``messages[0].content``).
-    """
-    error = body["error"]
-    param = error.get("param")
-    fields = error.get("fields")
-    if param is None and fields:
-        param = _INDEX.sub(r"[\1]", str(fields[0]["field"]))
-    if status == 422:
-        status = 400
-    shaped = {
-        "message": error["message"],
-        "type": _error_type(status),
-        "param": param,
-        "code": error["code"],
-    }
-    return status, {"error": shaped}
 
 
 class _Lenient(BaseModel):

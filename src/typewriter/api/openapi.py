@@ -3,9 +3,10 @@
 Errors leave through the exception handlers, not the routes, so FastAPI knows
 neither their statuses nor their shape (it documents its own ``{"detail"}``
 422, which typewriter never sends). Here every ``/v1`` operation gets the
-error responses it can really give, in the shape of its path family, and the
-bearer scheme that signs it in, so that clients and schema-driven testers
-generated from ``/openapi.json`` expect what the server does.
+error responses it can really give, in the shape its route gives them (OpenAI's
+for the routes tagged ``openai``, which :class:`~.openai_errors.OpenAIRoute`
+always are), and the bearer scheme that signs it in, so that clients and
+schema-driven testers generated from ``/openapi.json`` expect what the server does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from .openai_schemas import is_openai_path
+from .openai_errors import OPENAI_TAG
 
 __all__ = ["install_openapi"]
 
@@ -86,8 +87,8 @@ def _complete(schema: dict[str, Any]) -> None:
     for path, operations in schema.get("paths", {}).items():
         if not path.startswith("/v1"):
             continue
-        shape = _OPENAI_ERROR if is_openai_path(path) else _ERROR
         for operation in operations.values():
+            shape = _OPENAI_ERROR if OPENAI_TAG in operation.get("tags", ()) else _ERROR
             operation["security"] = [{"bearer": []}, {}]  # {}: auth is off without users
             responses = operation.setdefault("responses", {})
             for status, description in _ERRORS.items():

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from typewriter.chat import Question
-from typewriter.errors import InvalidField, NotFound
+from typewriter.errors import NotFound
 from typewriter.ids import is_valid_id
 from typewriter.store.sql import SqlStore
 
 from .body import body_schema, read_json
-from .gateway import Gateway, get_gateway
-from .routes_streams import answer_response, checked_options
+from .gateway import Gateway, GatewayDep
+from .routes_chat import answer_response, checked_options
 from .schemas import FeedbackBody, NewConversation, RegenerateBody, Rename
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["conversations"])
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 def _store(gateway: Gateway) -> SqlStore:
@@ -52,11 +51,7 @@ async def list_conversations(
 @router.post("/conversations", status_code=201, openapi_extra=body_schema(NewConversation))
 async def create_conversation(request: Request, gateway: GatewayDep) -> JSONResponse:
     body = await read_json(request, NewConversation, gateway.settings.max_body_bytes)
-    if body.assistant not in gateway.assistants:
-        raise InvalidField(
-            f"assistant {body.assistant!r} is not configured",
-            fields=[{"field": "assistant", "message": "unknown assistant"}],
-        )
+    gateway.assistant(body.assistant)  # 422 if unknown
     conversation = await _store(gateway).create_conversation(
         gateway.user_of(request), body.title, body.assistant
     )

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from typewriter.assistants import Assistant
 from typewriter.chat import Question
-from typewriter.errors import InvalidField, MessageTooLong, NotFound
+from typewriter.errors import InvalidField, MessageTooLong, NotFound, UnknownAssistant
 from typewriter.events import decode
 from typewriter.jsonutil import dumps
 from typewriter.streams.base import Entry, Subscription
@@ -35,13 +35,13 @@ from .event_stream import (
     OpenStreams,
     encode_headers,
 )
-from .gateway import Gateway, get_gateway
+from .gateway import Gateway, GatewayDep
+from .openai_errors import OPENAI_TAG, OpenAIRoute
 from .openai_schemas import DONE, Completion, CompletionRequest, sse_data
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["openai"])
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+router = APIRouter(prefix="/v1", tags=[OPENAI_TAG], route_class=OpenAIRoute)
 
 _STARTED = int(time.time())  # "created" of the models: when this process began serving them
 _BODY_SCHEMA = body_schema(CompletionRequest)
@@ -159,14 +159,15 @@ def _model_card(assistant: Assistant) -> dict[str, Any]:
 
 
 def _assistant(gateway: Gateway, name: str) -> Assistant:
-    assistant = gateway.assistants.get(name)
-    if assistant is None:
+    """The assistant a ``model`` names; an unknown one is OpenAI's ``404 model_not_found``."""
+    try:
+        return gateway.assistant(name)
+    except UnknownAssistant:
         raise NotFound(
             f"the model {name[:100]!r} does not exist; GET /v1/models lists the assistants",
             code="model_not_found",
             param="model",
-        )
-    return assistant
+        ) from None
 
 
 @router.get("/models")
@@ -192,9 +193,7 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         for f in assistant.out_of_bounds(options)
     ]
     if bounds:
-        raise InvalidField(
-            "; ".join(f"{f['field']}: {f['message']}" for f in bounds), fields=bounds
-        )
+        raise InvalidField.of(bounds)
     user = gateway.user_of(request)
     question = Question(
         owner=user, messages=body.chat_messages(), assistant=assistant.name, options=options

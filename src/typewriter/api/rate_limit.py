@@ -1,10 +1,16 @@
-"""Per-user request rate limit, and CORS for browsers on other origins.
+"""Per-user request rate limit.
 
 The rate limit is a FastAPI dependency (:func:`enforce_rate_limit`) rather than
-a middleware because it needs the caller's user id, which only the
-``authenticate`` dependency knows: it must come after it in the routers'
-dependency list. Its state belongs to one app (``app.state.rate_limiter``,
-made on first use), so two apps in one process never share counts.
+a middleware because it needs the caller's user id, which only the auth
+dependency knows: it comes after it in the routers' dependency list. Its state
+belongs to one app (``app.state.rate_limiter``, made on first use), so two apps
+in one process never share counts.
+
+Routers that keep an answer going (following a stream, the user's channel,
+Stop) do not depend on it: none of them starts work, and refusing them makes
+things worse. A browser's EventSource gives up for good on any non-200 answer
+(it never reads Retry-After), so a refused reconnect loses an answer already
+being paid for, and a refused Stop keeps the model generating.
 
 The limit is per process: with several replicas behind a load balancer a user
 gets up to ``requests_per_minute`` on each. It bounds what one client costs a
@@ -19,21 +25,11 @@ from collections import deque
 from collections.abc import Callable
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 
-from typewriter.config import Settings
 from typewriter.errors import TooManyRequests
 
-from .auth import events_scope
-
-__all__ = ["RateLimiter", "enforce_rate_limit", "install_cors", "rate_limiter"]
-
-CORS_METHODS = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
-CORS_HEADERS = ("Authorization", "Content-Type", "Last-Event-ID", "Accept")
-# What a page's script may read: the stream of a direct answer, the events URL of a
-# detached one, and how long to wait after a 429.
-CORS_EXPOSED = ("X-Stream-Id", "Location", "Retry-After")
+__all__ = ["RateLimiter", "enforce_rate_limit", "rate_limiter"]
 
 
 class RateLimiter:
@@ -103,29 +99,9 @@ def rate_limiter(app: FastAPI) -> RateLimiter:
     return limiter
 
 
-def _keeps_an_answer_going(request: Request) -> bool:
-    """Following a stream, the user's channel, or Stop: never refused.
-
-    None of them starts work, and refusing them makes things worse: a browser's
-    EventSource gives up for good on any non-200 answer (it never reads
-    Retry-After), so a refused reconnect loses an answer already being paid
-    for, and a refused Stop keeps the model generating.
-    """
-    if events_scope(request) is not None:  # the URLs EventSource opens
-        return True
-    stream_id = request.path_params.get("stream_id")
-    return (
-        stream_id is not None
-        and request.method == "POST"
-        and request.url.path == f"/v1/streams/{stream_id}/cancel"
-    )
-
-
 async def enforce_rate_limit(request: Request) -> None:
-    """Router dependency, after ``authenticate``: ``429 rate_limited`` with
+    """Router dependency, after ``require_key``: ``429 rate_limited`` with
     ``Retry-After`` once the caller is over ``requests_per_minute``."""
-    if _keeps_an_answer_going(request):
-        return
     gateway = request.app.state.gateway
     limiter = rate_limiter(request.app)
     wait = limiter.hit(gateway.user_of(request))
@@ -136,27 +112,3 @@ async def enforce_rate_limit(request: Request) -> None:
             code="rate_limited",
             retry_after=wait,
         )
-
-
-def install_cors(app: FastAPI, settings: Settings) -> None:
-    """Let pages on ``settings.cors_origins`` call the API; with none, add nothing.
-
-    Off by default: a page on another origin then cannot read any answer,
-    which is the safe default for a server holding people's conversations.
-    Origins are matched exactly (scheme, host and port); a trailing ``/`` in the
-    setting is dropped because browsers never send one. No cookies are involved
-    (keys travel in ``Authorization``, tickets in the URL), so credentials stay
-    off and a listed origin may not send cookies along.
-    """
-    origins = [o.strip().rstrip("/") for o in settings.cors_origins if o.strip()]
-    if not origins:
-        return
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=origins,
-        allow_methods=list(CORS_METHODS),
-        allow_headers=list(CORS_HEADERS),
-        expose_headers=list(CORS_EXPOSED),
-        allow_credentials=False,
-        max_age=600,
-    )

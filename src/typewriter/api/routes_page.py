@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness, and the web page (``/`` and its files under ``/static``)."""
+"""The web page: ``/`` and its files under ``/static/<version>/``."""
 
 from __future__ import annotations
 
@@ -8,41 +8,17 @@ from collections.abc import Iterator
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, Response
 
 from typewriter.errors import NotFound
-
-from .gateway import Gateway, get_gateway
 
 __all__ = ["router"]
 
 router = APIRouter()
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is alive and its event loop answers."""
-    return {"status": "ok"}
-
-
-@router.get("/readyz")
-async def readyz(gateway: Annotated[Gateway, Depends(get_gateway)]) -> JSONResponse:
-    """Broker and models reachable: ``200`` when all are, ``503`` otherwise."""
-    checks = {"broker": await gateway.broker.ping()}
-    if gateway.store is not None:
-        checks["store"] = await gateway.store.ping()
-    backends = {id(a.backend): a for a in gateway.assistants.values()}
-    for assistant in backends.values():
-        checks[f"model:{assistant.name}"] = await assistant.backend.ping()
-    ready = all(checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
-
-
-# -- the page ------------------------------------------------------------------------
-#
 # The page's files live in the package (typewriter/web/: HTML, CSS, JavaScript modules, and
 # vendor/, which `make vendor` copies from node_modules). Their URLs carry a version, a hash
 # of the files, so `/static/<version>/…` can be cached for a year: a new release (or an edited

@@ -1,0 +1,105 @@
+"""Asking: ``POST /v1/chat``, the assistants to ask, and tickets for EventSource's URLs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from typewriter.chat import Question
+from typewriter.errors import InvalidField, MessageTooLong
+from typewriter.messages import ChatMessage
+from typewriter.models.base import GenerationOptions
+
+from .body import body_schema, read_json, too_long_fields
+from .gateway import Gateway, GatewayDep
+from .routes_events import checked_stream_id, event_stream
+from .schemas import ChatBody, ChatOptions, TicketBody
+
+__all__ = ["answer_response", "checked_options", "router"]
+
+router = APIRouter(prefix="/v1")
+
+_CHAT_BODY_SCHEMA = body_schema(ChatBody)
+
+
+@router.post(
+    "/chat",
+    openapi_extra=_CHAT_BODY_SCHEMA,
+    status_code=202,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "direct mode"}},
+)
+async def ask(request: Request, gateway: GatewayDep) -> Response:
+    """Ask a question. ``Accept: text/event-stream`` streams the answer in this response;
+    otherwise ``202`` names the stream to follow with EventSource."""
+    body = await read_json(request, ChatBody, gateway.settings.max_body_bytes)
+    question = Question(
+        owner=gateway.user_of(request),
+        messages=(ChatMessage("user", body.message),),
+        assistant=body.assistant,
+        conversation_id=body.conversation_id,
+        options=checked_options(gateway, body.assistant, body.options),
+        persist=True,
+    )
+    return await answer_response(request, gateway, question, body.on_disconnect)
+
+
+def checked_options(gateway: Gateway, assistant: str, options: ChatOptions) -> GenerationOptions:
+    """The request's options, refused (422) for an unknown assistant or beyond its bounds."""
+    generation = options.to_generation()
+    bounds = gateway.assistant(assistant).out_of_bounds(generation)
+    if bounds:
+        raise InvalidField.of([{**f, "field": f"options.{f['field']}"} for f in bounds])
+    return generation
+
+
+async def answer_response(
+    request: Request, gateway: Gateway, question: Question, on_disconnect: str
+) -> Response:
+    """Start the answer; stream it here (``Accept: text/event-stream``) or answer 202."""
+    try:
+        answer = await gateway.chat.ask(question)
+    except MessageTooLong as exc:  # the one new message of /v1/chat
+        raise too_long_fields(exc, lambda _: "message") from None
+    user = question.owner
+    if "text/event-stream" in request.headers.get("accept", ""):
+        subscription = await gateway.broker.subscribe(answer.stream_id, user, 0)
+
+        async def stop_generating() -> None:
+            await gateway.broker.cancel(answer.stream_id, user)
+
+        return event_stream(
+            gateway,
+            subscription,
+            headers={"x-stream-id": answer.stream_id},
+            on_disconnect=stop_generating if on_disconnect == "cancel" else None,
+        )
+    events_url = await gateway.auth.events_url(user, answer.stream_id)
+    content = {
+        "stream_id": answer.stream_id,
+        "conversation_id": answer.conversation_id,
+        "message_id": answer.message_id,
+        "events_url": events_url,
+    }
+    return JSONResponse(content, status_code=202, headers={"location": events_url})
+
+
+@router.get("/assistants")
+async def assistants(gateway: GatewayDep) -> dict[str, Any]:
+    """The configured assistants: name, model, system prompt, defaults."""
+    return {"data": [a.public() for a in gateway.assistants.values()]}
+
+
+@router.post("/tickets", openapi_extra=body_schema(TicketBody))
+async def new_ticket(request: Request, gateway: GatewayDep) -> JSONResponse:
+    """A fresh events URL for EventSource: a stream's (``{"stream_id"}``) or the channel's.
+
+    Needs the API key itself: a ticket opens only the URL it was made for.
+    """
+    body = await read_json(request, TicketBody, gateway.settings.max_body_bytes)
+    user = gateway.user_of(request)
+    if body.stream_id is not None:
+        await gateway.broker.info(checked_stream_id(body.stream_id), user)  # 404 if not theirs
+    url = await gateway.auth.events_url(user, body.stream_id)
+    return JSONResponse({"events_url": url, "expires_in": gateway.settings.ticket_ttl})
