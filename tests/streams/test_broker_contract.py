@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from typewriter import events
 from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
 from typewriter.streams.base import Broker, Entry, Subscription, parse_cursor
 from typewriter.streams.memory import MemoryBroker
@@ -20,6 +21,9 @@ pytestmark = pytest.mark.anyio
 
 BrokerFactory = Callable[..., Broker]
 BACKENDS = ["memory", "redis"]
+
+# The user's channel carries answer events (events.channel_data): its tests append real ones.
+END = events.encode(events.End("stop", "msg_1"))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -233,12 +237,12 @@ async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Brok
     await broker.append(first, "delta", '{"text":"a"}')
     await broker.append(other, "delta", '{"text":"secret"}')
     await broker.append(second, "delta", '{"text":"b"}')
-    await broker.finish(first, "{}")
+    await broker.finish(first, END)
     batch = await take(channel, 3)
     assert [e[2] for e in batch] == [
         f'{{"stream_id":"{first}","seq":1,"text":"a"}}',
         f'{{"stream_id":"{second}","seq":1,"text":"b"}}',
-        f'{{"stream_id":"{first}","seq":2}}',
+        f'{{"stream_id":"{first}","seq":2,"finish_reason":"stop","message_id":"msg_1"}}',
     ]
     resumed = await broker.subscribe_channel("alice", str(batch[0][0]))
     again = await take(resumed, 2)
@@ -247,11 +251,25 @@ async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Brok
         await broker.subscribe_channel("alice", "999")
 
 
+async def test_a_start_on_the_channel_names_its_stream_once(broker: Broker) -> None:
+    channel = await broker.subscribe_channel("alice", None)
+    sid = await broker.create("alice")
+    start = events.Start(sid, "conv_1", "msg_1", "default", 1700000000)
+    await broker.append(sid, start.name, events.encode(start))
+    [entry] = await take(channel, 1)
+    assert entry[1] == "start"
+    assert entry[2] == (
+        f'{{"stream_id":"{sid}","seq":1,"conversation_id":"conv_1","message_id":"msg_1",'
+        '"model":"default","created":1700000000}'
+    )
+    assert entry[3] == f"id: {entry[0]}\nevent: start\ndata: {entry[2]}\n\n".encode()
+
+
 async def test_several_channel_listeners_of_a_user_each_get_their_part(broker: Broker) -> None:
     async def answer(text: str) -> None:
         sid = await broker.create("alice")
         await broker.append(sid, "delta", f'{{"text":"{text}"}}')
-        await broker.finish(sid, "{}")
+        await broker.finish(sid, END)
 
     await answer("0")
     late = await broker.subscribe_channel("alice", None)  # from now on: after cursor 2

@@ -697,7 +697,7 @@ class RedisBroker(Broker):
                     f[b"e"].decode(),
                     f[b"d"].decode(),
                 )
-                channel.entries.append(ref)  # type: ignore[arg-type]
+                channel.entries.append(ref)
             channel.notify()
         channel.finished = True  # the listener's response ends; it resumes by cursor
         channel.notify()
