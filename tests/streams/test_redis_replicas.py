@@ -101,7 +101,7 @@ async def test_a_producer_that_lost_its_lease_cannot_write_any_more(replica: Rep
     a, b = replica(), replica()
     sid = await a.create("alice")
     await a.append(sid, "delta", '{"text":"1"}')
-    a._closing.set()  # a stalled replica: its heartbeat stops, the object lives on
+    a._background.closing.set()  # a stalled replica: its heartbeat stops, the object lives on
     assert await claim_within(b, LEASE * 3) == [sid]
     with pytest.raises(StreamTakenOver):  # at once, or at the next write: before the end
         await a.append(sid, "delta", '{"text":"2"}')
