@@ -211,7 +211,7 @@ async def test_abandoned_only_after_grace_with_nobody_listening(broker: Broker) 
     sid = await broker.create("alice")
     sub = await broker.subscribe(sid, "alice", 0)
     abandoned = asyncio.create_task(broker.wait_abandoned(sid, 0.05))
-    await asyncio.sleep(0.15)
+    await asyncio.wait({abandoned}, timeout=0.15)
     assert not abandoned.done(), "abandoned while a listener was attached"
     await sub.close()
     async with asyncio.timeout(5):
@@ -219,14 +219,25 @@ async def test_abandoned_only_after_grace_with_nobody_listening(broker: Broker) 
 
 
 async def test_a_listener_returning_within_grace_keeps_the_stream(broker: Broker) -> None:
+    grace = 0.4
+    loop = asyncio.get_running_loop()
     sid = await broker.create("alice")
-    abandoned = asyncio.create_task(broker.wait_abandoned(sid, 0.3))
     sub = await broker.subscribe(sid, "alice", 0)
-    await asyncio.sleep(0.5)
-    assert not abandoned.done()
+    abandoned = asyncio.create_task(broker.wait_abandoned(sid, grace))
+    await sub.close()  # the listener leaves (a dropped connection)...
+    left = loop.time()
+    await asyncio.wait({abandoned}, timeout=grace / 2)  # ...stays away half the grace...
+    sub = await broker.subscribe(sid, "alice", sub.cursor)  # ...and comes back
+    assert loop.time() - left < grace, "the listener took longer than the grace to return"
+    # Had the departure started a clock that the return did not stop, it would run out
+    # here, while the listener is back.
+    await asyncio.wait({abandoned}, timeout=grace * 2)
+    assert not abandoned.done(), "abandoned although its listener came back within grace"
     await sub.close()
+    closed = loop.time()
     async with asyncio.timeout(5):
         await abandoned
+    assert loop.time() - closed >= grace * 0.9, "the grace counted from the first departure"
 
 
 async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Broker) -> None:

@@ -237,19 +237,27 @@ async def test_two_replicas_deliver_every_event_once_and_survive_a_sigkill(
             seen = Listening()
             async with survivor.stream("GET", answer["events_url"]) as response:
                 seen.events += await read_events(response, limit=3)
+                following.add(answer["stream_id"])
+                if len(following) == len(started):
+                    all_following.set()
                 await killed.wait()
                 seen.events += await read_events(response)
             return seen, loop.time()
 
         loop = asyncio.get_running_loop()
-        killed = asyncio.Event()
-        following = [asyncio.create_task(follow_on_survivor(a)) for a in started]
-        await asyncio.sleep(0.5)
+        following: set[str] = set()
+        all_following, killed = asyncio.Event(), asyncio.Event()
+        listeners = [asyncio.create_task(follow_on_survivor(a)) for a in started]
+        ready = asyncio.create_task(all_following.wait())
+        async with asyncio.timeout(30):  # every answer is running and followed on the survivor
+            await asyncio.wait({ready, *listeners}, return_when=asyncio.FIRST_COMPLETED)
+        failed = [task.result() for task in listeners if task.done()]  # raises what went wrong
+        assert all_following.is_set(), f"answers ended before the kill: {failed}"
         victim.kill()
         kill_time = loop.time()
         killed.set()
         async with asyncio.timeout(LEASE + 15):  # none hangs
-            ended = await asyncio.gather(*following)
+            ended = await asyncio.gather(*listeners)
         slowest_interrupt = 0.0
         for (seen, at), answer in zip(ended, started, strict=True):
             check_sequence(seen)
