@@ -33,6 +33,7 @@ import pytest
 from conftest import read_events
 from replicas import Replica, Replicas
 from typewriter import sse
+from typewriter.models.simulated import ECHO_PIECE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -140,9 +141,10 @@ async def connect_once(
 async def one_answer(cluster: Cluster, rng: random.Random, stop: bool) -> dict[str, Any]:
     generator = rng.randrange(2)
     await asyncio.sleep(rng.random() * START_SPREAD)  # arrivals spread, not one burst
-    # A stopped answer is long and slow enough (≥ 40 s) to be running when Stop comes,
-    # however loaded the machine; it ends when stopped, so the test does not wait for it.
-    length = rng.randrange(400, 480) if stop else rng.randrange(8, 240)
+    # A stopped answer is long and slow enough (≥ 40 s: 400 tokens of ECHO_PIECE characters)
+    # to be running when Stop comes, however loaded the machine; it ends when stopped,
+    # so the test does not wait for it.
+    length = rng.randrange(400, 480) * ECHO_PIECE if stop else rng.randrange(8, 240)
     message = "".join(rng.choice(ALPHABET) for _ in range(length))
     rate = 10 if stop else rng.choice([50, 100, 200])
     body = {
