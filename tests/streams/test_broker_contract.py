@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from typewriter import events
 from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
 from typewriter.streams.base import Broker, Entry, Subscription, parse_cursor
 from typewriter.streams.memory import MemoryBroker
@@ -20,6 +21,9 @@ pytestmark = pytest.mark.anyio
 
 BrokerFactory = Callable[..., Broker]
 BACKENDS = ["memory", "redis"]
+
+# The user's channel carries answer events (events.channel_data): its tests append real ones.
+END = events.encode(events.End("stop", "msg_1"))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -207,7 +211,7 @@ async def test_abandoned_only_after_grace_with_nobody_listening(broker: Broker) 
     sid = await broker.create("alice")
     sub = await broker.subscribe(sid, "alice", 0)
     abandoned = asyncio.create_task(broker.wait_abandoned(sid, 0.05))
-    await asyncio.sleep(0.15)
+    await asyncio.wait({abandoned}, timeout=0.15)
     assert not abandoned.done(), "abandoned while a listener was attached"
     await sub.close()
     async with asyncio.timeout(5):
@@ -215,14 +219,25 @@ async def test_abandoned_only_after_grace_with_nobody_listening(broker: Broker) 
 
 
 async def test_a_listener_returning_within_grace_keeps_the_stream(broker: Broker) -> None:
+    grace = 0.4
+    loop = asyncio.get_running_loop()
     sid = await broker.create("alice")
-    abandoned = asyncio.create_task(broker.wait_abandoned(sid, 0.3))
     sub = await broker.subscribe(sid, "alice", 0)
-    await asyncio.sleep(0.5)
-    assert not abandoned.done()
+    abandoned = asyncio.create_task(broker.wait_abandoned(sid, grace))
+    await sub.close()  # the listener leaves (a dropped connection)...
+    left = loop.time()
+    await asyncio.wait({abandoned}, timeout=grace / 2)  # ...stays away half the grace...
+    sub = await broker.subscribe(sid, "alice", sub.cursor)  # ...and comes back
+    assert loop.time() - left < grace, "the listener took longer than the grace to return"
+    # Had the departure started a clock that the return did not stop, it would run out
+    # here, while the listener is back.
+    await asyncio.wait({abandoned}, timeout=grace * 2)
+    assert not abandoned.done(), "abandoned although its listener came back within grace"
     await sub.close()
+    closed = loop.time()
     async with asyncio.timeout(5):
         await abandoned
+    assert loop.time() - closed >= grace * 0.9, "the grace counted from the first departure"
 
 
 async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Broker) -> None:
@@ -233,12 +248,12 @@ async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Brok
     await broker.append(first, "delta", '{"text":"a"}')
     await broker.append(other, "delta", '{"text":"secret"}')
     await broker.append(second, "delta", '{"text":"b"}')
-    await broker.finish(first, "{}")
+    await broker.finish(first, END)
     batch = await take(channel, 3)
     assert [e[2] for e in batch] == [
         f'{{"stream_id":"{first}","seq":1,"text":"a"}}',
         f'{{"stream_id":"{second}","seq":1,"text":"b"}}',
-        f'{{"stream_id":"{first}","seq":2}}',
+        f'{{"stream_id":"{first}","seq":2,"finish_reason":"stop","message_id":"msg_1"}}',
     ]
     resumed = await broker.subscribe_channel("alice", str(batch[0][0]))
     again = await take(resumed, 2)
@@ -247,11 +262,25 @@ async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Brok
         await broker.subscribe_channel("alice", "999")
 
 
+async def test_a_start_on_the_channel_names_its_stream_once(broker: Broker) -> None:
+    channel = await broker.subscribe_channel("alice", None)
+    sid = await broker.create("alice")
+    start = events.Start(sid, "conv_1", "msg_1", "default", 1700000000)
+    await broker.append(sid, start.name, events.encode(start))
+    [entry] = await take(channel, 1)
+    assert entry[1] == "start"
+    assert entry[2] == (
+        f'{{"stream_id":"{sid}","seq":1,"conversation_id":"conv_1","message_id":"msg_1",'
+        '"model":"default","created":1700000000}'
+    )
+    assert entry[3] == f"id: {entry[0]}\nevent: start\ndata: {entry[2]}\n\n".encode()
+
+
 async def test_several_channel_listeners_of_a_user_each_get_their_part(broker: Broker) -> None:
     async def answer(text: str) -> None:
         sid = await broker.create("alice")
         await broker.append(sid, "delta", f'{{"text":"{text}"}}')
-        await broker.finish(sid, "{}")
+        await broker.finish(sid, END)
 
     await answer("0")
     late = await broker.subscribe_channel("alice", None)  # from now on: after cursor 2

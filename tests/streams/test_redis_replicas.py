@@ -101,7 +101,7 @@ async def test_a_producer_that_lost_its_lease_cannot_write_any_more(replica: Rep
     a, b = replica(), replica()
     sid = await a.create("alice")
     await a.append(sid, "delta", '{"text":"1"}')
-    a._closing.set()  # a stalled replica: its heartbeat stops, the object lives on
+    a._background.closing.set()  # a stalled replica: its heartbeat stops, the object lives on
     assert await claim_within(b, LEASE * 3) == [sid]
     with pytest.raises(StreamTakenOver):  # at once, or at the next write: before the end
         await a.append(sid, "delta", '{"text":"2"}')
@@ -117,7 +117,7 @@ async def test_listeners_on_a_dead_replica_do_not_hold_an_answer_open(
     sid = await producer.create("alice")
     await listener.subscribe(sid, "alice", 0)  # never closed: its replica dies
     waiting = asyncio.create_task(producer.wait_abandoned(sid, 0.2))
-    await asyncio.sleep(0.6)
+    await asyncio.wait({waiting}, timeout=0.6)
     assert not waiting.done()  # a live listener elsewhere counts
     await listener.close()
     async with asyncio.timeout(LEASE * 3):  # its replica key expires with the lease
@@ -145,7 +145,7 @@ async def test_appends_wait_out_a_short_outage_and_nothing_is_lost(
     redis_proxy.cut()
     assert await through.append(sid, "delta", '{"text":"during"}') == 2  # queued, not lost
     finishing = asyncio.create_task(through.finish(sid, '{"finish_reason":"stop"}'))
-    await asyncio.sleep(1.0)
+    await asyncio.wait({finishing}, timeout=1.0)
     assert not finishing.done()  # the end waits for Redis, retrying with backoff
     assert await through.ping() is False
     redis_proxy.restore()

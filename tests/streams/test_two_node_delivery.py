@@ -33,6 +33,7 @@ import pytest
 from conftest import read_events
 from replicas import Replica, Replicas
 from typewriter import sse
+from typewriter.models.simulated import ECHO_PIECE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -140,9 +141,10 @@ async def connect_once(
 async def one_answer(cluster: Cluster, rng: random.Random, stop: bool) -> dict[str, Any]:
     generator = rng.randrange(2)
     await asyncio.sleep(rng.random() * START_SPREAD)  # arrivals spread, not one burst
-    # A stopped answer is long and slow enough (≥ 40 s) to be running when Stop comes,
-    # however loaded the machine; it ends when stopped, so the test does not wait for it.
-    length = rng.randrange(400, 480) if stop else rng.randrange(8, 240)
+    # A stopped answer is long and slow enough (≥ 40 s: 400 tokens of ECHO_PIECE characters)
+    # to be running when Stop comes, however loaded the machine; it ends when stopped,
+    # so the test does not wait for it.
+    length = rng.randrange(400, 480) * ECHO_PIECE if stop else rng.randrange(8, 240)
     message = "".join(rng.choice(ALPHABET) for _ in range(length))
     rate = 10 if stop else rng.choice([50, 100, 200])
     body = {
@@ -237,19 +239,27 @@ async def test_two_replicas_deliver_every_event_once_and_survive_a_sigkill(
             seen = Listening()
             async with survivor.stream("GET", answer["events_url"]) as response:
                 seen.events += await read_events(response, limit=3)
+                following.add(answer["stream_id"])
+                if len(following) == len(started):
+                    all_following.set()
                 await killed.wait()
                 seen.events += await read_events(response)
             return seen, loop.time()
 
         loop = asyncio.get_running_loop()
-        killed = asyncio.Event()
-        following = [asyncio.create_task(follow_on_survivor(a)) for a in started]
-        await asyncio.sleep(0.5)
+        following: set[str] = set()
+        all_following, killed = asyncio.Event(), asyncio.Event()
+        listeners = [asyncio.create_task(follow_on_survivor(a)) for a in started]
+        ready = asyncio.create_task(all_following.wait())
+        async with asyncio.timeout(30):  # every answer is running and followed on the survivor
+            await asyncio.wait({ready, *listeners}, return_when=asyncio.FIRST_COMPLETED)
+        failed = [task.result() for task in listeners if task.done()]  # raises what went wrong
+        assert all_following.is_set(), f"answers ended before the kill: {failed}"
         victim.kill()
         kill_time = loop.time()
         killed.set()
         async with asyncio.timeout(LEASE + 15):  # none hangs
-            ended = await asyncio.gather(*following)
+            ended = await asyncio.gather(*listeners)
         slowest_interrupt = 0.0
         for (seen, at), answer in zip(ended, started, strict=True):
             check_sequence(seen)

@@ -6,7 +6,12 @@ listener, and a listener that falls behind only lags: it holds no memory of its
 own, because it reads the one shared log. That is what makes ``Last-Event-ID``
 resumption exact, and why the interface speaks of cursors rather than queues.
 
-Backends (in-process, Redis) are interchangeable behind :class:`Broker`; the
+A broker does several jobs, each a small protocol here: the log itself
+(:class:`StreamLog`), the user's channel (:class:`UserChannel`), Stop
+(:class:`Control`), the grace period (:class:`Presence`), leases and dead
+replicas (:class:`Replicas`), start and health (:class:`Lifecycle`). Callers
+depend on the ones they use; :class:`Broker` is all of them, what a backend
+implements. Backends (in-process, Redis) are interchangeable behind it; the
 contract suite in ``tests/streams`` runs unchanged against each of them.
 """
 
@@ -15,23 +20,31 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from typewriter import sse
 from typewriter.errors import InvalidLastEventId
+from typewriter.events import TERMINAL
 
 __all__ = [
     "Broker",
+    "Control",
     "Entry",
+    "Lifecycle",
     "Orphan",
+    "Presence",
+    "Replicas",
     "StreamInfo",
+    "StreamLog",
     "Subscription",
     "TERMINAL_EVENT",
+    "UserChannel",
     "encode_entry",
     "parse_cursor",
 ]
 
-TERMINAL_EVENT = "end"
+TERMINAL_EVENT = TERMINAL
+"""The name of the event that ends every stream (the answer's ``end``)."""
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
@@ -118,30 +131,8 @@ class Subscription(ABC):
         """Stop listening; the stream's listener count drops (grace period logic)."""
 
 
-class Broker(ABC):
-    """Holds streams: create, append, finish, replay-then-follow, cancel, retention.
-
-    ``shared`` brokers are seen by several replicas: their producers hold leases
-    and some replica must end the streams of one that died (:meth:`claim_orphans`).
-    """
-
-    shared = False
-
-    def describe(self) -> str:
-        """Where the streams are, for the start-up line (never with a password)."""
-        return "memory"
-
-    async def start(self) -> None:
-        """Connect and start background work; brokers also start lazily on first use."""
-        return None
-
-    async def claim_orphans(self) -> list[Orphan]:
-        """Claim running streams whose producer's lease lapsed (none in one process)."""
-        return []
-
-    async def live(self, stream_ids: list[str]) -> set[str]:
-        """Of these streams, the ones a producer somewhere may still be writing."""
-        return set()
+class StreamLog(Protocol):
+    """Answers as logs: what a producer writes and what its listeners read."""
 
     @abstractmethod
     async def create(self, owner: str, stream_id: str | None = None) -> str:
@@ -172,9 +163,21 @@ class Broker(ABC):
     async def subscribe(self, stream_id: str, owner: str, after: int) -> Subscription:
         """Listen from ``after`` (0 = from the start); InvalidLastEventId if never reached."""
 
+
+class UserChannel(Protocol):
+    """Every stream of one user, as one log with its own numbering (``GET /v1/events``)."""
+
     @abstractmethod
     async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
-        """Listen to every stream of ``owner``; ``after`` is an opaque channel cursor."""
+        """Listen to every stream of ``owner``; ``after`` is an opaque channel cursor.
+
+        Each entry's data is :func:`typewriter.events.channel_data` of the stream's
+        event, so an appended event must be one of the answer's event kinds.
+        """
+
+
+class Control(Protocol):
+    """Stop: asked by any listener anywhere, awaited by the producer."""
 
     @abstractmethod
     async def cancel(self, stream_id: str, owner: str) -> None:
@@ -184,9 +187,44 @@ class Broker(ABC):
     async def wait_cancelled(self, stream_id: str) -> None:
         """Return once a cancel was asked for this stream (the producer races it)."""
 
+
+class Presence(Protocol):
+    """Whether anyone still listens to a stream: the grace period of an answer."""
+
     @abstractmethod
     async def wait_abandoned(self, stream_id: str, grace: float) -> None:
         """Return once the stream has had no listener for ``grace`` seconds in a row."""
+
+
+class Replicas(Protocol):
+    """What a broker seen by several replicas adds: leases, and the streams of dead ones.
+
+    ``shared`` brokers are seen by several replicas: their producers hold leases
+    and some replica must end the streams of one that died (:meth:`claim_orphans`).
+    """
+
+    @property
+    def shared(self) -> bool: ...
+
+    @abstractmethod
+    async def claim_orphans(self) -> list[Orphan]:
+        """Claim running streams whose producer's lease lapsed."""
+
+    @abstractmethod
+    async def live(self, stream_ids: list[str]) -> set[str]:
+        """Of these streams, the ones a producer somewhere may still be writing."""
+
+
+class Lifecycle(Protocol):
+    """Start, health, shutdown: what the composition root and ``/readyz`` ask."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the streams are, for the start-up line (never with a password)."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect and start background work; brokers also start lazily on first use."""
 
     @abstractmethod
     async def ping(self) -> bool:
@@ -195,3 +233,26 @@ class Broker(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release timers and connections."""
+
+
+class Broker(StreamLog, UserChannel, Control, Presence, Replicas, Lifecycle):
+    """All of the above: what a backend implements and the composition root holds.
+
+    Everyone else depends on the one protocol it uses (Centrifuge keeps its
+    ``Broker`` apart from its ``PresenceManager`` the same way). The defaults
+    are those of a broker in one process: nothing to start, no other replicas.
+    """
+
+    shared = False
+
+    def describe(self) -> str:
+        return "memory"
+
+    async def start(self) -> None:
+        return None
+
+    async def claim_orphans(self) -> list[Orphan]:
+        return []
+
+    async def live(self, stream_ids: list[str]) -> set[str]:
+        return set()

@@ -12,34 +12,50 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import TypeAlias
 
+from typewriter.events import channel_data
 from typewriter.streams.base import Entry, Subscription, encode_entry
 
-__all__ = ["MAX_BATCH", "LocalChannel", "LocalLog", "LocalSubscription", "channel_entry", "resolve"]
+__all__ = [
+    "MAX_BATCH",
+    "ChannelEntry",
+    "Feed",
+    "LocalChannel",
+    "LocalLog",
+    "LocalSubscription",
+    "resolve",
+]
 
 # A listener catching up gets at most this many entries per write, so its
 # write buffer stays small however far behind it is.
 MAX_BATCH = 512
 
+ChannelEntry: TypeAlias = tuple[int, str, int, str, str]
+"""One event of a user's channel: ``(cursor, stream_id, seq, event, data)``.
 
-class LocalLog:
-    """Entries plus the futures of listeners waiting for the next one."""
+A reference to the stream's event, not its encoding: most channels have no
+listener, so the channel's data is made when a listener reads, not on every
+append. A plain tuple for the reason :data:`~typewriter.streams.base.Entry` is
+one: the garbage collector does not track it.
+"""
 
-    __slots__ = ("entries", "waiters", "finished")
+
+class Feed(ABC):
+    """What a listener waits on: a log's waiting futures, and whether it ended."""
+
+    __slots__ = ("waiters", "finished")
 
     def __init__(self) -> None:
-        self.entries: list[Entry] = []
         self.waiters: set[asyncio.Future[None]] = set()
         self.finished = False
 
-    def first_seq(self) -> int:
-        return self.entries[0][0] if self.entries else 1
-
-    def push(self, entry: Entry) -> None:
-        self.entries.append(entry)
-        self.notify()
+    @abstractmethod
+    def after(self, cursor: int) -> list[Entry]:
+        """Up to :data:`MAX_BATCH` entries after ``cursor``, encoded for the wire."""
 
     def notify(self) -> None:
         if self.waiters:
@@ -49,26 +65,55 @@ class LocalLog:
                     waiter.set_result(None)
 
 
-class LocalChannel(LocalLog):
-    """A user's channel: a bounded window of events of all their streams.
+class LocalLog(Feed):
+    """A stream's entries, numbered from 1 with no gap."""
 
-    It holds references, ``(cursor, stream_id, seq, event, data)``, not
-    encodings: most channels have no listener, so the encoding is made when a
-    listener reads (:func:`channel_entry`), not on every append.
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[Entry] = []
+
+    def push(self, entry: Entry) -> None:
+        self.entries.append(entry)
+        self.notify()
+
+    def after(self, cursor: int) -> list[Entry]:
+        entries = self.entries
+        if not entries:
+            return []
+        start = max(cursor - entries[0][0] + 1, 0)
+        return entries[start : start + MAX_BATCH]
+
+
+class LocalChannel(Feed):
+    """A user's channel: a bounded window of the events of all their streams.
+
+    The channel has its own numbering (the cursor); each event keeps the
+    number it has in its stream. A listener reads the data that
+    :func:`typewriter.events.channel_data` makes of it.
     """
 
-    __slots__ = ("next_cursor",)
+    __slots__ = ("entries",)
 
     def __init__(self, window: int) -> None:
         super().__init__()
-        self.next_cursor = 1
-        self.entries = deque(maxlen=window)  # type: ignore[assignment]
+        self.entries: deque[ChannelEntry] = deque(maxlen=window)
 
+    def first_cursor(self) -> int:
+        return self.entries[0][0] if self.entries else 1
 
-def channel_entry(ref: tuple[int, str, int, str, str]) -> Entry:
-    cursor, stream_id, seq, event, data = ref
-    prefix = f'{{"stream_id":"{stream_id}","seq":{seq}'
-    return encode_entry(cursor, event, prefix + ("}" if data == "{}" else "," + data[1:]))
+    def after(self, cursor: int) -> list[Entry]:
+        entries = self.entries
+        if not entries:
+            return []
+        start = max(cursor - entries[0][0] + 1, 0)
+        return [
+            encode_entry(at, event, channel_data(stream_id, seq, event, data))
+            for at, stream_id, seq, event, data in itertools.islice(
+                entries, start, start + MAX_BATCH
+            )
+        ]
 
 
 class LocalSubscription(Subscription):
@@ -77,7 +122,7 @@ class LocalSubscription(Subscription):
     __slots__ = ("_log", "_cursor", "_waiter", "_on_close", "_closed", "_timer", "_timer_at")
 
     def __init__(
-        self, log: LocalLog, cursor: int, on_close: Callable[[], Awaitable[None]] | None = None
+        self, log: Feed, cursor: int, on_close: Callable[[], Awaitable[None]] | None = None
     ) -> None:
         self._log = log
         self._cursor = cursor
@@ -92,19 +137,9 @@ class LocalSubscription(Subscription):
         return self._cursor
 
     def _pending(self) -> list[Entry]:
-        entries = self._log.entries
-        if not entries:
-            return []
-        start = max(self._cursor - entries[0][0] + 1, 0)
-        if start >= len(entries):
-            return []
-        stop = start + MAX_BATCH
-        if not isinstance(self._log, LocalChannel):
-            batch: list[Entry] = entries[start:stop]
-        else:
-            refs = itertools.islice(entries, start, stop)
-            batch = [channel_entry(ref) for ref in refs]  # type: ignore[arg-type]
-        self._cursor = batch[-1][0]
+        batch = self._log.after(self._cursor)
+        if batch:
+            self._cursor = batch[-1][0]
         return batch
 
     async def next(self, deadline: float) -> list[Entry] | None:

@@ -36,7 +36,7 @@ class _Stream(LocalLog):
         "detached",
     )
 
-    def __init__(self, stream_id: str, owner: str, channel: LocalChannel) -> None:
+    def __init__(self, stream_id: str, owner: str, channel: _Channel) -> None:
         super().__init__()
         self.stream_id = stream_id
         self.owner = owner
@@ -46,6 +46,21 @@ class _Stream(LocalLog):
         self.attached = asyncio.Event()
         self.detached = asyncio.Event()
         self.detached.set()
+
+
+class _Channel(LocalChannel):
+    """A user's channel, numbered here: ``last`` is the cursor of its newest event."""
+
+    __slots__ = ("last",)
+
+    def __init__(self, window: int) -> None:
+        super().__init__(window)
+        self.last = 0
+
+    def add(self, stream_id: str, seq: int, event: str, data: str) -> None:
+        self.last += 1
+        self.entries.append((self.last, stream_id, seq, event, data))
+        self.notify()
 
 
 class MemoryBroker(Broker):
@@ -68,7 +83,7 @@ class MemoryBroker(Broker):
         self.channel_window = channel_window
         self._streams: dict[str, _Stream] = {}
         self._expired: set[str] = set()
-        self._channels: dict[str, LocalChannel] = {}
+        self._channels: dict[str, _Channel] = {}
         self._timers: set[asyncio.TimerHandle] = set()
 
     # -- producing -------------------------------------------------------------
@@ -84,7 +99,7 @@ class MemoryBroker(Broker):
             raise RuntimeError(f"stream {stream_id} is finished; nothing can be appended")
         seq = len(stream.entries) + 1
         stream.push(encode_entry(seq, event, data))
-        self._to_channel(stream, seq, event, data)
+        stream.channel.add(stream_id, seq, event, data)
         return seq
 
     async def finish(self, stream_id: str, data: str) -> int:
@@ -95,16 +110,10 @@ class MemoryBroker(Broker):
         self._later(self.retention, self._expire, stream_id)
         return seq
 
-    def _to_channel(self, stream: _Stream, seq: int, event: str, data: str) -> None:
-        channel = stream.channel
-        cursor = channel.next_cursor
-        channel.next_cursor += 1
-        channel.push((cursor, stream.stream_id, seq, event, data))  # type: ignore[arg-type]
-
-    def _channel(self, owner: str) -> LocalChannel:
+    def _channel(self, owner: str) -> _Channel:
         channel = self._channels.get(owner)
         if channel is None:
-            channel = self._channels[owner] = LocalChannel(self.channel_window)
+            channel = self._channels[owner] = _Channel(self.channel_window)
         return channel
 
     # -- retention ---------------------------------------------------------------
@@ -157,13 +166,13 @@ class MemoryBroker(Broker):
 
     async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
         channel = self._channel(owner)
-        last = channel.next_cursor - 1
+        last = channel.last
         cursor = last if after is None else parse_cursor(after)
         if cursor > last:
             raise InvalidLastEventId(
                 f"Last-Event-ID {after!r} is beyond this channel's last event ({last})",
             )
-        if cursor < channel.first_seq() - 1 and after is not None:
+        if cursor < channel.first_cursor() - 1 and after is not None:
             raise StreamExpired(
                 f"channel cursor {after!r} is older than the kept window; reload and "
                 "connect without Last-Event-ID",

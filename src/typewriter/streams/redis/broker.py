@@ -1,0 +1,200 @@
+"""The Redis broker: its parts composed behind :class:`~typewriter.streams.base.Broker`.
+
+Each part owns its own state; this module only wires them and says which part
+answers which call. See the package's docstring for what each part does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from typewriter.errors import (
+    BrokerUnavailable,
+    InvalidLastEventId,
+    StreamExpired,
+    StreamNotFound,
+)
+from typewriter.ids import new_id
+from typewriter.streams.base import TERMINAL_EVENT, Broker, Orphan, StreamInfo, Subscription
+from typewriter.streams.redis.background import Background
+from typewriter.streams.redis.cancels import Cancels
+from typewriter.streams.redis.channels import ChannelFollowers
+from typewriter.streams.redis.connection import BLOCK_MS, Connections, or_unavailable
+from typewriter.streams.redis.followers import StreamFollowers
+from typewriter.streams.redis.keys import Keys
+from typewriter.streams.redis.leases import Leases
+from typewriter.streams.redis.presence import Listeners
+from typewriter.streams.redis.writer import Writer
+
+__all__ = ["RedisBroker"]
+
+
+class RedisBroker(Broker):
+    """Streams in Redis, shared by every replica that uses the same ``url`` and ``prefix``.
+
+    ``retention`` is how long a finished stream stays readable, ``tombstone_ttl``
+    how long it then answers "expired"; ``lease_timeout`` bounds how long the
+    streams of a replica that died stay unanswered.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention: float = 600.0,
+        tombstone_ttl: float = 86400.0,
+        channel_window: int = 10_000,
+        lease_timeout: float = 15.0,
+        prefix: str = "tw",
+    ) -> None:
+        token = new_id("rp")
+        keys = Keys(prefix)
+        # The bound is lease + one claim sweep: the lease gets 60% of it, renewed four
+        # times per lease, and replicas look for lapsed leases every tenth of it (the
+        # gateway's sweep).
+        lease_ms = int(lease_timeout * 600)
+        self._connections = Connections(url)
+        self.redis = self._connections.commands
+        reads = self._connections.reads
+        self._background = background = Background()
+        self._followers = StreamFollowers(self.redis, reads, background, keys)
+        self._channels = ChannelFollowers(self.redis, reads, background, keys, channel_window)
+        self._writer = Writer(
+            self.redis,
+            background,
+            keys,
+            self._followers,
+            token=token,
+            retention=retention,
+            tombstone_ttl=tombstone_ttl,
+            channel_window=channel_window,
+            lease_ms=lease_ms,
+        )
+        self._leases = Leases(
+            self.redis,
+            background,
+            keys,
+            self._writer,
+            token=token,
+            lease_ms=lease_ms,
+            renew_every=lease_timeout * 0.15,
+        )
+        self._cancels = Cancels(self.redis, background, keys)
+        self._listeners = Listeners(self.redis, background, keys, self._cancels, token)
+        self._keys = keys
+        self._started: asyncio.Task[None] | None = None
+
+    def describe(self) -> str:
+        return self._connections.describe()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to cancels and start the heartbeat; once, however often called."""
+        if self._started is None:
+            self._started = asyncio.create_task(self._start())
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        await self._writer.load_script()
+        await self._cancels.start()
+        self._leases.start()
+
+    async def _ensure_started(self) -> None:
+        if self._started is None or self._started.done():
+            if self._started is not None and self._started.exception() is not None:
+                self._started = None  # Redis was down at the first try: try again
+            await self.start()
+
+    async def ping(self) -> bool:
+        return await self._connections.ping()
+
+    async def close(self) -> None:
+        self._background.closing.set()
+        self._writer.wake()
+        # Loops stop on the flag within one blocking read; cancel is the backstop.
+        await self._background.stop(BLOCK_MS / 1000 + 0.5)
+        self._followers.close()
+        await self._connections.close()
+
+    # -- the log -------------------------------------------------------------------
+
+    async def create(self, owner: str, stream_id: str | None = None) -> str:
+        stream_id = stream_id or new_id("st")
+        await self._ensure_started()
+        self._cancels.expect(stream_id)
+        try:
+            await self._leases.open(stream_id, owner)
+        except BrokerUnavailable:
+            self._cancels.forget(stream_id)
+            raise
+        own = self._followers.own(stream_id)  # this replica's listeners read what it wrote
+        self._writer.produce(stream_id, owner, 0, own)
+        return stream_id
+
+    async def append(self, stream_id: str, event: str, data: str) -> int:
+        return await self._writer.append(stream_id, event, data, finishing=False)
+
+    async def finish(self, stream_id: str, data: str) -> int:
+        try:
+            return await self._writer.append(stream_id, TERMINAL_EVENT, data, finishing=True)
+        finally:
+            self._writer.forget(stream_id)
+            self._cancels.forget(stream_id)
+
+    async def info(self, stream_id: str, owner: str) -> StreamInfo:
+        meta: Any = await or_unavailable(self.redis.hgetall(self._keys.meta(stream_id)))
+        if not meta or meta.get(b"owner", b"").decode() != owner:
+            if not meta and await self._exists(self._keys.tombstone(stream_id)):
+                raise StreamExpired(
+                    f"stream {stream_id!r} finished and is past its retention period"
+                )
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return StreamInfo(stream_id, owner, int(meta[b"last"]), meta[b"finished"] == b"1")
+
+    async def _exists(self, key: str) -> bool:
+        found: Any = self.redis.exists(key)
+        return bool(await or_unavailable(found))
+
+    async def subscribe(self, stream_id: str, owner: str, after: int) -> Subscription:
+        info = await self.info(stream_id, owner)
+        if after > info.last_seq:
+            raise InvalidLastEventId(
+                f"Last-Event-ID {after} is beyond the last event of stream {stream_id!r} "
+                f"(it has reached {info.last_seq})",
+            )
+        await self._ensure_started()
+        await self._listeners.arrived(stream_id)
+
+        async def left() -> None:
+            await self._listeners.left(stream_id)
+
+        return self._followers.subscribe(stream_id, after, left)
+
+    # -- the user's channel, Stop, presence ------------------------------------------
+
+    async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
+        return await self._channels.subscribe(owner, after)
+
+    async def cancel(self, stream_id: str, owner: str) -> None:
+        info = await self.info(stream_id, owner)
+        if info.finished:
+            return
+        await self._cancels.request(stream_id)
+
+    async def wait_cancelled(self, stream_id: str) -> None:
+        await self._cancels.wait(stream_id)
+
+    async def wait_abandoned(self, stream_id: str, grace: float) -> None:
+        await self._listeners.wait_abandoned(stream_id, grace)
+
+    # -- replicas -----------------------------------------------------------------
+
+    async def claim_orphans(self) -> list[Orphan]:
+        return await self._leases.claim(self._ensure_started)
+
+    async def live(self, stream_ids: list[str]) -> set[str]:
+        return await self._leases.live(stream_ids)

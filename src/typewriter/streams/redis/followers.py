@@ -1,0 +1,120 @@
+"""Streams mirrored on this replica: one local log per stream, however many listen.
+
+A replica does not read Redis once per listener. Listeners of an answer this
+replica generates read what its writer confirmed (:meth:`StreamFollowers.own`);
+elsewhere the first local listener of a stream starts one follower (a blocking
+``XREAD`` loop) that mirrors it into a :class:`Mirror`, and every local
+listener reads that log from its own cursor, as with the memory broker. Each
+follower holds one connection of its own pool while it blocks, so a replica
+following N streams holds about N connections to Redis (Redis's default limit
+is 10,000).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from typewriter.errors import BrokerUnavailable
+from typewriter.streams.base import TERMINAL_EVENT, Entry, Subscription
+from typewriter.streams.local import LocalLog, LocalSubscription
+from typewriter.streams.redis.background import Background
+from typewriter.streams.redis.connection import or_unavailable, seq_of
+from typewriter.streams.redis.keys import Keys
+from typewriter.streams.redis.reads import read_on
+
+__all__ = ["Mirror", "StreamFollowers"]
+
+
+class Mirror(LocalLog):
+    """A local copy of one Redis stream, filled by one follower task (or by the writer)."""
+
+    __slots__ = ("subscribers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscribers = 0
+
+
+class StreamFollowers:
+    """The mirrors of this replica, by stream id, and the tasks that fill them."""
+
+    def __init__(
+        self, redis: aioredis.Redis, reads: aioredis.Redis, background: Background, keys: Keys
+    ) -> None:
+        self._redis = redis
+        self._reads = reads
+        self._background = background
+        self._keys = keys
+        self._mirrors: dict[str, Mirror] = {}
+
+    def own(self, stream_id: str) -> Mirror:
+        """The log of a stream this replica produces: its writer fills it, no ``XREAD``."""
+        log = self._mirrors[stream_id] = Mirror()
+        return log
+
+    def subscribe(
+        self, stream_id: str, after: int, then: Callable[[], Awaitable[None]]
+    ) -> Subscription:
+        """A cursor on the stream's mirror; ``then`` runs once the listener has left it."""
+        mirror = self._mirror(stream_id)
+        mirror.subscribers += 1
+
+        async def left() -> None:
+            mirror.subscribers -= 1
+            if mirror.subscribers == 0 and mirror.finished:
+                self.drop(stream_id, mirror)
+            await then()
+
+        return LocalSubscription(mirror, after, left)
+
+    def drop(self, stream_id: str, mirror: Mirror) -> None:
+        """Forget this mirror (if it is still the stream's): the next listener reads again."""
+        if self._mirrors.get(stream_id) is mirror:
+            del self._mirrors[stream_id]
+
+    def close(self) -> None:
+        """End every mirror's listeners (their responses close; clients resume elsewhere)."""
+        for mirror in self._mirrors.values():
+            mirror.finished = True
+            mirror.notify()
+
+    def _mirror(self, stream_id: str) -> Mirror:
+        mirror = self._mirrors.get(stream_id)
+        if mirror is None:
+            mirror = self._mirrors[stream_id] = Mirror()
+            self._background.spawn(self._follow(stream_id, mirror))
+        return mirror
+
+    async def _follow(self, stream_id: str, mirror: Mirror) -> None:
+        """Copy the Redis stream into the mirror until its ``end``."""
+        reads = read_on(
+            self._reads,
+            self._background,
+            self._keys.stream(stream_id),
+            "0-0",
+            lambda: mirror.finished,
+        )
+        async with contextlib.aclosing(reads):
+            async for items in reads:
+                for entry_id, fields in items:
+                    event = fields[b"e"].decode()
+                    entry: Entry = (seq_of(entry_id), event, fields[b"d"].decode(), fields[b"w"])
+                    mirror.entries.append(entry)
+                    if event == TERMINAL_EVENT:
+                        mirror.finished = True
+                mirror.notify()
+                if not items and await self._expired(stream_id):
+                    break  # expired under us: end the listeners cleanly
+        mirror.finished = True
+        mirror.notify()
+        if mirror.subscribers == 0 or not mirror.entries or mirror.entries[-1][1] != TERMINAL_EVENT:
+            self.drop(stream_id, mirror)  # nobody left, or broken: the next one re-reads
+
+    async def _expired(self, stream_id: str) -> bool:
+        try:
+            return not await or_unavailable(self._redis.exists(self._keys.meta(stream_id)))
+        except BrokerUnavailable:
+            return False  # not known: the next read finds out

@@ -1,0 +1,141 @@
+"""Where a broker's data lives in Redis: every key name, and the Lua scripts that write them.
+
+Keys (``tw`` is the prefix):
+
+- ``tw:s:{id}`` the answer's Redis stream, entry ids ``0-{seq}`` so that
+  ``Last-Event-ID`` maps straight onto ``XREAD``; each entry carries its SSE
+  encoding (``w``) so no replica encodes it again.
+- ``tw:m:{id}`` a hash: owner, last seq, finished, and the token of the replica
+  producing it. ``tw:t:{id}`` a tombstone that outlives both, so an expired
+  stream answers 410, not 404.
+- ``tw:u:{owner}`` / ``tw:un:{owner}`` each user's channel and its counter.
+- ``tw:running:all`` a sorted set: running stream → lease deadline (Redis
+  clock, ms). The producing replica renews the leases of its streams; when it
+  dies they lapse, and another replica claims and ends the stream
+  ``interrupted``.
+- ``tw:r:{token}`` one key per live replica (same heartbeat), and
+  ``tw:l:{id}`` a hash of listener counts per replica, so the grace period
+  ignores listeners that were on a replica which died.
+- ``tw:c:{id}`` a cancel flag, besides the ``tw:cancel:all`` pub/sub message:
+  the message makes Stop prompt, the flag makes it certain (a message sent
+  while a replica was reconnecting is gone, the flag is read every poll).
+
+Appends are one Lua script (:data:`APPEND`): the entry, the stream's last
+number, the channel entry and (at the end) "finished", atomically, and only
+while this replica is still the producer. The script is idempotent by sequence
+number, so an append whose reply was lost is retried safely with backoff until
+Redis is back.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND", "CLAIM", "CREATE", "RENEW", "RUNNING_TTL", "Keys"]
+
+RUNNING_TTL = 24 * 3600  # keys of a running answer expire even if every replica vanished
+
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)"
+
+# KEYS: meta, running. ARGV: owner, token, lease ms, stream id, running ttl
+CREATE = f"""
+{_NOW_MS}
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'finished', 0, 'last', 0, 'producer', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
+return now
+"""
+
+# KEYS: stream, meta, channel, channel counter, tombstone, running
+# ARGV: token, seq, event, data, wire, finishing, keep, running ttl, tombstone ttl,
+#       stream id, channel window
+APPEND = """
+local m = redis.call('HMGET', KEYS[2], 'producer', 'last', 'finished')
+if not m[1] then return redis.error_reply('TWGONE the stream is gone') end
+if m[1] ~= ARGV[1] then return redis.error_reply('TWTAKEN another replica ended it') end
+local seq = tonumber(ARGV[2])
+if seq <= tonumber(m[2]) then return seq end
+if m[3] == '1' then return redis.error_reply('TWTAKEN the stream is finished') end
+if seq ~= tonumber(m[2]) + 1 then return redis.error_reply('TWGAP an earlier event is missing') end
+redis.call('XADD', KEYS[1], '0-' .. seq, 'e', ARGV[3], 'd', ARGV[4], 'w', ARGV[5])
+redis.call('HSET', KEYS[2], 'last', seq)
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[2], 'finished', 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  redis.call('SET', KEYS[5], 1, 'EX', ARGV[9])
+  redis.call('ZREM', KEYS[6], ARGV[10])
+elseif seq == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+end
+local n = redis.call('INCR', KEYS[4])
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[11], '0-' .. n,
+           'i', ARGV[10], 'q', seq, 'e', ARGV[3], 'd', ARGV[4])
+return seq
+"""
+
+# KEYS: running. ARGV: lease ms, stream ids...  (XX: a claimed or finished stream stays out)
+RENEW = f"""
+{_NOW_MS}
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+return #ARGV - 1
+"""
+
+# KEYS: running. ARGV: token, lease ms, how many, key prefix.
+# Claiming a stream is taking over its lease: should this replica die while ending
+# it, the lease lapses again and yet another replica claims it. The meta key is
+# spelled here as Keys.meta spells it.
+CLAIM = f"""
+{_NOW_MS}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
+  local meta = ARGV[4] .. ':m:' .. id
+  if redis.call('EXISTS', meta) == 1 then redis.call('HSET', meta, 'producer', ARGV[1]) end
+end
+return ids
+"""
+
+
+class Keys:
+    """The names of one broker's keys, under its ``prefix``."""
+
+    __slots__ = ("prefix", "running", "cancels")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.running = f"{prefix}:running:all"
+        self.cancels = f"{prefix}:cancel:all"  # the pub/sub channel of Stop
+
+    def stream(self, stream_id: str) -> str:
+        return f"{self.prefix}:s:{stream_id}"
+
+    def meta(self, stream_id: str) -> str:
+        return f"{self.prefix}:m:{stream_id}"
+
+    def tombstone(self, stream_id: str) -> str:
+        return f"{self.prefix}:t:{stream_id}"
+
+    def listeners(self, stream_id: str) -> str:
+        return f"{self.prefix}:l:{stream_id}"
+
+    def cancel_flag(self, stream_id: str) -> str:
+        return f"{self.prefix}:c:{stream_id}"
+
+    def channel(self, owner: str) -> str:
+        return f"{self.prefix}:u:{owner}"
+
+    def channel_counter(self, owner: str) -> str:
+        return f"{self.prefix}:un:{owner}"
+
+    def replica(self, token: str) -> str:
+        return f"{self.prefix}:r:{token}"
+
+    def append(self, stream_id: str, owner: str) -> list[str]:
+        """KEYS of :data:`APPEND`, in its order."""
+        return [
+            self.stream(stream_id),
+            self.meta(stream_id),
+            self.channel(owner),
+            self.channel_counter(owner),
+            self.tombstone(stream_id),
+            self.running,
+        ]
