@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import httpx
 from conftest import read_events
 from typewriter import sse
 from typewriter.events import Delta, decode
+from typewriter.streams.base import Broker
 
 JSON = {"content-type": "application/json"}
 
@@ -83,3 +85,15 @@ def add_user(data_dir: Path, name: str) -> str:
     key = done.stdout.strip()
     assert key.startswith("tw_") and len(key) > 40, key
     return key
+
+
+async def logged_events(broker: Broker, stream_id: str, owner: str) -> list[tuple[str, Any]]:
+    """Every event of a stream straight from its broker, once it has ended: ``(name, fields)``
+    read through the one decoder."""
+    subscription = await broker.subscribe(stream_id, owner, 0)
+    out: list[tuple[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(10):
+        while (batch := await subscription.next(loop.time() + 1)) is not None:
+            out.extend((name, decode(name, data).fields()) for _, name, data, _ in batch)
+    return out

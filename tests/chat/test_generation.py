@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from helpers import logged_events
 from typewriter.assistants import Assistant, Timeouts
 from typewriter.chat import Chat, Question
 from typewriter.config import load_settings
-from typewriter.events import decode
 from typewriter.messages import ChatMessage
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.streams.memory import MemoryBroker
@@ -51,14 +51,7 @@ async def run(model: RecordingModel, **settings: float) -> tuple[Chat, MemoryBro
 
 
 async def events(broker: MemoryBroker, stream_id: str) -> list[tuple[str, dict[str, object]]]:
-    """The stream's events to its end, each read through the one decoder."""
-    sub = await broker.subscribe(stream_id, "u", 0)
-    out = []
-    async with asyncio.timeout(10):
-        while (batch := await sub.next(asyncio.get_running_loop().time() + 1)) is not None:
-            for _, name, data, _ in batch:
-                out.append((name, decode(name, data).fields()))
-    return out
+    return await logged_events(broker, stream_id, "u")
 
 
 async def until_idle(chat: Chat) -> None:

@@ -82,7 +82,7 @@ def test_every_module_is_preloaded(server: RunningServer) -> None:
         "__init__.py",
         "index.html",
         "js/missing.js",
-        "../api/routes_ops.py",
+        "../api/routes_page.py",
         "%2e%2e/api/app.py",
         ".hidden.js",
         "vendor/.copied",

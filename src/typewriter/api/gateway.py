@@ -24,7 +24,7 @@ from typewriter.errors import TypewriterError, UnknownAssistant
 from typewriter.store.factory import open_store
 from typewriter.store.sql import SqlStore
 from typewriter.store.users import UserStore
-from typewriter.streams.base import Broker
+from typewriter.streams.base import Broker, Control, StreamLog, UserChannel
 from typewriter.streams.factory import create_broker
 
 from .auth import Authenticator
@@ -38,9 +38,15 @@ log = logging.getLogger(__name__)
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broker: Broker = create_broker(
+        broker = create_broker(
             settings.broker, retention=settings.retention, lease_timeout=settings.lease_timeout
         )
+        # The composition root holds the whole broker; the routes reach it by the one job
+        # each needs, so a route that follows streams cannot stop or start anything.
+        self.broker: Broker = broker
+        self.streams: StreamLog = broker
+        self.channel: UserChannel = broker
+        self.control: Control = broker
         self.catalog = build_catalog(settings)
         self.assistants: Mapping[str, Assistant] = self.catalog.assistants
         self.store: SqlStore | None = open_store(settings)

@@ -170,6 +170,7 @@ class CompletionRequest(_Lenient):
 _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 _ERROR_STATUS = {c.code: c.status for c in (ModelError, ModelUnavailable, ModelTimeout)}
 _ERROR_STATUS["interrupted"] = 503  # the server shut down mid-answer: ask again
+_ERROR_STATUS["upstream_event_too_large"] = 502  # the upstream broke its own protocol
 DONE = b"data: [DONE]\n\n"
 
 

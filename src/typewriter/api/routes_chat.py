@@ -64,10 +64,10 @@ async def answer_response(
         raise too_long_fields(exc, lambda _: "message") from None
     user = question.owner
     if "text/event-stream" in request.headers.get("accept", ""):
-        subscription = await gateway.broker.subscribe(answer.stream_id, user, 0)
+        subscription = await gateway.streams.subscribe(answer.stream_id, user, 0)
 
         async def stop_generating() -> None:
-            await gateway.broker.cancel(answer.stream_id, user)
+            await gateway.control.cancel(answer.stream_id, user)
 
         return event_stream(
             gateway,
@@ -100,6 +100,6 @@ async def new_ticket(request: Request, gateway: GatewayDep) -> JSONResponse:
     body = await read_json(request, TicketBody, gateway.settings.max_body_bytes)
     user = gateway.user_of(request)
     if body.stream_id is not None:
-        await gateway.broker.info(checked_stream_id(body.stream_id), user)  # 404 if not theirs
+        await gateway.streams.info(checked_stream_id(body.stream_id), user)  # 404 if not theirs
     url = await gateway.auth.events_url(user, body.stream_id)
     return JSONResponse({"events_url": url, "expires_in": gateway.settings.ticket_ttl})

@@ -73,12 +73,12 @@ async def follow(
     raw = last_event_id_header if last_event_id_header is not None else last_event_id
     after = parse_cursor(raw)
     user = gateway.user_of(request)
-    info = await gateway.broker.info(stream_id, user)
+    info = await gateway.streams.info(stream_id, user)
     if info.finished and after >= info.last_seq:
         if after > info.last_seq:
-            await gateway.broker.subscribe(stream_id, user, after)  # raises the precise 400
+            await gateway.streams.subscribe(stream_id, user, after)  # raises the precise 400
         return Response(status_code=204)
-    subscription = await gateway.broker.subscribe(stream_id, user, after)
+    subscription = await gateway.streams.subscribe(stream_id, user, after)
     return event_stream(gateway, subscription)
 
 
@@ -92,7 +92,7 @@ async def channel(
     """Every event of all of the caller's streams on one EventSource, resumable by cursor."""
     raw = last_event_id_header if last_event_id_header is not None else last_event_id
     user = gateway.user_of(request)
-    subscription = await gateway.broker.subscribe_channel(user, raw or None)
+    subscription = await gateway.channel.subscribe_channel(user, raw or None)
     connected = sse.encode(
         sse.Event(event="connected", data=dumps({"user": user, "cursor": str(subscription.cursor)}))
     )
@@ -104,6 +104,6 @@ async def cancel(stream_id: str, request: Request, gateway: GatewayDep) -> JSONR
     """Stop generating, from any replica; the stream ends ``cancelled``."""
     stream_id = checked_stream_id(stream_id)
     user = gateway.user_of(request)
-    await gateway.broker.cancel(stream_id, user)
-    info = await gateway.broker.info(stream_id, user)
+    await gateway.control.cancel(stream_id, user)
+    info = await gateway.streams.info(stream_id, user)
     return JSONResponse({"stream_id": stream_id, "finished": info.finished}, status_code=202)

@@ -202,10 +202,10 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         answer = await gateway.chat.ask(question)
     except MessageTooLong as exc:  # named as pydantic names a list member
         raise too_long_fields(exc, lambda index: f"messages.{index}.content") from None
-    subscription = await gateway.broker.subscribe(answer.stream_id, user, 0)
+    subscription = await gateway.streams.subscribe(answer.stream_id, user, 0)
 
     async def stop_generating() -> None:
-        await gateway.broker.cancel(answer.stream_id, user)
+        await gateway.control.cancel(answer.stream_id, user)
 
     completion = Completion(answer.message_id, assistant.name, body.include_usage)
     common: dict[str, Any] = {

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from typewriter import events
 from typewriter.assistants import Assistant
@@ -29,12 +30,12 @@ from typewriter.errors import (
 from typewriter.events import Usage
 from typewriter.models.base import Chunk, ModelRequest
 from typewriter.recorder import Recorder
-from typewriter.streams.base import Broker
+from typewriter.streams.base import Control, Presence, StreamLog
 
 from .slots import Slot
 from .watchdog import Watchdog
 
-__all__ = ["Answer", "Generation", "Outcome"]
+__all__ = ["Answer", "Generation", "GenerationBroker", "Outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,14 @@ class Outcome:
     error: TypewriterError | None = None
 
 
+class GenerationBroker(StreamLog, Control, Presence, Protocol):
+    """What a generation needs of the broker: the log, Stop, and who is listening."""
+
+
 class Generation:
     """Runs answers on a broker: the pump, the race against Stop, and the ending."""
 
-    def __init__(self, settings: Settings, broker: Broker) -> None:
+    def __init__(self, settings: Settings, broker: GenerationBroker) -> None:
         self.settings = settings
         self.broker = broker
 

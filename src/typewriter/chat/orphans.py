@@ -7,7 +7,7 @@ import logging
 from typewriter import events
 from typewriter.errors import TypewriterError
 from typewriter.store.sql import SqlStore
-from typewriter.streams.base import Broker, Orphan
+from typewriter.streams.base import Orphan, Replicas
 
 from .generation import Answer, Generation, Outcome
 
@@ -16,13 +16,13 @@ __all__ = ["end_orphans"]
 log = logging.getLogger(__name__)
 
 
-async def end_orphans(broker: Broker, store: SqlStore | None, generation: Generation) -> int:
+async def end_orphans(replicas: Replicas, store: SqlStore | None, generation: Generation) -> int:
     """End the streams of replicas that died: store what was shown, then ``end``.
 
     Called periodically on every replica of a shared broker; each orphan is
     claimed by exactly one of them.
     """
-    orphans = await broker.claim_orphans()
+    orphans = await replicas.claim_orphans()
     for orphan in orphans:
         await _end_orphan(orphan, store, generation)
     return len(orphans)

@@ -19,6 +19,7 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from typewriter import events
 from typewriter.assistants import Assistant
@@ -29,9 +30,9 @@ from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions, ModelRequest
 from typewriter.recorder import Recorder
 from typewriter.store.sql import SqlStore
-from typewriter.streams.base import Broker
+from typewriter.streams.base import Replicas
 
-from .generation import Answer, Generation
+from .generation import Answer, Generation, GenerationBroker
 from .orphans import end_orphans
 from .slots import Slot, Slots
 
@@ -51,13 +52,21 @@ class Question:
     regenerate: str | None = None  # answer this message's question again
 
 
+class ChatBroker(GenerationBroker, Replicas, Protocol):
+    """What the use case needs of the broker: a generation's needs, and dead replicas' answers.
+
+    Not the user channel or the broker's lifecycle: those belong to the routes and the
+    composition root.
+    """
+
+
 class Chat:
     """Runs generations; one task per answer, tracked so shutdown can end them cleanly."""
 
     def __init__(
         self,
         settings: Settings,
-        broker: Broker,
+        broker: ChatBroker,
         assistants: Mapping[str, Assistant],
         store: SqlStore | None = None,
     ) -> None:

@@ -14,12 +14,12 @@ What the API makes of them (statuses, shapes, ``Retry-After``) is in
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from helpers import logged_events
 from typewriter.assistants import Assistant, Timeouts
 from typewriter.chat import Chat, Question
 from typewriter.config import load_settings
@@ -83,13 +83,7 @@ def question(owner: str, assistant: str, *contents: str, persist: bool = False) 
 
 
 async def events(broker: MemoryBroker, stream_id: str, owner: str) -> list[tuple[str, Any]]:
-    """Every event of a stream, once it has ended."""
-    sub = await broker.subscribe(stream_id, owner, 0)
-    out = []
-    async with asyncio.timeout(10):
-        while (batch := await sub.next(asyncio.get_running_loop().time() + 1)) is not None:
-            out.extend((event, json.loads(data)) for _, event, data, _ in batch)
-    return out
+    return await logged_events(broker, stream_id, owner)
 
 
 async def test_answers_at_once_are_limited_per_user_before_anything_starts() -> None:
