@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _json_string
 from typing import Any, ClassVar, TypeAlias
 
 from typewriter.jsonutil import dumps
@@ -132,9 +133,14 @@ AnswerEvent: TypeAlias = Start | Delta | Error | End
 
 
 def encode(event: AnswerEvent) -> str:
-    """The event's ``data``: compact JSON, UTF-8 as is, fields in their documented order."""
-    if type(event) is Delta:  # the hot path: one per token
-        return dumps({"text": event.text})
+    """The event's ``data``: compact JSON, UTF-8 as is, fields in their documented order.
+
+    A delta (one per token, the hot path) is written around the JSON string encoder
+    itself: the same text ``dumps`` gives (a test holds them equal), in a third of the
+    time of encoding a one-key dict, which pays for building the record.
+    """
+    if type(event) is Delta:
+        return '{"text":' + _json_string(event.text) + "}"
     return dumps(event.fields())
 
 

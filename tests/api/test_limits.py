@@ -9,7 +9,7 @@
 - CORS: no headers at all by default, an exact allowlist when configured.
 
 ``Chat``'s side of the first three (every ending, exact cuts) is tested without
-HTTP in ``tests/test_chat_limits.py``. Here a real server shows the statuses,
+HTTP in ``tests/chat/test_service.py``. Here a real server shows the statuses,
 shapes and ``Retry-After`` clients get, and that ``app.py`` gives the rate limit
 to the right routers and installs CORS.
 """
