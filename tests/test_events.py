@@ -90,3 +90,19 @@ def test_the_channel_leads_with_stream_and_number_and_says_each_key_once() -> No
     }
     delta = events.channel_data("st_9", 2, "delta", events.encode(Delta("hi")))
     assert delta == '{"stream_id":"st_9","seq":2,"text":"hi"}'
+
+
+@given(st.text(), st.integers(min_value=1, max_value=10**9), st.sampled_from(["d", "s", "e"]))
+def test_the_channel_says_what_decoding_and_writing_again_would(
+    text: str, seq: int, kind: str
+) -> None:
+    record: events.AnswerEvent = {
+        "d": Delta(text),
+        "s": Start("st_" + str(seq), text, "msg_1", "echo", seq),
+        "e": Error("upstream_error", text),
+    }[kind]
+    stream_id = record.stream_id if isinstance(record, Start) else "st_x"
+    fields = record.fields()
+    fields.pop("stream_id", None)
+    expected = dumps({"stream_id": stream_id, "seq": seq, **fields})
+    assert events.channel_data(stream_id, seq, record.name, events.encode(record)) == expected

@@ -214,6 +214,17 @@ def test_cap_many_data_lines() -> None:
         parser.feed(b"\n")
 
 
+@pytest.mark.parametrize(
+    "overflow", [b"data: " + b"x" * 200, b"data: " + b"x" * 200 + b"\n\n"], ids=["open", "whole"]
+)
+def test_events_finished_before_an_overflow_in_the_same_chunk_come_with_it(
+    overflow: bytes,
+) -> None:
+    with pytest.raises(EventTooLarge) as raised:
+        Parser(max_event_size=100).feed(b"data: a\n\nid: 2\ndata: b\n\n" + overflow)
+    assert raised.value.events == [Event("a"), Event("b", id="2")]
+
+
 def test_cap_many_data_lines_in_one_chunk() -> None:
     with pytest.raises(EventTooLarge):
         Parser(max_event_size=100).feed(b"data: x\n" * 100 + b"\n")

@@ -8,7 +8,6 @@ which also works when the connection is the thing that broke.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -82,14 +81,11 @@ class Client:
 
 
 def _loads(name: str, data: str) -> dict[str, Any]:
-    """An answer's event through the one decoder (so a malformed one fails here), as a dict;
-    any other event as its JSON."""
-    with contextlib.suppress(events.EventDecodeError):
+    """An answer's event through the one decoder (a malformed one raises
+    ``EventDecodeError``, a ``ValueError``), as a dict; any other event as its JSON."""
+    if name in events.KINDS:
         return events.decode(name, data).fields()
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return {"value": data}
+    value = json.loads(data)
     return value if isinstance(value, dict) else {"value": value}
 
 

@@ -61,7 +61,16 @@ class ProtocolError(ValueError):
 
 
 class EventTooLarge(ProtocolError):
-    """The event being assembled exceeded the parser's ``max_event_size``."""
+    """The event being assembled exceeded the parser's ``max_event_size``.
+
+    ``events`` are the complete events the same ``feed`` call read before the one
+    that overflowed: a caller that stops at the error still gets everything the peer
+    finished sending (an answer's last tokens often share a read with what follows).
+    """
+
+    def __init__(self, message: str, events: list[Event] | None = None) -> None:
+        super().__init__(message)
+        self.events: list[Event] = events or []
 
 
 def _check_field(kind: str, value: str) -> None:
@@ -208,7 +217,7 @@ class Parser:
         size = self._data_len
         for line in lines:
             if size + len(line) > limit:
-                self._check_size(size + len(line))
+                self._check_size(size + len(line), events)
             if not line:
                 if data:
                     events.append(
@@ -245,7 +254,7 @@ class Parser:
         if tail:
             self._pending = [tail]
             self._pending_len = len(tail)
-            self._check_size(size + self._pending_len)
+            self._check_size(size + self._pending_len, events)
         return events
 
     def close(self) -> list[Event]:
@@ -271,9 +280,10 @@ class Parser:
             self.retry = retry
             self._block_retry = retry
 
-    def _check_size(self, size: int) -> None:
+    def _check_size(self, size: int, events: list[Event] | None = None) -> None:
         if size > self.max_event_size:
             self._finished = True
             raise EventTooLarge(
-                f"SSE event exceeds {self.max_event_size} characters (data plus the current line)"
+                f"SSE event exceeds {self.max_event_size} characters (data plus the current line)",
+                events,
             )

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from typewriter.api.error_handlers import install_error_handlers
 from typewriter.api.openai_errors import OPENAI_TAG, OpenAIRoute
@@ -40,9 +42,22 @@ def routes(router: APIRouter) -> APIRouter:
             raise NotFound("no such thing", code="thing_not_found", param="name")
         if name == "broken":
             raise RuntimeError("a bug")
+        if name == "late":  # fails in the response, after the handler returned
+            return _FailsBeforeStart()  # type: ignore[return-value]
         return {"name": name, "count": count}
 
     return router
+
+
+class _FailsBeforeStart(Response):
+    """A response that fails before sending anything (as a completion does when its
+    answer cannot be read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotFound("gone while answering", code="late_not_found")
 
 
 def make_app() -> FastAPI:
@@ -74,6 +89,7 @@ CASES: list[tuple[str, str, dict[str, str], int, str, str, str | None]] = [
      "missing_api_key", None),
     ("GET", "/thing/x", {"x-flood": "1"}, 429, "rate_limit_error", "rate_limited", None),
     ("POST", "/thing/x", {}, 405, "invalid_request_error", "method_not_allowed", None),
+    ("GET", "/thing/late", {}, 404, "invalid_request_error", "late_not_found", None),
 ]  # fmt: skip
 
 

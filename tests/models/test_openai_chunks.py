@@ -116,6 +116,26 @@ async def test_an_event_within_the_cap_is_read_one_past_it_ends_the_answer() -> 
     assert raised.value.code == "upstream_event_too_large" and raised.value.status == 502
 
 
+async def test_tokens_in_the_same_read_as_an_oversize_event_are_kept() -> None:
+    """The answer's text so far stays: what the upstream finished before the oversize
+    event is read even when both arrive in one network read."""
+    line = len(one_event(0)) - 2
+    pieces = [one_event(3) + one_event(4096 - line + 1)]  # one read: a token, then too much
+    kept: list[Chunk] = []
+
+    async def arriving() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=arriving()
+    )
+    with pytest.raises(ModelError) as raised:
+        async for chunk in read_chunks(response, 4096):
+            kept.append(chunk)
+    assert [c.text for c in kept] == ["xxx"] and raised.value.code == "upstream_event_too_large"
+
+
 async def test_a_line_that_never_ends_stops_the_reading_at_the_cap() -> None:
     served = 0
 

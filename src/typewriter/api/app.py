@@ -59,7 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_cors(app, gateway.settings)
     install_openapi(app)
-    app.add_middleware(HeaderLimit, max_header_bytes=gateway.settings.max_header_bytes)
+    app.add_middleware(
+        HeaderLimit,
+        max_header_bytes=gateway.settings.max_header_bytes,
+        openai_routes=openai_router.routes,
+    )
     signed_in = [Depends(require_key), Depends(enforce_rate_limit)]  # the limit is per user
     app.include_router(chat_router, dependencies=signed_in)
     app.include_router(events_router, dependencies=[Depends(key_or_ticket)])

@@ -24,7 +24,7 @@ from typewriter.errors import TypewriterError, UnknownAssistant
 from typewriter.store.factory import open_store
 from typewriter.store.sql import SqlStore
 from typewriter.store.users import UserStore
-from typewriter.streams.base import Broker, Control, StreamLog, UserChannel
+from typewriter.streams.base import Broker, Control, Lifecycle, StreamLog, UserChannel
 from typewriter.streams.factory import create_broker
 
 from .auth import Authenticator
@@ -47,6 +47,7 @@ class Gateway:
         self.streams: StreamLog = broker
         self.channel: UserChannel = broker
         self.control: Control = broker
+        self.health: Lifecycle = broker
         self.catalog = build_catalog(settings)
         self.assistants: Mapping[str, Assistant] = self.catalog.assistants
         self.store: SqlStore | None = open_store(settings)

@@ -4,11 +4,15 @@ The HTTP parser (httptools under uvicorn) sets no limit of its own: a 1 MiB
 header or 10,000 header lines reach the app. Nothing legitimate needs more
 than a few KiB (a key is 46 characters, a ticket about 100), so beyond
 ``max_header_bytes`` the answer is ``431`` in the contract's error shape, or in
-OpenAI's on OpenAI's paths: no route has been chosen yet, so here the path decides.
+OpenAI's for a request an OpenAI route would take: no route has run yet, so the
+routes' own path match decides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .error_handlers import ErrorReply
@@ -19,15 +23,19 @@ __all__ = ["HeaderLimit"]
 MAX_HEADER_LINES = 100
 
 
-def _openai_path(path: str) -> bool:
-    """The paths of ``routes_openai``, whose clients read only OpenAI's error shape."""
-    return path == "/v1/chat/completions" or path == "/v1/models" or path.startswith("/v1/models/")
-
-
 class HeaderLimit:
-    def __init__(self, app: ASGIApp, max_header_bytes: int) -> None:
+    """``openai_routes`` are the OpenAI-compatible routes: a request one of them would take
+    (by their own path match) is refused in OpenAI's shape."""
+
+    def __init__(
+        self, app: ASGIApp, max_header_bytes: int, openai_routes: Sequence[BaseRoute] = ()
+    ) -> None:
         self.app = app
         self.max_header_bytes = max_header_bytes
+        self.openai_routes = openai_routes
+
+    def _for_openai(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is not Match.NONE for route in self.openai_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -42,7 +50,7 @@ class HeaderLimit:
                     }
                 }
                 reply = ErrorReply(431, body)
-                if _openai_path(scope["path"]):
+                if self._for_openai(scope):
                     reply = openai_reply(reply)
                 await reply.response()(scope, receive, send)
                 return

@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .error_handlers import ErrorReply, error_reply
 
@@ -82,9 +82,10 @@ class OpenAIRoute(APIRoute):
 
         async def shaped(request: Request) -> Response:
             try:  # the dependencies run in here too: auth, the rate limit
-                return await handler(request)
+                response = await handler(request)
             except Exception as exc:
-                return openai_reply(error_reply(request, exc)).response()
+                return _openai_response(request, exc)
+            return _ShapedResponse(response, request)
 
         return shaped
 
@@ -92,5 +93,33 @@ class OpenAIRoute(APIRoute):
         try:
             await super().handle(scope, receive, send)
         except HTTPException as exc:  # 405: refused before the handler runs
-            reply = openai_reply(error_reply(Request(scope, receive), exc))
-            await reply.response()(scope, receive, send)
+            await _openai_response(Request(scope, receive), exc)(scope, receive, send)
+
+
+def _openai_response(request: Request, exc: Exception) -> Response:
+    return openai_reply(error_reply(request, exc)).response()
+
+
+class _ShapedResponse(Response):
+    """The handler's response, whose own errors are shaped too while nothing was sent yet:
+    a completion reads its answer after the handler returned."""
+
+    def __init__(self, inner: Response, request: Request) -> None:
+        self.inner = inner
+        self.request = request
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            await _openai_response(self.request, exc)(scope, receive, send)

@@ -31,6 +31,7 @@ from typewriter.events import AnswerEvent, Delta, End, Error
 from typewriter.jsonutil import dumps
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions
+from typewriter.models.openai_chunks import EVENT_TOO_LARGE
 
 from .openai_errors import openai_error
 from .schemas import encodable
@@ -170,7 +171,7 @@ class CompletionRequest(_Lenient):
 _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 _ERROR_STATUS = {c.code: c.status for c in (ModelError, ModelUnavailable, ModelTimeout)}
 _ERROR_STATUS["interrupted"] = 503  # the server shut down mid-answer: ask again
-_ERROR_STATUS["upstream_event_too_large"] = 502  # the upstream broke its own protocol
+_ERROR_STATUS[EVENT_TOO_LARGE] = 502  # the upstream broke its own protocol
 DONE = b"data: [DONE]\n\n"
 
 

@@ -21,7 +21,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(gateway: GatewayDep) -> JSONResponse:
     """Broker and models reachable: ``200`` when all are, ``503`` otherwise."""
-    checks = {"broker": await gateway.broker.ping()}
+    checks = {"broker": await gateway.health.ping()}
     if gateway.store is not None:
         checks["store"] = await gateway.store.ping()
     backends = {id(a.backend): a for a in gateway.assistants.values()}

@@ -32,7 +32,15 @@ async def _end_orphan(orphan: Orphan, store: SqlStore | None, generation: Genera
     start: events.Start | None = None
     parts: list[str] = []
     for _, name, data, _ in orphan.entries:
-        event = events.decode(name, data)
+        if name not in (events.Start.name, events.Delta.name):
+            continue  # only the ids and the text are stored
+        try:
+            event = events.decode(name, data)
+        except events.EventDecodeError as exc:  # ending the stream matters more than one event
+            log.warning(
+                "stream %s: an unreadable %s event was left out: %s", orphan.stream_id, name, exc
+            )
+            continue
         if isinstance(event, events.Start):
             start = event
         elif isinstance(event, events.Delta):

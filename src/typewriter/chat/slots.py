@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typewriter.errors import TooManyRequests
 
-__all__ = ["STREAMS_RETRY_AFTER", "Slot", "Slots"]
+__all__ = ["Slot", "Slots"]
 
 # Seconds a client refused for too many answers at once is told to wait. When one of
 # its answers ends cannot be known; a short wait lets a page retry soon after the

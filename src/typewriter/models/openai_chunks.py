@@ -83,7 +83,13 @@ async def _events(
     """Events as their blank lines arrive; an event the stream never finished is dropped."""
     parser = sse.Parser(max_event_chars)
     async for piece in response.aiter_bytes():
-        for event in parser.feed(piece):
+        try:
+            dispatched = parser.feed(piece)
+        except sse.EventTooLarge as too_large:
+            for event in too_large.events:  # what came before it in the same read counts
+                yield event
+            raise
+        for event in dispatched:
             yield event
     parser.close()
 
@@ -133,5 +139,5 @@ def _valid_text(value: Any) -> str:
 
 def _usage(raw: Any) -> Usage | None:
     with contextlib.suppress(TypeError, ValueError, AttributeError):
-        return Usage(int(raw.get("prompt_tokens", 0)), int(raw.get("completion_tokens", 0)))
+        return Usage.of(raw)
     return None

@@ -21,7 +21,6 @@ from typewriter.store.records import Conversation
 from typewriter.store.schema import conversations
 
 __all__ = [
-    "TITLE_LENGTH",
     "conversation_page",
     "insert_conversation",
     "owned_conversation",

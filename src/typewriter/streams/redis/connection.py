@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from typewriter.errors import BrokerUnavailable
+from typewriter.streams.base import Entry
 
 __all__ = [
+    "entry_of",
     "BLOCK_MS",
     "FAILED",
     "UNREACHABLE",
@@ -106,6 +108,11 @@ async def or_unavailable(awaitable: Awaitable[T]) -> T:
 def seq_of(entry_id: bytes) -> int:
     """The number in a Redis stream entry id ``0-{n}``."""
     return int(entry_id.split(b"-")[1])
+
+
+def entry_of(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
+    """A stream entry as the local logs keep it, from the fields the append script wrote."""
+    return (seq_of(entry_id), fields[b"e"].decode(), fields[b"d"].decode(), fields[b"w"])
 
 
 def retrieve(task: asyncio.Future[Any]) -> None:

@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from typewriter.errors import BrokerUnavailable
-from typewriter.streams.base import TERMINAL_EVENT, Entry, Subscription
+from typewriter.streams.base import TERMINAL_EVENT, Subscription
 from typewriter.streams.local import LocalLog, LocalSubscription
 from typewriter.streams.redis.background import Background
-from typewriter.streams.redis.connection import or_unavailable, seq_of
+from typewriter.streams.redis.connection import entry_of, or_unavailable
 from typewriter.streams.redis.keys import Keys
 from typewriter.streams.redis.reads import read_on
 
@@ -100,10 +100,9 @@ class StreamFollowers:
         async with contextlib.aclosing(reads):
             async for items in reads:
                 for entry_id, fields in items:
-                    event = fields[b"e"].decode()
-                    entry: Entry = (seq_of(entry_id), event, fields[b"d"].decode(), fields[b"w"])
+                    entry = entry_of(entry_id, fields)
                     mirror.entries.append(entry)
-                    if event == TERMINAL_EVENT:
+                    if entry[1] == TERMINAL_EVENT:
                         mirror.finished = True
                 mirror.notify()
                 if not items and await self._expired(stream_id):

@@ -18,9 +18,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from typewriter.errors import BrokerUnavailable
-from typewriter.streams.base import Entry, Orphan
+from typewriter.streams.base import Orphan
 from typewriter.streams.redis.background import Background
-from typewriter.streams.redis.connection import FAILED, or_unavailable, seq_of
+from typewriter.streams.redis.connection import FAILED, entry_of, or_unavailable
 from typewriter.streams.redis.keys import CLAIM, CREATE, RENEW, RUNNING_TTL, Keys
 from typewriter.streams.redis.writer import Writer
 
@@ -121,9 +121,7 @@ class Leases:
             return None
         owner = meta[b"owner"].decode()
         items: Any = await self._redis.xrange(self._keys.stream(stream_id))
-        entries: list[Entry] = [
-            (seq_of(entry_id), f[b"e"].decode(), f[b"d"].decode(), f[b"w"]) for entry_id, f in items
-        ]
+        entries = [entry_of(entry_id, fields) for entry_id, fields in items]
         log.warning("stream %s lost its replica; ending it here", stream_id)
         self._writer.produce(stream_id, owner, int(meta[b"last"]))
         return Orphan(stream_id, owner, entries)

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import BLOCK_MS, FAILED
 
-__all__ = ["Items", "read_on"]
+__all__ = ["read_on"]
 
 log = logging.getLogger(__name__)
 

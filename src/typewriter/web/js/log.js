@@ -27,7 +27,7 @@ function unstick() {
   setFollowing(false);
 }
 
-export function scrollToEnd() {
+function scrollToEnd() {
   ui.log.scrollTop = ui.log.scrollHeight;
 }
 
