@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets
 from pathlib import Path
 
@@ -33,7 +34,10 @@ def scope_of(stream_id: str | None) -> str:
 
 
 def issue(secret: bytes, user: str, scope: str, expires_at: float) -> str:
-    payload = f"{user}|{scope}|{int(expires_at)}".encode()
+    """A ticket for ``user`` and ``scope``, valid until ``expires_at`` rounded *up* to the
+    second: truncating would give a ticket made late in a second up to a second less
+    than it was promised (all of it, with a one-second lifetime)."""
+    payload = f"{user}|{scope}|{math.ceil(expires_at)}".encode()
     mac = hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
     return f"{_b64(payload)}.{_b64(mac)}"
 
