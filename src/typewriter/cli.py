@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from typewriter.cli_keys import keys_app
 from typewriter.cli_users import active_users, users_app
 from typewriter.config import Settings, load_settings
 from typewriter.errors import ConfigError
@@ -16,6 +17,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 

@@ -16,11 +16,20 @@ from typing import Annotated, TypeVar
 import typer
 
 from typewriter.config import Settings, load_settings
-from typewriter.errors import ConfigError, TypewriterError
+from typewriter.errors import ConfigError, NotFound, TypewriterError
 from typewriter.store.factory import open_store
 from typewriter.store.users import UserStore
 
-__all__ = ["active_users", "users_app"]
+__all__ = [
+    "ConfigFile",
+    "DataDir",
+    "DatabaseUrl",
+    "active_users",
+    "stamp",
+    "store_settings",
+    "users_app",
+    "with_users",
+]
 
 T = TypeVar("T")
 
@@ -31,7 +40,9 @@ DatabaseUrl = Annotated[str | None, typer.Option(help="postgresql+asyncpg://… 
 ConfigFile = Annotated[Path | None, typer.Option(help="TOML settings file")]
 
 
-def _settings(config: Path | None, data_dir: Path | None, database_url: str | None) -> Settings:
+def store_settings(
+    config: Path | None, data_dir: Path | None, database_url: str | None
+) -> Settings:
     try:
         settings = load_settings(config, data_dir=data_dir, database_url=database_url)
     except ConfigError as exc:
@@ -43,7 +54,7 @@ def _settings(config: Path | None, data_dir: Path | None, database_url: str | No
     return settings
 
 
-def _with_users(settings: Settings, action: Callable[[UserStore], Awaitable[T]]) -> T:
+def with_users(settings: Settings, action: Callable[[UserStore], Awaitable[T]]) -> T:
     async def run() -> T:
         store = open_store(settings)
         assert store is not None
@@ -55,16 +66,21 @@ def _with_users(settings: Settings, action: Callable[[UserStore], Awaitable[T]])
 
     try:
         return asyncio.run(run())
-    except TypewriterError as exc:
+    except TypewriterError as exc:  # one line, no traceback; exit 2 when the name was wrong
         typer.echo(f"typewriter: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, NotFound) else 1) from None
+
+
+def stamp(seconds: float) -> str:
+    """A time for a listing: UTC to the minute, the same on every operator's terminal."""
+    return f"{datetime.datetime.fromtimestamp(seconds, datetime.UTC):%Y-%m-%d %H:%M}Z"
 
 
 def active_users(settings: Settings) -> int:
     """How many users can sign in: 0 means auth is off (for ``serve``'s safety check)."""
     if settings.database_url == "none":
         return 0
-    return _with_users(settings, lambda users: users.active_count())
+    return with_users(settings, lambda users: users.active_count())
 
 
 @users_app.command("add")
@@ -75,7 +91,7 @@ def add(
     config: ConfigFile = None,
 ) -> None:
     """Add a user and print its API key: shown this once, only its hash is kept."""
-    user, key = _with_users(_settings(config, data_dir, database_url), lambda u: u.add(name))
+    user, key = with_users(store_settings(config, data_dir, database_url), lambda u: u.add(name))
     typer.echo(f"added {user.name} ({user.id}); API key, shown only now:", err=True)
     typer.echo(key)
 
@@ -85,10 +101,9 @@ def list_users(
     data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None
 ) -> None:
     """Users, with how many live keys each has (never the keys)."""
-    for user in _with_users(_settings(config, data_dir, database_url), lambda u: u.list()):
-        created = datetime.datetime.fromtimestamp(user.created_at, datetime.UTC)
+    for user in with_users(store_settings(config, data_dir, database_url), lambda u: u.list()):
         state = "revoked" if user.revoked_at is not None else f"{user.keys} key(s)"
-        typer.echo(f"{user.name}\t{user.id}\t{created:%Y-%m-%d %H:%M}Z\t{state}")
+        typer.echo(f"{user.name}\t{user.id}\t{stamp(user.created_at)}\t{state}")
 
 
 @users_app.command("revoke")
@@ -99,5 +114,5 @@ def revoke(
     config: ConfigFile = None,
 ) -> None:
     """Revoke a user and all its keys (running servers notice within seconds)."""
-    user = _with_users(_settings(config, data_dir, database_url), lambda u: u.revoke(name))
+    user = with_users(store_settings(config, data_dir, database_url), lambda u: u.revoke(name))
     typer.echo(f"revoked {user.name} ({user.id})")

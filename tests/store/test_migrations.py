@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from typewriter.errors import ConfigError
 from typewriter.store import migrations, schema
 from typewriter.store.migrations import LOCK_KEY, STEPS, migrate
 
@@ -83,3 +84,52 @@ async def test_a_replica_starting_meanwhile_waits_for_the_lock(engine: AsyncEngi
         await other.rollback()  # releases the lock
         assert await asyncio.wait_for(running, 10) == len(STEPS)
     assert await versions(engine) == list(range(1, len(STEPS) + 1))
+
+
+async def at_version_2(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database as version 2 left it: no last use of keys, no unique index on names."""
+    with monkeypatch.context() as patched:
+        patched.setattr(migrations, "STEPS", STEPS[:2])
+        assert await migrate(engine) == 2
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("DROP INDEX ux_users_active_name"))
+        await connection.execute(sa.text("ALTER TABLE api_keys DROP COLUMN last_used_at"))
+
+
+async def test_a_database_made_before_key_use_and_unique_names_gets_both(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await at_version_2(engine, monkeypatch)
+    assert await migrate(engine) == len(STEPS)
+
+    def inspected(sync: sa.Connection) -> tuple[set[str], set[str]]:
+        inspector = sa.inspect(sync)
+        columns = {column["name"] for column in inspector.get_columns("api_keys")}
+        return columns, {str(index["name"]) for index in inspector.get_indexes("users")}
+
+    async with engine.connect() as connection:
+        columns, indexes = await connection.run_sync(inspected)
+    assert "last_used_at" in columns and "ux_users_active_name" in indexes
+    async with engine.connect() as connection:
+        insert = schema.users.insert()
+        await connection.execute(insert.values(id="usr_1", name="kim", created_at=0.0))
+        with pytest.raises(sa.exc.IntegrityError):
+            await connection.execute(insert.values(id="usr_2", name="kim", created_at=0.0))
+
+
+async def test_active_users_sharing_a_name_stop_the_upgrade_until_one_is_revoked(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await at_version_2(engine, monkeypatch)
+    async with engine.begin() as connection:  # two adds that raced before the index
+        for user_id in ["usr_1", "usr_2"]:
+            await connection.execute(
+                schema.users.insert().values(id=user_id, name="lee", created_at=0.0)
+            )
+    with pytest.raises(ConfigError, match=r"lee \(usr_1\), lee \(usr_2\)"):
+        await migrate(engine)
+    assert await versions(engine) == [1, 2]
+    async with engine.begin() as connection:
+        users = schema.users
+        await connection.execute(users.update().where(users.c.id == "usr_2").values(revoked_at=1.0))
+    assert await migrate(engine) == len(STEPS)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from typewriter.errors import ConfigError
 from typewriter.store import schema
 
 __all__ = ["LOCK_KEY", "STEPS", "migrate"]
@@ -48,7 +49,37 @@ def _v2_users(connection: sa.Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.users, schema.api_keys])
 
 
-STEPS: list[Step] = [_v1_initial, _v2_users]
+def _v3_key_use_and_unique_names(connection: sa.Connection) -> None:
+    """When each key was last used, and one active user per name in the database itself.
+
+    A new database already has both (``_v2_users`` creates the tables as they are defined
+    now), so each is added only where missing. Two active users of one name, left by adds
+    that raced before the index, stop the start with their ids, for the operator to choose.
+    """
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("api_keys")}
+    if "last_used_at" not in columns:
+        column_type = schema.api_keys.c.last_used_at.type.compile(dialect=connection.dialect)
+        connection.execute(sa.text(f"ALTER TABLE api_keys ADD COLUMN last_used_at {column_type}"))
+    _refuse_duplicate_names(connection)
+    schema.active_user_names.create(connection, checkfirst=True)
+
+
+def _refuse_duplicate_names(connection: sa.Connection) -> None:
+    users = schema.users
+    active = users.c.revoked_at.is_(None)
+    twice = sa.select(users.c.name).where(active).group_by(users.c.name).having(sa.func.count() > 1)
+    rows = connection.execute(
+        sa.select(users.c.name, users.c.id).where(active, users.c.name.in_(twice))
+    ).all()
+    if rows:
+        found = ", ".join(f"{name} ({user_id})" for name, user_id in sorted(rows))
+        raise ConfigError(
+            f"active users share a name: {found}. Revoke all but one of each "
+            "(UPDATE users SET revoked_at = <epoch seconds> WHERE id = '<id>') and start again"
+        )
+
+
+STEPS: list[Step] = [_v1_initial, _v2_users, _v3_key_use_and_unique_names]
 
 
 async def migrate(engine: AsyncEngine) -> int:

@@ -14,6 +14,7 @@ __all__ = [
     "feedback",
     "messages",
     "metadata",
+    "active_user_names",
     "schema_migrations",
     "users",
 ]
@@ -91,6 +92,17 @@ users = sa.Table(
     sa.Index("ix_users_name", "name"),
 )
 
+# One active user per name, enforced by the database: two ``users add`` racing each other
+# both pass the check in code, and only this index stops the second. Revoked users keep
+# their names, so a name can be reused once its user is revoked.
+active_user_names = sa.Index(
+    "ux_users_active_name",
+    users.c.name,
+    unique=True,
+    sqlite_where=users.c.revoked_at.is_(None),
+    postgresql_where=users.c.revoked_at.is_(None),
+)
+
 # Only a SHA-256 of each key is kept: keys are 256 random bits, so a fast hash is
 # enough (no dictionary to guess from) and lets a request find its key by index.
 api_keys = sa.Table(
@@ -104,4 +116,5 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(20), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float),
+    sa.Column("last_used_at", sa.Float),
 )

@@ -4,26 +4,39 @@ A user's id (``usr_…``) is what every stream, conversation and message records
 as its owner, so renaming or reusing a name never hands one user's history to
 another. Revoking a user revokes all of its keys; nothing is deleted, so an
 audit can still tell who owned what.
+
+A user may hold several keys, so a key is rotated without a new user: add the
+new key, move the clients to it, revoke the old one; the user's id, and with it
+every conversation, stays. Only one active user may hold a name, which the
+database enforces too (``schema.active_user_names``), so two ``users add``
+racing each other cannot both win.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from typewriter.errors import InvalidField, NotFound
+from typewriter.errors import InvalidField, NotFound, StoreUnavailable
 from typewriter.ids import new_id
 from typewriter.store.database import Database
 from typewriter.store.schema import api_keys, users
 
-__all__ = ["KEY_PREFIX", "User", "UserStore", "hash_key"]
+__all__ = ["KEY_PREFIX", "LAST_USE_EVERY", "ApiKey", "User", "UserStore", "hash_key"]
 
 KEY_PREFIX = "tw_"
+# A key's last use is written at most this often (seconds): enough to tell a key in use from
+# one forgotten, without a write for every lookup of a busy key.
+LAST_USE_EVERY = 60.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
@@ -34,6 +47,17 @@ class User:
     created_at: float
     revoked_at: float | None
     keys: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """What may be shown of a key: never the key, nor its hash."""
+
+    id: str
+    user_id: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
 
 
 def hash_key(key: str) -> str:
@@ -55,27 +79,22 @@ class UserStore:
                 fields=[{"field": "name", "message": "1-64 of A-Z a-z 0-9 _ . @ -"}],
             )
         now = time.time()
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
         user_id = new_id("usr")
-        async with self.store.transaction() as db:
-            taken = await db.execute(
-                sa.select(users.c.id).where(users.c.name == name, users.c.revoked_at.is_(None))
-            )
-            if taken.first() is not None:
-                raise InvalidField(
-                    f"a user named {name!r} exists already",
-                    fields=[{"field": "name", "message": "taken"}],
+        taken = InvalidField(
+            f"a user named {name!r} exists already",
+            fields=[{"field": "name", "message": "taken"}],
+        )
+        try:
+            async with self.store.transaction() as db:
+                found = await db.execute(
+                    sa.select(users.c.id).where(users.c.name == name, users.c.revoked_at.is_(None))
                 )
-            await db.execute(users.insert().values(id=user_id, name=name, created_at=now))
-            await db.execute(
-                api_keys.insert().values(
-                    id=new_id("key"),
-                    user_id=user_id,
-                    hash=hash_key(key),
-                    prefix=key[:10],
-                    created_at=now,
-                )
-            )
+                if found.first() is not None:
+                    raise taken
+                await db.execute(users.insert().values(id=user_id, name=name, created_at=now))
+                _, key = await _insert_key(db, user_id, now)
+        except sa.exc.IntegrityError:  # another add of this name committed after our check
+            raise taken from None
         return User(user_id, name, now, None, 1), key
 
     async def list(self) -> list[User]:
@@ -97,13 +116,7 @@ class UserStore:
         """Revoke the active user of that name and all its keys, at once."""
         now = time.time()
         async with self.store.transaction() as db:
-            row = (
-                await db.execute(
-                    sa.select(users).where(users.c.name == name, users.c.revoked_at.is_(None))
-                )
-            ).first()
-            if row is None:
-                raise NotFound(f"no active user named {name!r}", code="user_not_found")
+            row = await _active_user(db, name)
             await db.execute(users.update().where(users.c.id == row.id).values(revoked_at=now))
             await db.execute(
                 api_keys.update()
@@ -119,7 +132,7 @@ class UserStore:
         async with self.store.transaction() as db:
             row = (
                 await db.execute(
-                    sa.select(users.c.id)
+                    sa.select(users.c.id, api_keys.c.id.label("key_id"), api_keys.c.last_used_at)
                     .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
                     .where(
                         api_keys.c.hash == hash_key(key),
@@ -128,7 +141,20 @@ class UserStore:
                     )
                 )
             ).first()
-        return None if row is None else str(row.id)
+        if row is None:
+            return None
+        now = time.time()
+        if row.last_used_at is None or now - row.last_used_at >= LAST_USE_EVERY:
+            # Bookkeeping, in a transaction of its own: a write that fails (a database busy
+            # or gone just now) must not turn away a caller whose key was just found good.
+            with contextlib.suppress(StoreUnavailable):
+                async with self.store.transaction() as db:
+                    await db.execute(
+                        api_keys.update()
+                        .where(api_keys.c.id == row.key_id)
+                        .values(last_used_at=now)
+                    )
+        return str(row.id)
 
     async def is_active(self, user_id: str) -> bool:
         async with self.store.transaction() as db:
@@ -145,3 +171,69 @@ class UserStore:
                 sa.select(sa.func.count()).select_from(users).where(users.c.revoked_at.is_(None))
             )
         return int(count or 0)
+
+    async def add_key(self, name: str) -> tuple[ApiKey, str]:
+        """Another key for the active user of that name; returned here and never again."""
+        now = time.time()
+        async with self.store.transaction() as db:
+            user = await _active_user(db, name)
+            key_id, key = await _insert_key(db, user.id, now)
+        return ApiKey(key_id, user.id, now, None, None), key
+
+    async def keys(self, name: str) -> Sequence[ApiKey]:
+        """Every key of the active user of that name, revoked ones too, oldest first."""
+        async with self.store.transaction() as db:
+            user = await _active_user(db, name)
+            rows = await db.execute(
+                sa.select(api_keys)
+                .where(api_keys.c.user_id == user.id)
+                .order_by(api_keys.c.created_at, api_keys.c.id)
+            )
+            return [_api_key(row) for row in rows]
+
+    async def revoke_key(self, name: str, key_id: str) -> ApiKey:
+        """Revoke one live key of the active user of that name; its other keys keep working."""
+        now = time.time()
+        async with self.store.transaction() as db:
+            user = await _active_user(db, name)
+            row = (
+                await db.execute(
+                    sa.select(api_keys).where(
+                        api_keys.c.id == key_id,
+                        api_keys.c.user_id == user.id,
+                        api_keys.c.revoked_at.is_(None),
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFound(
+                    f"user {name!r} has no live key {key_id[:80]!r}", code="key_not_found"
+                )
+            await db.execute(
+                api_keys.update().where(api_keys.c.id == key_id).values(revoked_at=now)
+            )
+        return ApiKey(row.id, row.user_id, row.created_at, row.last_used_at, now)
+
+
+async def _active_user(db: AsyncConnection, name: str) -> sa.Row[Any]:
+    row = (
+        await db.execute(sa.select(users).where(users.c.name == name, users.c.revoked_at.is_(None)))
+    ).first()
+    if row is None:
+        raise NotFound(f"no active user named {name[:80]!r}", code="user_not_found")
+    return row
+
+
+async def _insert_key(db: AsyncConnection, user_id: str, now: float) -> tuple[str, str]:
+    """A new key for ``user_id``: its id, and the key itself, of which only a hash is kept."""
+    key_id, key = new_id("key"), KEY_PREFIX + secrets.token_urlsafe(32)
+    await db.execute(
+        api_keys.insert().values(
+            id=key_id, user_id=user_id, hash=hash_key(key), prefix=key[:10], created_at=now
+        )
+    )
+    return key_id, key
+
+
+def _api_key(row: sa.Row[Any]) -> ApiKey:
+    return ApiKey(row.id, row.user_id, row.created_at, row.last_used_at, row.revoked_at)
