@@ -48,6 +48,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+HIDDEN = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
 START_SECONDS = 30.0
 WAIT_MS = 20_000
 
@@ -59,14 +60,16 @@ class Installed:
     work: Path
 
 
-def run(*command: str | Path, cwd: Path | None = None) -> None:
-    subprocess.run(
-        [str(part) for part in command],
-        cwd=cwd,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-    )
+def run(*command: str | Path) -> None:
+    """Run a build step outside this test run's import path.
+
+    The suite runs with ``PYTHONPATH=src``; inherited, it would show pip the checkout's
+    ``typewriter.egg-info`` (left by ``make run``) as an installed typewriter, and pip would
+    skip installing the wheel.
+    """
+    env = {name: value for name, value in os.environ.items() if name not in HIDDEN}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    subprocess.run([str(part) for part in command], check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 @pytest.fixture(scope="module")
