@@ -1,58 +1,57 @@
-# The two commands: `make run` and `make test`. Both create the virtual
-# environment on first use and reinstall only when pyproject.toml changes.
+# The two commands: `make run` and `make test`. Both create the virtual environment on first
+# use and reinstall only when pyproject.toml changes; `make run` installs only what serving
+# needs, `make test` (and `make lint`) add the dev tools.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
-# The page's Markdown and sanitizer libraries: npm installs them from package-lock.json and
-# `vendor` copies their browser modules into the package (git-ignored). Both steps are stamped.
-NPM          ?= npm
-WEB_VENDOR   := src/typewriter/web/vendor
-NODE_STAMP   := node_modules/.installed
-VENDOR_STAMP := $(WEB_VENDOR)/.copied
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+# The page's Markdown and sanitizer libraries are committed under web/vendor/ (so a clone, a
+# wheel and an sdist serve the full page without Node). `make vendor` refreshes them from
+# package-lock.json; `make test` runs `npm ci` so a test can check they still match the lock.
+NPM        ?= npm
+WEB_VENDOR := src/typewriter/web/vendor
+NODE_STAMP := node_modules/.installed
 
 .PHONY: run test lint bench install vendor clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(DEV_STAMP)
+
+install: $(RUN_STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
 	@command -v $(NPM) >/dev/null || { echo "npm is needed for the page's libraries (Debian: apt-get install npm)" >&2; exit 1; }
 	$(NPM) ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-# The ES module builds, without their source-map comments (the maps are not shipped).
-$(VENDOR_STAMP): $(NODE_STAMP)
-	rm -rf $(WEB_VENDOR)
-	mkdir -p $(WEB_VENDOR)
-	sed '/^\/\/# sourceMappingURL=/d' node_modules/marked/lib/marked.esm.js > $(WEB_VENDOR)/marked.js
-	sed '/^\/\/# sourceMappingURL=/d' node_modules/dompurify/dist/purify.es.mjs > $(WEB_VENDOR)/dompurify.js
-	cp node_modules/marked/LICENSE $(WEB_VENDOR)/marked-LICENSE.txt
-	cp node_modules/dompurify/LICENSE $(WEB_VENDOR)/dompurify-LICENSE.txt
-	touch $(VENDOR_STAMP)
+vendor: $(NODE_STAMP)
+	bash scripts/vendor-web.sh $(WEB_VENDOR)
 
-vendor: $(VENDOR_STAMP)
-
-run: $(STAMP) $(VENDOR_STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/typewriter serve
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 # The tests start their own PostgreSQL and a headless Chromium; the script installs their
 # binaries when they are missing.
-test: lint $(VENDOR_STAMP)
+test: lint $(NODE_STAMP)
 	bash scripts/ensure-test-services.sh
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis node_modules $(WEB_VENDOR)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis node_modules
