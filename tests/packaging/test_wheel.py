@@ -28,6 +28,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from browser import CHROMIUM, CHROMIUM_ARGS
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parents[2]
@@ -36,17 +38,6 @@ VENDORED = [
     "typewriter/web/vendor/marked-LICENSE.txt",
     "typewriter/web/vendor/dompurify.js",
     "typewriter/web/vendor/dompurify-LICENSE.txt",
-]
-CHROMIUM = Path("/usr/bin/chromium")
-# As in tests/web: root needs --no-sandbox; the closed network refuses background connections.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 HIDDEN = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
 START_SECONDS = 30.0

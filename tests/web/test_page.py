@@ -32,22 +32,12 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from browser import CHROMIUM, CHROMIUM_ARGS
 from conftest import RunningServer, ServerFactory
 from helpers import add_user
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-# This machine's closed network refuses Chromium's background connections: turn them off.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VENDOR = Path(__file__).parents[2] / "src" / "typewriter" / "web" / "vendor"
 WAIT_MS = 20_000
 STREAMING = "() => !document.querySelector('.msg.assistant.streaming')"

@@ -85,7 +85,7 @@ def test_every_module_is_preloaded(server: RunningServer) -> None:
         "../api/routes_page.py",
         "%2e%2e/api/app.py",
         ".hidden.js",
-        "vendor/.copied",
+        "vendor/.hidden-stamp",
         "js//app.js",
     ],
 )
