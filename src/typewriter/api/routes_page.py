@@ -20,9 +20,10 @@ router = APIRouter()
 
 
 # The page's files live in the package (typewriter/web/: HTML, CSS, JavaScript modules, and
-# vendor/, committed, which `make vendor` refreshes from package-lock.json). Their URLs carry a version, a hash
-# of the files, so `/static/<version>/…` can be cached for a year: a new release (or an edited
-# file) gets a new version, and the page, which is never cached without revalidation, names it.
+# vendor/, committed, which `make vendor` refreshes from package-lock.json). Their URLs carry
+# a version, a hash of the files, so `/static/<version>/…` can be cached for a year: a new
+# release (or an edited file) gets a new version, and the page, which is never cached without
+# revalidation, names it.
 # Relative imports between the modules keep the version by themselves.
 
 _TYPES = {
