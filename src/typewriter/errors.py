@@ -29,7 +29,8 @@ route knows better (an unknown assistant is OpenAI's 404 ``model_not_found``).
     ├── ConfigError                 (start-up only: a wrong setting)
     └── ModelError                  502 upstream_error
         ├── ModelUnavailable        503 upstream_unavailable
-        └── ModelTimeout            504 upstream_timeout
+        ├── ModelTimeout            504 upstream_timeout
+        └── UpstreamEventTooLarge   502 upstream_event_too_large
 
 Messages quote the bad value and say what would be right, because the person
 reading them is usually a developer wiring up a client.
@@ -61,6 +62,7 @@ __all__ = [
     "Unauthorized",
     "UnknownAssistant",
     "UnsupportedMediaType",
+    "UpstreamEventTooLarge",
 ]
 
 
@@ -233,3 +235,9 @@ class ModelUnavailable(ModelError):
 class ModelTimeout(ModelError):
     status = 504
     code = "upstream_timeout"
+
+
+class UpstreamEventTooLarge(ModelError):
+    """The upstream sent one event over its ``max_event_chars``: it broke its own protocol."""
+
+    code = "upstream_event_too_large"

@@ -22,16 +22,16 @@ How typewriter's endings read to an OpenAI client (:class:`Completion`):
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from typewriter.errors import ModelError, ModelTimeout, ModelUnavailable
+from typewriter.errors import ModelError
 from typewriter.events import AnswerEvent, Delta, End, Error
 from typewriter.jsonutil import dumps
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions
-from typewriter.models.openai_chunks import EVENT_TOO_LARGE
 
 from .openai_errors import openai_error
 from .schemas import encodable
@@ -169,9 +169,17 @@ class CompletionRequest(_Lenient):
 
 
 _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
-_ERROR_STATUS = {c.code: c.status for c in (ModelError, ModelUnavailable, ModelTimeout)}
+
+
+def _model_errors(kind: type[ModelError] = ModelError) -> Iterator[type[ModelError]]:
+    """The model's error classes, the whole subtree: a new one needs no entry here."""
+    yield kind
+    for sub in kind.__subclasses__():
+        yield from _model_errors(sub)
+
+
+_ERROR_STATUS = {c.code: c.status for c in _model_errors()}
 _ERROR_STATUS["interrupted"] = 503  # the server shut down mid-answer: ask again
-_ERROR_STATUS[EVENT_TOO_LARGE] = 502  # the upstream broke its own protocol
 DONE = b"data: [DONE]\n\n"
 
 

@@ -22,13 +22,12 @@ from typing import Any
 import httpx
 
 from typewriter import sse
-from typewriter.errors import ModelError, ModelTimeout
+from typewriter.errors import ModelError, ModelTimeout, UpstreamEventTooLarge
 from typewriter.events import Usage
 from typewriter.models.base import Chunk
 
-__all__ = ["EVENT_TOO_LARGE", "error_message_of", "read_chunks"]
+__all__ = ["error_message_of", "read_chunks"]
 
-EVENT_TOO_LARGE = "upstream_event_too_large"
 """The error code of an answer whose upstream sent an event over ``max_event_chars``."""
 
 _DONE = "[DONE]"
@@ -65,10 +64,9 @@ async def read_chunks(
                 if payload.get("usage"):
                     usage = _usage(payload["usage"])
     except sse.EventTooLarge:
-        raise ModelError(
+        raise UpstreamEventTooLarge(
             f"the upstream sent an event over {max_event_chars} characters, its max_event_chars;"
-            " the answer was ended",
-            code=EVENT_TOO_LARGE,
+            " the answer was ended"
         ) from None
     except httpx.TimeoutException:
         raise ModelTimeout("the upstream stopped sending") from None

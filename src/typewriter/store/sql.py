@@ -22,6 +22,7 @@ it composes, one job each:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from typewriter.messages import ChatMessage
@@ -101,10 +102,11 @@ class SqlStore(Database):
     async def rename_conversation(
         self, owner: str, conversation_id: str, title: str
     ) -> Conversation:
+        now = time.time()
         async with self.transaction() as db:
-            await owned_conversation(db, owner, conversation_id)
-            await touch_conversation(db, conversation_id, time.time(), title=title)
-            return await owned_conversation(db, owner, conversation_id)
+            conversation = await owned_conversation(db, owner, conversation_id)
+            await touch_conversation(db, conversation_id, now, title=title)
+        return dataclasses.replace(conversation, title=title, updated_at=now)
 
     async def delete_conversation(self, owner: str, conversation_id: str) -> None:
         async with self.transaction() as db:

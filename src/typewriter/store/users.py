@@ -7,9 +7,9 @@ audit can still tell who owned what.
 
 A user may hold several keys, so a key is rotated without a new user: add the
 new key, move the clients to it, revoke the old one; the user's id, and with it
-every conversation, stays. Only one active user may hold a name, which the
-database enforces too (``schema.active_user_names``), so two ``users add``
-racing each other cannot both win.
+every conversation, stays. Only one active user may hold a name: the database
+decides (``schema.active_user_names``), so two ``users add`` racing each other
+cannot both win.
 """
 
 from __future__ import annotations
@@ -84,16 +84,11 @@ class UserStore:
             f"a user named {name!r} exists already",
             fields=[{"field": "name", "message": "taken"}],
         )
-        try:
+        try:  # the unique index on active names decides, even between racing adds
             async with self.store.transaction() as db:
-                found = await db.execute(
-                    sa.select(users.c.id).where(users.c.name == name, users.c.revoked_at.is_(None))
-                )
-                if found.first() is not None:
-                    raise taken
                 await db.execute(users.insert().values(id=user_id, name=name, created_at=now))
                 _, key = await _insert_key(db, user_id, now)
-        except sa.exc.IntegrityError:  # another add of this name committed after our check
+        except sa.exc.IntegrityError:
             raise taken from None
         return User(user_id, name, now, None, 1), key
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from typewriter import sse
-from typewriter.errors import InvalidLastEventId
+from typewriter.errors import InvalidLastEventId, StreamExpired
 from typewriter.events import TERMINAL
 
 __all__ = [
@@ -39,8 +39,10 @@ __all__ = [
     "Subscription",
     "TERMINAL_EVENT",
     "UserChannel",
+    "channel_cursor",
     "encode_entry",
     "parse_cursor",
+    "refuse_trimmed",
 ]
 
 TERMINAL_EVENT = TERMINAL
@@ -79,6 +81,28 @@ def parse_cursor(value: str | None) -> int:
             "expected a decimal event number such as '12'",
         )
     return int(value)
+
+
+def channel_cursor(after: str | None, last: int) -> int:
+    """Where a channel listener starts: after its ``Last-Event-ID``, or at ``last`` (now)
+    without one; InvalidLastEventId for a cursor the channel never reached."""
+    cursor = last if after is None else parse_cursor(after)
+    if cursor > last:
+        raise InvalidLastEventId(
+            f"Last-Event-ID {after!r} is beyond this channel's last event ({last})",
+        )
+    return cursor
+
+
+def refuse_trimmed(after: str, cursor: int, first: int) -> None:
+    """StreamExpired (``cursor_expired``) for a resume point older than the window the
+    channel keeps, which starts at ``first``: the events between are gone."""
+    if cursor < first - 1:
+        raise StreamExpired(
+            f"channel cursor {after!r} is older than the kept window; reload and "
+            "connect without Last-Event-ID",
+            code="cursor_expired",
+        )
 
 
 @dataclass(frozen=True, slots=True)

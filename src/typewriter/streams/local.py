@@ -61,8 +61,7 @@ class Feed(ABC):
         if self.waiters:
             waiters, self.waiters = self.waiters, set()
             for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+                resolve(waiter)
 
 
 class LocalLog(Feed):

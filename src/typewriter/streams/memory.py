@@ -17,8 +17,9 @@ from typewriter.streams.base import (
     Broker,
     StreamInfo,
     Subscription,
+    channel_cursor,
     encode_entry,
-    parse_cursor,
+    refuse_trimmed,
 )
 from typewriter.streams.local import LocalChannel, LocalLog, LocalSubscription
 
@@ -166,18 +167,9 @@ class MemoryBroker(Broker):
 
     async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
         channel = self._channel(owner)
-        last = channel.last
-        cursor = last if after is None else parse_cursor(after)
-        if cursor > last:
-            raise InvalidLastEventId(
-                f"Last-Event-ID {after!r} is beyond this channel's last event ({last})",
-            )
-        if cursor < channel.first_cursor() - 1 and after is not None:
-            raise StreamExpired(
-                f"channel cursor {after!r} is older than the kept window; reload and "
-                "connect without Last-Event-ID",
-                code="cursor_expired",
-            )
+        cursor = channel_cursor(after, channel.last)
+        if after is not None:
+            refuse_trimmed(after, cursor, channel.first_cursor())
         return LocalSubscription(channel, cursor)
 
     # -- control -----------------------------------------------------------------

@@ -7,8 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from typewriter.errors import InvalidLastEventId, StreamExpired
-from typewriter.streams.base import Subscription, parse_cursor
+from typewriter.streams.base import Subscription, channel_cursor, refuse_trimmed
 from typewriter.streams.local import LocalChannel, LocalSubscription
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import or_unavailable, seq_of
@@ -52,21 +51,11 @@ class ChannelFollowers:
         """See :meth:`typewriter.streams.base.UserChannel.subscribe_channel`."""
         stored: Any = await or_unavailable(self._redis.get(self._keys.channel_counter(owner)))
         last = int(stored or 0)
-        cursor = last if after is None else parse_cursor(after)
-        if cursor > last:
-            raise InvalidLastEventId(
-                f"Last-Event-ID {after!r} is beyond this channel's last event ({last})",
-            )
+        cursor = channel_cursor(after, last)
         key = self._keys.channel(owner)
-        if after is not None and cursor < last:
+        if after is not None and cursor < last:  # only then can the window have moved past it
             first: Any = await or_unavailable(self._redis.xrange(key, count=1))
-            first_seq = seq_of(first[0][0]) if first else last + 1
-            if cursor < first_seq - 1:
-                raise StreamExpired(
-                    f"channel cursor {after!r} is older than the kept window; reload and "
-                    "connect without Last-Event-ID",
-                    code="cursor_expired",
-                )
+            refuse_trimmed(after, cursor, seq_of(first[0][0]) if first else last + 1)
         channel = self._channels.get(owner)
         if channel is None or channel.finished or cursor < channel.start:
             # One follower per user and replica, however many tabs listen; a listener

@@ -48,21 +48,21 @@ class _Produced:
 
 
 class _Write:
-    __slots__ = ("stream_id", "produced", "entry", "keys", "args", "done")
+    """One queued append: the script's arguments (its keys are the stream's), and who waits."""
+
+    __slots__ = ("stream_id", "produced", "entry", "args", "done")
 
     def __init__(
         self,
         stream_id: str,
         produced: _Produced,
         entry: Entry,
-        keys: list[str],
         args: list[str | int | bytes],
         done: asyncio.Future[int],
     ) -> None:
         self.stream_id = stream_id
         self.produced = produced
         self.entry = entry
-        self.keys = keys
         self.args = args
         self.done = done
 
@@ -89,8 +89,9 @@ class Writer:
         self._keys = keys
         self._followers = followers
         self._token = token
-        self._retention = retention
-        self._tombstone_ttl = tombstone_ttl
+        # Seconds a finished stream is kept, then its tombstone: the same for every append.
+        self._keep = int(retention) or 1
+        self._tombstone_keep = self._keep + int(tombstone_ttl)
         self._channel_window = channel_window
         self._lease_ms = lease_ms
         self._append_sha = redis.register_script(APPEND).sha
@@ -138,23 +139,20 @@ class Writer:
         produced.queued += 1
         seq = produced.queued
         entry = encode_entry(seq, event, data)
-        wire = entry[3]
-        keep = int(self._retention) or 1
         write = _Write(
             stream_id,
             produced,
             entry,
-            produced.keys,
             [
                 self._token,
                 seq,
                 event,
                 data,
-                wire,
+                entry[3],
                 1 if finishing else 0,
-                keep,
+                self._keep,
                 RUNNING_TTL,
-                keep + int(self._tombstone_ttl),
+                self._tombstone_keep,
                 stream_id,
                 self._channel_window,
             ],
@@ -188,7 +186,8 @@ class Writer:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for write in batch:
-                        pipe.evalsha(self._append_sha, len(write.keys), *write.keys, *write.args)
+                        keys = write.produced.keys
+                        pipe.evalsha(self._append_sha, len(keys), *keys, *write.args)
                     results: list[Any] = await pipe.execute(raise_on_error=False)
                 if any(isinstance(r, NoScriptError) for r in results):
                     await self._redis.script_load(APPEND)  # Redis restarted: load it again
