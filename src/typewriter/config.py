@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -109,6 +109,31 @@ class Settings(BaseSettings):
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed to call the API from a browser"
+    )
+    default_assistant: str | None = Field(
+        None,
+        description="assistant used when a request names none (default: 'default' when "
+        "served, else the first configured one)",
+    )
+    show_system_prompts: bool = Field(
+        False, description="show each assistant's system prompt in GET /v1/assistants"
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="bearer token GET /metrics needs when auth is on (without it, /metrics "
+        "answers only when auth is off)",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines as plain text, or one JSON object per line"
+    )
+    upstream_check_interval: float = Field(
+        5.0, gt=0, description="seconds an upstream's reachability check is reused by /readyz"
+    )
+    drain_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="seconds running answers may go on after SIGTERM before they end "
+        "'interrupted'",
     )
 
 
