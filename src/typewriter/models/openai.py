@@ -271,7 +271,7 @@ class _Failures:
         shown = "; ".join(f"{u}: {r} (x{n})" for u, (r, n) in self._last.items()) or why
         how = "one round: every upstream known down" if self._one_round else "retried"
         log.warning(
-            "no upstream answered model %s: %d attempts in %.1f s (%s): %s",
+            "no upstream answered model %s: %d attempt(s) in %.1f s (%s): %s",
             self._model,
             self._count,
             now - self._started,
