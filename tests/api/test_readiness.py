@@ -23,7 +23,7 @@ from upstream.control import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
-CHECK_INTERVAL = 0.5
+CHECK_INTERVAL = 1.0
 
 
 async def readiness(url: str) -> tuple[int, dict[str, Any]]:
