@@ -228,8 +228,14 @@ class ModelError(TypewriterError):
 
 
 class ModelUnavailable(ModelError):
+    """No upstream answered. The user gets one plain sentence: which upstream failed and
+    how is for the operator, and goes to the log."""
+
     status = 503
     code = "upstream_unavailable"
+
+    def __init__(self, message: str = "The model is not reachable right now.") -> None:
+        super().__init__(message)
 
 
 class ModelTimeout(ModelError):
