@@ -22,6 +22,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(gateway: GatewayDep) -> JSONResponse:
     """Broker and models reachable: ``200`` when all are, ``503`` otherwise."""
     checks = {"broker": await gateway.health.ping()}
+    checks["accepting"] = not gateway.draining  # stopping: send new asks elsewhere
     if gateway.store is not None:
         checks["store"] = await gateway.store.ping()
     backends = {id(a.backend): a for a in gateway.assistants.values()}
