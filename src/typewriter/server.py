@@ -11,7 +11,9 @@ not a refused connection). When the drain is over, ``should_exit`` is set and
 uvicorn closes the socket; the gateway ends the responses still open (channel
 listeners, followers of other replicas' answers), whose clients resume
 elsewhere with ``Last-Event-ID``, and uvicorn waits up to ``shutdown_timeout``
-for the rest. A second signal stops at once (uvicorn's ``force_exit``).
+for the rest. A second signal cuts the drain short: the answers end
+``interrupted`` at once (stored, then ``end``) and the server stops; a third
+is uvicorn's ``force_exit``.
 """
 
 from __future__ import annotations
@@ -34,23 +36,33 @@ class GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self.app = app
-        self.drain_asked = False
+        self.signals = 0
         self._drain: asyncio.Task[None] | None = None
+        self._cut_asked = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """First signal: drain (started by the next tick; a signal handler must not touch
-        the loop). Another one, or one before the server started: uvicorn's own stop,
-        forced once a drain was asked."""
-        if self.started and not self.drain_asked and not self.should_exit:
-            self.drain_asked = True
-            return
-        super().handle_exit(sig, frame)
-        if self.drain_asked:
-            self.force_exit = True
+        """First signal: drain. Second, while draining: end the running answers now (each
+        stored and ended ``interrupted``) and stop. Any other: uvicorn's own stop, forced
+        once this server began stopping. A signal handler must not touch the event loop,
+        so the next tick acts on the first two."""
+        serving = self.started and not self.should_exit
+        if serving and self.signals == 0:
+            pass  # drain: started by on_tick
+        elif serving and self.signals == 1:
+            self._cut_asked = True
+        else:
+            super().handle_exit(sig, frame)
+            if self.signals:
+                self.force_exit = True
+        self.signals += 1
 
     async def on_tick(self, counter: int) -> bool:
-        if self.drain_asked and self._drain is None:
-            self._drain = asyncio.create_task(self.app.state.gateway.drain())
+        gateway = self.app.state.gateway
+        if self.signals and self._drain is None and not self.should_exit:
+            self._drain = asyncio.create_task(gateway.drain())
+        if self._cut_asked:
+            self._cut_asked = False
+            gateway.cut_drain()
         if self._drain is not None and self._drain.done():
             self.should_exit = True
         return await super().on_tick(counter)

@@ -78,14 +78,18 @@ class Gateway:
         and reads still work meanwhile: with the memory broker only this process can
         serve them. Returns once no answer runs; the server then closes the socket.
         """
-        running = self.chat.running
         log.info(
             "draining: %d answer(s) running, refusing new ones for up to %g s",
-            running,
+            self.chat.running,
             self.settings.drain_timeout,
         )
         await self.chat.drain(self.settings.drain_timeout)
         log.info("drained: no answer running")
+
+    def cut_drain(self) -> None:
+        """Stop waiting for the answers: those still running end ``interrupted`` now."""
+        log.info("drain cut short: ending the running answers now")
+        self.chat.cut_drain()
 
     def begin_shutdown(self) -> None:
         """End open SSE responses now; their clients resume elsewhere with Last-Event-ID."""

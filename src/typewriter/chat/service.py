@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -78,6 +79,7 @@ class Chat:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = Slots(settings.max_streams_per_user)
         self.draining = False
+        self._drain_cut = asyncio.Event()
 
     @property
     def running(self) -> int:
@@ -164,8 +166,8 @@ class Chat:
         return answer
 
     async def drain(self, timeout: float) -> None:
-        """Refuse new questions, let running answers go on for up to ``timeout`` seconds,
-        then end those still running ``interrupted``.
+        """Refuse new questions, let running answers go on for up to ``timeout`` seconds
+        (or until :meth:`cut_drain`), then end those still running ``interrupted``.
 
         Returns as soon as the last answer ended, so a stop waits only as long as the
         answers need. An ask that passed its check just before is started and waited
@@ -174,9 +176,20 @@ class Chat:
         self.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (running := self._running()) and (left := deadline - loop.time()) > 0:
-            await asyncio.wait(running, timeout=left)
+        cut = asyncio.create_task(self._drain_cut.wait())
+        try:
+            while (running := self._running()) and not cut.done():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await asyncio.wait((*running, cut), timeout=left, return_when=FIRST_COMPLETED)
+        finally:
+            cut.cancel()
         await self.shutdown()
+
+    def cut_drain(self) -> None:
+        """End the drain now: the answers still running end ``interrupted`` at once."""
+        self._drain_cut.set()
 
     async def shutdown(self) -> None:
         """End every running answer (``error`` then ``end``) before the process goes."""
