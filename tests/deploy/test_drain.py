@@ -242,3 +242,41 @@ async def test_a_second_sigterm_ends_the_running_answers_at_once(
     assert text_of(head + rest) == pieces(2)
     assert last(rest, "error")["code"] == "interrupted"
     assert last(rest, "end")["finish_reason"] == "error"
+
+
+async def test_a_listener_of_a_drained_replica_resumes_on_the_other(
+    replicas: Replicas,
+    redis_url: str,
+    postgres_url: str,
+    tmp_path: Path,
+    http: Callable[[str], httpx.AsyncClient],
+) -> None:
+    """(f) Redis broker, two replicas. A listener on the stopped replica follows an answer of
+    the other: it is served on while the stopped replica's own answer drains, then its
+    response ends cleanly (no ``end``) and it resumes through nginx on the other replica."""
+    generating, draining = await asyncio.gather(
+        *(replicas.start(broker=redis_url, database_url=postgres_url) for _ in range(2))
+    )
+    addresses = [f"127.0.0.1:{replica.port}" for replica in (generating, draining)]
+    proxy = start_nginx(tmp_path / "nginx", addresses)
+    try:
+        message, own_message = pieces(120), pieces(40)  # 6 s and 2 s at 20 a second
+        started = await ask(http(generating.url), **echo(message, 20))
+        own = await ask(http(draining.url), **echo(own_message, 20))
+        async with http(draining.url).stream("GET", started["events_url"]) as response:
+            shown = await read_events(response, limit=4)
+            draining.process.send_signal(signal.SIGTERM)
+            during = [event for _, event in await rest_of(response, within=15)]
+        await exited(draining, within=10)
+        resumed = await follow(http(proxy.url), started["events_url"], last_event_id=during[-1].id)
+        own_events = await follow(http(proxy.url), own["events_url"])
+    finally:
+        proxy.stop()
+    assert "end" not in [event.event for event in during]
+    assert len(during) >= 20, "the listener was not served during the drain"
+    shown += during + resumed
+    assert text_of(shown) == message
+    assert last(shown, "end")["finish_reason"] == "stop"
+    assert [int(event.id or 0) for event in shown] == list(range(1, len(shown) + 1))
+    assert text_of(own_events) == own_message
+    assert last(own_events, "end")["finish_reason"] == "stop"
