@@ -36,7 +36,7 @@ class GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self.app = app
-        self.signals = 0
+        self._signals = 0
         self._drain: asyncio.Task[None] | None = None
         self._cut_asked = False
 
@@ -46,19 +46,19 @@ class GatewayServer(uvicorn.Server):
         once this server began stopping. A signal handler must not touch the event loop,
         so the next tick acts on the first two."""
         serving = self.started and not self.should_exit
-        if serving and self.signals == 0:
+        if serving and self._signals == 0:
             pass  # drain: started by on_tick
-        elif serving and self.signals == 1:
+        elif serving and self._signals == 1:
             self._cut_asked = True
         else:
             super().handle_exit(sig, frame)
-            if self.signals:
+            if self._signals:
                 self.force_exit = True
-        self.signals += 1
+        self._signals += 1
 
     async def on_tick(self, counter: int) -> bool:
         gateway = self.app.state.gateway
-        if self.signals and self._drain is None and not self.should_exit:
+        if self._signals and self._drain is None and not self.should_exit:
             self._drain = asyncio.create_task(gateway.drain())
         if self._cut_asked:
             self._cut_asked = False
