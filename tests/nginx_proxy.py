@@ -39,13 +39,20 @@ def documented_server_block() -> str:
     return block
 
 
+RETRY_DRAINING = "proxy_next_upstream error timeout http_503 non_idempotent;"
+
+
 def site_config(upstreams: list[str], port: int, variant: str = "documented") -> str:
-    """The documented block with these upstreams and port, or a variant that shows a lump.
+    """The documented block with these upstreams and port, or a variant of it.
 
     ``buffering_and_gzip``: buffering on, the gateway's ``X-Accel-Buffering: no`` ignored
     (it would turn buffering off again by itself), and event streams compressed. Either
     of buffering or compression alone still passes events on one by one with nginx 1.22;
     together they hold the answer until it ends.
+
+    ``retry_draining``: nginx sends an ask that a stopping replica refused (``503
+    draining``, nothing recorded) on to the next replica (:data:`RETRY_DRAINING`, added
+    unless the documented block already has it).
     """
     block = documented_server_block()
     addresses = iter(upstreams)
@@ -69,6 +76,11 @@ def site_config(upstreams: list[str], port: int, variant: str = "documented") ->
         for documented, changed in replacements.items():
             assert documented in block, f"the documented block should say `{documented}`"
             block = block.replace(documented, changed)
+    elif variant == "retry_draining":
+        if RETRY_DRAINING not in block:
+            documented = "proxy_pass http://typewriter;"
+            assert documented in block, f"the documented block should say `{documented}`"
+            block = block.replace(documented, f"{documented}\n        {RETRY_DRAINING}")
     else:
         assert variant == "documented", variant
     return block

@@ -79,7 +79,8 @@ class Gateway:
         serve them. Returns once no answer runs; the server then closes the socket.
         """
         log.info(
-            "draining: %d answer(s) running, refusing new ones for up to %g s",
+            "draining: %d answer(s) running, refusing new ones for up to %g s "
+            "(signal again to end them now)",
             self.chat.running,
             self.settings.drain_timeout,
         )
