@@ -47,7 +47,7 @@ async def test_an_upstream_that_goes_down_is_reported_and_readiness_stays(
         )
         status, body = await readiness(server.url)
         assert status == 200 and body["ready"] is True
-        assert body["checks"] == {"broker": True, "store": True}
+        assert body["checks"] == {"broker": True, "accepting": True, "store": True}
         assert body["upstreams"]["gpu-1"]["up"] is True
 
         upstream.stop()
@@ -108,7 +108,7 @@ async def test_a_full_disk_makes_the_replica_unready(
     filler = fill(small_disk)
     status, body = await readiness(server.url)
     assert status == 503 and body["ready"] is False
-    assert body["checks"] == {"broker": True, "store": False}
+    assert body["checks"] == {"broker": True, "accepting": True, "store": False}
     async with httpx.AsyncClient(base_url=server.url) as client:
         assert (await client.get("/healthz")).status_code == 200  # alive, only not ready
 

@@ -59,10 +59,22 @@ def _replica_checks(gateway: Gateway) -> dict[str, ReplicaCheck]:
     A replica's own conditions belong here (draining is one); shared
     dependencies, as the upstreams, do not.
     """
-    checks: dict[str, ReplicaCheck] = {"broker": gateway.health.ping}
+    checks: dict[str, ReplicaCheck] = {
+        "broker": gateway.health.ping,
+        "accepting": _accepting(gateway),
+    }
     if gateway.store is not None:
         checks["store"] = gateway.store.can_write
     return checks
+
+
+def _accepting(gateway: Gateway) -> ReplicaCheck:
+    """False from the first SIGTERM on: the replica drains, new asks go elsewhere."""
+
+    async def accepting() -> bool:
+        return not gateway.draining
+
+    return accepting
 
 
 async def _upstream_states(gateway: Gateway) -> list[UpstreamState]:
