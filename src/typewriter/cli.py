@@ -11,7 +11,7 @@ import typer
 from typewriter import tickets
 from typewriter.cli_help import Typer
 from typewriter.cli_keys import keys_app
-from typewriter.cli_settings import with_setting_flags
+from typewriter.cli_settings import given_flags, with_setting_flags
 from typewriter.cli_users import active_users, users_app
 from typewriter.config import Settings, load_settings
 from typewriter.errors import ConfigError
@@ -42,7 +42,7 @@ def serve(
     if config is not None and not config.is_file():
         raise typer.BadParameter(f"no such file: {config}", param_hint="--config")
     try:  # settings errors are the operator's to fix: say which, without a traceback
-        settings = load_settings(config, **{k: v for k, v in flags.items() if v != []})
+        settings = load_settings(config, **given_flags(flags))
         users = _check_exposure(settings)
         _check_ticket_secret(settings, users)
         from typewriter.server import build_server

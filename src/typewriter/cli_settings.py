@@ -26,7 +26,7 @@ from rich.markup import escape
 
 from typewriter.config import ENV_PREFIX, GROUPS, Settings, group_of
 
-__all__ = ["SettingFlag", "setting_flags", "with_setting_flags"]
+__all__ = ["SettingFlag", "given_flags", "setting_flags", "with_setting_flags"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -129,6 +129,12 @@ def with_setting_flags(command: F) -> F:
     command.__signature__ = own.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in [*kept, *added]}
     return command
+
+
+def given_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags typed on the command line: one not given is ``None`` (or no items at all
+    for a list), and must leave the variable or TOML key below it in force."""
+    return {name: value for name, value in flags.items() if value is not None and value != ()}
 
 
 def _optional_of(annotation: Any) -> Any:
