@@ -138,3 +138,27 @@ def test_help_shows_the_platform_data_dir_as_the_default(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     shown = " ".join(done.stdout.replace("│", " ").split())
     assert f"[default: {tmp_path / 'typewriter'}]" in shown
+
+
+@pytest.mark.integration
+def test_a_missing_postgresql_database_is_one_line(postgres_url: str) -> None:
+    missing = postgres_url.rsplit("/", 1)[0] + "/no_such_database"
+    line = assert_one_line(run("serve", "--port", "0", "--database-url", missing), "database_url")
+    assert "no_such_database" in line
+
+
+@pytest.mark.integration
+def test_with_auth_on_a_data_dir_that_cannot_keep_the_ticket_secret_is_one_line(
+    postgres_url: str, read_only_dir: Path
+) -> None:
+    added = run("users", "add", "alice", "--database-url", postgres_url)
+    assert added.returncode == 0, added.stderr
+    served = run(
+        "serve", "--port", "0", "--database-url", postgres_url, "--data-dir", str(read_only_dir)
+    )
+    line = assert_one_line(
+        served,
+        "data_dir",
+        "ticket_secret",
+    )
+    assert str(read_only_dir) in line

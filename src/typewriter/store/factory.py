@@ -101,4 +101,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(cause, OSError) and cause.strerror and not isinstance(cause, TimeoutError):
         return cause.strerror
     text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+    if not text:
+        return type(cause).__name__
+    return text if type(cause).__name__ == "Error" else f"{type(cause).__name__}: {text}"
