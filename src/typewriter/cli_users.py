@@ -41,10 +41,10 @@ users_app = Typer(no_args_is_help=True, help=__doc__)
 
 DataDir = Annotated[
     Path | None,
-    typer.Option(help="where the SQLite file lives [default: the platform's data directory]"),
+    typer.Option(help="where the SQLite file lives (default: the platform's data directory)"),
 ]
 DatabaseUrl = Annotated[
-    str | None, typer.Option(help="postgresql+asyncpg://… [default: SQLite in the data directory]")
+    str | None, typer.Option(help="postgresql+asyncpg://… (default: SQLite in the data directory)")
 ]
 ConfigFile = Annotated[Path | None, typer.Option(help="TOML settings file")]
 
