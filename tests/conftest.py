@@ -16,7 +16,14 @@ from typewriter.api.gateway import Gateway
 from typewriter.config import Settings, load_settings
 from typewriter.server import GatewayServer, build_server
 
-pytest_plugins = ["upstream.fixtures", "databases", "redis_server", "replicas", "tcp_proxy"]
+pytest_plugins = [
+    "upstream.fixtures",
+    "web.fixtures",
+    "databases",
+    "redis_server",
+    "replicas",
+    "tcp_proxy",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
