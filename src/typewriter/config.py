@@ -119,7 +119,10 @@ class Settings(BaseSettings):
         32 * 1024, gt=0, description="largest accepted request headers, all together (431)"
     )
     shutdown_timeout: Annotated[float, OPERATIONS] = Field(
-        5.0, ge=0, description="seconds open streams get to close on shutdown"
+        5.0,
+        ge=0,
+        description="seconds the requests still open get once the drain is over and the "
+        "socket closed (0: none)",
     )
     total_timeout: Annotated[float, TIMEOUTS] = Field(
         600.0, gt=0, description="longest an answer may take, seconds"
@@ -202,7 +205,8 @@ class Settings(BaseSettings):
     drain_timeout: Annotated[float, OPERATIONS] = Field(
         30.0,
         ge=0,
-        description="seconds running answers may go on after SIGTERM before they end 'interrupted'",
+        description="seconds running answers may go on after SIGTERM (socket open, new asks "
+        "refused with 503) before they end 'interrupted'; then shutdown_timeout applies",
     )
 
     @field_validator("log_level", mode="before")
