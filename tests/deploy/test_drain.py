@@ -179,7 +179,11 @@ async def test_an_answer_longer_than_drain_timeout_ends_interrupted_and_is_store
     conversation = data_of(head[0])["conversation_id"]
     stored = (await http(restarted.url).get(f"/v1/conversations/{conversation}")).json()
     answer = stored["messages"][-1]
-    assert (answer["text"], answer["finish_reason"]) == (text, "error")
+    assert (answer["text"], answer["finish_reason"], answer["status"]) == (
+        text,
+        "error",
+        "interrupted",
+    )
 
 
 async def test_while_draining_new_asks_are_refused_and_running_ones_still_reachable(

@@ -202,6 +202,7 @@ class SqlStore(Database):
         finish_reason: str,
         usage: dict[str, int] | None,
         first_token_ms: float | None,
+        status: str = "done",
     ) -> None:
         async with self.transaction() as db:
-            await answers.finish(db, message_id, text, finish_reason, usage, first_token_ms)
+            await answers.finish(db, message_id, text, finish_reason, usage, first_token_ms, status)
