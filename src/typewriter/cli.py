@@ -127,7 +127,7 @@ def chat(
     question: Annotated[str, typer.Argument(help="what to ask")],
     url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:8000",
     assistant: Annotated[
-        str | None, typer.Option(help="assistant name [the server's default]")
+        str | None, typer.Option(help="assistant name (default: the server's default assistant)")
     ] = None,
     api_key: Annotated[
         str | None,
