@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import RunningServer
+from conftest import RunningServer, ServerFactory
 from typewriter.cli import app
 from typewriter.config import load_settings
 from typewriter.models.simulated import CANNED_ANSWER
+from upstream.control import Upstream
 
 
 def test_serve_help_lists_every_setting() -> None:
@@ -65,15 +66,20 @@ def _typewriter(*args: str) -> list[str]:
     return [sys.executable, "-m", "typewriter", *args]
 
 
-@pytest.mark.integration
-def test_chat_command_types_the_answer(server: RunningServer) -> None:
-    done = subprocess.run(
-        _typewriter("chat", "--url", server.url, "what is SSE?"),
+def _chat(url: str, question: str) -> subprocess.CompletedProcess[str]:
+    """``typewriter chat`` naming no assistant, in a terminal wide enough for any line."""
+    return subprocess.run(
+        _typewriter("chat", "--url", url, question),
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "COLUMNS": "500"},
     )
+
+
+@pytest.mark.integration
+def test_chat_command_types_the_answer(server: RunningServer) -> None:
+    done = _chat(server.url, "what is SSE?")
     assert done.returncode == 0, done.stderr
     assert done.stdout == CANNED_ANSWER + "\n"
 
@@ -116,3 +122,18 @@ def test_ctrl_c_in_chat_stops_generating(server: RunningServer) -> None:
         pause.wait(0.01)
     else:
         raise AssertionError("the stream did not end cancelled")
+
+
+@pytest.mark.integration
+def test_chat_command_asks_the_servers_default(
+    make_server: ServerFactory, upstream: Upstream
+) -> None:
+    """No --assistant: the server decides, so a gateway serving only its own assistants
+    (no 'default' among them) answers too."""
+    server = make_server(
+        upstreams=[{"name": "u", "base_url": upstream.base_url}],
+        assistants=[{"name": "mine", "model": "test-model"}],
+    )
+    done = _chat(server.url, "what is SSE?")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Hello from the test upstream.\n"

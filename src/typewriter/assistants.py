@@ -3,7 +3,13 @@
 Clients choose an assistant, never a backend, so an operator can move an
 assistant to another model without any client noticing. The catalog is built
 once from settings; a wrong reference (an assistant naming an upstream that
-does not exist, or that serves no such model) stops start-up with its name.
+does not exist, or that serves no such model, or a ``default_assistant`` that
+is not served) stops start-up with its name.
+
+The catalog also names the default assistant, the one that answers when a
+request names none: configuring assistants of one's own must not leave every
+client that relies on a default (the README's curl, ``typewriter chat``, the
+page) asking for a ``default`` that is no longer served.
 """
 
 from __future__ import annotations
@@ -59,13 +65,18 @@ class Assistant:
             )
         return problems
 
-    def public(self) -> dict[str, Any]:
-        """What ``GET /v1/assistants`` shows: never the backend's credentials."""
-        return {
+    def public(self, *, show_system_prompt: bool = False) -> dict[str, Any]:
+        """What ``GET /v1/assistants`` shows: never the backend's credentials, and the
+        system prompt only when the operator says so (``show_system_prompts``): a prompt
+        may hold instructions its author would not hand to every user."""
+        shown: dict[str, Any] = {
             "name": self.name,
             "model": self.model,
             "description": self.description,
-            "system_prompt": self.system_prompt,
+        }
+        if show_system_prompt:
+            shown["system_prompt"] = self.system_prompt
+        return shown | {
             "defaults": {
                 "temperature": self.defaults.temperature,
                 "top_p": self.defaults.top_p,
@@ -80,9 +91,11 @@ class Assistant:
 
 @dataclass(slots=True)
 class Catalog:
-    """The assistants, and the HTTP client their upstreams share (closed on shutdown)."""
+    """The assistants, the name of the one that answers when a request names none, and the
+    HTTP client their upstreams share (closed on shutdown)."""
 
     assistants: Mapping[str, Assistant]
+    default: str
     http: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
@@ -104,7 +117,25 @@ def build_catalog(settings: Settings) -> Catalog:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
         )
         assistants.update(_configured(settings, http, default_timeouts))
-    return Catalog(assistants, http)
+    return Catalog(assistants, _default_name(settings, assistants), http)
+
+
+def _default_name(settings: Settings, assistants: Mapping[str, Assistant]) -> str:
+    """``default_assistant`` if set (it must be served); else ``default`` while the simulated
+    one is served, else the first configured assistant."""
+    served = list(assistants)
+    chosen = settings.default_assistant
+    if chosen is not None:
+        if chosen not in assistants:
+            raise ConfigError(
+                f"default_assistant {chosen!r} is not a served assistant; served: {served}"
+            )
+        return chosen
+    if not served:
+        raise ConfigError(
+            "no assistant is served: builtin_assistants is off and no [[assistants]] are configured"
+        )
+    return "default" if "default" in assistants else served[0]
 
 
 def _simulated(timeouts: Timeouts) -> dict[str, Assistant]:

@@ -103,7 +103,9 @@ def _check_ticket_secret(settings: Settings, users: int) -> None:
 def chat(
     question: Annotated[str, typer.Argument(help="what to ask")],
     url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:8000",
-    assistant: Annotated[str, typer.Option(help="assistant name")] = "default",
+    assistant: Annotated[
+        str | None, typer.Option(help="assistant name (default: the server's default assistant)")
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(envvar="TYPEWRITER_API_KEY", help="API key, when the gateway has users"),

@@ -103,16 +103,21 @@ def _raise_for_error(response: httpx.Response) -> None:
 
 
 def ask_and_print(
-    url: str, question: str, assistant: str = "default", api_key: str | None = None
+    url: str, question: str, assistant: str | None = None, api_key: str | None = None
 ) -> int:
-    """``typewriter chat``: print the answer as it types; Ctrl+C stops generating."""
+    """``typewriter chat``: print the answer as it types; Ctrl+C stops generating.
+
+    With no ``assistant`` the request names none and the server's default answers:
+    the client cannot know which assistants an operator serves.
+    """
     from rich.console import Console
 
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     with Client(url, api_key=api_key) as client:
         try:
-            started = client.ask(question, assistant=assistant)
+            named = {"assistant": assistant} if assistant is not None else {}
+            started = client.ask(question, **named)
         except (httpx.HTTPError, httpx.HTTPStatusError) as exc:
             err.print(f"[red]typewriter: {exc}[/red]")
             return 1

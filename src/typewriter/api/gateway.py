@@ -157,8 +157,11 @@ class Gateway:
         user: str = request.state.user
         return user
 
-    def assistant(self, name: str) -> Assistant:
-        """The assistant called ``name``: ``UnknownAssistant`` (422, listing them) if none is."""
+    def assistant(self, name: str | None = None) -> Assistant:
+        """The assistant called ``name``: ``UnknownAssistant`` (422, listing them) if none is;
+        with no name, the default one (``default_assistant``, checked at start-up)."""
+        if name is None:
+            return self.assistants[self.catalog.default]
         assistant = self.assistants.get(name)
         if assistant is None:
             raise UnknownAssistant(name, self.assistants)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from typewriter.assistants import Assistant
 from typewriter.chat import Question
 from typewriter.errors import InvalidField, MessageTooLong
 from typewriter.messages import ChatMessage
@@ -17,7 +18,7 @@ from .gateway import Gateway, GatewayDep
 from .routes_events import checked_stream_id, event_stream
 from .schemas import ChatBody, ChatOptions, TicketBody
 
-__all__ = ["answer_response", "checked_options", "router"]
+__all__ = ["answer_response", "answering_assistant", "checked_options", "router"]
 
 router = APIRouter(prefix="/v1")
 
@@ -34,21 +35,43 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
     """Ask a question. ``Accept: text/event-stream`` streams the answer in this response;
     otherwise ``202`` names the stream to follow with EventSource."""
     body = await read_json(request, ChatBody, gateway.settings.max_body_bytes)
+    user = gateway.user_of(request)
+    assistant = await answering_assistant(gateway, user, body.assistant, body.conversation_id)
     question = Question(
-        owner=gateway.user_of(request),
+        owner=user,
         messages=(ChatMessage("user", body.message),),
-        assistant=body.assistant,
+        assistant=assistant.name,
         conversation_id=body.conversation_id,
-        options=checked_options(gateway, body.assistant, body.options),
+        options=checked_options(assistant, body.options),
         persist=True,
     )
     return await answer_response(request, gateway, question, body.on_disconnect)
 
 
-def checked_options(gateway: Gateway, assistant: str, options: ChatOptions) -> GenerationOptions:
-    """The request's options, refused (422) for an unknown assistant or beyond its bounds."""
+async def answering_assistant(
+    gateway: Gateway, user: str, named: str | None, conversation_id: str | None
+) -> Assistant:
+    """Who answers: the assistant the request names (422 if unknown); else the
+    conversation's, while it is still served; else the server's default.
+
+    A conversation keeps the assistant it was made with, so a question into it
+    needs no name. One whose assistant the operator has since removed falls back
+    to the default rather than refusing every question asked into it.
+    """
+    if named is not None:
+        return gateway.assistant(named)
+    if conversation_id is not None and gateway.store is not None:
+        conversation = await gateway.store.get_conversation(user, conversation_id)  # 404
+        kept = gateway.assistants.get(conversation.assistant)
+        if kept is not None:
+            return kept
+    return gateway.assistant()
+
+
+def checked_options(assistant: Assistant, options: ChatOptions) -> GenerationOptions:
+    """The request's options, refused (422) beyond what the assistant allows."""
     generation = options.to_generation()
-    bounds = gateway.assistant(assistant).out_of_bounds(generation)
+    bounds = assistant.out_of_bounds(generation)
     if bounds:
         raise InvalidField.of([{**f, "field": f"options.{f['field']}"} for f in bounds])
     return generation
@@ -87,8 +110,13 @@ async def answer_response(
 
 @router.get("/assistants")
 async def assistants(gateway: GatewayDep) -> dict[str, Any]:
-    """The configured assistants: name, model, system prompt, defaults."""
-    return {"data": [a.public() for a in gateway.assistants.values()]}
+    """The configured assistants (name, model, defaults; the system prompt only with
+    ``show_system_prompts``) and ``default``, the one that answers when a request names none."""
+    shown = gateway.settings.show_system_prompts
+    return {
+        "data": [a.public(show_system_prompt=shown) for a in gateway.assistants.values()],
+        "default": gateway.assistant().name,
+    }
 
 
 @router.post("/tickets", openapi_extra=body_schema(TicketBody))

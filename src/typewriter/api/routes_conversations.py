@@ -14,7 +14,7 @@ from typewriter.store.sql import SqlStore
 
 from .body import body_schema, read_json
 from .gateway import Gateway, GatewayDep
-from .routes_chat import answer_response, checked_options
+from .routes_chat import answer_response, answering_assistant, checked_options
 from .schemas import FeedbackBody, NewConversation, RegenerateBody, Rename
 
 __all__ = ["router"]
@@ -51,9 +51,9 @@ async def list_conversations(
 @router.post("/conversations", status_code=201, openapi_extra=body_schema(NewConversation))
 async def create_conversation(request: Request, gateway: GatewayDep) -> JSONResponse:
     body = await read_json(request, NewConversation, gateway.settings.max_body_bytes)
-    gateway.assistant(body.assistant)  # 422 if unknown
+    assistant = gateway.assistant(body.assistant)  # 422 if unknown; the default if unnamed
     conversation = await _store(gateway).create_conversation(
-        gateway.user_of(request), body.title, body.assistant
+        gateway.user_of(request), body.title, assistant.name
     )
     return JSONResponse(conversation.public(), status_code=201)
 
@@ -118,15 +118,13 @@ async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> 
         if has_body
         else RegenerateBody()
     )
-    assistant = body.assistant
-    if assistant is None:
-        assistant = (await store.get_conversation(user, message.conversation_id)).assistant
+    assistant = await answering_assistant(gateway, user, body.assistant, message.conversation_id)
     question = Question(
         owner=user,
         messages=(),
-        assistant=assistant,
+        assistant=assistant.name,
         conversation_id=message.conversation_id,
-        options=checked_options(gateway, assistant, body.options),
+        options=checked_options(assistant, body.options),
         persist=True,
         regenerate=message.id,
     )

@@ -75,7 +75,11 @@ class ChatBody(_Strict):
 
     message: str = Field(min_length=1, description="the question; any non-empty string")
     conversation_id: str | None = Field(None, pattern=ID_PATTERN)
-    assistant: str = Field("default", description="an assistant from GET /v1/assistants")
+    assistant: str | None = Field(
+        None,
+        description="an assistant from GET /v1/assistants; default: the conversation's "
+        "assistant, else the server's default (GET /v1/assistants 'default')",
+    )
     options: ChatOptions = ChatOptions()
     on_disconnect: Literal["cancel", "continue"] = Field(
         "cancel", description="direct mode: what closing the response does to the answer"
@@ -90,14 +94,19 @@ class ChatBody(_Strict):
 class RegenerateBody(_Strict):
     """``POST /v1/messages/{id}/regenerate``; everything optional."""
 
-    assistant: str | None = Field(None, description="default: the conversation's assistant")
+    assistant: str | None = Field(
+        None,
+        description="default: the conversation's assistant, else the server's default",
+    )
     options: ChatOptions = ChatOptions()
     on_disconnect: Literal["cancel", "continue"] = "cancel"
 
 
 class NewConversation(_Strict):
     title: str | None = Field(None, min_length=1, max_length=200)
-    assistant: str = "default"
+    assistant: str | None = Field(
+        None, description="default: the server's default (GET /v1/assistants 'default')"
+    )
 
 
 class Rename(_Strict):

@@ -46,7 +46,7 @@ class Question:
 
     owner: str
     messages: tuple[ChatMessage, ...]
-    assistant: str = "default"
+    assistant: str  # a served assistant's name: the routes resolve the default
     conversation_id: str | None = None
     options: GenerationOptions = GenerationOptions()
     persist: bool = False  # record in the store, and take the history from it

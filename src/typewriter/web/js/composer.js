@@ -136,10 +136,14 @@ export function refreshComposer() {
   ui.stop.disabled = Boolean(live && live.stopping);
 }
 
-/** Fill the assistant picker; the open conversation's assistant, else the last one picked. */
+/** Fill the assistant picker: the open conversation's assistant, else the last one picked, else
+ * the server's default (which the operator chooses, so it is never assumed here). */
 export async function loadAssistants() {
+  let serverDefault = null;
   try {
-    setAssistants((await api("/v1/assistants")).data || []);
+    const listed = await api("/v1/assistants");
+    setAssistants(listed.data || []);
+    serverDefault = listed.default || null;
   } catch (error) {
     setAssistants([]);
     showError(error, loadAssistants);
@@ -155,7 +159,7 @@ export async function loadAssistants() {
   const saved = localStorage.getItem(ASSISTANT_ITEM);
   const names = state.assistants.map((a) => a.name);
   const preferred = state.conversation?.assistant;
-  ui.assistant.value = [preferred, saved, "default", names[0]].find((n) => n && names.includes(n)) || "";
+  ui.assistant.value = [preferred, saved, serverDefault, names[0]].find((n) => n && names.includes(n)) || "";
 }
 
 export function wireComposer() {
