@@ -40,6 +40,7 @@ def build_server(settings: Settings, *, access_log: bool = False) -> GatewayServ
         lifespan="on",
         log_level=settings.log_level,
         access_log=access_log,
+        log_config=None,  # observe.logs.configure_logging sets up every logger, uvicorn's too
         timeout_graceful_shutdown=int(settings.shutdown_timeout) or None,
     )
     return GatewayServer(config, app)
