@@ -221,7 +221,7 @@ class EventStreamResponse(Response):
 def _resumes(scope: Scope) -> bool:
     """Whether the request names a resume point: a ``Last-Event-ID`` header (a reconnect) or,
     on a first connect, ``?last_event_id=``; empty means "from the start"."""
-    for name, value in scope["headers"]:
+    for name, value in scope.get("headers", ()):
         if name == b"last-event-id":
             return bool(value.strip())
     query: bytes = scope.get("query_string", b"")
