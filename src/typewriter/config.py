@@ -132,7 +132,8 @@ class Settings(BaseSettings):
     drain_timeout: float = Field(
         30.0,
         ge=0,
-        description="seconds running answers may go on after SIGTERM before they end 'interrupted'",
+        description="seconds running answers may go on after SIGTERM before they end "
+        "'interrupted'",
     )
 
 
