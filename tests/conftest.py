@@ -16,7 +16,29 @@ from typewriter.api.gateway import Gateway
 from typewriter.config import Settings, load_settings
 from typewriter.server import GatewayServer, build_server
 
-pytest_plugins = ["upstream.fixtures", "databases", "redis_server", "replicas", "tcp_proxy"]
+pytest_plugins = [
+    "upstream.fixtures",
+    "web.fixtures",
+    "databases",
+    "redis_server",
+    "replicas",
+    "tcp_proxy",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test touches the real platform data directory, nor needs a ``./data``.
+
+    The default ``data_dir`` (the platform's, through ``XDG_DATA_HOME``, which also
+    reaches commands run without ``TYPEWRITER_*`` variables) and ``TYPEWRITER_DATA_DIR``
+    point into a temporary directory, inherited by every process a test starts.
+    """
+    data_home = tmp_path_factory.mktemp("xdg-data-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(data_home))
+        patch.setenv("TYPEWRITER_DATA_DIR", str(data_home / "typewriter"))
+        yield
 
 
 @pytest.fixture

@@ -132,7 +132,10 @@ def _configured(
 ) -> dict[str, Assistant]:
     from typewriter.models.openai import OpenAIBackend, Upstream
 
-    upstreams = {u.name: Upstream.from_config(u) for u in settings.upstreams}
+    upstreams = {
+        u.name: Upstream.from_config(u, settings.upstream_check_interval)
+        for u in settings.upstreams
+    }
     if len(upstreams) != len(settings.upstreams):
         raise ConfigError("two upstreams have the same name")
     built: dict[str, Assistant] = {}

@@ -1,13 +1,16 @@
-"""The ``typewriter`` command: ``serve`` the gateway, ``chat`` from a terminal."""
+"""The typewriter command: serve the gateway, chat from a terminal, manage users and keys."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from typewriter import tickets
+from typewriter.cli_help import Typer
 from typewriter.cli_keys import keys_app
+from typewriter.cli_settings import given_flags, with_setting_flags
 from typewriter.cli_users import active_users, users_app
 from typewriter.config import Settings, load_settings
 from typewriter.errors import ConfigError
@@ -15,7 +18,7 @@ from typewriter.observe.logs import configure_logging
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 
@@ -23,66 +26,25 @@ _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 @app.command()
+@with_setting_flags
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to listen on [127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="port [8000]")] = None,
-    broker: Annotated[
-        str | None,
-        typer.Option(help="where streams live: memory, or redis://host:port/db for replicas"),
-    ] = None,
-    lease_timeout: Annotated[
-        float | None,
-        typer.Option(help="seconds before a dead replica's answers end 'interrupted' [15]"),
-    ] = None,
-    heartbeat: Annotated[float | None, typer.Option(help="seconds between pings [15]")] = None,
-    grace: Annotated[
-        float | None, typer.Option(help="seconds a detached answer runs unheard [30]")
-    ] = None,
-    retention: Annotated[
-        float | None, typer.Option(help="seconds a finished stream is kept [600]")
-    ] = None,
-    first_token_timeout: Annotated[
-        float | None, typer.Option(help="seconds to wait for the first token [60]")
-    ] = None,
-    idle_timeout: Annotated[
-        float | None, typer.Option(help="seconds without a token before 'timeout' [30]")
-    ] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug|info|warning|error")] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="postgresql+asyncpg://… (default: SQLite in data dir)")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="where the SQLite file lives [data]")
-    ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="TOML settings file (also TYPEWRITER_CONFIG)")
+        Path | None,
+        typer.Option(metavar="PATH", help="TOML settings file (also TYPEWRITER_CONFIG)"),
     ] = None,
-    insecure: Annotated[
-        bool | None,
-        typer.Option("--insecure", help="serve a non-loopback address without API keys"),
-    ] = None,
+    **flags: Any,
 ) -> None:
-    """Serve the gateway and its page. Every flag also reads TYPEWRITER_<FLAG>."""
+    """Serve the gateway and its page.
+
+    Every flag is also a TYPEWRITER_<NAME> variable and a key of the TOML file;
+    docs/configuration.md explains each.
+    """
     if config is not None and not config.is_file():
         raise typer.BadParameter(f"no such file: {config}", param_hint="--config")
     try:  # settings errors are the operator's to fix: say which, without a traceback
-        settings = load_settings(
-            config,
-            host=host,
-            port=port,
-            broker=broker,
-            lease_timeout=lease_timeout,
-            heartbeat=heartbeat,
-            grace=grace,
-            retention=retention,
-            first_token_timeout=first_token_timeout,
-            idle_timeout=idle_timeout,
-            log_level=log_level,
-            database_url=database_url,
-            data_dir=data_dir,
-            insecure=insecure,
-        )
+        settings = load_settings(config, **given_flags(flags))
         users = _check_exposure(settings)
+        _check_ticket_secret(settings, users)
         from typewriter.server import build_server
 
         server = build_server(settings)
@@ -105,6 +67,8 @@ def serve(
             + "; add one with: typewriter users add NAME"
         )
     server.run()
+    if not server.started:  # uvicorn said why (a port in use, a failed start-up)
+        raise typer.Exit(2)
 
 
 def _check_exposure(settings: Settings) -> int:
@@ -118,6 +82,19 @@ def _check_exposure(settings: Settings) -> int:
             "(TYPEWRITER_INSECURE=1) to serve it open anyway"
         )
     return users
+
+
+def _check_ticket_secret(settings: Settings, users: int) -> None:
+    """With auth on, the generated ticket secret is made now, not on the first request."""
+    if users == 0 or settings.ticket_secret is not None:
+        return
+    try:
+        tickets.load_secret(None, settings.data_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"data_dir {settings.data_dir} cannot keep the ticket secret ({exc.strerror}): "
+            "make it writable or set ticket_secret (TYPEWRITER_TICKET_SECRET)"
+        ) from None
 
 
 @app.command()

@@ -1,9 +1,10 @@
-"""``typewriter keys add|list|revoke USER``: rotate a user's API keys, keeping the user.
+"""Rotate a user's API keys, keeping the user: add, list, revoke.
 
 A user's id owns its conversations, so a key is replaced without a new user:
-``keys add`` a second key, move the clients to it, ``keys revoke`` the first.
-The commands open the same store as ``users`` and ``serve``; a revoked key
-stops working on running servers once their few seconds of cached lookups end.
+keys add a second key, move the clients to it, keys revoke the first. The
+commands open the same store as users and serve (and never create one); a
+revoked key stops working on running servers once their few seconds of cached
+lookups end.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from typing import Annotated
 
 import typer
 
+from typewriter.cli_help import Typer
 from typewriter.cli_users import ConfigFile, DatabaseUrl, DataDir, stamp, store_settings, with_users
 
 __all__ = ["keys_app"]
 
-keys_app = typer.Typer(no_args_is_help=True, help=__doc__)
+keys_app = Typer(no_args_is_help=True, help=__doc__)
 
 UserName = Annotated[str, typer.Argument(help="the user (an active one)")]
 

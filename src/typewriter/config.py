@@ -2,139 +2,233 @@
 
 Precedence, highest first: command-line flags, environment, the TOML file
 (``--config`` or ``TYPEWRITER_CONFIG``), built-in defaults. The defaults are the
-embedded set-up: simulated model, in-process broker, loopback only, so that
-``typewriter serve`` works on a fresh machine with nothing else running.
+embedded set-up: simulated model, in-process broker, loopback only, SQLite in
+the platform's data directory, so that ``typewriter serve`` works on a fresh
+machine with nothing else running, from any directory.
+
+Each field carries its help group (a :class:`Group` in its annotation): the
+``serve`` flags and docs/configuration.md are made from the fields, so a new
+setting is one field here. A wrong value of any source is one line naming the
+setting (:class:`~typewriter.errors.ConfigError`), never a traceback.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from platformdirs import user_data_dir
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from typewriter.errors import ConfigError
 from typewriter.upstreams import AssistantConfig, RetryPolicy, UpstreamConfig
 
-__all__ = ["Settings", "load_settings"]
+__all__ = [
+    "DATABASE_URL_FORMS",
+    "ENV_PREFIX",
+    "GROUPS",
+    "Group",
+    "Settings",
+    "default_data_dir",
+    "group_of",
+    "load_settings",
+]
+
+ENV_PREFIX = "TYPEWRITER_"
+DATABASE_URL_FORMS = (
+    "postgresql+asyncpg://user:password@host:5432/db, sqlite+aiosqlite:///path/file.db, or none"
+)
+_ASYNC_DRIVERS = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+_UNSHOWN = {"ticket_secret", "metrics_token", "database_url"}  # secrets, passwords in URLs
+
+
+@dataclass(frozen=True)
+class Group:
+    """Where a setting is listed in ``serve --help`` and docs/configuration.md."""
+
+    title: str
+
+
+NETWORK = Group("Network")
+STREAMS = Group("Streams")
+TIMEOUTS = Group("Timeouts")
+LIMITS = Group("Limits")
+ASSISTANTS = Group("Assistants")
+STORAGE = Group("Storage")
+AUTH = Group("Auth")
+OPERATIONS = Group("Operations")
+GROUPS = (NETWORK, STREAMS, TIMEOUTS, LIMITS, ASSISTANTS, STORAGE, AUTH, OPERATIONS)
+
+
+def default_data_dir() -> Path:
+    """The platform's per-user data directory (``~/.local/share/typewriter`` on Linux),
+    so that every command finds the same database whatever directory it runs in."""
+    return Path(user_data_dir("typewriter", appauthor=False))
 
 
 class Settings(BaseSettings):
-    """Every knob of the gateway; ``typewriter serve --help`` lists them."""
+    """Every knob of the gateway; typewriter serve --help lists them."""
 
-    model_config = SettingsConfigDict(env_prefix="TYPEWRITER_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
-    host: str = Field("127.0.0.1", description="address to listen on")
-    port: int = Field(8000, ge=0, le=65535, description="port to listen on (0 picks one)")
-    broker: str = Field(
+    host: Annotated[str, NETWORK] = Field("127.0.0.1", description="address to listen on")
+    port: Annotated[int, NETWORK] = Field(
+        8000, ge=0, le=65535, description="port to listen on (0 picks one)"
+    )
+    broker: Annotated[str, STREAMS] = Field(
         "memory", description="where streams live: 'memory' or redis://host:port/db (replicas)"
     )
-    lease_timeout: float = Field(
+    lease_timeout: Annotated[float, STREAMS] = Field(
         15.0,
         ge=1,
         description="seconds after which an answer whose replica died is ended 'interrupted'",
     )
-    heartbeat: float = Field(15.0, gt=0, description="seconds between ': ping' comments")
-    retry_ms: int = Field(2000, ge=0, description="reconnection delay sent as 'retry:'")
-    grace: float = Field(
+    heartbeat: Annotated[float, STREAMS] = Field(
+        15.0, gt=0, description="seconds between ': ping' comments"
+    )
+    retry_ms: Annotated[int, STREAMS] = Field(
+        2000, ge=0, description="reconnection delay sent as 'retry:'"
+    )
+    grace: Annotated[float, STREAMS] = Field(
         30.0, ge=0, description="seconds a detached answer keeps generating with no listener"
     )
-    retention: float = Field(600.0, gt=0, description="seconds a finished stream stays readable")
-    first_token_timeout: float = Field(
+    retention: Annotated[float, STREAMS] = Field(
+        600.0, gt=0, description="seconds a finished stream stays readable"
+    )
+    first_token_timeout: Annotated[float, TIMEOUTS] = Field(
         60.0, gt=0, description="seconds to wait for the model's first token"
     )
-    idle_timeout: float = Field(
+    idle_timeout: Annotated[float, TIMEOUTS] = Field(
         30.0, gt=0, description="seconds without a token before the answer ends 'timeout'"
     )
-    max_body_bytes: int = Field(1 << 20, gt=0, description="largest accepted request body")
-    max_header_bytes: int = Field(
+    max_body_bytes: Annotated[int, LIMITS] = Field(
+        1 << 20, gt=0, description="largest accepted request body"
+    )
+    max_header_bytes: Annotated[int, LIMITS] = Field(
         32 * 1024, gt=0, description="largest accepted request headers, all together (431)"
     )
-    shutdown_timeout: float = Field(
-        5.0, ge=0, description="seconds open streams get to close on shutdown"
+    shutdown_timeout: Annotated[float, OPERATIONS] = Field(
+        5.0,
+        ge=0,
+        description="seconds the requests still open get once the drain is over and the "
+        "socket closed (0: none)",
     )
-    total_timeout: float = Field(600.0, gt=0, description="longest an answer may take, seconds")
-    log_level: str = Field("info", description="debug, info, warning or error")
-    data_dir: Path = Field(Path("data"), description="where the SQLite file lives")
-    database_url: str | None = Field(
+    total_timeout: Annotated[float, TIMEOUTS] = Field(
+        600.0, gt=0, description="longest an answer may take, seconds"
+    )
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], OPERATIONS] = Field(
+        "info", description="least important log lines shown"
+    )
+    data_dir: Annotated[Path, STORAGE] = Field(
+        default_factory=default_data_dir,
+        description="where the SQLite file and the generated ticket secret live",
+    )
+    database_url: Annotated[str | None, STORAGE] = Field(
         None,
-        description="SQLAlchemy URL (postgresql+asyncpg://…); default: SQLite in data_dir; "
-        "'none' keeps no history",
+        description="SQLAlchemy URL with an async driver (postgresql+asyncpg://…); "
+        "default: SQLite in data_dir; 'none' keeps no history",
     )
-    history_budget_chars: int = Field(
+    history_budget_chars: Annotated[int, ASSISTANTS] = Field(
         24_000, gt=0, description="how much recent history the model gets, in characters"
     )
-    checkpoint_interval: float = Field(
+    checkpoint_interval: Annotated[float, STORAGE] = Field(
         2.0, gt=0, description="seconds between saves of an answer while it streams"
     )
-    upstreams: list[UpstreamConfig] = Field(
+    upstreams: Annotated[list[UpstreamConfig], ASSISTANTS] = Field(
         default_factory=list, description="OpenAI-compatible servers (TOML [[upstreams]])"
     )
-    assistants: list[AssistantConfig] = Field(
+    assistants: Annotated[list[AssistantConfig], ASSISTANTS] = Field(
         default_factory=list, description="assistants on those upstreams (TOML [[assistants]])"
     )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="failover policy")
-    builtin_assistants: bool | None = Field(
+    retry: Annotated[RetryPolicy, ASSISTANTS] = Field(
+        default_factory=RetryPolicy, description="failover policy (TOML [retry])"
+    )
+    builtin_assistants: Annotated[bool | None, ASSISTANTS] = Field(
         None, description="serve the simulated 'default' and 'echo' (default: when none configured)"
     )
-    insecure: bool = Field(
+    insecure: Annotated[bool, AUTH] = Field(
         False, description="serve an address other than loopback without API keys (anyone is in)"
     )
-    ticket_secret: SecretStr | None = Field(
+    ticket_secret: Annotated[SecretStr | None, AUTH] = Field(
         None,
         description="HMAC secret for events_url tickets; default: generated in data_dir "
-        "(replicas must share one: set it)",
+        "(replicas must share one: set it, better as the variable than as a flag)",
     )
-    ticket_ttl: float = Field(
+    ticket_ttl: Annotated[float, AUTH] = Field(
         1200.0, gt=0, description="seconds an events_url ticket stays valid for reconnects"
     )
-    max_streams_per_user: int = Field(
+    max_streams_per_user: Annotated[int, LIMITS] = Field(
         8, gt=0, description="answers one user may have generating at once (429 beyond)"
     )
-    requests_per_minute: int = Field(
+    requests_per_minute: Annotated[int, LIMITS] = Field(
         120, gt=0, description="requests one user may make per minute (429 beyond)"
     )
-    max_answer_chars: int = Field(
+    max_answer_chars: Annotated[int, LIMITS] = Field(
         100_000, gt=0, description="longest answer, in characters; it ends 'length' there"
     )
-    max_message_chars: int = Field(
+    max_message_chars: Annotated[int, LIMITS] = Field(
         32_000, gt=0, description="longest message a user may send, in characters (422 beyond)"
     )
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], NETWORK] = Field(
         default_factory=list, description="origins allowed to call the API from a browser"
     )
-    default_assistant: str | None = Field(
+    default_assistant: Annotated[str | None, ASSISTANTS] = Field(
         None,
         description="assistant used when a request names none (default: 'default' when "
         "served, else the first configured one)",
     )
-    show_system_prompts: bool = Field(
+    show_system_prompts: Annotated[bool, ASSISTANTS] = Field(
         False, description="show each assistant's system prompt in GET /v1/assistants"
     )
-    metrics_token: SecretStr | None = Field(
+    metrics_token: Annotated[SecretStr | None, AUTH] = Field(
         None,
         description="bearer token GET /metrics needs when auth is on (without it, /metrics "
-        "answers only when auth is off)",
+        "answers only when auth is off; better as the variable than as a flag)",
     )
-    log_format: Literal["text", "json"] = Field(
+    log_format: Annotated[Literal["text", "json"], OPERATIONS] = Field(
         "text", description="log lines as plain text, or one JSON object per line"
     )
-    upstream_check_interval: float = Field(
+    upstream_check_interval: Annotated[float, ASSISTANTS] = Field(
         5.0, gt=0, description="seconds an upstream's reachability check is reused by /readyz"
     )
-    drain_timeout: float = Field(
+    drain_timeout: Annotated[float, OPERATIONS] = Field(
         30.0,
         ge=0,
-        description="seconds running answers may go on after SIGTERM before they end "
-        "'interrupted'",
+        description="seconds running answers may go on after SIGTERM (socket open, new asks "
+        "refused with 503) before they end 'interrupted'; then shutdown_timeout applies",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        """The store runs on asyncio: a URL without an async driver (``postgresql://``)
+        would fail deep inside SQLAlchemy at start-up, so it is refused here."""
+        if value is None or value == "none" or value.startswith(_ASYNC_DRIVERS):
+            return value
+        scheme = value.partition("://")[0] or value
+        raise ValueError(f"{scheme!r} is not a supported async driver; use {DATABASE_URL_FORMS}")
+
+
+def group_of(name: str) -> Group:
+    """The help group of the setting ``name``."""
+    (group,) = (m for m in Settings.model_fields[name].metadata if isinstance(m, Group))
+    return group
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -162,11 +256,43 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         loaded = _FromSources(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"invalid settings: {problems}") from None
+        raise ConfigError(_invalid(exc)) from None
+    except SettingsError as exc:  # a variable that is not JSON where JSON is needed
+        raise ConfigError(_unparsable(exc)) from None
     except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
-        raise ConfigError(f"cannot read settings from {toml_path}: {exc}") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot read settings from {toml_path}: {reason}") from None
     return loaded
+
+
+def _invalid(exc: ValidationError) -> str:
+    """Every problem on one line: ``invalid setting port: … (got 70000)``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = _dotted(error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {where}")
+            continue
+        got = "" if where.split(".")[0] in _UNSHOWN else f" (got {_shown(error['input'])})"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"invalid setting {where}: {message}{got}")
+    return "; ".join(problems)
+
+
+def _unparsable(exc: SettingsError) -> str:
+    match = re.search(r'field "(\w+)"', str(exc))
+    if match is None:
+        return f"invalid settings: {exc}"
+    name = match.group(1)
+    cause = exc.__cause__
+    reason = f"not valid JSON ({cause})" if isinstance(cause, json.JSONDecodeError) else str(exc)
+    return f"invalid setting {name} ({ENV_PREFIX}{name.upper()}): {reason}"
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -26,6 +26,7 @@ route knows better (an unknown assistant is OpenAI's 404 ``model_not_found``).
     ├── TooManyRequests             429 rate_limited (+ Retry-After)
     ├── StoreUnavailable            503 store_unavailable
     ├── BrokerUnavailable           503 broker_unavailable
+    ├── Draining                    503 draining (+ Retry-After)
     ├── ConfigError                 (start-up only: a wrong setting)
     └── ModelError                  502 upstream_error
         ├── ModelUnavailable        503 upstream_unavailable
@@ -45,6 +46,7 @@ __all__ = [
     "BadRequest",
     "BrokerUnavailable",
     "ConfigError",
+    "Draining",
     "InvalidField",
     "InvalidLastEventId",
     "MessageTooLong",
@@ -207,6 +209,26 @@ class BrokerUnavailable(TypewriterError):
     code = "broker_unavailable"
 
 
+class Draining(TypewriterError):
+    """The server is stopping: it lets running answers finish but starts no new one.
+
+    Raised before anything is recorded or streamed, so the same request is safe to
+    send again at once: ``Retry-After`` says so, and a load balancer that retries
+    it reaches another replica (or this one, restarted).
+    """
+
+    status = 503
+    code = "draining"
+    retry_after = 1
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down and starts no new answers; ask again")
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"retry-after": str(self.retry_after)}
+
+
 class StreamTakenOver(TypewriterError):
     """This replica lost its lease on a stream and another one ended it ``interrupted``."""
 
@@ -228,8 +250,14 @@ class ModelError(TypewriterError):
 
 
 class ModelUnavailable(ModelError):
+    """No upstream answered. The user gets one plain sentence: which upstream failed and
+    how is for the operator, and goes to the log."""
+
     status = 503
     code = "upstream_unavailable"
+
+    def __init__(self, message: str = "The model is not reachable right now.") -> None:
+        super().__init__(message)
 
 
 class ModelTimeout(ModelError):

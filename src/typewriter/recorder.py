@@ -58,11 +58,14 @@ class Recorder:
         finish_reason: str,
         usage: dict[str, int] | None,
         first_token_ms: float | None,
+        status: str = "done",
     ) -> None:
         await self.abandon()
         try:
             async with asyncio.timeout(FINAL_SAVE_TIMEOUT):
-                await self.store.finish(self.message_id, text, finish_reason, usage, first_token_ms)
+                await self.store.finish(
+                    self.message_id, text, finish_reason, usage, first_token_ms, status
+                )
         except (TypewriterError, TimeoutError):
             log.warning(
                 "final save of %s failed; it will be marked interrupted at the next start",

@@ -1,14 +1,27 @@
-"""Running the app on uvicorn, with shutdown handed to the app explicitly.
+"""Running the app on uvicorn: a graceful stop drains answers before the socket closes.
 
-uvicorn waits for open responses before it runs the lifespan shutdown, and
-an SSE response never finishes on its own. So the server tells the gateway
-first (``begin_shutdown``): open streams end cleanly, their clients resume
-with ``Last-Event-ID``, and only then does uvicorn wait and shut down.
+uvicorn stops accepting connections as soon as a signal sets ``should_exit``,
+then waits for open responses before it runs the lifespan shutdown, and an SSE
+response never finishes on its own. So the first SIGTERM or SIGINT here does
+not set ``should_exit``: it starts :meth:`Gateway.drain`, with the socket still
+open, so that running answers go on for up to ``drain_timeout`` with their
+listeners connected, Stop and resumes still reach this process, and new asks
+get ``503 draining`` with ``Retry-After`` (JSON a client or a proxy can act on,
+not a refused connection). When the drain is over, ``should_exit`` is set and
+uvicorn closes the socket; the gateway ends the responses still open (channel
+listeners, followers of other replicas' answers), whose clients resume
+elsewhere with ``Last-Event-ID``, and uvicorn waits up to ``shutdown_timeout``
+for the rest. A second signal cuts the drain short: the answers end
+``interrupted`` at once (stored, then ``end``) and the server stops; a third
+is uvicorn's ``force_exit``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import socket
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,6 +36,36 @@ class GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self.app = app
+        self._signals = 0
+        self._drain: asyncio.Task[None] | None = None
+        self._cut_asked = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First signal: drain. Second, while draining: end the running answers now (each
+        stored and ended ``interrupted``) and stop. Any other: uvicorn's own stop, forced
+        once this server began stopping. A signal handler must not touch the event loop,
+        so the next tick acts on the first two."""
+        serving = self.started and not self.should_exit
+        if serving and self._signals == 0:
+            pass  # drain: started by on_tick
+        elif serving and self._signals == 1:
+            self._cut_asked = True
+        else:
+            super().handle_exit(sig, frame)
+            if self._signals:
+                self.force_exit = True
+        self._signals += 1
+
+    async def on_tick(self, counter: int) -> bool:
+        gateway = self.app.state.gateway
+        if self._signals and self._drain is None and not self.should_exit:
+            self._drain = asyncio.create_task(gateway.drain())
+        if self._cut_asked:
+            self._cut_asked = False
+            gateway.cut_drain()
+        if self._drain is not None and self._drain.done():
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.app.state.gateway.begin_shutdown()
@@ -41,6 +84,7 @@ def build_server(settings: Settings, *, access_log: bool = False) -> GatewayServ
         log_level=settings.log_level,
         access_log=access_log,
         log_config=None,  # observe.logs.configure_logging sets up every logger, uvicorn's too
-        timeout_graceful_shutdown=int(settings.shutdown_timeout) or None,
+        # 0 means no wait at all: the answers already had ``drain_timeout``.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
     )
     return GatewayServer(config, app)

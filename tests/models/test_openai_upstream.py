@@ -129,14 +129,21 @@ async def test_failover_when_headers_are_too_slow(
     slow.wait_for_disconnect(0, timeout=5)  # the slow request was closed, not left running
 
 
-async def test_nothing_answers_within_the_deadline(upstream: Upstream, gateway: Gateway) -> None:
+async def test_nothing_answers_within_the_deadline(
+    upstream: Upstream, gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
     upstream.script(*[{"status": 503}] * 200)
     started = time.monotonic()
-    events = await answer(gateway(upstream, retry={"deadline": 1, "backoff_initial": 0.05}))
+    with caplog.at_level(logging.WARNING, logger="typewriter"):
+        events = await answer(gateway(upstream, retry={"deadline": 1, "backoff_initial": 0.05}))
     assert time.monotonic() - started < 10
     assert [e.event for e in events] == ["start", "error", "end"]
-    assert data_of(events[1])["code"] == "upstream_unavailable"
-    assert "503" in data_of(events[1])["message"]
+    assert data_of(events[1]) == {
+        "code": "upstream_unavailable",
+        "message": "The model is not reachable right now.",
+    }
+    (gave_up,) = [r for r in caplog.records if "no upstream answered" in r.message]
+    assert gave_up.levelno == logging.WARNING and "u0: 503" in gave_up.message
     assert last(events, "end")["finish_reason"] == "error"
     assert len(upstream.requests()) > 2
 

@@ -12,213 +12,36 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 import httpx
 import pytest
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Dialog,
-    Page,
-    Playwright,
-    Request,
-    Route,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Request, Route, expect
 
-from browser import CHROMIUM, CHROMIUM_ARGS
 from conftest import RunningServer, ServerFactory
 from helpers import add_user
+from web.chat_page import (
+    NO_PAGE_SCROLL,
+    NO_SIDEWAYS_SCROLL,
+    answers,
+    ask,
+    assistant_messages,
+    conversation,
+    conversation_id,
+    message_box,
+    open_context,
+    shown,
+    simulate,
+    uncovered,
+    wait_for_end,
+    wait_for_length,
+    watch,
+    words,
+)
 
 pytestmark = pytest.mark.integration
-
-VENDOR = Path(__file__).parents[2] / "src" / "typewriter" / "web" / "vendor"
-WAIT_MS = 20_000
-STREAMING = "() => !document.querySelector('.msg.assistant.streaming')"
-
-expect.set_options(timeout=WAIT_MS)
-
-
-def words(count: int, start: int = 1) -> str:
-    """Plain text that Markdown shows unchanged, where a gap or a repeat is easy to see."""
-    return " ".join(f"w{n:04d}" for n in range(start, start + count))
-
-
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run `make test` (scripts/ensure-test-services.sh installs "
-            "Debian's chromium)",
-            pytrace=False,
-        )
-    if not (VENDOR / "marked.js").exists():
-        pytest.fail("the page's libraries are missing: run `make vendor`", pytrace=False)
-    browser = playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-    )
-    try:
-        yield browser
-    finally:
-        browser.close()
-
-
-@pytest.fixture(scope="session")
-def screenshots(pytestconfig: pytest.Config) -> Path:
-    folder = Path(pytestconfig.rootpath) / "test-output" / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-class PageErrors(list[str]):
-    """Uncaught exceptions and console errors of a page; a test ends with none."""
-
-
-def open_context(browser: Browser, **options: Any) -> BrowserContext:
-    options.setdefault("viewport", {"width": 1280, "height": 800})
-    context = browser.new_context(**options)
-    context.set_default_timeout(WAIT_MS)
-    return context
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = open_context(browser)
-    try:
-        yield context
-    finally:
-        context.close()
-
-
-def watch(page: Page) -> PageErrors:
-    errors = PageErrors()
-    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
-
-    def console(message: ConsoleMessage) -> None:
-        # A refused request (404, 429, no network) is logged by the browser itself; the page
-        # handles those. Anything else (a script error, a CSP violation) is a failure.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            errors.append(f"console: {message.text}")
-
-    page.on("console", console)
-    return errors
-
-
-@pytest.fixture
-def page(context: BrowserContext, server: RunningServer) -> Iterator[Page]:
-    page = context.new_page()
-    errors = watch(page)
-    page.goto(server.url + "/")
-    expect(page.get_by_label("Assistant")).to_have_value("default")
-    yield page
-    assert not errors, errors
-
-
-@pytest.fixture
-def api(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        yield client
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-
-def message_box(page: Page) -> Any:
-    return page.get_by_role("textbox", name="Message", exact=True)
-
-
-def ask(page: Page, text: str, assistant: str = "echo") -> None:
-    page.get_by_label("Assistant").select_option(assistant)
-    message_box(page).fill(text)
-    message_box(page).press("Enter")
-
-
-def wait_for_end(page: Page) -> None:
-    page.wait_for_function(STREAMING)
-    expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
-
-
-def answers(page: Page) -> Any:
-    return page.locator(".msg.assistant .md")
-
-
-def shown(page: Page) -> str:
-    text: str = answers(page).last.inner_text()
-    return text
-
-
-def simulate(page: Page, **options: Any) -> None:
-    """Ask the simulated model for these options (pace, failures) in every /v1/chat."""
-
-    def with_options(route: Route) -> None:
-        body = json.loads(route.request.post_data or "{}")
-        body["options"] = {"simulate": options}
-        route.continue_(post_data=json.dumps(body))
-
-    page.route("**/v1/chat", with_options)
-
-
-NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
-NO_PAGE_SCROLL = f"({NO_SIDEWAYS_SCROLL}) && document.documentElement.scrollHeight <= innerHeight"
-
-# Whole inside the window (and the log's box, for what is in the log), and on top at its
-# middle: a reader can see it, and a click there reaches it.
-UNCOVERED = """(element) => {
-    const box = element.getBoundingClientRect();
-    const inside = (outer) => box.top >= outer.top && box.bottom <= outer.bottom
-        && box.left >= outer.left && box.right <= outer.right;
-    const log = element.closest('.log');
-    const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
-    return box.width > 0 && box.height > 0
-        && inside({ top: 0, left: 0, bottom: innerHeight, right: innerWidth })
-        && (!log || inside(log.getBoundingClientRect()))
-        && (hit === element || element.contains(hit));
-}"""
-
-
-def uncovered(locator: Any) -> bool:
-    seen: bool = locator.evaluate(UNCOVERED)
-    return seen
-
-
-def wait_for_length(page: Page, length: int) -> None:
-    page.wait_for_function(
-        "(n) => { const all = document.querySelectorAll('.msg.assistant .md');"
-        " const last = all[all.length - 1]; return last && last.innerText.length >= n; }",
-        arg=length,
-    )
-
-
-def conversation_id(page: Page) -> str:
-    ids = parse_qs(urlparse(page.url).query).get("c")
-    assert ids, f"no conversation in the URL {page.url}"
-    return ids[0]
-
-
-def conversation(api: httpx.Client, cid: str) -> dict[str, Any]:
-    response = api.get(f"/v1/conversations/{cid}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def assistant_messages(api: httpx.Client, cid: str) -> list[dict[str, Any]]:
-    return [m for m in conversation(api, cid)["messages"] if m["role"] == "assistant"]
 
 
 # -- typing, stopping, regenerating ----------------------------------------------------------
@@ -602,8 +425,7 @@ def test_model_error_is_shown(page: Page, screenshots: Path) -> None:
     ask(page, "this answer breaks after three pieces")
     wait_for_end(page)
     note = page.locator(".msg.assistant .answer-note")
-    expect(note).to_contain_text("simulated model failure")
-    expect(note).to_contain_text("Regenerate to try again")
+    expect(note).to_have_text("The model failed while answering. Regenerate to try again.")
     page.screenshot(path=screenshots / "model-error.png")
     assert shown(page) == "this answer breaks after three pieces"[:12].rstrip()
     page.unroute("**/v1/chat")

@@ -70,6 +70,33 @@ class Gateway:
         self._stopping = asyncio.Event()
         self._orphans: asyncio.Task[None] | None = None
 
+    @property
+    def draining(self) -> bool:
+        """The server is stopping: ``/readyz`` answers 503 and new asks get ``draining``."""
+        return self.chat.draining
+
+    async def drain(self) -> None:
+        """The first phase of a graceful stop, while the listening socket stays open.
+
+        Running answers go on, their listeners connected, for up to ``drain_timeout``
+        seconds; the rest end ``interrupted`` (text stored, then ``end``). Stop, resumes
+        and reads still work meanwhile: with the memory broker only this process can
+        serve them. Returns once no answer runs; the server then closes the socket.
+        """
+        log.info(
+            "draining: %d answer(s) running, refusing new ones for up to %g s "
+            "(signal again to end them now)",
+            self.chat.running,
+            self.settings.drain_timeout,
+        )
+        await self.chat.drain(self.settings.drain_timeout)
+        log.info("drained: no answer running")
+
+    def cut_drain(self) -> None:
+        """Stop waiting for the answers: those still running end ``interrupted`` now."""
+        log.info("drain cut short: ending the running answers now")
+        self.chat.cut_drain()
+
     def begin_shutdown(self) -> None:
         """End open SSE responses now; their clients resume elsewhere with Last-Event-ID."""
         self.open_streams.close_all()

@@ -60,7 +60,8 @@ _ERRORS = {
     422: "invalid fields (which, and why)",
     429: "a per-user limit; see Retry-After",
     502: "the model failed",
-    503: "the broker, the store or the model is unavailable; try again later",
+    503: "the broker, the store or the model is unavailable, or the server is stopping "
+    "(draining, with Retry-After); try again later",
     504: "the model took too long",
 }
 

@@ -148,8 +148,16 @@ class Generation:
                 first = progress.first_at
                 first_ms = (first - asked_at) * 1000 if first is not None else None
                 usage = outcome.usage.to_dict() if outcome.usage else None
+                # Cut by the server (a drain's deadline, a second signal): stored as the
+                # answers of a replica that died are, so history tells it apart from a
+                # model's failure.
+                cut = outcome.error is not None and outcome.error.code == "interrupted"
                 await recorder.finish(
-                    "".join(progress.parts), outcome.finish_reason, usage, first_ms
+                    "".join(progress.parts),
+                    outcome.finish_reason,
+                    usage,
+                    first_ms,
+                    status="interrupted" if cut else "done",
                 )
             await self.finish(answer, outcome)
         finally:

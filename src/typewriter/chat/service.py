@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +25,7 @@ from typing import Protocol
 from typewriter import events
 from typewriter.assistants import Assistant
 from typewriter.config import Settings
-from typewriter.errors import BrokerUnavailable, MessageTooLong, TypewriterError
+from typewriter.errors import BrokerUnavailable, Draining, MessageTooLong, TypewriterError
 from typewriter.ids import new_id
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions, ModelRequest
@@ -79,6 +80,8 @@ class Chat:
         self.generation = Generation(settings, broker, metrics)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = Slots(settings.max_streams_per_user)
+        self.draining = False
+        self._drain_cut = asyncio.Event()
 
     @property
     def running(self) -> int:
@@ -92,9 +95,11 @@ class Chat:
         """Check the limits, record the question (if persisted), open the stream, start
         generating.
 
-        Both limits are checked first, so a refused question leaves nothing behind:
-        no stored message, no stream, no slot.
+        Draining and both limits are checked first, so a refused question leaves nothing
+        behind: no stored message, no stream, no slot.
         """
+        if self.draining:
+            raise Draining()
         asked_at = asyncio.get_running_loop().time()
         assistant = self.assistants[question.assistant]
         _check_lengths(question, self.settings.max_message_chars)
@@ -162,12 +167,41 @@ class Chat:
         task.add_done_callback(ended)
         return answer
 
+    async def drain(self, timeout: float) -> None:
+        """Refuse new questions, let running answers go on for up to ``timeout`` seconds
+        (or until :meth:`cut_drain`), then end those still running ``interrupted``.
+
+        Returns as soon as the last answer ended, so a stop waits only as long as the
+        answers need. An ask that passed its check just before is started and waited
+        for like the others: the loop looks again until nothing runs.
+        """
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        cut = asyncio.create_task(self._drain_cut.wait())
+        try:
+            while (running := self._running()) and not cut.done():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await asyncio.wait((*running, cut), timeout=left, return_when=FIRST_COMPLETED)
+        finally:
+            cut.cancel()
+        await self.shutdown()
+
+    def cut_drain(self) -> None:
+        """End the drain now: the answers still running end ``interrupted`` at once."""
+        self._drain_cut.set()
+
     async def shutdown(self) -> None:
         """End every running answer (``error`` then ``end``) before the process goes."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while tasks := self._running():
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _running(self) -> list[asyncio.Task[None]]:
+        return [task for task in self._tasks.values() if not task.done()]
 
     async def end_orphans(self) -> int:
         """End the streams of replicas that died (see :mod:`.orphans`); how many were ended."""

@@ -8,11 +8,12 @@ an HTTP backend closes its upstream request (and the GPU stops billing).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from typewriter.events import Usage
 from typewriter.messages import ChatMessage
+from typewriter.models.health import UpstreamState
 
 __all__ = [
     "Chunk",
@@ -66,9 +67,12 @@ class ModelBackend(ABC):
     def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         """Yield the answer's pieces in order, ending with a chunk that has ``finish_reason``."""
 
-    async def ping(self) -> bool:
-        """True when the model can be reached (``/readyz``)."""
-        return True
+    async def check_upstreams(self) -> Sequence[UpstreamState]:
+        """The state of each server this backend reaches, freshly checked if stale.
+
+        For ``/readyz``'s body: a model running in the process has none.
+        """
+        return ()
 
     async def aclose(self) -> None:
         """Release connections."""

@@ -8,6 +8,13 @@ After the first token nothing is retried — the user has seen text — and a
 failure becomes an ``error`` event with the text so far kept. Reading the
 stream itself is ``openai_chunks.py``.
 
+Every attempt tells the upstream's ``UpstreamHealth`` how it went. When every
+upstream of an assistant is known down (a failed attempt or check within
+``upstream_check_interval``), a request makes one quick round and gives up
+instead of retrying until the deadline: the user learns at once what the last
+request learnt the slow way. The user sees one plain sentence; the upstreams'
+names and errors go to the log, one WARNING per request given up.
+
 Stopping is closing: the generator holds the upstream response open, so when
 the gateway closes the generator (Stop, disconnect, grace, timeout) the
 response and its connection are closed, and the upstream stops generating.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -28,6 +36,7 @@ import httpx
 
 from typewriter.errors import ModelError, ModelUnavailable
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
+from typewriter.models.health import UpstreamHealth, UpstreamState
 from typewriter.models.keys import KeyPool, fingerprint
 from typewriter.models.openai_chunks import error_message_of, read_chunks
 from typewriter.upstreams import RetryPolicy, UpstreamConfig
@@ -37,6 +46,8 @@ __all__ = ["OpenAIBackend", "Upstream"]
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = {408, 409, 425, 429}
+_CHECK_SECONDS = 2.0
+"""Longest a readiness check of one upstream may take: a load balancer waits for it."""
 
 
 @dataclass(slots=True)
@@ -45,19 +56,36 @@ class Upstream:
 
     config: UpstreamConfig
     keys: KeyPool
+    health: UpstreamHealth
 
     @classmethod
-    def from_config(cls, config: UpstreamConfig) -> Upstream:
+    def from_config(cls, config: UpstreamConfig, check_interval: float) -> Upstream:
         keys = [k.get_secret_value() for k in config.api_keys]
-        return cls(config, KeyPool(keys, config.key_strategy))
+        health = UpstreamHealth(config.name, check_interval)
+        return cls(config, KeyPool(keys, config.key_strategy), health)
 
     @property
     def url(self) -> str:
         return self.config.base_url.rstrip("/") + "/chat/completions"
 
+    @property
+    def models_url(self) -> str:
+        return self.config.base_url.rstrip("/") + "/models"
+
+    def headers(self, key: str) -> dict[str, str]:
+        """The configured headers, and the key as a bearer token (none for ``""``)."""
+        headers = dict(self.config.headers)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
 
 class _Refused(Exception):
-    """One attempt failed in a way worth trying elsewhere."""
+    """One attempt failed in a way worth trying elsewhere.
+
+    ``rest_until`` set: only that key was refused (401/403, 429), and the upstream
+    itself answered; otherwise the upstream is down or failing (an outage).
+    """
 
     def __init__(self, reason: str, rest_until: float = 0.0) -> None:
         super().__init__(reason)
@@ -89,6 +117,10 @@ class OpenAIBackend(ModelBackend):
                 body[name] = value
         return body
 
+    async def check_upstreams(self) -> list[UpstreamState]:
+        checks = (u.health.check(functools.partial(self._probe, u)) for u in self._upstreams)
+        return list(await asyncio.gather(*checks))
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         upstream, response = await self._open(self._body(request))
         try:
@@ -96,16 +128,22 @@ class OpenAIBackend(ModelBackend):
             async with contextlib.aclosing(chunks_of) as chunks:
                 async for chunk in chunks:
                     yield chunk
+        except ModelError as exc:
+            cause = f" ({type(exc.__cause__).__name__})" if exc.__cause__ else ""
+            log.warning("upstream %s failed mid-answer: %s%s", upstream.config.name, exc, cause)
+            raise
         finally:
             await response.aclose()  # before the end this closes the connection: upstream stops
 
     async def _open(self, body: dict[str, Any]) -> tuple[Upstream, httpx.Response]:
         """The first 200 response from any upstream and key, and its upstream; or
-        ModelUnavailable."""
+        ModelUnavailable (after one round when every upstream is known down)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._policy.deadline
+        started = loop.time()
+        deadline = started + self._policy.deadline
+        one_round = all(u.health.known_down() for u in self._upstreams)
         pause = self._policy.backoff_initial
-        reasons: list[str] = []
+        failures = _Failures(body["model"], started, one_round)
         while True:
             tried_any = False
             for upstream in self._upstreams:
@@ -114,27 +152,35 @@ class OpenAIBackend(ModelBackend):
                     tried.add(key)
                     tried_any = True
                     try:
-                        return upstream, await self._attempt(upstream, key, body)
+                        response = await self._attempt(upstream, key, body)
                     except _Refused as refused:
-                        reasons.append(f"{upstream.config.name}: {refused.reason}")
+                        failures.add(upstream.config.name, refused.reason)
                         if refused.rest_until:
                             upstream.keys.rest(key, refused.rest_until)
+                        else:
+                            upstream.health.failed(refused.reason)
+                    except ModelError:
+                        upstream.health.reached()  # it answered: what it refuses is the request
+                        raise
+                    else:
+                        upstream.health.reached()
+                        return upstream, response
                     if loop.time() >= deadline:
-                        raise _unavailable(reasons)
+                        raise failures.give_up(loop.time())
+            if one_round and tried_any:
+                raise failures.give_up(loop.time())
             now = time.time()
             wait = pause if tried_any else 0.0
             ready_at = min(u.keys.next_ready_at() for u in self._upstreams)
             wait = max(wait, ready_at - now)
             if loop.time() + wait >= deadline:
-                raise _unavailable(reasons or ["every key is resting"])
+                raise failures.give_up(loop.time(), "every key is resting")
             await asyncio.sleep(wait)
             pause = min(pause * 2 or self._policy.backoff_initial, self._policy.backoff_max)
 
     async def _attempt(self, upstream: Upstream, key: str, body: dict[str, Any]) -> httpx.Response:
         config = upstream.config
-        headers = {"accept": "text/event-stream", **config.headers}
-        if key:
-            headers["authorization"] = f"Bearer {key}"
+        headers = {"accept": "text/event-stream", **upstream.headers(key)}
         timeout = httpx.Timeout(connect=config.connect_timeout, read=None, write=30.0, pool=30.0)
         request = self._client.build_request(
             "POST", upstream.url, json=body, headers=headers, timeout=timeout
@@ -144,10 +190,8 @@ class OpenAIBackend(ModelBackend):
                 response = await self._client.send(request, stream=True)
         except TimeoutError:
             raise _Refused(f"no response headers within {config.headers_timeout:g} s") from None
-        except httpx.TimeoutException:
-            raise _Refused(f"no connection within {config.connect_timeout:g} s") from None
-        except httpx.TransportError as exc:
-            raise _Refused(f"connection failed ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise _Refused(_transport_failure(exc, config.connect_timeout)) from None
         if response.status_code == 200:
             return response
         detail = await _error_detail(response)
@@ -166,7 +210,75 @@ class OpenAIBackend(ModelBackend):
             raise _Refused(f"429 {detail}", time.time() + retry_after)
         if status >= 500 or status in _RETRY_STATUSES:
             raise _Refused(f"{status} {detail}")
-        raise ModelError(f"upstream {config.name} rejected the request: {status} {detail}")
+        log.warning("upstream %s rejected a request: %d %s", config.name, status, detail)
+        raise ModelError(f"the model rejected the request: {status} {detail}")
+
+    async def _probe(self, upstream: Upstream) -> str | None:
+        """``GET {base_url}/models`` with a key that is not resting: None if it answers.
+
+        Any answer below 500 but 401/403 counts as reachable (a server without
+        ``/models`` answers 404, and still serves chat completions).
+        """
+        key = upstream.keys.choose(time.time(), set())
+        if key is None:
+            return "every key is resting (refused or rate limited)"
+        timeout = min(_CHECK_SECONDS, upstream.config.connect_timeout)
+        try:
+            async with asyncio.timeout(_CHECK_SECONDS):
+                response = await self._client.get(
+                    upstream.models_url,
+                    headers=upstream.headers(key),
+                    timeout=httpx.Timeout(_CHECK_SECONDS, connect=timeout),
+                )
+        except TimeoutError:
+            return f"no answer within {_CHECK_SECONDS:g} s"
+        except httpx.HTTPError as exc:
+            return _transport_failure(exc, timeout)
+        status = response.status_code
+        if status in (401, 403):
+            return f"the key was refused ({status})"
+        if status >= 500:
+            return f"{status} {response.text[:200]}"
+        return None
+
+
+def _transport_failure(exc: httpx.HTTPError, connect_timeout: float) -> str:
+    """The reason an exchange failed below HTTP, for the log and ``/readyz``."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection within {connect_timeout:g} s"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    return f"connection failed ({type(exc).__name__})"
+
+
+class _Failures:
+    """The failed attempts of one request, for the one WARNING line that gives up."""
+
+    def __init__(self, model: str, started: float, one_round: bool) -> None:
+        self._model = model
+        self._started = started
+        self._one_round = one_round
+        self._count = 0
+        self._last: dict[str, tuple[str, int]] = {}  # upstream → (last reason, attempts)
+
+    def add(self, upstream: str, reason: str) -> None:
+        self._count += 1
+        _, attempts = self._last.get(upstream, ("", 0))
+        self._last[upstream] = (reason, attempts + 1)
+
+    def give_up(self, now: float, why: str = "") -> ModelUnavailable:
+        """The user's error; the log gets each upstream's last error."""
+        shown = "; ".join(f"{u}: {r} (x{n})" for u, (r, n) in self._last.items()) or why
+        how = "one round: every upstream known down" if self._one_round else "retried"
+        log.warning(
+            "no upstream answered model %s: %d attempt(s) in %.1f s (%s): %s",
+            self._model,
+            self._count,
+            now - self._started,
+            how,
+            shown,
+        )
+        return ModelUnavailable()
 
 
 def _retry_after(value: str | None) -> float:
@@ -190,8 +302,3 @@ async def _error_detail(response: httpx.Response) -> str:
             return error_message_of(parsed)
     text: str = body[:200].decode("utf-8", "replace")
     return text
-
-
-def _unavailable(reasons: list[str]) -> ModelUnavailable:
-    shown = "; ".join(reasons[-4:])
-    return ModelUnavailable(f"no upstream could answer ({len(reasons)} attempts): {shown}")

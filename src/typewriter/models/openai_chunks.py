@@ -70,8 +70,8 @@ async def read_chunks(
         ) from None
     except httpx.TimeoutException:
         raise ModelTimeout("the upstream stopped sending") from None
-    except httpx.TransportError as exc:
-        raise ModelError(f"the upstream connection broke ({type(exc).__name__})") from None
+    except httpx.TransportError as exc:  # its class is for the log (``OpenAIBackend.stream``)
+        raise ModelError("the connection to the model broke mid-answer") from exc
     yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
 
 

@@ -57,13 +57,15 @@ async def finish(
     finish_reason: str,
     usage: dict[str, int] | None,
     first_token_ms: float | None,
+    status: str = "done",
 ) -> None:
+    """Store the answer's end; ``status`` is ``interrupted`` when the server cut it short."""
     await db.execute(
         messages.update()
         .where(messages.c.id == message_id)
         .values(
             text=text,
-            status="done",
+            status=status,
             finish_reason=finish_reason,
             usage=json.dumps(usage) if usage else None,
             first_token_ms=first_token_ms,

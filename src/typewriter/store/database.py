@@ -62,14 +62,6 @@ class Database:
                 raise StoreUnavailable(_UNAVAILABLE) from None
             raise
 
-    async def ping(self) -> bool:
-        try:
-            async with self.transaction() as db:
-                await db.execute(sa.text("SELECT 1"))
-        except StoreUnavailable:
-            return False
-        return True
-
     async def close(self) -> None:
         await self.engine.dispose()
 

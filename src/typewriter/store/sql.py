@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from typewriter.errors import StoreUnavailable
 from typewriter.messages import ChatMessage
-from typewriter.store import answers
+from typewriter.store import answers, schema
 from typewriter.store.conversations import (
     conversation_page,
     insert_conversation,
@@ -50,6 +51,9 @@ from typewriter.store.records import Conversation, Feedback, Message, Turn
 
 __all__ = ["SqlStore"]
 
+_WRITE_PROBE = -1
+"""The ``schema_migrations`` version ``can_write`` adds and removes: no step has it."""
+
 
 class SqlStore(Database):
     """One store for both engines; ``url`` is an SQLAlchemy async URL."""
@@ -61,6 +65,23 @@ class SqlStore(Database):
         (see ``Gateway.start``), so marking them ``interrupted`` is not done here.
         """
         return await migrate(self.engine)
+
+    async def can_write(self) -> bool:
+        """Whether a write commits now (``/readyz``): a full disk or a read-only file fails
+        here, where a SELECT still succeeds.
+
+        It adds a row to ``schema_migrations`` and deletes it in the same transaction:
+        nobody else ever sees it, but the commit must reach the disk (SQLite skips an
+        UPDATE that changes no value, so rewriting a row would prove nothing).
+        """
+        table = schema.schema_migrations
+        try:
+            async with self.transaction() as db:
+                await db.execute(table.insert().values(version=_WRITE_PROBE, applied_at=0.0))
+                await db.execute(table.delete().where(table.c.version == _WRITE_PROBE))
+        except StoreUnavailable:
+            return False
+        return True
 
     async def streaming_answers(self) -> list[tuple[str, str]]:
         """``(message id, stream id)`` of every answer still marked ``streaming``."""
@@ -181,6 +202,7 @@ class SqlStore(Database):
         finish_reason: str,
         usage: dict[str, int] | None,
         first_token_ms: float | None,
+        status: str = "done",
     ) -> None:
         async with self.transaction() as db:
-            await answers.finish(db, message_id, text, finish_reason, usage, first_token_ms)
+            await answers.finish(db, message_id, text, finish_reason, usage, first_token_ms, status)

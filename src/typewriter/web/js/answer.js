@@ -9,18 +9,12 @@
 // state (it decides Send or Stop, and Regenerate), so changing it calls changed().
 
 import { h, makeButton } from "./dom.js";
+import { ending, failureOf } from "./endings.js";
 import { afterPaint } from "./log.js";
-import { MarkdownView } from "./markdown.js";
+import { MarkdownView, withoutDanglingMarker } from "./markdown.js";
 import { busy, changed, state } from "./state.js";
 
 export const ANSWER_ACTION = "typewriter:answer";
-
-export const ENDINGS = {
-  cancelled: "Stopped.",
-  length: "Cut short: the answer reached its length limit.",
-  timeout: "The model stopped responding, so the answer ends here.",
-  error: "The answer failed.",
-};
 
 export class Answer {
   #status = "pending"; // pending (asked, no stream yet), streaming, done
@@ -67,6 +61,16 @@ export class Answer {
 
   get live() {
     return this.status === "pending" || this.status === "streaming";
+  }
+
+  /**
+   * The text as shown (and copied). An answer still being written, or cut before its end, may
+   * stop right after a list marker ("- ", "1. "): that item has no text yet, and an empty
+   * bullet would flash while typing and stay under a cut answer, so the marker is left out.
+   */
+  get shownText() {
+    const whole = this.status === "done" && this.finishReason === "stop";
+    return whole ? this.text : withoutDanglingMarker(this.text);
   }
 
   act(action, detail = {}) {
@@ -166,7 +170,7 @@ export class Answer {
 
   paint() {
     if (!this.el.isConnected) return; // off screen: rendered when shown again
-    this.view.render(this.text);
+    this.view.render(this.shownText);
     this.update();
     afterPaint();
   }
@@ -184,34 +188,29 @@ export class Answer {
     this.update();
   }
 
-  /** Draw what this answer alone decides: typing dots, the note under it, its actions. */
+  /**
+   * Draw what this answer alone decides: typing dots, the note under it, its actions. Copy
+   * and the rating need text: an answer with none offers neither. An answer a failure ended
+   * keeps Copy for the text it shows, but offers no rating: what failed was the service, not
+   * the answer the model meant to give.
+   */
   update() {
     const live = this.live;
     this.el.classList.toggle("streaming", live);
     this.el.setAttribute("aria-busy", String(live));
     this.typing.hidden = !(live && this.text === "");
-    this.note.textContent = this.noteText();
-    this.note.hidden = !this.note.textContent;
-    this.note.classList.toggle("bad", Boolean(this.error) || this.finishReason === "error");
+    const ended = live ? { text: "", kind: "info" } : ending(this);
+    this.note.textContent = ended.text;
+    this.note.hidden = !ended.text;
+    this.note.classList.toggle("bad", ended.kind === "failed");
+    this.note.classList.toggle("cut", ended.kind === "cut");
     this.actions.hidden = live || !this.id;
+    const written = this.shownText.trim() !== "";
+    this.copy.hidden = !written;
+    this.good.hidden = this.bad.hidden = !written || failureOf(this) !== null;
     const rating = this.feedback ? this.feedback.rating : 0;
     this.good.setAttribute("aria-pressed", String(rating === 1));
     this.bad.setAttribute("aria-pressed", String(rating === -1));
-  }
-
-  noteText() {
-    const live = this.live;
-    let note = "";
-    if (this.error) note = `Error: ${this.error.message || this.error.code || "unknown"}.`;
-    if (!live && this.finishReason && this.finishReason !== "stop") {
-      const ending = ENDINGS[this.finishReason] || `Ended: ${this.finishReason}.`;
-      if (!(this.error && this.finishReason === "error")) note = note ? `${note} ${ending}` : ending;
-      if (this.text === "" && this.finishReason === "cancelled") {
-        note = "Stopped before any text was written.";
-      }
-    }
-    if (!live && this.finishReason === "error") note += " Regenerate to try again.";
-    return note.trim();
   }
 
   /** Draw what depends on the turn and the page: the pager, and Regenerate. */

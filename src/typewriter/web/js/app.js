@@ -2,7 +2,8 @@
 //
 //   state.js         the state, changed() and the view's AbortController
 //   dom.js           the page's elements; notice.js what the reader is told
-//   log.js           the turns on screen and auto-scroll; turn.js and answer.js draw them
+//   log.js           the turns on screen and auto-scroll; turn.js and answer.js draw them,
+//                    endings.js says how an answer ended
 //   following.js     the answers' streams (stream.js: EventSource, resumed by Last-Event-ID)
 //   composer.js      asking, stopping, regenerating; the assistant picker
 //   conversation.js  opening a conversation or a new chat; list.js and sidebar.js the list

@@ -55,7 +55,7 @@ function answerFrom(message) {
     status: "done",
     finishReason: message.finish_reason || (message.status === "done" ? "stop" : "error"),
     feedback: message.feedback,
-    error: message.status === "interrupted" ? { message: "the answer was interrupted" } : null,
+    error: message.status === "interrupted" ? { code: "interrupted" } : null,
   });
   return { answer, follow: false };
 }

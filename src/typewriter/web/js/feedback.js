@@ -20,7 +20,7 @@ function flashCopied(button) {
 }
 
 async function copyAnswer(answer) {
-  const ok = await copyText(answer.text);
+  const ok = await copyText(answer.shownText);
   announce(ok ? "Copied the answer." : "Could not copy the answer.");
   if (ok) flashCopied(answer.copy);
 }

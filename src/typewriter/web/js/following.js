@@ -7,7 +7,7 @@
 // open streams is this module's own: nothing else opens or closes them.
 
 import { api } from "./api.js";
-import { ENDINGS } from "./answer.js";
+import { ending } from "./endings.js";
 import { announce, describe, hideNotice, showNotice } from "./notice.js";
 import { state } from "./state.js";
 import { Follower } from "./stream.js";
@@ -35,17 +35,14 @@ export function follow(answer, url) {
       answer.append(text);
     },
     onError(data) {
-      answer.error = data;
-      answer.schedule();
-      if (inView(answer)) announce(`Error: ${data.message || data.code}`);
+      answer.error = data; // told with the ending, which follows at once
     },
     onEnd(data) {
       followed.delete(answer.streamId);
       answer.finish(data);
       if (inView(answer)) {
         hideNotice("connection");
-        const reason = data.finish_reason;
-        announce(reason === "stop" ? "Answer complete." : ENDINGS[reason] || `Ended: ${reason}.`);
+        announce(ending(answer).text || "Answer complete.");
       }
     },
     onConnection(connection) {
@@ -94,7 +91,7 @@ async function recover(answer) {
     if (stored && stored.status !== "streaming") {
       followed.delete(answer.streamId);
       answer.replaceText(stored.text);
-      if (stored.status === "interrupted") answer.error = { message: "the answer was interrupted" };
+      if (stored.status === "interrupted") answer.error = { code: "interrupted" };
       answer.finish({ finish_reason: stored.finish_reason || "error" });
       hideNotice("connection");
       return;

@@ -84,6 +84,22 @@ function sanitize(html) {
   return fragment;
 }
 
+const LIST_MARKER_ALONE = /^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*$/;
+const FENCE = /^[ \t]*(?:```|~~~)/gm;
+
+/**
+ * `text` without its last line when that line is only a list marker ("- ", "1. "): an item
+ * begun and not written yet, which Markdown would show as an empty bullet. Inside an open
+ * code block the line is code and stays.
+ */
+export function withoutDanglingMarker(text) {
+  const start = text.lastIndexOf("\n") + 1;
+  if (!LIST_MARKER_ALONE.test(text.slice(start))) return text;
+  const before = text.slice(0, start);
+  const fences = before.match(FENCE)?.length ?? 0;
+  return fences % 2 === 0 ? before : text;
+}
+
 /** Markdown to a safe DocumentFragment, all at once (for text that is not streaming). */
 export function renderMarkdown(text) {
   if (!lib) {
