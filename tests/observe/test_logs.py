@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 
 from conftest import read_events
 from helpers import add_user, follow, free_port
+from typewriter.observe.logs import JsonFormatter
 from upstream.control import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -44,9 +46,7 @@ class LoggingServer:
         }
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - read back by lines()
         command = [sys.executable, "-m", "typewriter", "serve", "--port", str(port)]
-        command += ["--log-level", "info"]
-        if log_format != "text":
-            env["TYPEWRITER_LOG_FORMAT"] = log_format
+        command += ["--log-level", "info", "--log-format", log_format]
         self.process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr
         )
@@ -176,3 +176,18 @@ async def test_text_log_has_one_line_per_request_and_per_answer(
     fields = ("user=usr_", "assistant=echo", "finish_reason=cancelled", "chars=8", "duration_ms=")
     for field in fields:
         assert field in ended[0], ended[0]
+
+
+def test_a_json_line_keeps_a_traceback_on_its_one_line() -> None:
+    try:
+        1 / 0  # noqa: B018 - the error is the point
+    except ZeroDivisionError:
+        record = logging.LogRecord(
+            "typewriter.x", logging.ERROR, __file__, 1, "failed on %s", ("GET /",), sys.exc_info()
+        )
+    record.stream_id = "st_x"
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["message"] == "failed on GET /" and parsed["level"] == "ERROR"
+    assert parsed["stream_id"] == "st_x" and "ZeroDivisionError" in parsed["exception"]
