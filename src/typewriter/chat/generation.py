@@ -134,7 +134,7 @@ class Generation:
         else:  # the model's iterator is closed: the upstream request with it
             metrics.stopped(answer.stream_id, stop_heard_at)
         if isinstance(outcome.error, BrokerUnavailable):
-            metrics.broker_operation("append", 0.0, True)
+            metrics.broker_failed("append")
         if isinstance(outcome.error, StreamTakenOver):
             # Our lease lapsed (a stall or a Redis outage) and another replica ended the
             # stream and stored what its listeners saw; writing more would contradict it.

@@ -256,6 +256,10 @@ class Metrics:
         if failed:
             self.broker_errors.labels(operation).inc()
 
+    def broker_failed(self, operation: str) -> None:
+        """An untimed operation failed (an append: it surfaces as the answer's error)."""
+        self.broker_errors.labels(operation).inc()
+
     # Requests
 
     def refused(self, status: int, code: str) -> None:
