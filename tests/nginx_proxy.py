@@ -24,7 +24,7 @@ import pytest
 
 from helpers import free_port
 
-__all__ = ["Nginx", "documented_server_block", "start_nginx"]
+__all__ = ["Nginx", "documented_server_block", "main_config", "start_nginx", "start_site"]
 
 DEPLOY_DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -141,14 +141,20 @@ class Nginx:
 
 
 def start_nginx(root: Path, upstreams: list[str], variant: str = "documented") -> Nginx:
+    """nginx with the documented block (or a variant), on a free loopback port."""
+    port = free_port()
+    return start_site(root, site_config(upstreams, port, variant), port)
+
+
+def start_site(root: Path, site: str, port: int, scheme: str = "http") -> Nginx:
+    """nginx serving ``site`` (the ``http`` block's content), which listens on ``port``."""
     if not Path(NGINX).is_file():
         pytest.fail(
             "nginx not found: run `make test` (or scripts/ensure-test-services.sh)", pytrace=False
         )
     root.mkdir()
-    port = free_port()
     conf = root / "nginx.conf"
-    conf.write_text(main_config(root, site_config(upstreams, port, variant)))
+    conf.write_text(main_config(root, site))
     output = root / "nginx.out"
     with output.open("wb") as sink:
         process = subprocess.Popen(
@@ -159,7 +165,7 @@ def start_nginx(root: Path, upstreams: list[str], variant: str = "documented") -
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() can end the workers too
         )
-    nginx = Nginx(root, f"http://127.0.0.1:{port}", process)
+    nginx = Nginx(root, f"{scheme}://127.0.0.1:{port}", process)
     deadline = time.monotonic() + 15
     while True:
         try:

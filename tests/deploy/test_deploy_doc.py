@@ -9,6 +9,8 @@ document that changes shape fails loudly instead of testing nothing.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -23,8 +25,11 @@ import pytest
 
 from databases import PostgresServer, run_async
 from helpers import free_port
+from nginx_proxy import start_site
+from replicas import Replicas
 
 pytestmark = [pytest.mark.integration]
+anyio = pytest.mark.anyio
 
 DEPLOY_DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 TYPEWRITER = Path(sys.executable).parent / "typewriter"
@@ -220,3 +225,94 @@ def _table_owners(server: PostgresServer, database: str) -> set[str]:
             await connection.close()
 
     return run_async(query)
+
+
+@anyio
+async def test_the_tls_block_streams_an_answer_over_http2_event_by_event(
+    replicas: Replicas, tmp_path: Path
+) -> None:
+    """The documented TLS server (with the documented upstream block) in front of a replica,
+    with a self-signed certificate: an answer arrives over HTTP/2 event by event, plain
+    HTTP is redirected to HTTPS, and ``/metrics`` is not served on the public address."""
+    replica = await replicas.start()
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(certificate), "-subj", f"/CN={SERVER_NAME}"]
+        + ["-addext", f"subjectAltName=DNS:{SERVER_NAME}"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    tls_port, plain_port = free_port(), free_port()
+    upstream = re.search(
+        r"^upstream typewriter \{.*?^\}",
+        documented_block("nginx", "upstream typewriter"),
+        re.MULTILINE | re.DOTALL,
+    )
+    assert upstream is not None, "the documented nginx block should define `upstream typewriter`"
+    upstream_block, servers = re.subn(
+        r"^(\s*)server \S+:\d+;$", rf"\1server 127.0.0.1:{replica.port};", upstream[0], flags=re.M
+    )
+    assert servers >= 1
+    tls = documented_block("nginx", "listen 443 ssl")
+    tls = replaced(tls, "listen 443 ssl http2;", f"listen 127.0.0.1:{tls_port} ssl http2;")
+    tls = replaced(tls, "listen 80;", f"listen 127.0.0.1:{plain_port};")
+    tls = replaced(tls, f"/etc/letsencrypt/live/{SERVER_NAME}/fullchain.pem", str(certificate))
+    tls = replaced(tls, f"/etc/letsencrypt/live/{SERVER_NAME}/privkey.pem", str(key))
+    proxy = start_site(tmp_path / "nginx", f"{upstream_block}\n{tls}", tls_port, "https")
+    try:
+        base = f"https://{SERVER_NAME}:{tls_port}"
+        curl = ["curl", "--silent", "--show-error", "--http2", "--cacert", str(certificate)]
+        curl += ["--resolve", f"{SERVER_NAME}:{tls_port}:127.0.0.1"]
+        question = {
+            "message": "".join(f"<{i:02d}>" for i in range(20)),
+            "assistant": "echo",
+            "options": {"simulate": {"tokens_per_second": 20}},
+        }
+        arrivals = await asyncio.to_thread(
+            _lines_as_they_arrive,
+            [*curl, "--no-buffer", "--write-out", "\nhttp_version=%{http_version}\n"]
+            + ["-H", "accept: text/event-stream", "-H", "content-type: application/json"]
+            + ["--data", json.dumps(question), f"{base}/v1/chat"],
+        )
+        lines = [line for _, line in arrivals]
+        assert lines[-1] == "http_version=2", lines[-3:]
+        deltas = [at for at, line in arrivals if line == "event: delta"]
+        assert len(deltas) == 20 and "event: end" in lines
+        # 20 pieces at 20 a second: a proxy holding the answer back would deliver them at once.
+        assert deltas[-1] - deltas[0] > 0.6, deltas
+
+        redirect = subprocess.run(
+            ["curl", "--silent", "--output", "/dev/null"]
+            + ["--write-out", "%{http_code} %{redirect_url}", "-H", f"host: {SERVER_NAME}"]
+            + [f"http://127.0.0.1:{plain_port}/v1/assistants"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert redirect.stdout == f"301 https://{SERVER_NAME}/v1/assistants", redirect.stdout
+        metrics = subprocess.run(
+            [*curl, "--output", "/dev/null", "--write-out", "%{http_code}", f"{base}/metrics"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert metrics.stdout == "404", metrics.stdout + metrics.stderr
+    finally:
+        proxy.stop()
+
+
+SERVER_NAME = "chat.example.com"
+
+
+def _lines_as_they_arrive(command: list[str]) -> list[tuple[float, str]]:
+    """Each line ``command`` prints, with the time it was read."""
+    lines: list[tuple[float, str]] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            lines.append((time.monotonic(), raw.decode().rstrip("\n")))
+        errors = process.stderr.read().decode() if process.stderr else ""
+    assert process.returncode == 0, errors
+    return lines
