@@ -7,6 +7,7 @@ other requests (the scrapes themselves included) never matter.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,10 +15,11 @@ import prometheus_client
 import pytest
 
 from conftest import RunningServer, ServerFactory, read_events
-from helpers import JSON, add_user, ask, follow
-from observe.scrape import Samples, parse, scrape, value
+from helpers import JSON, add_user, ask, follow, last
+from observe.scrape import Samples, scrape, value
 from tcp_proxy import TcpProxy
-from typewriter.observe.metrics import Metrics
+from upstream.control import Upstream
+from upstream.fixtures import Gateway, answer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -230,25 +232,40 @@ def test_each_gateway_has_its_own_registry(make_server: ServerFactory) -> None:
     assert not [name for name in global_names if name.startswith("typewriter_")]
 
 
-def test_upstream_families_move_when_their_methods_are_called() -> None:
-    """The OpenAI-compatible backend reports through these methods; until it calls them no
-    request path moves these families, so this test calls them itself."""
-    metrics = Metrics()
-    metrics.upstream_request("a")
-    metrics.upstream_request("a")
-    metrics.upstream_error("a", "connect")
-    metrics.upstream_retry("a")
-    metrics.upstream_failover("a", "b")
-    metrics.upstream_up("a", False)
-    metrics.upstream_up("b", True)
-    samples = parse(metrics.render().decode())
-    assert value(samples, "typewriter_upstream_requests_total", upstream="a") == 2
-    assert value(samples, "typewriter_upstream_errors_total", upstream="a", kind="connect") == 1
-    assert value(samples, "typewriter_upstream_retries_total", upstream="a") == 1
-    failover = {"from_upstream": "a", "to_upstream": "b"}
+async def test_upstream_families_move_with_real_upstreams(
+    make_upstream: Callable[[], Upstream], upstream: Upstream, gateway: Gateway
+) -> None:
+    """A closed port first, a real upstream second: the failed attempt, the failover and each
+    upstream's state are counted. Then one upstream that fails once (500) and answers the
+    retry, one that rejects the request (400), one that breaks mid-answer."""
+    gone = make_upstream()
+    closed = gone.base_url
+    gone.stop()
+    server = gateway(closed, upstream)
+    events = await answer(server)
+    assert last(events, "end")["finish_reason"] == "stop"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        samples = await scrape(client)
+    assert value(samples, "typewriter_upstream_requests_total", upstream="u0") == 1
+    assert value(samples, "typewriter_upstream_requests_total", upstream="u1") == 1
+    assert value(samples, "typewriter_upstream_errors_total", upstream="u0", kind="connect") == 1
+    failover = {"from_upstream": "u0", "to_upstream": "u1"}
     assert value(samples, "typewriter_upstream_failovers_total", **failover) == 1
-    assert value(samples, "typewriter_upstream_up", upstream="a") == 0
-    assert value(samples, "typewriter_upstream_up", upstream="b") == 1
+    assert value(samples, "typewriter_upstream_up", upstream="u0") == 0
+    assert value(samples, "typewriter_upstream_up", upstream="u1") == 1
+
+    server = gateway(upstream)
+    upstream.script({"status": 500}, {}, {"status": 400}, {"drop_after_tokens": 2})
+    assert last(await answer(server), "end")["finish_reason"] == "stop"
+    for _ in range(2):
+        assert last(await answer(server), "end")["finish_reason"] == "error"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        samples = await scrape(client)
+    assert value(samples, "typewriter_upstream_requests_total", upstream="u0") == 4
+    assert value(samples, "typewriter_upstream_retries_total", upstream="u0") == 1
+    for kind in ("server_error", "rejected", "mid_answer"):
+        assert value(samples, "typewriter_upstream_errors_total", upstream="u0", kind=kind) == 1
+    assert value(samples, "typewriter_upstream_up", upstream="u0") == 1
 
 
 async def test_metrics_are_open_with_auth_off(server: RunningServer) -> None:

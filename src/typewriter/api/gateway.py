@@ -53,7 +53,7 @@ class Gateway:
         self.channel: UserChannel = timed
         self.control: Control = timed
         self.health: Lifecycle = broker
-        self.catalog = build_catalog(settings)
+        self.catalog = build_catalog(settings, self.metrics)
         self.assistants: Mapping[str, Assistant] = self.catalog.assistants
         self.store: SqlStore | None = timed_store(open_store(settings), self.metrics)
         self.users = UserStore(self.store) if self.store is not None else None
