@@ -23,6 +23,7 @@ import httpx
 from typewriter.config import Settings
 from typewriter.errors import ConfigError
 from typewriter.models.base import GenerationOptions, ModelBackend
+from typewriter.models.health import QUIET, UpstreamEvents
 from typewriter.models.simulated import SimulatedModel
 from typewriter.upstreams import AssistantConfig
 
@@ -103,7 +104,7 @@ class Catalog:
             await self.http.aclose()
 
 
-def build_catalog(settings: Settings) -> Catalog:
+def build_catalog(settings: Settings, events: UpstreamEvents = QUIET) -> Catalog:
     default_timeouts = Timeouts(
         settings.first_token_timeout, settings.idle_timeout, settings.total_timeout
     )
@@ -116,7 +117,7 @@ def build_catalog(settings: Settings) -> Catalog:
         http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
         )
-        assistants.update(_configured(settings, http, default_timeouts))
+        assistants.update(_configured(settings, http, default_timeouts, events))
     return Catalog(assistants, _default_name(settings, assistants), http)
 
 
@@ -159,7 +160,7 @@ def _simulated(timeouts: Timeouts) -> dict[str, Assistant]:
 
 
 def _configured(
-    settings: Settings, http: httpx.AsyncClient, defaults: Timeouts
+    settings: Settings, http: httpx.AsyncClient, defaults: Timeouts, events: UpstreamEvents
 ) -> dict[str, Assistant]:
     from typewriter.models.openai import OpenAIBackend, Upstream
 
@@ -174,7 +175,7 @@ def _configured(
         if config.name in built:
             raise ConfigError(f"assistant {config.name!r} is configured twice")
         route = _route(config, upstreams)
-        backend = OpenAIBackend(http, route, settings.retry)
+        backend = OpenAIBackend(http, route, settings.retry, events)
         built[config.name] = Assistant(
             name=config.name,
             model=config.model,

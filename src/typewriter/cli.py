@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from typewriter.cli_settings import given_flags, with_setting_flags
 from typewriter.cli_users import active_users, users_app
 from typewriter.config import Settings, load_settings
 from typewriter.errors import ConfigError
+from typewriter.observe.logs import configure_logging
 
 __all__ = ["app", "main"]
 
@@ -51,9 +51,7 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"typewriter: {exc.message}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     gateway = server.app.state.gateway
     store = gateway.store
     kept = "not kept (database_url = none)" if store is None else store.describe()

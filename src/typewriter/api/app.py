@@ -5,6 +5,8 @@ one: ``/v1`` routes need an API key and count against the caller's rate limit,
 except those that keep an answer going, which are never refused for the rate
 (``routes_events``): EventSource's two URLs, which also take a ticket, and Stop.
 The OpenAI routes give their errors in OpenAI's shape (``openai_errors``).
+``/metrics`` checks its own token (``routes_metrics``). The access log wraps
+everything, the 431 of ``header_limit`` included.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import Depends, FastAPI
 
 from typewriter import __version__
 from typewriter.config import Settings, load_settings
+from typewriter.observe.access_log import AccessLog
 
 from .auth import key_or_ticket, require_key
 from .cors import install_cors
@@ -29,6 +32,7 @@ from .routes_chat import router as chat_router
 from .routes_conversations import router as conversations_router
 from .routes_events import events_router, stop_router
 from .routes_health import router as health_router
+from .routes_metrics import router as metrics_router
 from .routes_openai import router as openai_router
 from .routes_page import router as page_router
 
@@ -63,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         HeaderLimit,
         max_header_bytes=gateway.settings.max_header_bytes,
         openai_routes=openai_router.routes,
+        metrics=gateway.metrics,
     )
+    app.add_middleware(AccessLog)  # added last: the outermost
     signed_in = [Depends(require_key), Depends(enforce_rate_limit)]  # the limit is per user
     app.include_router(chat_router, dependencies=signed_in)
     app.include_router(events_router, dependencies=[Depends(key_or_ticket)])
@@ -71,5 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_router, dependencies=signed_in)
     app.include_router(conversations_router, dependencies=signed_in)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(page_router)
     return app

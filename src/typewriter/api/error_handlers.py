@@ -3,7 +3,9 @@
 :func:`error_reply` is the one place where an exception becomes a status, a body
 and headers. The app's exception handlers send that reply as it is; the routes of
 OpenAI's API reshape it on their way out (``openai_errors.OpenAIRoute``), so no
-handler knows about two shapes and none looks at the URL to choose.
+handler knows about two shapes and none looks at the URL to choose. Being the one
+place, it is also where refusals are counted for the metrics (by the contract's
+status and code; the 431 of ``header_limit`` is counted there, before any route).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
     400: "bad_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
@@ -51,6 +54,14 @@ class ErrorReply:
 
 def error_reply(request: Request, exc: Exception) -> ErrorReply:
     """The contract's answer to any exception; anything unplanned is a bare 500, logged."""
+    reply = _reply(request, exc)
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is not None:
+        gateway.metrics.refused(reply.status, reply.body["error"]["code"])
+    return reply
+
+
+def _reply(request: Request, exc: Exception) -> ErrorReply:
     if isinstance(exc, TypewriterError):
         return ErrorReply(exc.status, exc.to_dict(), exc.headers)
     if isinstance(exc, RequestValidationError):

@@ -9,6 +9,10 @@ Three things end a response: the stream's ``end`` was delivered, the client went
 away (:class:`ClientWatch` hears it at once, which is how closing a direct
 response becomes "Stop generating"), or the server is shutting down (the
 client then reconnects with ``Last-Event-ID`` to another replica).
+
+What the metrics count here costs the write loop two integer additions per
+write (``observe.metrics.Tally``); a listener opening, closing or resuming is
+counted once per response.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from typewriter import sse
+from typewriter.observe.metrics import Metrics
 from typewriter.streams.base import Subscription
 
 __all__ = [
@@ -49,8 +54,9 @@ def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 class OpenStreams:
     """The responses now open, so shutdown can end them instead of waiting them out."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self.closing = False
+        self.metrics = metrics or Metrics()
         self._open: set[ClientWatch] = set()
 
     def __len__(self) -> int:
@@ -58,9 +64,12 @@ class OpenStreams:
 
     def add(self, watch: ClientWatch) -> None:
         self._open.add(watch)
+        self.metrics.listener_opened()
 
     def discard(self, watch: ClientWatch) -> None:
-        self._open.discard(watch)
+        if watch in self._open:
+            self._open.remove(watch)
+            self.metrics.listener_closed()
 
     def close_all(self) -> None:
         self.closing = True
@@ -159,21 +168,21 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = ClientWatch(self.subscription, self.registry, receive, self.on_disconnect)
+        sent = self.registry.metrics.sent
+        if _resumes(scope):
+            sent.resumes += 1
         async with watch:
             try:
                 await send(
                     {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
                 )
                 await send({"type": "http.response.body", "body": self.prelude, "more_body": True})
+                sent.bytes += len(self.prelude)
                 await self._follow(send, watch)
                 if not watch.disconnected:
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": self.epilogue(watch),
-                            "more_body": False,
-                        }
-                    )
+                    epilogue = self.epilogue(watch)
+                    await send({"type": "http.response.body", "body": epilogue, "more_body": False})
+                    sent.bytes += len(epilogue)
             except OSError:
                 pass  # the socket broke under a write; the watch hears the disconnect
 
@@ -183,6 +192,7 @@ class EventStreamResponse(Response):
 
     async def _follow(self, send: Send, watch: ClientWatch) -> None:
         loop = asyncio.get_running_loop()
+        sent = self.registry.metrics.sent
         subscription = self.subscription
         heartbeat = self.heartbeat
         last_write = loop.time()
@@ -193,6 +203,7 @@ class EventStreamResponse(Response):
                 return
             if batch:
                 body = batch[0][3] if len(batch) == 1 else b"".join([e[3] for e in batch])
+                sent.events += len(batch)
             else:
                 now = loop.time()
                 if now < next_ping:
@@ -203,4 +214,18 @@ class EventStreamResponse(Response):
                 body = PING
                 next_ping = now + heartbeat
             await send({"type": "http.response.body", "body": body, "more_body": True})
+            sent.bytes += len(body)
             last_write = loop.time()
+
+
+def _resumes(scope: Scope) -> bool:
+    """Whether the request names a resume point: a ``Last-Event-ID`` header (a reconnect) or,
+    on a first connect, ``?last_event_id=``; empty means "from the start"."""
+    for name, value in scope.get("headers", ()):
+        if name == b"last-event-id":
+            return bool(value.strip())
+    query: bytes = scope.get("query_string", b"")
+    return any(
+        part.startswith(b"last_event_id=") and len(part) > len(b"last_event_id=")
+        for part in query.split(b"&")
+    )

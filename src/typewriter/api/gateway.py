@@ -21,6 +21,8 @@ from typewriter.assistants import Assistant, build_catalog
 from typewriter.chat import Chat
 from typewriter.config import Settings
 from typewriter.errors import TypewriterError, UnknownAssistant
+from typewriter.observe.instrument import timed_broker, timed_store
+from typewriter.observe.metrics import Metrics
 from typewriter.store.factory import open_store
 from typewriter.store.sql import SqlStore
 from typewriter.store.users import UserStore
@@ -38,19 +40,22 @@ log = logging.getLogger(__name__)
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         broker = create_broker(
             settings.broker, retention=settings.retention, lease_timeout=settings.lease_timeout
         )
         # The composition root holds the whole broker; the routes reach it by the one job
         # each needs, so a route that follows streams cannot stop or start anything.
+        # What they reach is timed for the metrics; the token path is not.
         self.broker: Broker = broker
-        self.streams: StreamLog = broker
-        self.channel: UserChannel = broker
-        self.control: Control = broker
+        timed = timed_broker(broker, self.metrics)
+        self.streams: StreamLog = timed
+        self.channel: UserChannel = timed
+        self.control: Control = timed
         self.health: Lifecycle = broker
-        self.catalog = build_catalog(settings)
+        self.catalog = build_catalog(settings, self.metrics)
         self.assistants: Mapping[str, Assistant] = self.catalog.assistants
-        self.store: SqlStore | None = open_store(settings)
+        self.store: SqlStore | None = timed_store(open_store(settings), self.metrics)
         self.users = UserStore(self.store) if self.store is not None else None
         secret = settings.ticket_secret
         self.auth = Authenticator(
@@ -60,8 +65,8 @@ class Gateway:
             ),
             settings.ticket_ttl,
         )
-        self.chat = Chat(settings, self.broker, self.assistants, self.store)
-        self.open_streams = OpenStreams()
+        self.chat = Chat(settings, timed, self.assistants, self.store, self.metrics)
+        self.open_streams = OpenStreams(self.metrics)
         self._stopping = asyncio.Event()
         self._orphans: asyncio.Task[None] | None = None
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from typewriter.observe.metrics import Metrics
+
 from .error_handlers import ErrorReply
 from .openai_errors import openai_reply
 
@@ -28,11 +30,16 @@ class HeaderLimit:
     (by their own path match) is refused in OpenAI's shape."""
 
     def __init__(
-        self, app: ASGIApp, max_header_bytes: int, openai_routes: Sequence[BaseRoute] = ()
+        self,
+        app: ASGIApp,
+        max_header_bytes: int,
+        openai_routes: Sequence[BaseRoute] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.max_header_bytes = max_header_bytes
         self.openai_routes = openai_routes
+        self.metrics = metrics
 
     def _for_openai(self, scope: Scope) -> bool:
         return any(route.matches(scope)[0] is not Match.NONE for route in self.openai_routes)
@@ -50,6 +57,8 @@ class HeaderLimit:
                     }
                 }
                 reply = ErrorReply(431, body)
+                if self.metrics is not None:
+                    self.metrics.refused(431, "headers_too_large")
                 if self._for_openai(scope):
                     reply = openai_reply(reply)
                 await reply.response()(scope, receive, send)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,7 +29,11 @@ from typewriter.errors import (
     TypewriterError,
 )
 from typewriter.events import Usage
-from typewriter.models.base import Chunk, ModelRequest
+from typewriter.models.base import Chunk, ModelBackend, ModelRequest
+from typewriter.models.simulated import SimulatedModel
+from typewriter.observe import timing
+from typewriter.observe.answer_log import log_answer
+from typewriter.observe.metrics import Metrics
 from typewriter.recorder import Recorder
 from typewriter.streams.base import Control, Presence, StreamLog
 
@@ -55,6 +60,7 @@ class _Progress:
 
     parts: list[str]
     first_at: float | None = None
+    timing: timing.ModelTiming | None = None
 
 
 @dataclass(slots=True)
@@ -73,9 +79,12 @@ class GenerationBroker(StreamLog, Control, Presence, Protocol):
 class Generation:
     """Runs answers on a broker: the pump, the race against Stop, and the ending."""
 
-    def __init__(self, settings: Settings, broker: GenerationBroker) -> None:
+    def __init__(
+        self, settings: Settings, broker: GenerationBroker, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.broker = broker
+        self.metrics = metrics or Metrics()
 
     async def run(
         self,
@@ -89,19 +98,25 @@ class Generation:
         """Generate one answer to its end: whatever stops it, the model is closed, the slot
         freed, the text so far stored (before ``end``, so a client that read ``end`` finds
         it) and ``end`` appended, unless another replica already ended the stream."""
+        metrics = self.metrics
+        metrics.answer_started(assistant.name)
         progress = _Progress([])
         if recorder is not None:
             recorder.start(progress.parts)
         pump = asyncio.create_task(
-            self._pump(answer.stream_id, assistant, assistant.backend.stream(request), progress)
+            self._pump(
+                answer.stream_id, assistant, assistant.backend.stream(request), progress, asked_at
+            )
         )
         stop = asyncio.create_task(self._stop_requested(answer.stream_id))
+        stop_heard_at: float | None = None
         try:
             await asyncio.wait((pump, stop), return_when=asyncio.FIRST_COMPLETED)
             if pump.done():
                 outcome = _outcome_of(pump)
             else:
                 outcome = Outcome("cancelled")
+                stop_heard_at = time.monotonic()
         except asyncio.CancelledError:
             outcome = Outcome(
                 "error",
@@ -114,28 +129,40 @@ class Generation:
             # The model is closed: free the slot before ``end`` is appended, so a client
             # that has read ``end`` may ask again at once and be accepted.
             slot.release()
+        if stop_heard_at is None:
+            metrics.forget_stop(answer.stream_id)
+        else:  # the model's iterator is closed: the upstream request with it
+            metrics.stopped(answer.stream_id, stop_heard_at)
+        if isinstance(outcome.error, BrokerUnavailable):
+            metrics.broker_failed("append")
         if isinstance(outcome.error, StreamTakenOver):
             # Our lease lapsed (a stall or a Redis outage) and another replica ended the
             # stream and stored what its listeners saw; writing more would contradict it.
             log.warning("answer %s was ended by another replica", answer.stream_id)
+            metrics.answer_ended(assistant.name, "error")
             if recorder is not None:
                 await recorder.abandon()
             return
-        if recorder is not None:
-            first = progress.first_at
-            first_ms = (first - asked_at) * 1000 if first is not None else None
-            usage = outcome.usage.to_dict() if outcome.usage else None
-            # Cut by the server (a drain's deadline, a second signal): stored as the answers
-            # of a replica that died are, so history tells it apart from a model's failure.
-            cut = outcome.error is not None and outcome.error.code == "interrupted"
-            await recorder.finish(
-                "".join(progress.parts),
-                outcome.finish_reason,
-                usage,
-                first_ms,
-                status="interrupted" if cut else "done",
-            )
-        await self.finish(answer, outcome)
+        try:
+            if recorder is not None:
+                first = progress.first_at
+                first_ms = (first - asked_at) * 1000 if first is not None else None
+                usage = outcome.usage.to_dict() if outcome.usage else None
+                # Cut by the server (a drain's deadline, a second signal): stored as the
+                # answers of a replica that died are, so history tells it apart from a
+                # model's failure.
+                cut = outcome.error is not None and outcome.error.code == "interrupted"
+                await recorder.finish(
+                    "".join(progress.parts),
+                    outcome.finish_reason,
+                    usage,
+                    first_ms,
+                    status="interrupted" if cut else "done",
+                )
+            await self.finish(answer, outcome)
+        finally:
+            metrics.answer_ended(assistant.name, outcome.finish_reason)
+            _log_end(answer, slot.owner, assistant, progress, outcome, asked_at)
 
     async def finish(self, answer: Answer, outcome: Outcome) -> None:
         """``error`` (if any) then ``end``; a broker that is gone only gets a warning.
@@ -158,6 +185,7 @@ class Generation:
         assistant: Assistant,
         chunks: AsyncIterator[Chunk],
         progress: _Progress,
+        asked_at: float,
     ) -> Outcome:
         """Model → broker. Closing ``chunks`` on any exit is what stops the model.
 
@@ -166,7 +194,11 @@ class Generation:
         ``length``. An answer that fills the limit exactly is not cut yet: the next
         chunk says whether the model was done (its reason stands) or had more to
         say (``length``), so ``length`` always means that text was left out.
+
+        The first piece of text is timed once (ask → first piece, and the model's
+        own share of it since its request was sent, see ``observe.timing``).
         """
+        progress.timing = model_timing = timing.track()
         loop = asyncio.get_running_loop()
         append = self.broker.append
         parts = progress.parts
@@ -186,7 +218,10 @@ class Generation:
                         if room == 0:  # the limit was filled exactly and the model has more
                             return Outcome("length")  # leaving the loop closes the model
                         if progress.first_at is None:
-                            progress.first_at = loop.time()
+                            progress.first_at = first_at = loop.time()
+                            self.metrics.first_token_appended(
+                                first_at - asked_at, time.monotonic() - model_timing.sent_at
+                            )
                         cut = len(text) > room
                         if cut:
                             text = text[:room]
@@ -215,6 +250,37 @@ class Generation:
             cancelled.cancel()
             abandoned.cancel()
             await asyncio.gather(cancelled, abandoned, return_exceptions=True)
+
+
+def _log_end(
+    answer: Answer,
+    user: str,
+    assistant: Assistant,
+    progress: _Progress,
+    outcome: Outcome,
+    asked_at: float,
+) -> None:
+    now = asyncio.get_running_loop().time()
+    first = progress.first_at
+    upstream = progress.timing.upstream if progress.timing is not None else None
+    log_answer(
+        stream_id=answer.stream_id,
+        user=user,
+        assistant=assistant.name,
+        upstream=upstream or _backend_name(assistant.backend),
+        model=assistant.model,
+        finish_reason=outcome.finish_reason,
+        error_code=outcome.error.code if outcome.error is not None else None,
+        chars=sum(map(len, progress.parts)),
+        tokens=outcome.usage.completion_tokens if outcome.usage is not None else None,
+        first_token_ms=(first - asked_at) * 1000 if first is not None else None,
+        duration_ms=(now - asked_at) * 1000,
+    )
+
+
+def _backend_name(backend: ModelBackend) -> str:
+    """What the log calls a backend that named no upstream."""
+    return "simulated" if isinstance(backend, SimulatedModel) else type(backend).__name__
 
 
 def _outcome_of(pump: asyncio.Task[Outcome]) -> Outcome:

@@ -29,6 +29,7 @@ from typewriter.errors import BrokerUnavailable, Draining, MessageTooLong, Typew
 from typewriter.ids import new_id
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions, ModelRequest
+from typewriter.observe.metrics import Metrics
 from typewriter.recorder import Recorder
 from typewriter.store.sql import SqlStore
 from typewriter.streams.base import Replicas
@@ -70,12 +71,13 @@ class Chat:
         broker: ChatBroker,
         assistants: Mapping[str, Assistant],
         store: SqlStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.broker = broker
         self.assistants = assistants
         self.store = store
-        self.generation = Generation(settings, broker)
+        self.generation = Generation(settings, broker, metrics)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = Slots(settings.max_streams_per_user)
         self.draining = False

@@ -62,6 +62,10 @@ class Slot:
         self._owner = owner
         self._held = True
 
+    @property
+    def owner(self) -> str:
+        return self._owner
+
     def release(self) -> None:
         if self._held:
             self._held = False

@@ -19,14 +19,50 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Probe", "UpstreamHealth", "UpstreamState"]
+__all__ = ["QUIET", "Probe", "UpstreamEvents", "UpstreamHealth", "UpstreamState"]
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], Awaitable[str | None]]
 """Asks the upstream once: ``None`` when it answered, else why not (one short line)."""
+
+
+class UpstreamEvents(Protocol):
+    """Who counts what happens to upstreams (the metrics), without the backend knowing them."""
+
+    def upstream_request(self, upstream: str) -> None: ...
+
+    def upstream_error(self, upstream: str, kind: str) -> None: ...
+
+    def upstream_retry(self, upstream: str) -> None: ...
+
+    def upstream_failover(self, from_: str, to: str) -> None: ...
+
+    def upstream_up(self, upstream: str, up: bool) -> None: ...
+
+
+class _Quiet:
+    """Counts nothing: a backend built without metrics (tests, tools)."""
+
+    def upstream_request(self, upstream: str) -> None:
+        return None
+
+    def upstream_error(self, upstream: str, kind: str) -> None:
+        return None
+
+    def upstream_retry(self, upstream: str) -> None:
+        return None
+
+    def upstream_failover(self, from_: str, to: str) -> None:
+        return None
+
+    def upstream_up(self, upstream: str, up: bool) -> None:
+        return None
+
+
+QUIET: UpstreamEvents = _Quiet()
 
 
 @dataclass(frozen=True, slots=True)

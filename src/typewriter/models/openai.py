@@ -36,9 +36,10 @@ import httpx
 
 from typewriter.errors import ModelError, ModelUnavailable
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
-from typewriter.models.health import UpstreamHealth, UpstreamState
+from typewriter.models.health import QUIET, UpstreamEvents, UpstreamHealth, UpstreamState
 from typewriter.models.keys import KeyPool, fingerprint
 from typewriter.models.openai_chunks import error_message_of, read_chunks
+from typewriter.observe import timing
 from typewriter.upstreams import RetryPolicy, UpstreamConfig
 
 __all__ = ["OpenAIBackend", "Upstream"]
@@ -85,11 +86,14 @@ class _Refused(Exception):
 
     ``rest_until`` set: only that key was refused (401/403, 429), and the upstream
     itself answered; otherwise the upstream is down or failing (an outage).
+    ``kind`` is the metrics' label: ``headers_timeout``, ``connect``, ``auth``,
+    ``rate_limited`` or ``server_error``.
     """
 
-    def __init__(self, reason: str, rest_until: float = 0.0) -> None:
+    def __init__(self, reason: str, kind: str, rest_until: float = 0.0) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
         self.rest_until = rest_until
 
 
@@ -97,11 +101,16 @@ class OpenAIBackend(ModelBackend):
     """Streams from the first upstream (in order) that answers; see the module docstring."""
 
     def __init__(
-        self, client: httpx.AsyncClient, upstreams: Sequence[Upstream], policy: RetryPolicy
+        self,
+        client: httpx.AsyncClient,
+        upstreams: Sequence[Upstream],
+        policy: RetryPolicy,
+        events: UpstreamEvents = QUIET,
     ) -> None:
         self._client = client
         self._upstreams = list(upstreams)
         self._policy = policy
+        self._events = events
 
     def _body(self, request: ModelRequest) -> dict[str, Any]:
         options = request.options
@@ -119,7 +128,11 @@ class OpenAIBackend(ModelBackend):
 
     async def check_upstreams(self) -> list[UpstreamState]:
         checks = (u.health.check(functools.partial(self._probe, u)) for u in self._upstreams)
-        return list(await asyncio.gather(*checks))
+        states = list(await asyncio.gather(*checks))
+        for state in states:
+            if state.up is not None:
+                self._events.upstream_up(state.name, state.up)
+        return states
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         upstream, response = await self._open(self._body(request))
@@ -131,6 +144,7 @@ class OpenAIBackend(ModelBackend):
         except ModelError as exc:
             cause = f" ({type(exc.__cause__).__name__})" if exc.__cause__ else ""
             log.warning("upstream %s failed mid-answer: %s%s", upstream.config.name, exc, cause)
+            self._events.upstream_error(upstream.config.name, "mid_answer")
             raise
         finally:
             await response.aclose()  # before the end this closes the connection: upstream stops
@@ -144,26 +158,39 @@ class OpenAIBackend(ModelBackend):
         one_round = all(u.health.known_down() for u in self._upstreams)
         pause = self._policy.backoff_initial
         failures = _Failures(body["model"], started, one_round)
+        events = self._events
+        refused_by: str | None = None  # the upstream of the last failed attempt
         while True:
             tried_any = False
             for upstream in self._upstreams:
+                name = upstream.config.name
                 tried: set[str] = set()
                 while (key := upstream.keys.choose(time.time(), tried)) is not None:
                     tried.add(key)
                     tried_any = True
+                    if refused_by == name:
+                        events.upstream_retry(name)
+                    elif refused_by is not None:
+                        events.upstream_failover(refused_by, name)
                     try:
                         response = await self._attempt(upstream, key, body)
                     except _Refused as refused:
-                        failures.add(upstream.config.name, refused.reason)
+                        refused_by = name
+                        failures.add(name, refused.reason)
+                        events.upstream_error(name, refused.kind)
                         if refused.rest_until:
                             upstream.keys.rest(key, refused.rest_until)
                         else:
                             upstream.health.failed(refused.reason)
+                            events.upstream_up(name, False)
                     except ModelError:
                         upstream.health.reached()  # it answered: what it refuses is the request
+                        events.upstream_error(name, "rejected")
+                        events.upstream_up(name, True)
                         raise
                     else:
                         upstream.health.reached()
+                        events.upstream_up(name, True)
                         return upstream, response
                     if loop.time() >= deadline:
                         raise failures.give_up(loop.time())
@@ -185,13 +212,16 @@ class OpenAIBackend(ModelBackend):
         request = self._client.build_request(
             "POST", upstream.url, json=body, headers=headers, timeout=timeout
         )
+        timing.upstream_request_sent(config.name)
+        self._events.upstream_request(config.name)
         try:
             async with asyncio.timeout(config.headers_timeout):
                 response = await self._client.send(request, stream=True)
         except TimeoutError:
-            raise _Refused(f"no response headers within {config.headers_timeout:g} s") from None
+            reason = f"no response headers within {config.headers_timeout:g} s"
+            raise _Refused(reason, "headers_timeout") from None
         except httpx.HTTPError as exc:
-            raise _Refused(_transport_failure(exc, config.connect_timeout)) from None
+            raise _Refused(_transport_failure(exc, config.connect_timeout), "connect") from None
         if response.status_code == 200:
             return response
         detail = await _error_detail(response)
@@ -204,12 +234,12 @@ class OpenAIBackend(ModelBackend):
                 status,
                 config.bench_seconds,
             )
-            raise _Refused(f"{status} {detail}", time.time() + config.bench_seconds)
+            raise _Refused(f"{status} {detail}", "auth", time.time() + config.bench_seconds)
         if status == 429:
             retry_after = _retry_after(response.headers.get("retry-after"))
-            raise _Refused(f"429 {detail}", time.time() + retry_after)
+            raise _Refused(f"429 {detail}", "rate_limited", time.time() + retry_after)
         if status >= 500 or status in _RETRY_STATUSES:
-            raise _Refused(f"{status} {detail}")
+            raise _Refused(f"{status} {detail}", "server_error")
         log.warning("upstream %s rejected a request: %d %s", config.name, status, detail)
         raise ModelError(f"the model rejected the request: {status} {detail}")
 
