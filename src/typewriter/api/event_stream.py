@@ -199,11 +199,13 @@ class EventStreamResponse(Response):
         next_ping = last_write + heartbeat  # moves only when it is reached: one timer per period
         while True:
             batch = await subscription.next(next_ping)
-            if batch is None or watch.ending:
+            if batch is None:
                 return
-            if batch:
+            if batch:  # written even when ending: it may hold the answer's ``end``
                 body = batch[0][3] if len(batch) == 1 else b"".join([e[3] for e in batch])
                 sent.events += len(batch)
+            elif watch.ending:
+                return
             else:
                 now = loop.time()
                 if now < next_ping:
@@ -215,6 +217,8 @@ class EventStreamResponse(Response):
                 next_ping = now + heartbeat
             await send({"type": "http.response.body", "body": body, "more_body": True})
             sent.bytes += len(body)
+            if watch.ending:
+                return
             last_write = loop.time()
 
 
