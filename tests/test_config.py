@@ -87,6 +87,7 @@ def _given(flag: SettingFlag, tmp_path: Path) -> tuple[list[str], Any]:
         "database_url": ("none", "none"),
         "log_level": ("debug", "debug"),
         "log_format": ("json", "json"),
+        "auth": ("on", "on"),
         "data_dir": (str(tmp_path), tmp_path),
     }
     field = Settings.model_fields[flag.name]

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     builtin_assistants: Annotated[bool | None, ASSISTANTS] = Field(
         None, description="serve the simulated 'default' and 'echo' (default: when none configured)"
     )
+    auth: Annotated[Literal["auto", "on", "off"], AUTH] = Field(
+        "auto",
+        description="API keys: 'on', 'off', or 'auto' (on when a user exists at start, and "
+        "on for good once a user is added; never off again while serving)",
+    )
     insecure: Annotated[bool, AUTH] = Field(
         False, description="serve an address other than loopback without API keys (anyone is in)"
     )
@@ -170,6 +175,11 @@ class Settings(BaseSettings):
     )
     max_streams_per_user: Annotated[int, LIMITS] = Field(
         8, gt=0, description="answers one user may have generating at once (429 beyond)"
+    )
+    max_listeners_per_user: Annotated[int, LIMITS] = Field(
+        100,
+        gt=0,
+        description="event streams one user may hold open; a new one beyond replaces the oldest",
     )
     requests_per_minute: Annotated[int, LIMITS] = Field(
         120, gt=0, description="requests one user may make per minute (429 beyond)"
