@@ -143,7 +143,9 @@ class Settings(BaseSettings):
         24_000, gt=0, description="how much recent history the model gets, in characters"
     )
     checkpoint_interval: Annotated[float, STORAGE] = Field(
-        2.0, gt=0, description="seconds between saves of an answer while it streams"
+        0.5,
+        gt=0,
+        description="seconds between saves of the running answers (all in one write)",
     )
     upstreams: Annotated[list[UpstreamConfig], ASSISTANTS] = Field(
         default_factory=list, description="OpenAI-compatible servers (TOML [[upstreams]])"

@@ -1,11 +1,20 @@
-"""Saving one answer while it streams, so that nothing shown to a user is lost.
+"""Saving the answers while they stream, so that nothing shown to a user is lost.
 
-Every ``interval`` seconds the text so far is written (only if it grew), and
-once more when the answer ends, whatever the reason. The token path never
-waits for any of it: a slow database slows the checkpoints, not the tokens.
-If the final save fails (the database is down), the answer stays
+One :class:`Checkpointer` per process saves every running answer: each
+``interval`` seconds it writes the text of all the answers whose text grew, in
+one transaction, so a ``kill -9`` loses at most about one interval of text and
+the database sees one write per interval however many answers run. The token
+path never waits for it: a slow database slows the checkpoints, not the tokens.
+
+When an answer ends, its final text is written once before its ``end`` (so a
+client that read ``end`` finds it stored). If that write fails (a full disk, a
+database away), the answer's full text is kept here and written again, with
+backoff, until it succeeds or the server stops; ``end`` is not held back for
+it, nor the user's slot. What is still unsaved when the server stops stays
 ``streaming`` with its last checkpoint, and the next start-up marks it
 ``interrupted`` — the same as if the process had died.
+
+A :class:`Recorder` is one answer's handle on the checkpointer.
 """
 
 from __future__ import annotations
@@ -13,44 +22,211 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 from typewriter.errors import TypewriterError
 from typewriter.store.sql import SqlStore
 
-__all__ = ["Recorder"]
+__all__ = ["Checkpointer", "Recorder"]
 
 log = logging.getLogger(__name__)
-FINAL_SAVE_TIMEOUT = 10.0
+
+FIRST_SAVE_TIMEOUT = 2.0
+"""How long an answer's ``end`` may wait for its final save before it goes out anyway."""
+SAVE_TIMEOUT = 5.0
+"""A bound on any one write, so a database that hangs cannot stall the saving."""
+RETRY_FIRST, RETRY_MAX = 0.25, 2.0
+"""Backoff of the final saves that failed: doubling from the first to the most."""
+STOP_WAIT = 3.0
+"""How long a stopping server gives the unsaved answers a last chance."""
 
 
-class Recorder:
-    def __init__(self, store: SqlStore, message_id: str, interval: float) -> None:
+@dataclass(slots=True)
+class _Running:
+    parts: list[str]  # the generation's own list: it grows as the model speaks
+    saved: int = 0  # how many of the parts the last checkpoint held
+
+
+@dataclass(frozen=True, slots=True)
+class _Final:
+    message_id: str
+    text: str
+    finish_reason: str
+    usage: dict[str, int] | None
+    first_token_ms: float | None
+    status: str
+
+
+class Checkpointer:
+    """Every running answer's checkpoints in one write per interval, and the final saves
+    until they succeed.
+
+    Its task runs only while there is something to save (it starts with the first
+    answer and ends when none runs and nothing is unsaved), so a checkpointer that no
+    server ever stops leaves nothing behind.
+    """
+
+    def __init__(self, store: SqlStore, interval: float) -> None:
         self.store = store
-        self.message_id = message_id
         self.interval = interval
+        self._running: dict[str, _Running] = {}
+        self._unsaved: dict[str, _Final] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._failing = False
 
-    def start(self, parts: list[str]) -> None:
-        self._task = asyncio.create_task(self._checkpoints(parts))
+    @property
+    def unsaved(self) -> int:
+        """How many ended answers wait for their final save."""
+        return len(self._unsaved)
 
-    async def _checkpoints(self, parts: list[str]) -> None:
-        saved = 0
-        while True:
-            await asyncio.sleep(self.interval)
-            if len(parts) == saved:
-                continue
-            saved = len(parts)
-            try:
-                await self.store.checkpoint(self.message_id, "".join(parts))
-            except TypewriterError as exc:
-                log.warning("checkpoint of %s skipped: %s", self.message_id, exc.message)
+    def track(self, message_id: str, parts: list[str]) -> None:
+        """Checkpoint ``parts`` (joined) every interval while it grows."""
+        self._running[message_id] = _Running(parts)
+        self._ensure_task()
 
-    async def abandon(self) -> None:
+    def forget(self, message_id: str) -> None:
         """Stop checkpointing without a final save (someone else stored the answer)."""
+        self._running.pop(message_id, None)
+
+    async def finish(self, final: _Final) -> None:
+        """Write the answer's end now if the store takes it soon, else keep it to retry.
+
+        When earlier final saves are still waiting, the store is known to fail: this
+        one joins them at once rather than hold its ``end`` back for a write that is
+        likely to fail too.
+        """
+        self._running.pop(final.message_id, None)
+        if not self._unsaved and not self._stopping.is_set():
+            try:
+                async with asyncio.timeout(FIRST_SAVE_TIMEOUT):
+                    await self._write_final(final)
+                return
+            except (TypewriterError, TimeoutError):
+                pass
+        log.warning("final save of %s not done yet; retrying until it is", final.message_id)
+        self._unsaved[final.message_id] = final
+        self._ensure_task()
+
+    async def stop(self, timeout: float = STOP_WAIT) -> None:
+        """Give the unsaved answers one last chance within ``timeout`` seconds, then go.
+
+        What is left stays ``streaming`` with its last checkpoint in the store, and the
+        next start-up marks it ``interrupted``.
+        """
+        self._stopping.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if self._task is not None:
+            await asyncio.wait((self._task,), timeout=timeout)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._unsaved and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - loop.time()):
+                    await self._save_finals()
+        if self._unsaved:
+            log.warning(
+                "%d answer(s) could not be saved at their end (%s); they keep their last "
+                "checkpoint and will be marked interrupted at the next start",
+                len(self._unsaved),
+                ", ".join(self._unsaved),
+            )
+
+    def _ensure_task(self) -> None:
+        if (self._task is None or self._task.done()) and not self._stopping.is_set():
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        """Checkpoints at a fixed rate (a slow write skips ticks rather than drift), final
+        saves with backoff, until nothing is left to save or the server stops."""
+        loop = asyncio.get_running_loop()
+        next_checkpoint = loop.time() + self.interval
+        retry_at = loop.time() + RETRY_FIRST
+        backoff = RETRY_FIRST
+        while self._running or self._unsaved:
+            wake = min(next_checkpoint, retry_at) if self._unsaved else next_checkpoint
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, wake - loop.time())):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
+            if loop.time() >= next_checkpoint:
+                next_checkpoint = max(next_checkpoint + self.interval, loop.time())
+                await self._save_checkpoints()
+            if self._unsaved and loop.time() >= retry_at:
+                if await self._save_finals():
+                    backoff = RETRY_FIRST
+                else:
+                    backoff = min(backoff * 2, RETRY_MAX)
+                retry_at = loop.time() + backoff
+
+    async def _save_checkpoints(self) -> None:
+        """One write holding every answer whose text grew since its last checkpoint."""
+        grown = [(message_id, r, len(r.parts)) for message_id, r in self._running.items()]
+        grown = [(message_id, r, n) for message_id, r, n in grown if n > r.saved]
+        if not grown:
+            return
+        texts = [(message_id, "".join(r.parts[:n])) for message_id, r, n in grown]
+        try:
+            async with asyncio.timeout(SAVE_TIMEOUT):
+                await self.store.checkpoint_many(texts)
+        except (TypewriterError, TimeoutError) as exc:
+            if not self._failing:
+                log.warning("checkpoints not saved (retrying each interval): %s", _why(exc))
+            self._failing = True
+            return
+        if self._failing:
+            log.info("checkpoints saved again")
+            self._failing = False
+        for _, running, count in grown:
+            running.saved = count
+
+    async def _save_finals(self) -> bool:
+        """Write the waiting final saves, oldest first; whether all are written now."""
+        for final in list(self._unsaved.values()):
+            try:
+                async with asyncio.timeout(SAVE_TIMEOUT):
+                    await self._write_final(final)
+            except (TypewriterError, TimeoutError):
+                return False
+            del self._unsaved[final.message_id]
+            log.info("final save of %s done after retrying", final.message_id)
+        return True
+
+    async def _write_final(self, final: _Final) -> None:
+        await self.store.finish(
+            final.message_id,
+            final.text,
+            final.finish_reason,
+            final.usage,
+            final.first_token_ms,
+            final.status,
+        )
+
+
+def _why(exc: Exception) -> str:
+    return exc.message if isinstance(exc, TypewriterError) else "the store took too long"
+
+
+class Recorder:
+    """One answer's saving: tracked while it streams, finished once, or abandoned."""
+
+    def __init__(self, checkpointer: Checkpointer, message_id: str) -> None:
+        self.checkpointer = checkpointer
+        self.message_id = message_id
+
+    @property
+    def store(self) -> SqlStore:
+        return self.checkpointer.store
+
+    def start(self, parts: list[str]) -> None:
+        self.checkpointer.track(self.message_id, parts)
+
+    async def abandon(self) -> None:
+        """Stop checkpointing without a final save (someone else stored the answer)."""
+        self.checkpointer.forget(self.message_id)
 
     async def finish(
         self,
@@ -60,14 +236,7 @@ class Recorder:
         first_token_ms: float | None,
         status: str = "done",
     ) -> None:
-        await self.abandon()
-        try:
-            async with asyncio.timeout(FINAL_SAVE_TIMEOUT):
-                await self.store.finish(
-                    self.message_id, text, finish_reason, usage, first_token_ms, status
-                )
-        except (TypewriterError, TimeoutError):
-            log.warning(
-                "final save of %s failed; it will be marked interrupted at the next start",
-                self.message_id,
-            )
+        """Store the answer's end: at once if the store takes it, else later (retried)."""
+        await self.checkpointer.finish(
+            _Final(self.message_id, text, finish_reason, usage, first_token_ms, status)
+        )

@@ -148,6 +148,8 @@ class Gateway:
         self._stopping.set()
         self.begin_shutdown()
         await self.chat.shutdown()
+        if self.chat.checkpointer is not None:  # a bounded last try for unsaved answers
+            await self.chat.checkpointer.stop()
         if self._orphans is not None:
             await asyncio.wait((self._orphans,), timeout=5.0)
         await self.broker.close()

@@ -30,7 +30,7 @@ from typewriter.ids import new_id
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions, ModelRequest
 from typewriter.observe.metrics import Metrics
-from typewriter.recorder import Recorder
+from typewriter.recorder import Checkpointer, Recorder
 from typewriter.store.sql import SqlStore
 from typewriter.streams.base import Replicas
 
@@ -77,6 +77,10 @@ class Chat:
         self.broker = broker
         self.assistants = assistants
         self.store = store
+        # One per process: every running answer's checkpoint in one write per interval.
+        self.checkpointer = (
+            Checkpointer(store, settings.checkpoint_interval) if store is not None else None
+        )
         self.generation = Generation(settings, broker, metrics)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = Slots(settings.max_streams_per_user)
@@ -132,7 +136,8 @@ class Chat:
                 turn.answer_id,
                 turn.history,
             )
-            recorder = Recorder(self.store, message_id, self.settings.checkpoint_interval)
+            assert self.checkpointer is not None  # made with the store
+            recorder = Recorder(self.checkpointer, message_id)
         else:
             conversation_id = question.conversation_id or new_id("conv")
             message_id = new_id("msg")

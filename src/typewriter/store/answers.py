@@ -21,7 +21,7 @@ from typewriter.store.messages import insert_message
 from typewriter.store.records import Message
 from typewriter.store.schema import messages
 
-__all__ = ["checkpoint", "finish", "interrupt", "open_answer", "still_streaming"]
+__all__ = ["checkpoint", "checkpoint_many", "finish", "interrupt", "open_answer", "still_streaming"]
 
 
 async def open_answer(
@@ -43,11 +43,22 @@ async def open_answer(
 
 
 async def checkpoint(db: AsyncConnection, message_id: str, text: str) -> None:
-    await db.execute(
-        messages.update()
-        .where(messages.c.id == message_id, messages.c.status == "streaming")
-        .values(text=text)
-    )
+    await checkpoint_many(db, [(message_id, text)])
+
+
+_CHECKPOINT = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("saved_id"), messages.c.status == "streaming")
+    .values(text=sa.bindparam("saved_text"))
+)
+
+
+async def checkpoint_many(db: AsyncConnection, texts: list[tuple[str, str]]) -> None:
+    """The text so far of many answers, as one statement run for each (``executemany``:
+    one round trip on PostgreSQL, one prepared statement on SQLite)."""
+    if texts:
+        rows = [{"saved_id": message_id, "saved_text": text} for message_id, text in texts]
+        await db.execute(_CHECKPOINT, rows)
 
 
 async def finish(

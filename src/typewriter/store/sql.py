@@ -1,10 +1,11 @@
 """Conversations and messages in SQL: SQLite (aiosqlite) or PostgreSQL (asyncpg).
 
 The store is never on the token path. A generation records its question and
-opens its answer once (``start_turn``), saves the text every few seconds
-(``checkpoint``) and once more when it ends (``finish``), so a slow or
-unreachable database delays no token; at worst the last few seconds of a
-process that died are lost, and such answers end up ``interrupted``: marked by
+opens its answer once (``start_turn``), saves the text every
+``checkpoint_interval`` (half a second by default) together with every other
+running answer (``checkpoint_many``) and once more when it ends (``finish``),
+so a slow or unreachable database delays no token; at worst the last interval
+of a process that died is lost, and such answers end up ``interrupted``: marked by
 the next start-up, or, with replicas, by the replica that finds the dead one's
 lease lapsed (which also stores the full text the listeners saw).
 
@@ -194,6 +195,12 @@ class SqlStore(Database):
     async def checkpoint(self, message_id: str, text: str) -> None:
         async with self.transaction() as db:
             await answers.checkpoint(db, message_id, text)
+
+    async def checkpoint_many(self, texts: list[tuple[str, str]]) -> None:
+        """The text so far of every ``(message id, text)``, in one transaction: a process
+        saves all its running answers with one write, however many there are."""
+        async with self.transaction() as db:
+            await answers.checkpoint_many(db, texts)
 
     async def finish(
         self,
