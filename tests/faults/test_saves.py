@@ -100,22 +100,19 @@ def checkpoint_writes(metrics: str) -> float:
 
 
 async def writes_while_streaming(make_server: ServerFactory, answers: int) -> float:
-    """Checkpoint writes per interval while ``answers`` answers stream in one server."""
-    server = make_server(
-        checkpoint_interval=CHECKPOINT_INTERVAL, max_streams_per_user=answers
-    )
-    window = 2.0
+    """Checkpoint writes in two seconds (four intervals) while ``answers`` answers stream."""
+    server = make_server(checkpoint_interval=CHECKPOINT_INTERVAL, max_streams_per_user=answers)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         started = [
             await ask(client, "w" * 4000, assistant="echo", options=SLOW) for _ in range(answers)
         ]
         await asyncio.sleep(CHECKPOINT_INTERVAL)  # every answer is under way
         before = checkpoint_writes((await client.get("/metrics")).text)
-        await asyncio.sleep(window)
+        await asyncio.sleep(4 * CHECKPOINT_INTERVAL)
         after = checkpoint_writes((await client.get("/metrics")).text)
         for answer in started:  # every one of them was saved, not just some
             assert (await stored(client, answer["conversation_id"]))["text"]
-    return (after - before) / (window / CHECKPOINT_INTERVAL)
+    return after - before
 
 
 async def test_one_checkpoint_write_per_interval_however_many_answers(
@@ -123,8 +120,8 @@ async def test_one_checkpoint_write_per_interval_however_many_answers(
 ) -> None:
     one = await writes_while_streaming(make_server, 1)
     fifty = await writes_while_streaming(make_server, 50)
-    assert 0.5 <= one <= 1.5, one
-    assert 0.5 <= fifty <= 1.5, fifty
+    assert 1 <= one <= 5, one  # four intervals: four writes, give or take a tick
+    assert 1 <= fifty <= 5, fifty
 
 
 async def test_a_final_save_refused_by_a_full_disk_is_retried_once_there_is_room(
