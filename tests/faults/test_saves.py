@@ -22,6 +22,7 @@ from helpers import ask, follow, text_of
 from replicas import Replica, Replicas
 from typewriter import sse
 from typewriter.events import Delta, decode
+from typewriter.store.sql import SqlStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -178,3 +179,28 @@ async def test_a_stop_waits_only_briefly_for_an_unsaved_answer_then_the_next_sta
         answer = await stored(client, started["conversation_id"])
     assert answer["status"] == "interrupted"  # as after a crash, with its last checkpoint
     assert answer["text"] and question.startswith(answer["text"])
+
+
+async def test_many_checkpoints_are_one_write_that_never_touches_a_finished_answer(
+    database_url: str,
+) -> None:
+    store = SqlStore(database_url)
+    await store.start()
+    try:
+        turns = [
+            await store.start_turn(
+                "alice",
+                assistant="echo",
+                model="echo",
+                stream_id=f"st_{i}",
+                budget_chars=1000,
+                question=f"question {i}",
+            )
+            for i in range(3)
+        ]
+        await store.finish(turns[2].answer_id, "final", "stop", None, None)
+        await store.checkpoint_many([(t.answer_id, f"so far {i}") for i, t in enumerate(turns)])
+        texts = [(await store.get_message("alice", t.answer_id)).text for t in turns]
+        assert texts == ["so far 0", "so far 1", "final"]
+    finally:
+        await store.close()
