@@ -30,11 +30,11 @@ from typewriter.errors import InvalidField, TypewriterError
 
 from .body import field_errors
 
-__all__ = ["CLIENT_LEFT", "ErrorReply", "error_reply", "install_error_handlers"]
+__all__ = ["ErrorReply", "error_reply", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
-CLIENT_LEFT = 0  # the status of a reply nobody is there to read: none is sent
+_CLIENT_LEFT = 0  # the status of a reply nobody is there to read: none is sent
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -56,7 +56,7 @@ class ErrorReply:
     headers: Mapping[str, str] | None = None
 
     def response(self) -> Response:
-        if self.status == CLIENT_LEFT:
+        if self.status == _CLIENT_LEFT:
             return _Unsent()
         return JSONResponse(self.body, status_code=self.status, headers=self.headers)
 
@@ -75,7 +75,7 @@ def error_reply(request: Request, exc: Exception) -> ErrorReply:
     """The contract's answer to any exception; anything unplanned is a bare 500, logged."""
     reply = _reply(request, exc)
     gateway = getattr(request.app.state, "gateway", None)
-    if gateway is not None and reply.status != CLIENT_LEFT:
+    if gateway is not None and reply.status != _CLIENT_LEFT:
         gateway.metrics.refused(reply.status, reply.body["error"]["code"])
     return reply
 
@@ -83,7 +83,7 @@ def error_reply(request: Request, exc: Exception) -> ErrorReply:
 def _reply(request: Request, exc: Exception) -> ErrorReply:
     if isinstance(exc, ClientDisconnect):
         log.debug("client left during %s %s", request.method, request.url.path)
-        return ErrorReply(CLIENT_LEFT, {"error": {"code": "client_left", "message": "gone"}})
+        return ErrorReply(_CLIENT_LEFT, {"error": {"code": "client_left", "message": "gone"}})
     if isinstance(exc, TypewriterError):
         return ErrorReply(exc.status, exc.to_dict(), exc.headers)
     if isinstance(exc, RequestValidationError):
