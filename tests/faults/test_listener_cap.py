@@ -170,6 +170,33 @@ async def test_another_user_is_not_affected(make_server: ServerFactory, users: U
         assert await settled_count(server) == 6
 
 
+async def test_a_direct_answer_is_neither_counted_nor_replaced(
+    make_server: ServerFactory, users: Users
+) -> None:
+    server = server_with(make_server, users, max_listeners_per_user=1)
+    async with (
+        httpx.AsyncClient(base_url=server.url, headers=key(users.alice), timeout=30) as alice,
+        AsyncExitStack() as stack,
+    ):
+        response = await stack.enter_async_context(
+            alice.stream(
+                "POST",
+                "/v1/chat",
+                json={"message": "direct", **STALLING},
+                headers={"accept": "text/event-stream"},
+            )
+        )
+        assert response.status_code == 200
+        direct = Listening(response)
+        await direct.until(b"event: delta")
+        first = await listen(stack, alice, "/v1/events")
+        second = await listen(stack, alice, "/v1/events")
+
+        assert REPLACED in await first.to_end()
+        assert await direct.alive() and await second.alive()
+        assert await settled_count(server) == 2
+
+
 async def healthz_p50(client: httpx.AsyncClient, rounds: int = 40) -> float:
     timings = []
     for _ in range(rounds):
@@ -194,7 +221,7 @@ async def settled_count(server: RunningServer) -> int:
 FAST_ANSWER = {"options": {"max_tokens": 600, "simulate": {"tokens_per_second": 300}}}
 
 
-async def test_healthz_stays_fast_while_one_user_opens_many_listeners(
+async def test_one_user_opening_many_listeners_holds_the_cap_and_healthz_stays_fast(
     make_server: ServerFactory, users: Users
 ) -> None:
     """Every listener of the channel gets every event of the user's answers: held
