@@ -8,7 +8,9 @@ encoded once when appended, and a listener writes whatever is pending in one
 Three things end a response: the stream's ``end`` was delivered, the client went
 away (:class:`ClientWatch` hears it at once, which is how closing a direct
 response becomes "Stop generating"), or the server is shutting down (the
-client then reconnects with ``Last-Event-ID`` to another replica).
+client then reconnects with ``Last-Event-ID`` to another replica). A follow-only
+response may also be replaced by a newer one of the same user (``listeners``),
+and ends the same clean way.
 
 What the metrics count here costs the write loop two integer additions per
 write (``observe.metrics.Tally``); a listener opening, closing or resuming is
