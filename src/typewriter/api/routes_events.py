@@ -23,6 +23,7 @@ from typewriter.streams.base import Subscription, parse_cursor
 
 from .event_stream import EventStreamResponse
 from .gateway import Gateway, GatewayDep
+from .listeners import CHANNEL_TOPIC, Listener, stream_topic
 
 __all__ = ["checked_stream_id", "event_stream", "events_router", "stop_router"]
 
@@ -51,6 +52,11 @@ def event_stream(
         retry_ms=settings.retry_ms,
         **kwargs,
     )
+
+
+def listener_of(gateway: Gateway, user: str, topic: str) -> Listener:
+    """A follow-only listener, counted against ``max_listeners_per_user``."""
+    return Listener(user, topic, gateway.settings.max_listeners_per_user)
 
 
 def checked_stream_id(stream_id: str) -> str:
@@ -88,7 +94,9 @@ async def follow(
             await gateway.streams.subscribe(stream_id, user, after)  # raises the precise 400
         return Response(status_code=204)
     subscription = await gateway.streams.subscribe(stream_id, user, after)
-    return event_stream(gateway, subscription)
+    return event_stream(
+        gateway, subscription, listener=listener_of(gateway, user, stream_topic(stream_id))
+    )
 
 
 async def _remembered(gateway: Gateway, stream_id: str, user: str) -> bool:
@@ -119,7 +127,8 @@ async def channel(
     connected = sse.encode(
         sse.Event(event="connected", data=dumps({"user": user, "cursor": str(subscription.cursor)}))
     )
-    return event_stream(gateway, subscription, prelude=connected)
+    listener = listener_of(gateway, user, CHANNEL_TOPIC)
+    return event_stream(gateway, subscription, prelude=connected, listener=listener)
 
 
 @stop_router.post("/streams/{stream_id}/cancel", status_code=202)
