@@ -147,7 +147,8 @@ async def test_messages_sharing_a_position_are_numbered_again_and_kept_apart(
         await connection.execute(sa.text("DROP INDEX ux_messages_conversation_position"))
         await connection.execute(
             sa.text(
-                "CREATE INDEX ix_messages_conversation_position ON messages (conversation_id, position)"
+                "CREATE INDEX ix_messages_conversation_position"
+                " ON messages (conversation_id, position)"
             )
         )
         await connection.execute(
