@@ -16,7 +16,7 @@ from typewriter.store.sql import SqlStore
 
 from .body import body_schema, read_json
 from .gateway import Gateway, GatewayDep
-from .routes_chat import answer_response, answering_assistant, checked_options
+from .routes_chat import ANSWER_IN_PROGRESS, answer_response, answering_assistant, checked_options
 from .schemas import FeedbackBody, NewConversation, RegenerateBody, Rename
 
 __all__ = ["router"]
@@ -135,6 +135,7 @@ async def _stop_one(gateway: Gateway, user: str, stream_id: str) -> None:
     "/messages/{message_id}/regenerate",
     status_code=202,
     openapi_extra=body_schema(RegenerateBody),
+    responses=ANSWER_IN_PROGRESS,
 )
 async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> Response:
     """Answer the same question again, with the history before it; like ``POST /v1/chat``."""
