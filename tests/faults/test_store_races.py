@@ -19,13 +19,10 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Page, expect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import RunningServer, ServerFactory, read_events
 from helpers import ask, follow, last, text_of
-from web.chat_page import ask as ask_on_page
-from web.chat_page import conversation_id, message_box, wait_for_end
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -204,27 +201,3 @@ async def test_an_answer_left_streaming_by_a_lost_write_does_not_block_its_conve
     assert again.status_code == 202, again.text
     messages = await settled(client, asked["conversation_id"])
     assert [m["status"] for m in messages] == ["done", "interrupted", "done", "done"]
-
-
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_page_says_an_answer_is_being_written_elsewhere_and_shows_it(
-    page: Page, server: RunningServer
-) -> None:
-    """Another tab asked meanwhile: this one is refused (409), says so in a sentence, keeps
-    the question in the box and shows the answer being written, with its Stop."""
-    ask_on_page(page, "first")
-    wait_for_end(page)
-    with httpx.Client(base_url=server.url, timeout=10) as api:
-        body = {"message": LONG, "conversation_id": conversation_id(page), "assistant": "echo"}
-        elsewhere = api.post("/v1/chat", json={**body, "options": SLOW})
-        assert elsewhere.status_code == 202, elsewhere.text
-        try:
-            message_box(page).fill("second")
-            message_box(page).press("Enter")
-            expect(page.locator("#notice-text")).to_have_text(
-                "An answer is still being written in this conversation. Wait for it, or stop it."
-            )
-            expect(message_box(page)).to_have_value("second")
-            expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
-        finally:
-            api.post(f"/v1/streams/{elsewhere.json()['stream_id']}/cancel")
