@@ -16,6 +16,7 @@ route knows better (an unknown assistant is OpenAI's 404 ``model_not_found``).
     ├── Unauthorized                401 unauthorized (+ WWW-Authenticate)
     ├── NotFound                    404 not_found
     │   └── StreamNotFound          404 stream_not_found
+    ├── AnswerInProgress            409 answer_in_progress (+ stream_id)
     ├── StreamTakenOver             409 interrupted (between replicas, never sent)
     ├── StreamExpired               410 stream_expired
     ├── PayloadTooLarge             413 payload_too_large
@@ -43,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "AnswerInProgress",
     "BadRequest",
     "BrokerUnavailable",
     "ConfigError",
@@ -227,6 +229,30 @@ class Draining(TypewriterError):
     @property
     def headers(self) -> Mapping[str, str]:
         return {"retry-after": str(self.retry_after)}
+
+
+class AnswerInProgress(TypewriterError):
+    """The conversation's last answer is still being written: one answer at a time.
+
+    A question asked meanwhile would be recorded before that answer, so the answer
+    would miss from its own history; refusing it keeps every history in order.
+    ``stream_id`` (in the body too) is the answer to follow or stop; ``message_ids``
+    and ``started_at`` are what the use case needs to judge an answer whose stream
+    ended without its end being stored.
+    """
+
+    status = 409
+    code = "answer_in_progress"
+
+    def __init__(self, stream_id: str, message_ids: list[str], started_at: float) -> None:
+        super().__init__(
+            "an answer is still being written in this conversation; wait for its end "
+            "(follow stream_id) or stop it, then ask again",
+            stream_id=stream_id,
+        )
+        self.stream_id = stream_id
+        self.message_ids = message_ids
+        self.started_at = started_at
 
 
 class StreamTakenOver(TypewriterError):

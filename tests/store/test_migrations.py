@@ -133,3 +133,60 @@ async def test_active_users_sharing_a_name_stop_the_upgrade_until_one_is_revoked
         users = schema.users
         await connection.execute(users.update().where(users.c.id == "usr_2").values(revoked_at=1.0))
     assert await migrate(engine) == len(STEPS)
+
+
+async def test_messages_sharing_a_position_are_numbered_again_and_kept_apart(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asks that raced before version 4 left two messages at one position."""
+    with monkeypatch.context() as patched:
+        patched.setattr(migrations, "STEPS", STEPS[:3])
+        assert await migrate(engine) == 3
+    messages = schema.messages
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("DROP INDEX ux_messages_conversation_position"))
+        await connection.execute(
+            sa.text(
+                "CREATE INDEX ix_messages_conversation_position"
+                " ON messages (conversation_id, position)"
+            )
+        )
+        await connection.execute(
+            schema.conversations.insert().values(
+                id="conv_1", owner="u", title="t", assistant="echo", created_at=0.0, updated_at=0.0
+            )
+        )
+        for message_id, position, created_at in [("m_a", 1, 1.0), ("m_b", 1, 2.0), ("m_c", 2, 3.0)]:
+            await connection.execute(
+                messages.insert().values(
+                    id=message_id,
+                    conversation_id="conv_1",
+                    owner="u",
+                    position=position,
+                    role="user",
+                    text="",
+                    status="done",
+                    created_at=created_at,
+                )
+            )
+    assert await migrate(engine) == len(STEPS)
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            sa.select(messages.c.id, messages.c.position).order_by(messages.c.position)
+        )
+        assert [tuple(row) for row in rows] == [("m_a", 1), ("m_b", 2), ("m_c", 3)]
+        indexes = await connection.run_sync(lambda sync: sa.inspect(sync).get_indexes("messages"))
+        assert "ix_messages_conversation_position" not in {index["name"] for index in indexes}
+        with pytest.raises(sa.exc.IntegrityError):
+            await connection.execute(
+                messages.insert().values(
+                    id="m_d",
+                    conversation_id="conv_1",
+                    owner="u",
+                    position=3,
+                    role="user",
+                    text="",
+                    status="done",
+                    created_at=4.0,
+                )
+            )

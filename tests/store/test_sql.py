@@ -74,7 +74,9 @@ async def test_history_is_the_conversation_within_the_budget(store: SqlStore) ->
     await store.finish(second.answer_id, "TWO", "stop", None, None)
     third = await turn(store, "three", first.conversation_id)
     assert [m.content for m in third.history] == ["one", "ONE", "two", "TWO", "three"]
+    await store.finish(third.answer_id, "", "cancelled", None, None)  # one answer at a time
     tight = await turn(store, "four", first.conversation_id, budget=len("TWOthree") + len("four"))
+    await store.finish(tight.answer_id, "", "cancelled", None, None)
     # oldest dropped first; the new question is always kept, even over budget
     assert [m.content for m in tight.history][-1] == "four"
     assert "one" not in [m.content for m in tight.history]
@@ -107,7 +109,9 @@ async def test_regenerate_answers_the_same_question_with_the_history_before_it(
 async def test_list_is_newest_first_with_cursor_pages(store: SqlStore) -> None:
     ids = []
     for i in range(5):
-        ids.append((await turn(store, f"q{i}")).conversation_id)
+        started = await turn(store, f"q{i}")
+        await store.finish(started.answer_id, "a", "stop", None, None)  # one answer at a time
+        ids.append(started.conversation_id)
         await asyncio.sleep(0.002)
     await turn(store, "bump", ids[0])  # activity moves a conversation to the top
     expected = [ids[0], ids[4], ids[3], ids[2], ids[1]]

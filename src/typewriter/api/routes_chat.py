@@ -18,18 +18,33 @@ from .gateway import Gateway, GatewayDep
 from .routes_events import checked_stream_id, event_stream
 from .schemas import ChatBody, ChatOptions, TicketBody
 
-__all__ = ["answer_response", "answering_assistant", "checked_options", "router"]
+__all__ = [
+    "ANSWER_IN_PROGRESS",
+    "answer_response",
+    "answering_assistant",
+    "checked_options",
+    "router",
+]
 
 router = APIRouter(prefix="/v1")
 
 _CHAT_BODY_SCHEMA = body_schema(ChatBody)
+ANSWER_IN_PROGRESS: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "the conversation's last answer is still being written "
+        "(answer_in_progress, naming its stream_id)"
+    }
+}
 
 
 @router.post(
     "/chat",
     openapi_extra=_CHAT_BODY_SCHEMA,
     status_code=202,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "direct mode"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "direct mode"},
+        **ANSWER_IN_PROGRESS,
+    },
 )
 async def ask(request: Request, gateway: GatewayDep) -> Response:
     """Ask a question. ``Accept: text/event-stream`` streams the answer in this response;

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from typewriter.chat import Question
-from typewriter.errors import NotFound
+from typewriter.errors import NotFound, TypewriterError
 from typewriter.ids import is_valid_id
 from typewriter.store.sql import SqlStore
 
 from .body import body_schema, read_json
 from .gateway import Gateway, GatewayDep
-from .routes_chat import answer_response, answering_assistant, checked_options
+from .routes_chat import ANSWER_IN_PROGRESS, answer_response, answering_assistant, checked_options
 from .schemas import FeedbackBody, NewConversation, RegenerateBody, Rename
 
 __all__ = ["router"]
 
+log = logging.getLogger(__name__)
+_STREAM_LOOKS, _STREAM_LOOK_INTERVAL = 100, 0.02  # 2 s for an ask to create its stream
 router = APIRouter(prefix="/v1", tags=["conversations"])
 
 
@@ -85,9 +89,10 @@ async def rename_conversation(
 async def delete_conversation(
     conversation_id: str, request: Request, gateway: GatewayDep
 ) -> Response:
-    await _store(gateway).delete_conversation(
-        gateway.user_of(request), _id(conversation_id, "conversation")
-    )
+    """Delete it and its messages, and stop the answer it is writing, if any."""
+    user = gateway.user_of(request)
+    running = await _store(gateway).delete_conversation(user, _id(conversation_id, "conversation"))
+    await _stop(gateway, user, running)
     return Response(status_code=204)
 
 
@@ -95,17 +100,42 @@ async def delete_conversation(
 async def clear_conversation(
     conversation_id: str, request: Request, gateway: GatewayDep
 ) -> Response:
-    """Forget the history (the model's context); the conversation itself stays."""
-    await _store(gateway).clear_messages(
-        gateway.user_of(request), _id(conversation_id, "conversation")
-    )
+    """Forget the history (the model's context) and stop the answer being written; the
+    conversation itself stays."""
+    user = gateway.user_of(request)
+    running = await _store(gateway).clear_messages(user, _id(conversation_id, "conversation"))
+    await _stop(gateway, user, running)
     return Response(status_code=204)
+
+
+async def _stop(gateway: Gateway, user: str, stream_ids: list[str]) -> None:
+    """Stop the answers whose messages were just deleted, as their Stop button would.
+
+    An ask records its answer, then creates its stream: a stream not found yet may be
+    that of an ask between the two, so it is looked for again for a moment. The deletion
+    is done whatever happens here: a broker that cannot be reached is logged, not
+    answered, as answering an error would say the deletion failed.
+    """
+    await asyncio.gather(*(_stop_one(gateway, user, stream_id) for stream_id in stream_ids))
+
+
+async def _stop_one(gateway: Gateway, user: str, stream_id: str) -> None:
+    for _ in range(_STREAM_LOOKS):
+        try:
+            await gateway.control.cancel(stream_id, user)
+            return
+        except NotFound:
+            await asyncio.sleep(_STREAM_LOOK_INTERVAL)
+        except TypewriterError as exc:
+            log.warning("answer %s of a deleted conversation not stopped: %s", stream_id, exc)
+            return
 
 
 @router.post(
     "/messages/{message_id}/regenerate",
     status_code=202,
     openapi_extra=body_schema(RegenerateBody),
+    responses=ANSWER_IN_PROGRESS,
 )
 async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> Response:
     """Answer the same question again, with the history before it; like ``POST /v1/chat``."""

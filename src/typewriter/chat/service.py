@@ -25,12 +25,19 @@ from typing import Protocol
 from typewriter import events
 from typewriter.assistants import Assistant
 from typewriter.config import Settings
-from typewriter.errors import BrokerUnavailable, Draining, MessageTooLong, TypewriterError
+from typewriter.errors import (
+    AnswerInProgress,
+    BrokerUnavailable,
+    Draining,
+    MessageTooLong,
+    TypewriterError,
+)
 from typewriter.ids import new_id
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions, ModelRequest
 from typewriter.observe.metrics import Metrics
 from typewriter.recorder import Checkpointer, Recorder
+from typewriter.store.records import Turn
 from typewriter.store.sql import SqlStore
 from typewriter.streams.base import Replicas
 
@@ -39,6 +46,10 @@ from .orphans import end_orphans
 from .slots import Slot, Slots
 
 __all__ = ["Answer", "Chat", "Question"]
+
+_STREAM_CREATED_WITHIN = 30.0
+"""Seconds after its answer is recorded by which an ask has created its stream (it is the
+next step; the margin covers a slow broker), so an older answer with no stream has ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +132,7 @@ class Chat:
         messages = question.messages
         recorder = None
         if self.store is not None and question.persist:
-            turn = await self.store.start_turn(
-                question.owner,
-                assistant=assistant.name,
-                model=assistant.model,
-                stream_id=stream_id,
-                budget_chars=self.settings.history_budget_chars,
-                question=None if question.regenerate else question.messages[-1].content,
-                conversation_id=question.conversation_id,
-                regenerate=question.regenerate,
-            )
+            turn = await self._record(self.store, question, assistant, stream_id)
             conversation_id, message_id, messages = (
                 turn.conversation_id,
                 turn.answer_id,
@@ -171,6 +173,44 @@ class Chat:
 
         task.add_done_callback(ended)
         return answer
+
+    async def _record(
+        self, store: SqlStore, question: Question, assistant: Assistant, stream_id: str
+    ) -> Turn:
+        """Record the question and open its answer; refused while the conversation's last
+        answer is being written, unless that answer's stream has ended.
+
+        Such an answer stays ``streaming`` when its end could not be stored (the database
+        was away just then): it is marked ``interrupted`` here, as a restart would, rather
+        than keeping its conversation refusing every question until one.
+        """
+
+        async def start_turn() -> Turn:
+            return await store.start_turn(
+                question.owner,
+                assistant=assistant.name,
+                model=assistant.model,
+                stream_id=stream_id,
+                budget_chars=self.settings.history_budget_chars,
+                question=None if question.regenerate else question.messages[-1].content,
+                conversation_id=question.conversation_id,
+                regenerate=question.regenerate,
+            )
+
+        try:
+            return await start_turn()
+        except AnswerInProgress as busy:
+            if not await self._ended(busy):
+                raise
+            await store.interrupt(busy.message_ids)
+            return await start_turn()
+
+    async def _ended(self, busy: AnswerInProgress) -> bool:
+        """Whether the answer in the way is only a row: old enough to have its stream (an
+        ask records its answer just before creating the stream) and no stream running."""
+        if time.time() - busy.started_at < _STREAM_CREATED_WITHIN:
+            return False
+        return not await self.broker.live([busy.stream_id])
 
     async def drain(self, timeout: float) -> None:
         """Refuse new questions, let running answers go on for up to ``timeout`` seconds

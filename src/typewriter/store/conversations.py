@@ -2,6 +2,14 @@
 
 Every lookup takes the owner: another user's conversation is ``NotFound``, the
 same as one that does not exist, so an id tells nothing about other users.
+
+A conversation's row is also the lock of everything in it. A transaction that adds
+or removes messages takes it ``FOR UPDATE`` first, and one that rates a message
+takes it ``FOR KEY SHARE`` (PostgreSQL; SQLite has one writer, and its one pooled
+connection runs one transaction at a time). So asks into one conversation take
+their turns, a question never lands in a conversation being deleted (the ask waits,
+then finds it gone: ``404``), and as every writer locks the conversation before any
+message, no two of them wait on each other.
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ from typewriter.ids import new_id
 from typewriter.store.cursor import decode_cursor, encode_cursor
 from typewriter.store.messages import delete_messages
 from typewriter.store.records import Conversation
-from typewriter.store.schema import conversations
+from typewriter.store.schema import conversations, messages
 
 __all__ = [
     "conversation_page",
     "insert_conversation",
+    "lock_conversation_of",
     "owned_conversation",
     "remove_conversation",
     "title_for",
@@ -58,17 +67,29 @@ async def insert_conversation(
     return conversation
 
 
-async def owned_conversation(db: AsyncConnection, owner: str, conversation_id: str) -> Conversation:
-    row = (
-        await db.execute(
-            sa.select(conversations).where(
-                conversations.c.id == conversation_id, conversations.c.owner == owner
-            )
-        )
-    ).first()
+async def owned_conversation(
+    db: AsyncConnection, owner: str, conversation_id: str, *, lock: bool = False
+) -> Conversation:
+    """The owner's conversation; with ``lock``, held ``FOR UPDATE`` until the commit."""
+    query = sa.select(conversations).where(
+        conversations.c.id == conversation_id, conversations.c.owner == owner
+    )
+    if lock:
+        query = query.with_for_update()
+    row = (await db.execute(query)).first()
     if row is None:
         raise NotFound(f"no conversation {conversation_id[:100]!r}", code="conversation_not_found")
     return _conversation(row)
+
+
+async def lock_conversation_of(
+    db: AsyncConnection, message_id: str, *, share: bool = False
+) -> None:
+    """Lock the conversation holding ``message_id`` (``FOR KEY SHARE`` with ``share``, else
+    ``FOR UPDATE``); nothing to lock when it is gone, which the caller's next read finds."""
+    holding = sa.select(messages.c.conversation_id).where(messages.c.id == message_id)
+    query = sa.select(conversations.c.id).where(conversations.c.id.in_(holding))
+    await db.execute(query.with_for_update(read=share, key_share=share))
 
 
 async def conversation_page(

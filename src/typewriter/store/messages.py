@@ -1,7 +1,10 @@
 """Message rows: the questions and answers of a conversation, in order.
 
 A conversation's messages are numbered by ``position`` as they are added, and
-always read with their feedback. Reading one message takes its owner: another
+always read with their feedback. Positions are unique in a conversation (an
+index says so); the next one is the last plus one, which is safe because every
+transaction adding messages holds the conversation's lock (see
+:mod:`.conversations`). Reading one message takes its owner: another
 user's message is ``NotFound``, the same as one that does not exist.
 """
 
@@ -13,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from typewriter.errors import NotFound
+from typewriter.errors import AnswerInProgress, NotFound
 from typewriter.ids import new_id
 from typewriter.store.feedback import delete_feedback, feedback_of, with_feedback
 from typewriter.store.records import Message
@@ -25,6 +28,8 @@ __all__ = [
     "insert_message",
     "owned_message",
     "question_of",
+    "refuse_while_answering",
+    "streaming_streams",
 ]
 
 
@@ -92,6 +97,30 @@ async def question_of(db: AsyncConnection, owner: str, message_id: str) -> Messa
     if message.reply_to is None:
         raise NotFound(f"message {message_id!r} answers no question", code="message_not_found")
     return await owned_message(db, owner, message.reply_to)
+
+
+async def refuse_while_answering(db: AsyncConnection, conversation_id: str) -> None:
+    """``AnswerInProgress`` if an answer of the conversation is still ``streaming``."""
+    query = (
+        sa.select(messages.c.id, messages.c.stream_id, messages.c.created_at)
+        .where(messages.c.conversation_id == conversation_id, messages.c.status == "streaming")
+        .order_by(messages.c.created_at.desc())
+    )
+    rows = (await db.execute(query)).all()
+    if rows:
+        raise AnswerInProgress(
+            rows[0].stream_id or "", [row.id for row in rows], max(r.created_at for r in rows)
+        )
+
+
+async def streaming_streams(db: AsyncConnection, conversation_id: str) -> list[str]:
+    """The streams of the conversation's answers still ``streaming``: to stop them."""
+    query = sa.select(messages.c.stream_id).where(
+        messages.c.conversation_id == conversation_id,
+        messages.c.status == "streaming",
+        messages.c.stream_id.is_not(None),
+    )
+    return [row.stream_id for row in (await db.execute(query)).all()]
 
 
 async def conversation_messages(db: AsyncConnection, conversation_id: str) -> list[Message]:

@@ -79,7 +79,39 @@ def _refuse_duplicate_names(connection: sa.Connection) -> None:
         )
 
 
-STEPS: list[Step] = [_v1_initial, _v2_users, _v3_key_use_and_unique_names]
+def _v4_unique_positions(connection: sa.Connection) -> None:
+    """One message per position in a conversation, in the database itself.
+
+    Asks that raced before could give two messages one position: each such conversation
+    is numbered again, 1, 2, 3… in the order it was read (position, then time, then id),
+    before the unique index replaces the plain one. A new database has it already.
+    """
+    messages = schema.messages
+    shared = (
+        sa.select(messages.c.conversation_id)
+        .group_by(messages.c.conversation_id, messages.c.position)
+        .having(sa.func.count() > 1)
+        .distinct()
+    )
+    for (conversation_id,) in connection.execute(shared).all():
+        order = sa.select(messages.c.id).where(messages.c.conversation_id == conversation_id)
+        ids = connection.execute(
+            order.order_by(messages.c.position, messages.c.created_at, messages.c.id)
+        ).scalars()
+        for position, message_id in enumerate(list(ids), start=1):
+            connection.execute(
+                messages.update().where(messages.c.id == message_id).values(position=position)
+            )
+    connection.execute(sa.text("DROP INDEX IF EXISTS ix_messages_conversation_position"))
+    schema.message_positions.create(connection, checkfirst=True)
+
+
+STEPS: list[Step] = [
+    _v1_initial,
+    _v2_users,
+    _v3_key_use_and_unique_names,
+    _v4_unique_positions,
+]
 
 
 async def migrate(engine: AsyncEngine) -> int:

@@ -12,6 +12,7 @@ __all__ = [
     "api_keys",
     "conversations",
     "feedback",
+    "message_positions",
     "messages",
     "metadata",
     "active_user_names",
@@ -63,8 +64,17 @@ messages = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
     sa.Column("first_token_ms", sa.Float),
-    sa.Index("ix_messages_conversation_position", "conversation_id", "position"),
     sa.Index("ix_messages_status", "status"),
+)
+
+# One message per place in a conversation, enforced by the database: the history is read in
+# this order, and two messages sharing a place (asks that raced, before this index and the
+# conversation lock) would reach the model in either order.
+message_positions = sa.Index(
+    "ux_messages_conversation_position",
+    messages.c.conversation_id,
+    messages.c.position,
+    unique=True,
 )
 
 feedback = sa.Table(

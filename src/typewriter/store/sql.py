@@ -32,6 +32,7 @@ from typewriter.store import answers, schema
 from typewriter.store.conversations import (
     conversation_page,
     insert_conversation,
+    lock_conversation_of,
     owned_conversation,
     remove_conversation,
     title_for,
@@ -46,6 +47,8 @@ from typewriter.store.messages import (
     insert_message,
     owned_message,
     question_of,
+    refuse_while_answering,
+    streaming_streams,
 )
 from typewriter.store.migrations import migrate
 from typewriter.store.records import Conversation, Feedback, Message, Turn
@@ -130,15 +133,22 @@ class SqlStore(Database):
             await touch_conversation(db, conversation_id, now, title=title)
         return dataclasses.replace(conversation, title=title, updated_at=now)
 
-    async def delete_conversation(self, owner: str, conversation_id: str) -> None:
+    async def delete_conversation(self, owner: str, conversation_id: str) -> list[str]:
+        """Delete it with its messages; the streams of its answers still being written,
+        for the caller to stop (their rows are gone, so nothing would show them)."""
         async with self.transaction() as db:
-            await owned_conversation(db, owner, conversation_id)
+            await owned_conversation(db, owner, conversation_id, lock=True)
+            running = await streaming_streams(db, conversation_id)
             await remove_conversation(db, conversation_id)
+        return running
 
-    async def clear_messages(self, owner: str, conversation_id: str) -> None:
+    async def clear_messages(self, owner: str, conversation_id: str) -> list[str]:
+        """Delete its messages; the streams still being written, as ``delete_conversation``."""
         async with self.transaction() as db:
-            await owned_conversation(db, owner, conversation_id)
+            await owned_conversation(db, owner, conversation_id, lock=True)
+            running = await streaming_streams(db, conversation_id)
             await delete_messages(db, conversation_id)
+        return running
 
     async def get_message(self, owner: str, message_id: str) -> Message:
         async with self.transaction() as db:
@@ -147,8 +157,13 @@ class SqlStore(Database):
     async def set_feedback(
         self, owner: str, message_id: str, rating: int, comment: str | None
     ) -> Feedback:
-        """Rate an answer; rating again replaces the earlier rating."""
+        """Rate an answer; rating again replaces the earlier rating.
+
+        The conversation is locked first (shared), so the message cannot vanish between
+        the owner check and the write: a deletion committed before is ``404``.
+        """
         async with self.transaction() as db:
+            await lock_conversation_of(db, message_id, share=True)
             await owned_message(db, owner, message_id)
             return await rate(db, owner, message_id, rating, comment)
 
@@ -166,11 +181,18 @@ class SqlStore(Database):
         conversation_id: str | None = None,
         regenerate: str | None = None,
     ) -> Turn:
-        """Record the question (or find it, to regenerate) and open the answer."""
+        """Record the question (or find it, to regenerate) and open the answer.
+
+        One answer at a time per conversation: ``AnswerInProgress`` while one is still
+        ``streaming``. The conversation stays locked from that check to the commit, so
+        two asks never both pass it, and positions follow one another.
+        """
         now = time.time()
         async with self.transaction() as db:
             if regenerate is not None:
+                await lock_conversation_of(db, regenerate)
                 asked = await question_of(db, owner, regenerate)
+                await refuse_while_answering(db, asked.conversation_id)
                 prior = await history_before(db, asked.conversation_id, before=asked)
             else:
                 assert question is not None
@@ -180,7 +202,8 @@ class SqlStore(Database):
                     )
                     conversation_id = conversation.id
                 else:
-                    await owned_conversation(db, owner, conversation_id)
+                    await owned_conversation(db, owner, conversation_id, lock=True)
+                    await refuse_while_answering(db, conversation_id)
                 prior = await history_before(db, conversation_id, before=None)
                 asked = await insert_message(
                     db, conversation_id, owner, "user", question, "done", now, finished_at=now

@@ -6,10 +6,14 @@
 // reader opens another view meanwhile: the question is asked all the same and its answer is
 // followed in the background; only what concerns the view (the new conversation's URL, putting
 // the question back after a failure) is skipped once the view's signal is aborted.
+//
+// A conversation answers one question at a time: Send turns to Stop while an answer is being
+// written here, and an answer being written elsewhere (another tab) refuses the question with
+// 409 answer_in_progress; the page then says so and shows that answer, with its Stop.
 
 import { api } from "./api.js";
 import { Answer, ANSWER_ACTION } from "./answer.js";
-import { setUrl } from "./conversation.js";
+import { refreshConversation, setUrl } from "./conversation.js";
 import { h, ui } from "./dom.js";
 import { follow } from "./following.js";
 import { loadList } from "./list.js";
@@ -66,6 +70,7 @@ async function send(message) {
       autosize();
     }
     showError(error, () => send(message));
+    if (error.code === "answer_in_progress") refreshConversation();
     return;
   }
   if (!view.aborted && !state.conversation) {
@@ -112,6 +117,7 @@ async function regenerate(turn) {
     if (view.aborted) return;
     turn.removeAnswer(answer);
     showError(error, () => regenerate(turn));
+    if (error.code === "answer_in_progress") refreshConversation();
     return;
   }
   started(answer, reply);

@@ -16,6 +16,9 @@ export function announce(text) {
 /** A failed call in words a reader can act on. */
 export function describe(error) {
   if (error.network) return "typewriter cannot be reached. Check your connection.";
+  if (error.code === "answer_in_progress") {
+    return "An answer is still being written in this conversation. Wait for it, or stop it.";
+  }
   if (error.status === 429) return "Too many requests right now.";
   if (error.status >= 500) return `The server could not do that (${error.status}): ${error.message}`;
   return error.message || String(error);
