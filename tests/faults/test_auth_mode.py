@@ -109,8 +109,15 @@ async def test_a_revoked_users_open_streams_end_and_cannot_reconnect(
 async def test_auto_turns_on_with_the_first_user_and_stays_on(replicas: Replicas) -> None:
     server = await replicas.start()  # auth = auto, no user yet: the one local user
     assert await status(server, None) == 200
-    alice = add_user(replicas.data_dir, "alice")
-    await wait_for_status(server, None, 401, within=PAST_THE_CACHE)
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as anonymous,
+        anonymous.stream("GET", "/v1/events") as local_channel,
+    ):
+        assert [e.event for e in await read_events(local_channel, limit=1)] == ["connected"]
+        alice = add_user(replicas.data_dir, "alice")
+        await wait_for_status(server, None, 401, within=PAST_THE_CACHE)
+        async with asyncio.timeout(CACHE_SECONDS + MARGIN):  # nobody is the local user now
+            await read_events(local_channel)
     assert await status(server, alice) == 200
     revoke(replicas.data_dir, "alice")
     await asyncio.sleep(PAST_THE_CACHE)

@@ -136,14 +136,17 @@ class Authenticator:
         by the gateway: a stream opened with a key lives on after the key's cache
         entry expires, so without this a revoked user would keep reading. Their
         cached keys and tickets are dropped too, so the reconnect gets 401 at once.
+        Once auth is on the local user is nobody: the streams opened before, with no
+        key, end as well.
         """
         users = self.users
-        if not self._on or users is None:
+        if users is None or not await self.required():
             return
-        following = open_streams.users() - {LOCAL_USER}
-        if not following:
-            return
-        revoked = following - await users.active_among(following)
+        following = open_streams.users()
+        revoked = following & {LOCAL_USER}
+        keyed = following - revoked
+        if keyed:
+            revoked |= keyed - await users.active_among(keyed)
         if not revoked:
             return
         for user in revoked:
