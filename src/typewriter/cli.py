@@ -75,15 +75,19 @@ def _check_exposure(settings: Settings) -> int:
             "would answer 401. Give it a database, or set auth to auto or off"
         )
     users = 0 if settings.auth == "off" else active_users(settings)
-    if settings.auth != "on" and users == 0:
-        if settings.host not in _LOOPBACK and not settings.insecure:
-            raise ConfigError(
-                f"refusing to serve {settings.host} without API keys"
-                + (" (auth = off)" if settings.auth == "off" else "")
-                + ": anyone who can reach it would use the model as the one local user. "
-                "Add a user first (typewriter users add NAME), serve on 127.0.0.1, or pass "
-                "--insecure (TYPEWRITER_INSECURE=1) to serve it open anyway"
-            )
+    exposed = settings.host not in _LOOPBACK and not settings.insecure
+    if exposed and settings.auth != "on" and users == 0:
+        fix = (
+            "set auth to auto or on (TYPEWRITER_AUTH)"
+            if settings.auth == "off"
+            else "add a user first (typewriter users add NAME)"
+        )
+        raise ConfigError(
+            f"refusing to serve {settings.host} without API keys (auth = {settings.auth}): "
+            f"anyone who can reach it would use the model as the one local user. To fix: "
+            f"{fix}, serve on 127.0.0.1, or pass --insecure (TYPEWRITER_INSECURE=1) to "
+            "serve it open anyway"
+        )
     return users
 
 

@@ -139,6 +139,8 @@ async def test_auth_on_without_users_refuses_every_v1_call(replicas: Replicas) -
     alice = add_user(replicas.data_dir, "alice")
     await wait_for_status(server, alice, 200, within=PAST_THE_CACHE)
     assert "auth: on, no user yet" in server.output()
+    keyless = typewriter_cli("serve", "--port", "0", "--auth", "on", "--database-url", "none")
+    assert keyless.returncode == 2 and "database_url = none" in keyless.stderr  # nobody, ever
 
 
 async def test_auth_off_ignores_users_and_needs_insecure_on_the_network(

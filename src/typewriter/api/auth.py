@@ -62,13 +62,13 @@ class _Recent(Generic[V]):
         if cached is not None and time.monotonic() - cached[0] <= CACHE_SECONDS:
             return cached[1]
         value = await load()
-        if len(self._entries) >= _CACHE_SIZE:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic(), value)
+        self.put(key, value)
         return value
 
     def put(self, key: str, value: V) -> None:
         """What the store was just found to say, without asking it again."""
+        if len(self._entries) >= _CACHE_SIZE:
+            self._entries.clear()
         self._entries[key] = (time.monotonic(), value)
 
     def drop_values(self, values: Collection[object]) -> None:
@@ -101,11 +101,6 @@ class Authenticator:
         a user revoked in between must not leave the server open."""
         if self.mode == "auto" and self.users is not None and await self.users.active_count():
             self._on = True
-
-    @property
-    def on(self) -> bool:
-        """Keys are needed now (with ``auto``, it may still turn on later; never off)."""
-        return self._on
 
     async def required(self) -> bool:
         if self._on:
