@@ -73,6 +73,7 @@ KINDS = (*TYPEWRITER_KINDS, "sse-starlette")
 _UNLIMITED = {
     "TYPEWRITER_MAX_STREAMS_PER_USER": "1000000",
     "TYPEWRITER_REQUESTS_PER_MINUTE": "100000000",
+    "TYPEWRITER_MAX_LISTENERS_PER_USER": "100000000",
     "TYPEWRITER_MAX_MESSAGE_CHARS": "100000000",
     "TYPEWRITER_MAX_ANSWER_CHARS": "1000000000",
 }
@@ -309,8 +310,9 @@ def _start(
         data_dir = Path(tempfile.mkdtemp(prefix="tw-bench-data-"))
         env["TYPEWRITER_DATA_DIR"] = str(data_dir)
     if kind in TYPEWRITER_KINDS:
-        # The load is one user asking thousands of long answers: lift the per-user limits
-        # (a production gateway's defaults would refuse most of it with 429 and 422).
+        # The load is one user asking thousands of long answers and holding thousands of
+        # listeners: lift the per-user limits (a production gateway's defaults would refuse
+        # most answers with 429 and 422, and replace all but 100 of the listeners).
         for name, value in _UNLIMITED.items():
             env.setdefault(name, value)
     if kind == REDIS:

@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     max_listeners_per_user: Annotated[int, LIMITS] = Field(
         100,
         gt=0,
-        description="event streams one user may hold open; a new one beyond replaces the oldest",
+        description="event listeners one user may hold open on a replica; beyond it a new one "
+        "replaces an older one (of the same stream first)",
     )
     requests_per_minute: Annotated[int, LIMITS] = Field(
         120, gt=0, description="requests one user may make per minute (429 beyond)"

@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 
 from typewriter.errors import StreamNotFound, Unauthorized
+from typewriter.private_files import create_private_file, make_private_dir, warn_if_exposed
 
 __all__ = ["CHANNEL", "issue", "load_secret", "scope_of", "stream_scope", "verify"]
 
@@ -72,14 +73,13 @@ def verify(secret: bytes, ticket: str, scope: str, now: float) -> str:
 
 
 def load_secret(configured: str | None, data_dir: Path) -> bytes:
-    """The configured secret, or one generated once and kept in ``data_dir``."""
+    """The configured secret, or one generated once and kept in ``data_dir`` (0600)."""
     if configured:
         return configured.encode()
     path = data_dir / "ticket-secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
+    make_private_dir(data_dir)
+    if not create_private_file(path, secrets.token_hex(32).encode()):
+        warn_if_exposed([path])
     return path.read_text().strip().encode()
 
 

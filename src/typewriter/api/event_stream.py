@@ -9,7 +9,9 @@ Four things end a response: the stream's ``end`` was delivered, the client went
 away (:class:`ClientWatch` hears it at once, which is how closing a direct
 response becomes "Stop generating"), the server is shutting down (the
 client then reconnects with ``Last-Event-ID`` to another replica), or its user
-was revoked (the reconnect then gets 401).
+was revoked (the reconnect then gets 401). A follow-only response may also be
+replaced by a newer one of the same user (``listeners``), and ends the same
+clean way.
 
 What the metrics count here costs the write loop two integer additions per
 write (``observe.metrics.Tally``); a listener opening, closing or resuming is
@@ -30,6 +32,7 @@ from typewriter.observe.metrics import Metrics
 from typewriter.streams.base import Subscription
 
 from .auth import signed_in_user
+from .listeners import Listener, ListenerCap
 
 __all__ = [
     "EVENT_STREAM_HEADERS",
@@ -46,6 +49,9 @@ EVENT_STREAM_HEADERS = {
     "x-accel-buffering": "no",
 }
 PING = sse.encode_comment("ping")
+REPLACED = sse.encode_comment(
+    "replaced: a newer listener of this user passed max_listeners_per_user"
+)
 OnDisconnect = Callable[[], Awaitable[None]]
 
 
@@ -61,6 +67,7 @@ class OpenStreams:
         self.closing = False
         self.metrics = metrics or Metrics()
         self._open: set[ClientWatch] = set()
+        self.listeners = ListenerCap()
 
     def __len__(self) -> int:
         return len(self._open)
@@ -111,6 +118,7 @@ class ClientWatch:
         self.registry = registry
         self.user = user
         self.disconnected = False
+        self.replaced = False
         self.ended = False
         self._receive = receive
         self._on_disconnect = on_disconnect
@@ -118,8 +126,13 @@ class ClientWatch:
 
     @property
     def ending(self) -> bool:
-        """The client left, the server is stopping, or it ended this response: stop writing."""
-        return self.disconnected or self.ended or self.registry.closing
+        """The client left, the server is stopping, or it was replaced or ended: stop writing."""
+        return self.disconnected or self.replaced or self.ended or self.registry.closing
+
+    def replace(self) -> None:
+        """End this response cleanly: a newer listener of the same user took its place."""
+        self.replaced = True
+        self.subscription.wake()
 
     def end(self) -> None:
         """End this response only (its user was revoked)."""
@@ -174,6 +187,7 @@ class EventStreamResponse(Response):
         prelude: bytes = b"",
         headers: dict[str, str] | None = None,
         on_disconnect: OnDisconnect | None = None,
+        listener: Listener | None = None,
     ) -> None:
         # Response.__init__ would add a Content-Length for an empty body; build the head here.
         self.status_code = 200
@@ -184,6 +198,7 @@ class EventStreamResponse(Response):
         retry = sse.encode_retry(retry_ms) if retry_ms is not None else b""
         self.prelude = retry + prelude
         self.on_disconnect = on_disconnect
+        self.listener = listener
         all_headers = {**EVENT_STREAM_HEADERS, **(headers or {})}
         self.raw_headers = encode_headers(all_headers)
 
@@ -195,6 +210,8 @@ class EventStreamResponse(Response):
         if _resumes(scope):
             sent.resumes += 1
         async with watch:
+            if self.listener is not None:
+                self.registry.listeners.admit(self.listener, watch)
             try:
                 await send(
                     {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
@@ -208,10 +225,13 @@ class EventStreamResponse(Response):
                     sent.bytes += len(epilogue)
             except OSError:
                 pass  # the socket broke under a write; the watch hears the disconnect
+            finally:
+                if self.listener is not None:
+                    self.registry.listeners.release(self.listener, watch)
 
     def epilogue(self, watch: ClientWatch) -> bytes:
         """Bytes to write after the stream stopped and before the body ends."""
-        return b""
+        return REPLACED if watch.replaced else b""
 
     async def _follow(self, send: Send, watch: ClientWatch) -> None:
         loop = asyncio.get_running_loop()

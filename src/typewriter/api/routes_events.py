@@ -8,19 +8,22 @@ takes an API key or a ticket in the URL (EventSource cannot send a header),
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from typewriter import sse
-from typewriter.errors import StreamNotFound
+from typewriter.errors import StoreUnavailable, StreamExpired, StreamNotFound
 from typewriter.ids import is_valid_id
 from typewriter.jsonutil import dumps
+from typewriter.store.tombstones import TOMBSTONE_SECONDS, answered_stream
 from typewriter.streams.base import Subscription, parse_cursor
 
 from .event_stream import EventStreamResponse
 from .gateway import Gateway, GatewayDep
+from .listeners import CHANNEL_TOPIC, Listener, stream_topic
 
 __all__ = ["checked_stream_id", "event_stream", "events_router", "stop_router"]
 
@@ -51,6 +54,11 @@ def event_stream(
     )
 
 
+def listener_of(gateway: Gateway, user: str, topic: str) -> Listener:
+    """A follow-only listener, counted against ``max_listeners_per_user``."""
+    return Listener(user, topic, gateway.settings.max_listeners_per_user)
+
+
 def checked_stream_id(stream_id: str) -> str:
     """Path characters never reach a broker: an id of the wrong form is a stream not found."""
     if not is_valid_id(stream_id):
@@ -73,13 +81,36 @@ async def follow(
     raw = last_event_id_header if last_event_id_header is not None else last_event_id
     after = parse_cursor(raw)
     user = gateway.user_of(request)
-    info = await gateway.streams.info(stream_id, user)
+    try:
+        info = await gateway.streams.info(stream_id, user)
+    except StreamNotFound:
+        if await _remembered(gateway, stream_id, user):
+            raise StreamExpired(
+                f"stream {stream_id!r} finished and is past its retention period"
+            ) from None
+        raise
     if info.finished and after >= info.last_seq:
         if after > info.last_seq:
             await gateway.streams.subscribe(stream_id, user, after)  # raises the precise 400
         return Response(status_code=204)
     subscription = await gateway.streams.subscribe(stream_id, user, after)
-    return event_stream(gateway, subscription)
+    return event_stream(
+        gateway, subscription, listener=listener_of(gateway, user, stream_topic(stream_id))
+    )
+
+
+async def _remembered(gateway: Gateway, stream_id: str, user: str) -> bool:
+    """A stream the broker forgot (a restart) whose answer the store keeps: gone, not unknown.
+
+    Only the owner's answers are looked at, so another user's stream stays a 404.
+    """
+    if gateway.store is None:
+        return False
+    since = time.time() - gateway.settings.retention - TOMBSTONE_SECONDS
+    try:
+        return await answered_stream(gateway.store, user, stream_id, since)
+    except StoreUnavailable:  # unknown to the broker is all that can be said
+        return False
 
 
 @events_router.get("/events", responses={200: {"content": {"text/event-stream": {}}}})
@@ -96,7 +127,8 @@ async def channel(
     connected = sse.encode(
         sse.Event(event="connected", data=dumps({"user": user, "cursor": str(subscription.cursor)}))
     )
-    return event_stream(gateway, subscription, prelude=connected)
+    listener = listener_of(gateway, user, CHANNEL_TOPIC)
+    return event_stream(gateway, subscription, prelude=connected, listener=listener)
 
 
 @stop_router.post("/streams/{stream_id}/cancel", status_code=202)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from typewriter.config import Settings
 from typewriter.errors import ConfigError
+from typewriter.private_files import create_private_file, make_private_dir, warn_if_exposed
 from typewriter.store.sql import SqlStore
 
 __all__ = ["SQLITE_FILE", "open_store", "sqlite_path", "started_store"]
@@ -52,6 +53,7 @@ def open_store(settings: Settings, *, create: bool = True) -> SqlStore | None:
                 "or give the --data-dir or --database-url the server uses"
             )
         _writable(settings.data_dir)
+        _private_database(path)
         log.info("conversations are kept in %s", path)
         url = f"sqlite+aiosqlite:///{path}"
     try:
@@ -76,10 +78,18 @@ async def started_store(settings: Settings, *, create: bool = True) -> AsyncIter
         await store.close()
 
 
+def _private_database(path: Path) -> None:
+    """A new database file made 0600 (its -wal and -shm follow); an old one checked."""
+    if create_private_file(path):
+        return
+    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    warn_if_exposed([path.parent, path, wal, shm])
+
+
 def _writable(data_dir: Path) -> None:
-    """Made if missing, and proved writable, so a read-only directory is named as such."""
+    """Made (0700) if missing, and proved writable, so a read-only directory is named as such."""
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         with tempfile.TemporaryFile(dir=data_dir):
             pass
     except OSError as exc:
