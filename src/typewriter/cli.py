@@ -44,7 +44,9 @@ def serve(
     try:  # settings errors are the operator's to fix: say which, without a traceback
         settings = load_settings(config, **given_flags(flags))
         users = _check_exposure(settings)
-        _check_ticket_secret(settings, users)
+        if settings.auth == "auto" and users:  # decided now: what is printed is what runs
+            settings = settings.model_copy(update={"auth": "on"})
+        _check_ticket_secret(settings)
         from typewriter.server import build_server
 
         server = build_server(settings)
@@ -58,35 +60,58 @@ def serve(
     where = f"http://{settings.host}:{settings.port}/"
     typer.echo(f"typewriter on {where} (broker: {gateway.broker.describe()})")
     typer.echo(f"conversations: {kept}")
-    if users:
-        typer.echo(f"auth: on, {users} user(s); every /v1 call needs 'Authorization: Bearer <key>'")
-    else:
-        typer.echo(
-            "auth: off (no API keys): everyone is the one local user"
-            + ("" if settings.host in _LOOPBACK else " -- on a non-loopback address (--insecure)")
-            + "; add one with: typewriter users add NAME"
-        )
+    typer.echo(_auth_line(settings, users))
     server.run()
     if not server.started:  # uvicorn said why (a port in use, a failed start-up)
         raise typer.Exit(2)
 
 
 def _check_exposure(settings: Settings) -> int:
-    """Refuse to serve the network with nobody signed in, unless told ``--insecure``."""
-    users = active_users(settings)
-    if users == 0 and settings.host not in _LOOPBACK and not settings.insecure:
+    """Refuse to serve the network with auth off, unless told ``--insecure``; returns how
+    many users can sign in (0 with ``auth = off``, where they do not matter)."""
+    if settings.auth == "on" and settings.database_url == "none":
         raise ConfigError(
-            f"refusing to serve {settings.host} without API keys: anyone who can reach it "
-            "would use the model as the one local user. Add a user first "
-            "(typewriter users add NAME), serve on 127.0.0.1, or pass --insecure "
-            "(TYPEWRITER_INSECURE=1) to serve it open anyway"
+            "auth = on needs users, and database_url = none keeps none: every /v1 call "
+            "would answer 401. Give it a database, or set auth to auto or off"
+        )
+    users = 0 if settings.auth == "off" else active_users(settings)
+    exposed = settings.host not in _LOOPBACK and not settings.insecure
+    if exposed and settings.auth != "on" and users == 0:
+        fix = (
+            "set auth to auto or on (TYPEWRITER_AUTH)"
+            if settings.auth == "off"
+            else "add a user first (typewriter users add NAME)"
+        )
+        raise ConfigError(
+            f"refusing to serve {settings.host} without API keys (auth = {settings.auth}): "
+            f"anyone who can reach it would use the model as the one local user. To fix: "
+            f"{fix}, serve on 127.0.0.1, or pass --insecure (TYPEWRITER_INSECURE=1) to "
+            "serve it open anyway"
         )
     return users
 
 
-def _check_ticket_secret(settings: Settings, users: int) -> None:
+def _auth_line(settings: Settings, users: int) -> str:
+    """What ``serve`` says of auth: the mode in effect, and what it means for a caller."""
+    if settings.auth == "on":
+        if users:
+            return f"auth: on, {users} user(s); every /v1 call needs 'Authorization: Bearer <key>'"
+        return (
+            "auth: on, no user yet: every /v1 call answers 401 until one is added "
+            "(typewriter users add NAME)"
+        )
+    exposed = "" if settings.host in _LOOPBACK else " -- on a non-loopback address (--insecure)"
+    if settings.auth == "off":
+        return f"auth: off (auth = off): everyone is the one local user{exposed}"
+    return (
+        f"auth: off for now (auto, no user yet): everyone is the one local user{exposed}; "
+        "it turns on for good when one is added: typewriter users add NAME"
+    )
+
+
+def _check_ticket_secret(settings: Settings) -> None:
     """With auth on, the generated ticket secret is made now, not on the first request."""
-    if users == 0 or settings.ticket_secret is not None:
+    if settings.auth != "on" or settings.ticket_secret is not None:
         return
     try:
         tickets.load_secret(None, settings.data_dir)

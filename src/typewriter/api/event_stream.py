@@ -5,12 +5,13 @@ group, a dict and a JSON encoding per event, per listener). Here an event is
 encoded once when appended, and a listener writes whatever is pending in one
 ``send``; FastAPI routes the request and validates it, then steps aside.
 
-Three things end a response: the stream's ``end`` was delivered, the client went
+Four things end a response: the stream's ``end`` was delivered, the client went
 away (:class:`ClientWatch` hears it at once, which is how closing a direct
-response becomes "Stop generating"), or the server is shutting down (the
-client then reconnects with ``Last-Event-ID`` to another replica). A follow-only
-response may also be replaced by a newer one of the same user (``listeners``),
-and ends the same clean way.
+response becomes "Stop generating"), the server is shutting down (the
+client then reconnects with ``Last-Event-ID`` to another replica), or its user
+was revoked (the reconnect then gets 401). A follow-only response may also be
+replaced by a newer one of the same user (``listeners``), and ends the same
+clean way.
 
 What the metrics count here costs the write loop two integer additions per
 write (``observe.metrics.Tally``); a listener opening, closing or resuming is
@@ -30,6 +31,7 @@ from typewriter import sse
 from typewriter.observe.metrics import Metrics
 from typewriter.streams.base import Subscription
 
+from .auth import signed_in_user
 from .listeners import Listener, ListenerCap
 
 __all__ = [
@@ -84,6 +86,16 @@ class OpenStreams:
         for watch in list(self._open):
             watch.subscription.wake()
 
+    def users(self) -> set[str]:
+        """Who the open responses are for (those opened without a signed-in user aside)."""
+        return {watch.user for watch in self._open if watch.user is not None}
+
+    def end_for(self, users: set[str]) -> None:
+        """End the open responses of these users (revoked): each writes what it has, then ends."""
+        for watch in list(self._open):
+            if watch.user in users:
+                watch.end()
+
 
 class ClientWatch:
     """What every long response needs while it waits on a subscription.
@@ -100,23 +112,31 @@ class ClientWatch:
         registry: OpenStreams,
         receive: Receive,
         on_disconnect: OnDisconnect | None = None,
+        user: str | None = None,
     ) -> None:
         self.subscription = subscription
         self.registry = registry
+        self.user = user
         self.disconnected = False
         self.replaced = False
+        self.ended = False
         self._receive = receive
         self._on_disconnect = on_disconnect
         self._task: asyncio.Task[None] | None = None
 
     @property
     def ending(self) -> bool:
-        """The client left or the server is stopping: stop writing."""
-        return self.disconnected or self.replaced or self.registry.closing
+        """The client left, the server is stopping, or it was replaced or ended: stop writing."""
+        return self.disconnected or self.replaced or self.ended or self.registry.closing
 
     def replace(self) -> None:
         """End this response cleanly: a newer listener of the same user took its place."""
         self.replaced = True
+        self.subscription.wake()
+
+    def end(self) -> None:
+        """End this response only (its user was revoked)."""
+        self.ended = True
         self.subscription.wake()
 
     async def __aenter__(self) -> ClientWatch:
@@ -183,7 +203,9 @@ class EventStreamResponse(Response):
         self.raw_headers = encode_headers(all_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = ClientWatch(self.subscription, self.registry, receive, self.on_disconnect)
+        watch = ClientWatch(
+            self.subscription, self.registry, receive, self.on_disconnect, signed_in_user(scope)
+        )
         sent = self.registry.metrics.sent
         if _resumes(scope):
             sent.resumes += 1

@@ -29,7 +29,7 @@ from typewriter.store.users import UserStore
 from typewriter.streams.base import Broker, Control, Lifecycle, StreamLog, UserChannel
 from typewriter.streams.factory import create_broker
 
-from .auth import Authenticator
+from .auth import CACHE_SECONDS, Authenticator
 from .event_stream import OpenStreams
 
 __all__ = ["Gateway", "GatewayDep", "get_gateway"]
@@ -64,11 +64,13 @@ class Gateway:
                 secret.get_secret_value() if secret else None, settings.data_dir
             ),
             settings.ticket_ttl,
+            settings.auth,
         )
         self.chat = Chat(settings, timed, self.assistants, self.store, self.metrics)
         self.open_streams = OpenStreams(self.metrics)
         self._stopping = asyncio.Event()
         self._orphans: asyncio.Task[None] | None = None
+        self._revocations: asyncio.Task[None] | None = None
 
     @property
     def draining(self) -> bool:
@@ -110,6 +112,9 @@ class Gateway:
             version = await self.store.start()
             log.info("conversation store ready (schema version %d)", version)
             await self._recover_answers()
+        await self.auth.start()
+        if self.users is not None and self.settings.auth != "off":
+            self._revocations = asyncio.create_task(self._end_revoked_streams())
         if self.broker.shared:
             self._orphans = asyncio.create_task(self._end_orphans())
 
@@ -144,14 +149,28 @@ class Gateway:
                 async with asyncio.timeout(interval):
                     await self._stopping.wait()
 
+    async def _end_revoked_streams(self) -> None:
+        """End the open streams of revoked users, once per key cache period."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CACHE_SECONDS):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
+            try:
+                await self.auth.end_revoked_streams(self.open_streams)
+            except TypewriterError as exc:  # the store is away: the next period tries again
+                log.warning("revoked users' streams not checked: %s", exc.message)
+
     async def stop(self) -> None:
         self._stopping.set()
         self.begin_shutdown()
         await self.chat.shutdown()
         if self.chat.checkpointer is not None:  # a bounded last try for unsaved answers
             await self.chat.checkpointer.stop()
-        if self._orphans is not None:
-            await asyncio.wait((self._orphans,), timeout=5.0)
+        for task in (self._orphans, self._revocations):
+            if task is not None:
+                await asyncio.wait((task,), timeout=5.0)
         await self.broker.close()
         for backend in {id(a.backend): a.backend for a in self.assistants.values()}.values():
             await backend.aclose()
