@@ -48,7 +48,7 @@ class TcpProxy:
         self._call(self._cut())
 
     def close(self) -> None:
-        self._call(self._cut())
+        self._call(self._shut_down())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
@@ -71,19 +71,32 @@ class TcpProxy:
             writer.close()
         self._writers.clear()
 
+    async def _shut_down(self) -> None:
+        """Cut, then end every pipe still running, so that no task or socket outlives the
+        loop (a pending one is reported when the loop closes, and fails the test)."""
+        await self._cut()
+        pipes = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
+        except (OSError, asyncio.CancelledError):
             writer.close()
             return
         self._writers.update((writer, up_writer))
-        await asyncio.gather(
-            self._copy(reader, up_writer), self._copy(up_reader, writer), return_exceptions=True
-        )
-        for end in (writer, up_writer):
-            self._writers.discard(end)
-            end.close()
+        try:
+            await asyncio.gather(
+                self._copy(reader, up_writer),
+                self._copy(up_reader, writer),
+                return_exceptions=True,
+            )
+        finally:
+            for end in (writer, up_writer):
+                self._writers.discard(end)
+                end.close()
 
     @staticmethod
     async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
