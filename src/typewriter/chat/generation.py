@@ -29,8 +29,7 @@ from typewriter.errors import (
     TypewriterError,
 )
 from typewriter.events import Usage
-from typewriter.models.base import Chunk, ModelBackend, ModelRequest
-from typewriter.models.simulated import SimulatedModel
+from typewriter.models.base import Chunk, ModelRequest
 from typewriter.observe import timing
 from typewriter.observe.answer_log import log_answer
 from typewriter.observe.metrics import Metrics
@@ -267,7 +266,7 @@ def _log_end(
         stream_id=answer.stream_id,
         user=user,
         assistant=assistant.name,
-        upstream=upstream or _backend_name(assistant.backend),
+        upstream=upstream or assistant.backend.name,
         model=assistant.model,
         finish_reason=outcome.finish_reason,
         error_code=outcome.error.code if outcome.error is not None else None,
@@ -276,11 +275,6 @@ def _log_end(
         first_token_ms=(first - asked_at) * 1000 if first is not None else None,
         duration_ms=(now - asked_at) * 1000,
     )
-
-
-def _backend_name(backend: ModelBackend) -> str:
-    """What the log calls a backend that named no upstream."""
-    return "simulated" if isinstance(backend, SimulatedModel) else type(backend).__name__
 
 
 def _outcome_of(pump: asyncio.Task[Outcome]) -> Outcome:

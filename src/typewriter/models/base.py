@@ -63,6 +63,11 @@ class ModelRequest:
 class ModelBackend(ABC):
     """A source of answers. Implementations must stop all work when the iterator is closed."""
 
+    @property
+    def name(self) -> str:
+        """What the answer log calls this backend when no upstream request named one."""
+        return type(self).__name__
+
     @abstractmethod
     def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         """Yield the answer's pieces in order, ending with a chunk that has ``finish_reason``."""

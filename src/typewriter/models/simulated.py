@@ -57,6 +57,10 @@ class SimulatedModel(ModelBackend):
 
     models = ("default", "echo")
 
+    @property
+    def name(self) -> str:
+        return "simulated"
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         sim = request.options.simulate or Simulation()
         question = request.messages[-1].content if request.messages else ""
