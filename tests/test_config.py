@@ -40,6 +40,8 @@ def test_every_scalar_setting_has_a_flag_and_only_tables_have_none() -> None:
         "insecure": "switch",
         "builtin_assistants": "switch",
         "show_system_prompts": "switch",
+        "trusted_proxies": "list",
+        "limit_loopback": "switch",
     }
 
 

@@ -222,6 +222,56 @@ class Settings(BaseSettings):
         "refused with 503) before they end 'interrupted'; then shutdown_timeout applies",
     )
 
+    header_timeout: Annotated[float, TIMEOUTS] = Field(
+        10.0,
+        gt=0,
+        description="seconds a client gets to send a request's head; an idle kept-alive "
+        "connection waits no longer for its next request (408, or closed when nothing came)",
+    )
+    body_timeout: Annotated[float, TIMEOUTS] = Field(
+        30.0, gt=0, description="seconds a request's body may take to arrive in full (408)"
+    )
+    max_header_lines: Annotated[int, LIMITS] = Field(
+        100, gt=0, description="most header lines in one request (431 beyond)"
+    )
+    max_url_bytes: Annotated[int, LIMITS] = Field(
+        8192, gt=0, description="longest request line (method, path and query) (414 beyond)"
+    )
+    max_connections: Annotated[int, LIMITS] = Field(
+        10_000,
+        gt=0,
+        description="open client connections at most (beyond: 503 and closed); lowered at "
+        "start to what the descriptor limit allows",
+    )
+    max_retained_bytes: Annotated[int, LIMITS] = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="memory the in-process broker may spend on streams' events; beyond it the "
+        "oldest finished streams are dropped (410, as if expired)",
+    )
+    max_retained_bytes_per_user: Annotated[int, LIMITS] = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        description="share of max_retained_bytes one user's streams may hold; beyond it that "
+        "user's oldest finished streams are dropped first",
+    )
+    trusted_proxies: Annotated[list[str], NETWORK] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="peer addresses (or networks) whose X-Forwarded-For names the client, "
+        "e.g. an nginx in front",
+    )
+    limit_loopback: Annotated[bool, LIMITS] = Field(
+        False,
+        description="with auth off, apply the per-client limits to clients connecting "
+        "directly from loopback too (by default they are exempt)",
+    )
+    redis_timeout: Annotated[float, STREAMS] = Field(
+        3.0,
+        gt=0,
+        description="seconds a Redis command may take before it counts as failed (an ask "
+        "then gets 503 and nothing is recorded)",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _any_case(cls, value: object) -> object:
