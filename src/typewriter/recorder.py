@@ -44,6 +44,7 @@ STOP_WAIT = 3.0
 @dataclass(slots=True)
 class _Running:
     parts: list[str]  # the generation's own list: it grows as the model speaks
+    gone: asyncio.Event  # set when its row was deleted (its conversation deleted or cleared)
     saved: int = 0  # how many of the parts the last checkpoint held
 
 
@@ -80,10 +81,13 @@ class Checkpointer:
         """How many ended answers wait for their final save."""
         return len(self._unsaved)
 
-    def track(self, message_id: str, parts: list[str]) -> None:
-        """Checkpoint ``parts`` (joined) every interval while it grows."""
-        self._running[message_id] = _Running(parts)
+    def track(self, message_id: str, parts: list[str]) -> asyncio.Event:
+        """Checkpoint ``parts`` (joined) every interval while it grows; the event returned
+        is set if the answer's row is found deleted (then it is no longer checkpointed)."""
+        running = _Running(parts, asyncio.Event())
+        self._running[message_id] = running
         self._ensure_task()
+        return running.gone
 
     def forget(self, message_id: str) -> None:
         """Stop checkpointing without a final save (someone else stored the answer)."""
@@ -163,15 +167,19 @@ class Checkpointer:
                 retry_at = loop.time() + backoff
 
     async def _save_checkpoints(self) -> None:
-        """One write holding every answer whose text grew since its last checkpoint."""
+        """One write holding every answer whose text grew since its last checkpoint.
+
+        The same transaction looks for running answers whose rows are gone: a
+        conversation deleted while its answer was being written stops that answer here,
+        within an interval, even when the deletion could not reach the stream (an ask
+        between recording its answer and creating the stream, on any replica).
+        """
         grown = [(message_id, r, len(r.parts)) for message_id, r in self._running.items()]
         grown = [(message_id, r, n) for message_id, r, n in grown if n > r.saved]
-        if not grown:
-            return
         texts = [(message_id, "".join(r.parts[:n])) for message_id, r, n in grown]
         try:
             async with asyncio.timeout(SAVE_TIMEOUT):
-                await self.store.checkpoint_many(texts)
+                gone = await self.store.checkpoint_many(texts, list(self._running))
         except (TypewriterError, TimeoutError) as exc:
             if not self._failing:
                 log.warning("checkpoints not saved (retrying each interval): %s", _why(exc))
@@ -182,6 +190,8 @@ class Checkpointer:
             self._failing = False
         for _, running, count in grown:
             running.saved = count
+        for message_id in gone & self._running.keys():
+            self._running.pop(message_id).gone.set()
 
     async def _save_finals(self) -> bool:
         """Write the waiting final saves, oldest first; whether all are written now."""
@@ -216,13 +226,20 @@ class Recorder:
     def __init__(self, checkpointer: Checkpointer, message_id: str) -> None:
         self.checkpointer = checkpointer
         self.message_id = message_id
+        self._gone: asyncio.Event | None = None
 
     @property
     def store(self) -> SqlStore:
         return self.checkpointer.store
 
     def start(self, parts: list[str]) -> None:
-        self.checkpointer.track(self.message_id, parts)
+        self._gone = self.checkpointer.track(self.message_id, parts)
+
+    async def wait_deleted(self) -> None:
+        """Return when the answer's row was found deleted: nobody can read it any more, so
+        generating it further only costs."""
+        assert self._gone is not None, "start() first"
+        await self._gone.wait()
 
     async def abandon(self) -> None:
         """Stop checkpointing without a final save (someone else stored the answer)."""

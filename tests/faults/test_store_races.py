@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 FAST = {"simulate": {"tokens_per_second": 5000}}
 SLOW = {"simulate": {"tokens_per_second": 20}}  # still writing when the race is run
-LONG = "x" * 400  # 20 s at SLOW: ends only if something stops it
+LONG = "x" * 1600  # 400 tokens of 4 characters, 20 s at SLOW: ends only if stopped
 
 
 @pytest.fixture
@@ -174,6 +174,31 @@ async def test_deleting_a_conversation_ends_its_running_answer(client: httpx.Asy
     assert last(rest, "end")["finish_reason"] == "cancelled"
     gone = await client.get(f"/v1/conversations/{asked['conversation_id']}")
     assert gone.status_code == 404
+
+
+async def test_an_answer_whose_rows_vanish_unheard_stops_within_an_interval(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """The conversation is deleted without the stream being told, as happens when the
+    deletion lands between an ask recording its answer and creating its stream (under
+    load, longer than the deletion looks for the stream): the answer's own checkpoints
+    find its row gone and stop it, so the model is not kept generating for nobody."""
+    asked = await ask(client, LONG, assistant="echo", options=SLOW)
+    engine = create_async_engine(database_url)
+    async with client.stream("GET", asked["events_url"]) as response:
+        assert [e.event for e in await read_events(response, limit=2)] == ["start", "delta"]
+        try:
+            async with engine.begin() as connection:
+                where = {"id": asked["conversation_id"]}
+                await connection.execute(
+                    sa.text("DELETE FROM messages WHERE conversation_id = :id"), where
+                )
+                await connection.execute(sa.text("DELETE FROM conversations WHERE id = :id"), where)
+        finally:
+            await engine.dispose()
+        async with asyncio.timeout(5):  # the whole answer would take 20 s
+            rest = await read_events(response)
+    assert last(rest, "end")["finish_reason"] == "cancelled"
 
 
 async def test_an_answer_left_streaming_by_a_lost_write_does_not_block_its_conversation(

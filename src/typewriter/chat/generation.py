@@ -107,7 +107,7 @@ class Generation:
                 answer.stream_id, assistant, assistant.backend.stream(request), progress, asked_at
             )
         )
-        stop = asyncio.create_task(self._stop_requested(answer.stream_id))
+        stop = asyncio.create_task(self._stop_requested(answer.stream_id, recorder))
         stop_heard_at: float | None = None
         try:
             await asyncio.wait((pump, stop), return_when=asyncio.FIRST_COMPLETED)
@@ -239,16 +239,21 @@ class Generation:
             watchdog.stop()
         return Outcome("stop")
 
-    async def _stop_requested(self, stream_id: str) -> None:
-        """Return when someone pressed Stop or nobody has listened for the grace period."""
-        cancelled = asyncio.create_task(self.broker.wait_cancelled(stream_id))
-        abandoned = asyncio.create_task(self.broker.wait_abandoned(stream_id, self.settings.grace))
+    async def _stop_requested(self, stream_id: str, recorder: Recorder | None) -> None:
+        """Return when someone pressed Stop, nobody has listened for the grace period, or
+        the answer's row was deleted (its conversation deleted or cleared)."""
+        waits = [
+            asyncio.create_task(self.broker.wait_cancelled(stream_id)),
+            asyncio.create_task(self.broker.wait_abandoned(stream_id, self.settings.grace)),
+        ]
+        if recorder is not None:
+            waits.append(asyncio.create_task(recorder.wait_deleted()))
         try:
-            await asyncio.wait((cancelled, abandoned), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            cancelled.cancel()
-            abandoned.cancel()
-            await asyncio.gather(cancelled, abandoned, return_exceptions=True)
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
 
 def _log_end(

@@ -21,7 +21,15 @@ from typewriter.store.messages import insert_message
 from typewriter.store.records import Message
 from typewriter.store.schema import messages
 
-__all__ = ["checkpoint", "checkpoint_many", "finish", "interrupt", "open_answer", "still_streaming"]
+__all__ = [
+    "checkpoint",
+    "checkpoint_many",
+    "finish",
+    "interrupt",
+    "missing",
+    "open_answer",
+    "still_streaming",
+]
 
 
 async def open_answer(
@@ -59,6 +67,15 @@ async def checkpoint_many(db: AsyncConnection, texts: list[tuple[str, str]]) -> 
     if texts:
         rows = [{"saved_id": message_id, "saved_text": text} for message_id, text in texts]
         await db.execute(_CHECKPOINT, rows)
+
+
+async def missing(db: AsyncConnection, message_ids: list[str]) -> set[str]:
+    """Which of ``message_ids`` no longer exist: answers whose conversation was deleted or
+    cleared while they were being written."""
+    if not message_ids:
+        return set()
+    rows = await db.execute(sa.select(messages.c.id).where(messages.c.id.in_(message_ids)))
+    return set(message_ids) - {row.id for row in rows}
 
 
 async def finish(

@@ -219,11 +219,15 @@ class SqlStore(Database):
         async with self.transaction() as db:
             await answers.checkpoint(db, message_id, text)
 
-    async def checkpoint_many(self, texts: list[tuple[str, str]]) -> None:
+    async def checkpoint_many(
+        self, texts: list[tuple[str, str]], running: list[str] | None = None
+    ) -> set[str]:
         """The text so far of every ``(message id, text)``, in one transaction: a process
-        saves all its running answers with one write, however many there are."""
+        saves all its running answers with one write, however many there are. Returns
+        which of the ``running`` answers no longer exist (deleted while being written)."""
         async with self.transaction() as db:
             await answers.checkpoint_many(db, texts)
+            return await answers.missing(db, running or [])
 
     async def finish(
         self,
