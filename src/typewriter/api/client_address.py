@@ -65,7 +65,9 @@ def parse_address(text: str) -> Address | None:
     """
     text = text.strip()
     if text.startswith("["):
-        text = text[1:].partition("]")[0]
+        text, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            return None
     elif text.count(":") == 1:
         text = text.partition(":")[0]
     try:

@@ -212,8 +212,14 @@ def _limits(settings: Settings, broker: Broker) -> tuple[RequestLimiter, StreamS
         broker.redis, BROKER_KEYS, local.limit, fallback=local.hit, timeout=timeout
     )
     lease_ms = int(settings.lease_timeout * 1000)
+    local_slots = Slots(settings.max_streams_per_user)
     slots = RedisSlots(
-        broker.redis, BROKER_KEYS, settings.max_streams_per_user, lease_ms=lease_ms, timeout=timeout
+        broker.redis,
+        BROKER_KEYS,
+        settings.max_streams_per_user,
+        fallback=local_slots,
+        lease_ms=lease_ms,
+        timeout=timeout,
     )
     return rate, slots
 

@@ -20,15 +20,14 @@ different replicas cannot all pass the same check.
   read ``end`` is never refused for that answer, even before the replica's
   release (a ``ZREM``, sent in the background) arrives.
 
-When Redis cannot be reached, the two limits fail differently, on purpose:
-
-- the rate limit falls back to counting in this process (each replica then
-  allows ``requests_per_minute`` again, as before): refusing every request
-  because the counter is away would turn a Redis outage into an outage of the
-  routes that do not need Redis (conversations, history, the page);
-- a slot is refused with ``503 broker_unavailable``: the answer could not start
-  anyway, since its stream lives in Redis, and the client gets the same answer
-  it would get a moment later, with nothing recorded.
+When Redis cannot be reached (or answers slower than ``redis_timeout``), both
+limits fall back to counting in this process, as they did before: each replica
+then allows ``requests_per_minute`` and ``max_streams_per_user`` again. Failing
+closed instead would turn a Redis outage into an outage of the routes that do
+not need Redis (conversations, history, the page), and an ask gets its ``503
+broker_unavailable`` anyway, from its stream, which lives in Redis, with nothing
+recorded; the limits add no failure of their own. A warning is logged when the
+fallback starts and when Redis counts again.
 
 Commands are bounded by ``redis_timeout`` and run shielded in a task of their
 own, so a request cancelled meanwhile never cancels a Redis command half-way
@@ -46,8 +45,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from typewriter.chat.slots import Slot, too_many_streams
-from typewriter.errors import BrokerUnavailable
+from typewriter.chat.slots import Slot, StreamSlots, too_many_streams
 from typewriter.streams.redis.connection import FAILED, retrieve
 from typewriter.streams.redis.keys import RUNNING_TTL, Keys
 
@@ -136,7 +134,7 @@ class RedisRateLimiter:
         self._script = redis.register_script(RATE)
         self._timeout = timeout
         self._fallback = fallback  # the in-process limiter's count, while Redis is away
-        self._failing = False
+        self._outage = _Outage("requests")
 
     async def acquire(self, key: str) -> float:
         member = os.urandom(8).hex()
@@ -146,16 +144,9 @@ class RedisRateLimiter:
                 self._script(keys=[self._prefix + key], args=args), self._timeout
             )
         except (*FAILED, TimeoutError) as exc:
-            if not self._failing:
-                log.warning(
-                    "cannot count requests in Redis (%s); counting per replica until it is back",
-                    exc or type(exc).__name__,
-                )
-            self._failing = True
+            self._outage.failed(exc)
             return self._fallback(key)
-        if self._failing:
-            log.warning("Redis is reachable again; requests are counted there again")
-            self._failing = False
+        self._outage.ended()
         return int(waited) / 1000
 
 
@@ -163,9 +154,18 @@ class RedisSlots:
     """``max_streams_per_user`` for every replica at once (see the module's note)."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, limit: int, *, lease_ms: int, timeout: float
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        limit: int,
+        *,
+        fallback: StreamSlots,
+        lease_ms: int,
+        timeout: float,
     ) -> None:
         self._redis = redis
+        self._fallback = fallback  # counts in this process while Redis is away
+        self._outage = _Outage("answers generating")
         self._keys = keys
         self._limit = limit
         self._lease_ms = lease_ms
@@ -178,7 +178,7 @@ class RedisSlots:
         return f"{self._keys.prefix}:lim:s:{key}"
 
     def held(self, key: str) -> int:
-        return self._held[key]
+        return self._held[key] + self._fallback.held(key)
 
     async def take(self, owner: str, key: str | None, stream_id: str) -> Slot:
         if key is None:
@@ -196,10 +196,9 @@ class RedisSlots:
                 self._script(keys=[slots_key, self._keys.running], args=args), self._timeout
             )
         except (*FAILED, TimeoutError) as exc:
-            raise BrokerUnavailable(
-                "the stream broker (Redis) is unavailable; try again shortly "
-                f"({exc or type(exc).__name__})"
-            ) from None
+            self._outage.failed(exc)
+            return await self._fallback.take(owner, key, stream_id)
+        self._outage.ended()
         if not taken:
             raise too_many_streams(int(held), self._limit)
         self._held[key] += 1
@@ -219,3 +218,27 @@ class RedisSlots:
             await _bounded(self._redis.zrem(slots_key, stream_id), self._timeout)
         except (*FAILED, TimeoutError) as exc:
             log.debug("slot of %s not released in Redis (%s); it lapses", stream_id, exc)
+
+
+class _Outage:
+    """One warning when counting in Redis starts failing, one when it works again."""
+
+    __slots__ = ("what", "failing")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing = False
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.failing:
+            log.warning(
+                "cannot count %s in Redis (%s); counting per replica until it is back",
+                self.what,
+                exc or type(exc).__name__,
+            )
+        self.failing = True
+
+    def ended(self) -> None:
+        if self.failing:
+            log.warning("Redis is reachable again; %s are counted there again", self.what)
+        self.failing = False
