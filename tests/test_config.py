@@ -97,10 +97,10 @@ def _given(flag: SettingFlag, tmp_path: Path) -> tuple[list[str], Any]:
         on = field.default is not True
         return [flag.flag if on else "--no-" + flag.flag[2:]], on
     if flag.kind == "list":
-        return [flag.flag, "https://a.example", flag.flag, "https://b.example"], [
-            "https://a.example",
-            "https://b.example",
-        ]
+        two = ["https://a.example", "https://b.example"]
+        if flag.name == "trusted_proxies":  # addresses or networks only
+            two = ["192.0.2.1", "10.0.0.0/8"]
+        return [flag.flag, two[0], flag.flag, two[1]], two
     if flag.name in special:
         text, value = special[flag.name]
         return [flag.flag, text], value

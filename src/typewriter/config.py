@@ -14,6 +14,7 @@ setting (:class:`~typewriter.errors.ConfigError`), never a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -276,6 +277,20 @@ class Settings(BaseSettings):
     @classmethod
     def _any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Checked at start, one line for the first bad entry: a proxy written wrong would
+        otherwise be silently untrusted, and every client would look like the proxy."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (like 10.0.0.5 or 10.0.0.0/8)"
+                ) from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -83,6 +83,7 @@ def build_server(settings: Settings, *, access_log: bool = False) -> GatewayServ
         lifespan="on",
         log_level=settings.log_level,
         access_log=access_log,
+        proxy_headers=False,  # X-Forwarded-For is read by api.client_address (trusted_proxies)
         log_config=None,  # observe.logs.configure_logging sets up every logger, uvicorn's too
         # 0 means no wait at all: the answers already had ``drain_timeout``.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),

@@ -75,7 +75,7 @@ async def conversation_count(client: httpx.AsyncClient) -> int:
 
 
 async def test_one_answer_too_many_is_refused_until_one_ends(make_server: ServerFactory) -> None:
-    server = make_server(max_streams_per_user=2)
+    server = make_server(max_streams_per_user=2, limit_loopback=True)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         first = await ask(client, "one two three", assistant="echo", options=STALLED)
         quick = await ask(client, MESSAGE, assistant="echo", options=FAST)
@@ -222,7 +222,7 @@ def test_rate_limiter_forgets_idle_users() -> None:
 async def test_requests_over_the_rate_get_429_until_the_window_moves(
     make_server: ServerFactory,
 ) -> None:
-    server = make_server(requests_per_minute=3)
+    server = make_server(requests_per_minute=3, limit_loopback=True)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         for _ in range(3):
             assert (await client.get("/v1/assistants")).status_code == 200
@@ -230,7 +230,7 @@ async def test_requests_over_the_rate_get_429_until_the_window_moves(
         assert "requests_per_minute = 3" in contract_error(refused, 429, "rate_limited")
         assert 55 <= retry_after(refused) <= 60  # the app's window is a minute
 
-    server = make_server(requests_per_minute=3)
+    server = make_server(requests_per_minute=3, limit_loopback=True)
     clock = Clock()  # the window moves when the test says, not after a sleep
     server.server.app.state.rate_limiter = RateLimiter(3, window=2.0, clock=clock)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
@@ -265,7 +265,9 @@ PREFLIGHT = {
 
 
 async def test_cors_allows_exactly_the_configured_origins(make_server: ServerFactory) -> None:
-    server = make_server(cors_origins=["https://chat.example/"], requests_per_minute=1)
+    server = make_server(
+        cors_origins=["https://chat.example/"], requests_per_minute=1, limit_loopback=True
+    )
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         allowed = await client.options(
             "/v1/chat", headers={"origin": "https://chat.example", **PREFLIGHT}

@@ -45,7 +45,9 @@ async def run(model: RecordingModel, **settings: float) -> tuple[Chat, MemoryBro
     config = load_settings(**settings)
     timeouts = Timeouts(config.first_token_timeout, config.idle_timeout, config.total_timeout)
     chat = Chat(config, broker, {"rec": Assistant("rec", "rec", model, timeouts)})
-    question = Question(owner="u", messages=(ChatMessage("user", "go"),), assistant="rec")
+    question = Question(
+        owner="u", messages=(ChatMessage("user", "go"),), assistant="rec", limit_key="u"
+    )
     answer = await chat.ask(question)
     return chat, broker, answer.stream_id
 

@@ -79,7 +79,9 @@ def make_chat(models: dict[str, ModelBackend], **settings: Any) -> tuple[Chat, S
 
 def question(owner: str, assistant: str, *contents: str, persist: bool = False) -> Question:
     messages = tuple(ChatMessage("user", c) for c in contents or ("go",))
-    return Question(owner=owner, messages=messages, assistant=assistant, persist=persist)
+    return Question(
+        owner=owner, messages=messages, assistant=assistant, persist=persist, limit_key=owner
+    )
 
 
 async def events(broker: MemoryBroker, stream_id: str, owner: str) -> list[tuple[str, Any]]:

@@ -120,7 +120,7 @@ async def test_a_resume_is_counted(client: httpx.AsyncClient) -> None:
 
 
 async def test_refusals_are_counted_by_status_and_code(make_server: ServerFactory) -> None:
-    server = make_server(requests_per_minute=4, max_body_bytes=200)
+    server = make_server(requests_per_minute=4, max_body_bytes=200, limit_loopback=True)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         before = await scrape(client)
         assert (await client.post("/v1/chat", json={"message": "x" * 300})).status_code == 413

@@ -6,7 +6,9 @@ except those that keep an answer going, which are never refused for the rate
 (``routes_events``): EventSource's two URLs, which also take a ticket, and Stop.
 The OpenAI routes give their errors in OpenAI's shape (``openai_errors``).
 ``/metrics`` checks its own token (``routes_metrics``). The access log wraps
-everything, the 431 of ``header_limit`` included.
+everything, the 431 of ``header_limit`` included; only the client's address is
+resolved before it (``client_address``), so that it logs the client a trusted
+proxy names rather than the proxy.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typewriter.config import Settings, load_settings
 from typewriter.observe.access_log import AccessLog
 
 from .auth import key_or_ticket, require_key
+from .client_address import ClientAddress, TrustedProxies
 from .cors import install_cors
 from .error_handlers import install_error_handlers
 from .gateway import Gateway
@@ -69,8 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openai_routes=openai_router.routes,
         metrics=gateway.metrics,
     )
-    app.add_middleware(AccessLog)  # added last: the outermost
-    signed_in = [Depends(require_key), Depends(enforce_rate_limit)]  # the limit is per user
+    app.add_middleware(AccessLog)
+    # Added last: the outermost.
+    app.add_middleware(ClientAddress, trusted=TrustedProxies(gateway.settings.trusted_proxies))
+    signed_in = [Depends(require_key), Depends(enforce_rate_limit)]  # per user, or client
     app.include_router(chat_router, dependencies=signed_in)
     app.include_router(events_router, dependencies=[Depends(key_or_ticket)])
     app.include_router(stop_router, dependencies=[Depends(require_key)])

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from typewriter import tickets
 from typewriter.assistants import Assistant, build_catalog
 from typewriter.chat import Chat
+from typewriter.chat.slots import Slots, StreamSlots
 from typewriter.config import Settings
 from typewriter.errors import TypewriterError, UnknownAssistant
 from typewriter.observe.instrument import timed_broker, timed_store
@@ -31,6 +32,7 @@ from typewriter.streams.factory import create_broker
 
 from .auth import CACHE_SECONDS, Authenticator
 from .event_stream import OpenStreams
+from .rate_limit import RateLimiter, RequestLimiter
 
 __all__ = ["Gateway", "GatewayDep", "get_gateway"]
 
@@ -66,7 +68,8 @@ class Gateway:
             settings.ticket_ttl,
             settings.auth,
         )
-        self.chat = Chat(settings, timed, self.assistants, self.store, self.metrics)
+        self.rate_limiter, slots = _limits(settings, broker)
+        self.chat = Chat(settings, timed, self.assistants, self.store, self.metrics, slots)
         self.open_streams = OpenStreams(self.metrics)
         self._stopping = asyncio.Event()
         self._orphans: asyncio.Task[None] | None = None
@@ -192,6 +195,33 @@ class Gateway:
         if assistant is None:
             raise UnknownAssistant(name, self.assistants)
         return assistant
+
+
+def _limits(settings: Settings, broker: Broker) -> tuple[RequestLimiter, StreamSlots]:
+    """``requests_per_minute`` and ``max_streams_per_user``: counted in this process, or
+    with the Redis broker in Redis, for all replicas at once."""
+    local = RateLimiter(settings.requests_per_minute)
+    if not broker.shared:
+        return local, Slots(settings.max_streams_per_user)
+    from typewriter.streams.redis import RedisBroker
+    from typewriter.streams.redis.limits import BROKER_KEYS, RedisRateLimiter, RedisSlots
+
+    assert isinstance(broker, RedisBroker)
+    timeout = settings.redis_timeout
+    rate = RedisRateLimiter(
+        broker.redis, BROKER_KEYS, local.limit, fallback=local.hit, timeout=timeout
+    )
+    lease_ms = int(settings.lease_timeout * 1000)
+    local_slots = Slots(settings.max_streams_per_user)
+    slots = RedisSlots(
+        broker.redis,
+        BROKER_KEYS,
+        settings.max_streams_per_user,
+        fallback=local_slots,
+        lease_ms=lease_ms,
+        timeout=timeout,
+    )
+    return rate, slots
 
 
 def get_gateway(request: Request) -> Gateway:

@@ -10,7 +10,10 @@ gone leaves such a stale half behind. Otherwise the oldest goes.
 Only follow-only listeners are counted. A direct answer's response is already
 bounded by ``max_streams_per_user``, and replacing it would stop its answer.
 
-Counted per process, like the other per-user limits.
+Counted per process: the cap bounds this process's open connections (the rate
+and the running answers, with the Redis broker, are counted for all replicas).
+The user is the limits' key (``limit_key``): with auth off, the client's address,
+so that one client at its cap replaces its own listeners, never another client's.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Per-user request rate limit.
+"""The request rate limit: ``requests_per_minute`` per user, or with auth off per client.
 
 The rate limit is a FastAPI dependency (:func:`enforce_rate_limit`) rather than
-a middleware because it needs the caller's user id, which only the auth
-dependency knows: it comes after it in the routers' dependency list. Its state
-belongs to one app (``app.state.rate_limiter``, made on first use), so two apps
-in one process never share counts.
+a middleware because it needs to know who is calling, which only the auth
+dependency knows: it comes after it in the routers' dependency list, and counts
+under :func:`~.limit_key.limit_key` (the user; with auth off the client's
+address, and nobody for a client straight from loopback unless
+``limit_loopback``). Its state belongs to one app (``app.state.rate_limiter``,
+or the gateway's), so two apps in one process never share counts.
 
 Routers that keep an answer going (following a stream, the user's channel,
 Stop) do not depend on it: none of them starts work, and refusing them makes
@@ -12,10 +14,9 @@ things worse. A browser's EventSource gives up for good on any non-200 answer
 (it never reads Retry-After), so a refused reconnect loses an answer already
 being paid for, and a refused Stop keeps the model generating.
 
-The limit is per process: with several replicas behind a load balancer a user
-gets up to ``requests_per_minute`` on each. It bounds what one client costs a
-replica, which is what it is for; an exact cluster-wide count would cost a Redis
-round trip on every request.
+:class:`RateLimiter` counts in this process. With the Redis broker the gateway
+counts in Redis instead (``streams.redis.limits``), so the limit holds across
+all replicas, at the cost of one round trip per request.
 """
 
 from __future__ import annotations
@@ -23,19 +24,31 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from fastapi import FastAPI
 from starlette.requests import Request
 
 from typewriter.errors import TooManyRequests
 
-__all__ = ["RateLimiter", "enforce_rate_limit", "rate_limiter"]
+from .limit_key import limit_key
+
+__all__ = ["RateLimiter", "RequestLimiter", "enforce_rate_limit", "rate_limiter"]
+
+
+class RequestLimiter(Protocol):
+    """Counts requests per key; :meth:`acquire` is ``0.0`` when accepted, else the wait."""
+
+    limit: int
+    window: float
+
+    async def acquire(self, key: str) -> float: ...
 
 
 class RateLimiter:
-    """At most ``limit`` requests per user in any ``window`` seconds: a sliding log.
+    """At most ``limit`` requests per key in any ``window`` seconds: a sliding log.
 
-    Each user has the times of their accepted requests within the last window
+    Each key has the times of their accepted requests within the last window
     (at most ``limit`` of them), so the limit holds over *every* window, not
     only aligned minutes, and the wait it answers is exact: until the oldest
     of those times leaves the window. A refused request is not counted, so a
@@ -79,6 +92,9 @@ class RateLimiter:
         times.append(now)
         return 0.0
 
+    async def acquire(self, key: str) -> float:
+        return self.hit(key)
+
     def _sweep(self, now: float) -> None:
         horizon = now - self.window
         idle = [user for user, times in self._times.items() if not times or times[-1] <= horizon]
@@ -87,24 +103,23 @@ class RateLimiter:
         self._next_sweep = now + self.window
 
 
-def rate_limiter(app: FastAPI) -> RateLimiter:
-    """The app's limiter, made on first use from its gateway's settings.
-
-    A test may set ``app.state.rate_limiter`` beforehand (a short window).
-    """
-    limiter: RateLimiter | None = getattr(app.state, "rate_limiter", None)
+def rate_limiter(app: FastAPI) -> RequestLimiter:
+    """The app's limiter: its gateway's, unless a test set ``app.state.rate_limiter``
+    (a short window)."""
+    limiter: RequestLimiter | None = getattr(app.state, "rate_limiter", None)
     if limiter is None:
-        limiter = RateLimiter(app.state.gateway.settings.requests_per_minute)
-        app.state.rate_limiter = limiter
+        limiter = app.state.rate_limiter = app.state.gateway.rate_limiter
     return limiter
 
 
 async def enforce_rate_limit(request: Request) -> None:
     """Router dependency, after ``require_key``: ``429 rate_limited`` with
     ``Retry-After`` once the caller is over ``requests_per_minute``."""
-    gateway = request.app.state.gateway
+    key = limit_key(request)
+    if key is None:
+        return
     limiter = rate_limiter(request.app)
-    wait = limiter.hit(gateway.user_of(request))
+    wait = await limiter.acquire(key)
     if wait > 0:
         raise TooManyRequests(
             f"more than {limiter.limit} requests in {limiter.window:g} s "

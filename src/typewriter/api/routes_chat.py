@@ -15,6 +15,7 @@ from typewriter.models.base import GenerationOptions
 
 from .body import body_schema, read_json, too_long_fields
 from .gateway import Gateway, GatewayDep
+from .limit_key import limit_key
 from .routes_events import checked_stream_id, event_stream
 from .schemas import ChatBody, ChatOptions, TicketBody
 
@@ -59,6 +60,7 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
         conversation_id=body.conversation_id,
         options=checked_options(assistant, body.options),
         persist=True,
+        limit_key=limit_key(request),
     )
     return await answer_response(request, gateway, question, body.on_disconnect)
 

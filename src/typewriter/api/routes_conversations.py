@@ -16,6 +16,7 @@ from typewriter.store.sql import SqlStore
 
 from .body import body_schema, read_json
 from .gateway import Gateway, GatewayDep
+from .limit_key import limit_key
 from .routes_chat import ANSWER_IN_PROGRESS, answer_response, answering_assistant, checked_options
 from .schemas import FeedbackBody, NewConversation, RegenerateBody, Rename
 
@@ -157,6 +158,7 @@ async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> 
         options=checked_options(assistant, body.options),
         persist=True,
         regenerate=message.id,
+        limit_key=limit_key(request),
     )
     return await answer_response(request, gateway, question, body.on_disconnect)
 

@@ -23,6 +23,7 @@ from typewriter.streams.base import Subscription, parse_cursor
 
 from .event_stream import EventStreamResponse
 from .gateway import Gateway, GatewayDep
+from .limit_key import limit_key
 from .listeners import CHANNEL_TOPIC, Listener, stream_topic
 
 __all__ = ["checked_stream_id", "event_stream", "events_router", "stop_router"]
@@ -54,9 +55,13 @@ def event_stream(
     )
 
 
-def listener_of(gateway: Gateway, user: str, topic: str) -> Listener:
-    """A follow-only listener, counted against ``max_listeners_per_user``."""
-    return Listener(user, topic, gateway.settings.max_listeners_per_user)
+def listener_of(request: Request, gateway: Gateway, topic: str) -> Listener | None:
+    """A follow-only listener, counted against ``max_listeners_per_user`` under the
+    request's limit key (the user; with auth off the client), or not at all (None)."""
+    key = limit_key(request)
+    if key is None:
+        return None
+    return Listener(key, topic, gateway.settings.max_listeners_per_user)
 
 
 def checked_stream_id(stream_id: str) -> str:
@@ -95,7 +100,7 @@ async def follow(
         return Response(status_code=204)
     subscription = await gateway.streams.subscribe(stream_id, user, after)
     return event_stream(
-        gateway, subscription, listener=listener_of(gateway, user, stream_topic(stream_id))
+        gateway, subscription, listener=listener_of(request, gateway, stream_topic(stream_id))
     )
 
 
@@ -127,7 +132,7 @@ async def channel(
     connected = sse.encode(
         sse.Event(event="connected", data=dumps({"user": user, "cursor": str(subscription.cursor)}))
     )
-    listener = listener_of(gateway, user, CHANNEL_TOPIC)
+    listener = listener_of(request, gateway, CHANNEL_TOPIC)
     return event_stream(gateway, subscription, prelude=connected, listener=listener)
 
 

@@ -36,6 +36,7 @@ from .event_stream import (
     encode_headers,
 )
 from .gateway import Gateway, GatewayDep
+from .limit_key import limit_key
 from .openai_errors import OPENAI_TAG, OpenAIRoute
 from .openai_schemas import DONE, Completion, CompletionRequest, sse_data
 
@@ -196,7 +197,11 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         raise InvalidField.of(bounds)
     user = gateway.user_of(request)
     question = Question(
-        owner=user, messages=body.chat_messages(), assistant=assistant.name, options=options
+        owner=user,
+        messages=body.chat_messages(),
+        assistant=assistant.name,
+        options=options,
+        limit_key=limit_key(request),
     )
     try:
         answer = await gateway.chat.ask(question)

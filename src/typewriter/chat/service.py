@@ -7,9 +7,9 @@ stream, appends ``start`` and hands the rest to a generation task
 The per-answer limits live here because every entry point (``/v1/chat``,
 regenerate, ``/v1/chat/completions``) goes through ``ask``: a message too long
 (``MessageTooLong``; the route names the request field) and one answer too many
-for its user (``TooManyRequests``) are refused before anything is recorded or
-streamed. An answer that reaches ``max_answer_chars`` is cut by the generation
-and ends ``length``.
+for its user, or with auth off its client (``TooManyRequests``), are refused
+before anything is recorded or streamed. An answer that reaches
+``max_answer_chars`` is cut by the generation and ends ``length``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import contextlib
 import time
 from asyncio import FIRST_COMPLETED
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from typewriter import events
@@ -43,7 +43,7 @@ from typewriter.streams.base import Replicas
 
 from .generation import Answer, Generation, GenerationBroker
 from .orphans import end_orphans
-from .slots import Slot, Slots
+from .slots import Slot, Slots, StreamSlots
 
 __all__ = ["Answer", "Chat", "Question"]
 
@@ -63,6 +63,9 @@ class Question:
     options: GenerationOptions = GenerationOptions()
     persist: bool = False  # record in the store, and take the history from it
     regenerate: str | None = None  # answer this message's question again
+    # Whom max_streams_per_user counts this answer against (``api.limit_key``: the
+    # user, or with auth off the client's address); None: nobody. Every caller says.
+    limit_key: str | None = field(kw_only=True)
 
 
 class ChatBroker(GenerationBroker, Replicas, Protocol):
@@ -83,6 +86,7 @@ class Chat:
         assistants: Mapping[str, Assistant],
         store: SqlStore | None = None,
         metrics: Metrics | None = None,
+        slots: StreamSlots | None = None,
     ) -> None:
         self.settings = settings
         self.broker = broker
@@ -94,7 +98,7 @@ class Chat:
         )
         self.generation = Generation(settings, broker, metrics)
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._slots = Slots(settings.max_streams_per_user)
+        self._slots = slots or Slots(settings.max_streams_per_user)
         self.draining = False
         self._drain_cut = asyncio.Event()
 
@@ -102,9 +106,10 @@ class Chat:
     def running(self) -> int:
         return len(self._tasks)
 
-    def generating(self, owner: str) -> int:
-        """How many answers of ``owner`` hold a slot (are generating) in this process."""
-        return self._slots.held(owner)
+    def generating(self, key: str) -> int:
+        """How many answers counted under ``key`` hold a slot (are generating) in this
+        process."""
+        return self._slots.held(key)
 
     async def ask(self, question: Question) -> Answer:
         """Check the limits, record the question (if persisted), open the stream, start
@@ -118,17 +123,17 @@ class Chat:
         asked_at = asyncio.get_running_loop().time()
         assistant = self.assistants[question.assistant]
         _check_lengths(question, self.settings.max_message_chars)
-        slot = self._slots.take(question.owner)  # raises TooManyRequests
+        stream_id = new_id("st")  # the slot's name, where slots are shared (Redis)
+        slot = await self._slots.take(question.owner, question.limit_key, stream_id)
         try:
-            return await self._start(question, assistant, slot, asked_at)
+            return await self._start(question, assistant, slot, stream_id, asked_at)
         except BaseException:
             slot.release()  # recorded or not, nothing is generating for it
             raise
 
     async def _start(
-        self, question: Question, assistant: Assistant, slot: Slot, asked_at: float
+        self, question: Question, assistant: Assistant, slot: Slot, stream_id: str, asked_at: float
     ) -> Answer:
-        stream_id = new_id("st")
         messages = question.messages
         recorder = None
         if self.store is not None and question.persist:

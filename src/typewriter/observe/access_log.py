@@ -3,7 +3,8 @@
 A pure ASGI middleware, so an event-stream response is neither buffered nor
 wrapped in a task: it only watches ``http.response.start`` go by for the status
 and logs once the app returns, with the whole duration. The line names the
-caller's user id (set by the auth dependencies) and never a key or a ticket:
+caller's user id (set by the auth dependencies) and address (the client a
+trusted proxy names, ``api.client_address``), and never a key or a ticket:
 the ``Authorization`` header is not read, and query parameters that carry
 credentials are dropped from the path.
 """
@@ -69,19 +70,22 @@ class AccessLog:
 
 def _log(scope: Scope, status: int, seconds: float) -> None:
     state = scope.get("state") or {}
+    peer = scope.get("client")
     fields = {
         "method": scope.get("method", ""),
         "path": loggable_path(scope),
         "status": status,
         "duration_ms": round(seconds * 1000, 1),
         "user": state.get("user"),
+        "client": str(peer[0]) if peer else None,
     }
     log.info(
-        "%s %s %d %.1f ms user=%s",
+        "%s %s %d %.1f ms user=%s client=%s",
         fields["method"],
         fields["path"],
         status,
         fields["duration_ms"],
         fields["user"] or "-",
+        fields["client"] or "-",
         extra=fields,
     )
