@@ -40,6 +40,8 @@ from typewriter.streams.redis.writer import Writer
 
 __all__ = ["RedisBroker"]
 
+_PRODUCER_RESTORES = 3.0  # seconds a live producer may take to write back what Redis lost
+
 
 class RedisBroker(Broker):
     """Streams in Redis, shared by every replica that uses the same ``url`` and ``prefix``.
@@ -183,8 +185,16 @@ class RedisBroker(Broker):
     async def _restored(self, stream_id: str) -> Any:
         """The meta of a stream Redis may have just lost: while the loss is recent, wait for
         its producer (or a replica claiming it) to write it back, rather than answer 404
-        to a reconnect in between. Empty when it does not come back."""
-        bound = self._restore_bound()
+        to a reconnect in between. Empty when it does not come back.
+
+        A live producer writes its streams back within a second or two; only a stream
+        followed here (whose producer may be dead, to be claimed after a lease) is
+        worth waiting longer for. Any other unknown id waits the short while only.
+        """
+        if self._followers.following(stream_id):
+            bound = self._restore_bound()
+        else:
+            bound = min(_PRODUCER_RESTORES, self._restore_bound())
         await self._epoch.check()
         if not self._epoch.lost_within(bound):
             return {}

@@ -98,6 +98,11 @@ class StreamFollowers:
             mirror.finished = True
             mirror.notify()
 
+    def following(self, stream_id: str) -> bool:
+        """Whether this replica mirrors the stream and has not seen its end."""
+        mirror = self._mirrors.get(stream_id)
+        return mirror is not None and not mirror.finished
+
     def lost(self, for_seconds: float) -> list[tuple[str, Mirror]]:
         """The followed streams that Redis lost at least ``for_seconds`` ago and no producer
         wrote back: their producer is gone too."""
