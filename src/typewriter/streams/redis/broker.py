@@ -302,4 +302,10 @@ class RedisBroker(Broker):
             pass  # the grace period may then end an answer nobody seems to listen to
 
     async def live(self, stream_ids: list[str]) -> set[str]:
-        return await self._leases.live(stream_ids)
+        running = await self._leases.live(stream_ids)
+        if len(running) < len(stream_ids):
+            await self._epoch.check()
+            if self._epoch.lost_within(self._restore_bound()):
+                # Redis just lost its data: a stream not yet written back may still run.
+                return set(stream_ids)
+        return running
