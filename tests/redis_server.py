@@ -33,9 +33,14 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="tw-redis-"))
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.binary = binary
+        self._launch()
+        atexit.register(self.stop)
+
+    def _launch(self) -> None:
         self.process = subprocess.Popen(
             [
-                binary,
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -52,7 +57,6 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        atexit.register(self.stop)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 15
         while True:
@@ -65,6 +69,13 @@ class RedisServer:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.01)  # polling for readiness, not guessing it
         client.close()
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port, empty (no persistence):
+        what a Redis restart without persistence, or a failover to an empty replica, is."""
+        self.process.kill()
+        self.process.wait()
+        self._launch()
 
     def flush(self) -> None:
         with redis.Redis(port=self.port) as client:

@@ -32,6 +32,7 @@ __all__ = [
     "AnswerEvent",
     "KINDS",
     "Delta",
+    "Reset",
     "End",
     "Error",
     "EventDecodeError",
@@ -138,7 +139,25 @@ class End:
 AnswerEvent: TypeAlias = Start | Delta | Error | End
 
 
-def encode(event: AnswerEvent) -> str:
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """A channel event, never a stream's: the listener's position moved to ``cursor`` without
+    the events before it (they were lost with Redis's data, or are older than the window the
+    channel keeps). The client reloads its state (conversations, the open one), then goes on.
+
+    ``reason`` says which: ``epoch`` (the channel's history is from another incarnation)
+    or ``window`` (the listener fell behind the kept window).
+    """
+
+    name: ClassVar[str] = "reset"
+    cursor: str
+    reason: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"cursor": self.cursor, "reason": self.reason}
+
+
+def encode(event: AnswerEvent | Reset) -> str:
     """The event's ``data``: compact JSON, UTF-8 as is, fields in their documented order.
 
     A delta (one per token, the hot path) is written around the JSON string encoder

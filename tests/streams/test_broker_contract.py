@@ -7,6 +7,7 @@ added by adding its name there, not by writing new tests.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -64,6 +65,12 @@ async def drain(subscription_next: Callable[[float], object], timeout: float = 5
             if batch is None:
                 return entries
             entries.extend(batch)
+
+
+def cursor_of(entry: Entry) -> str:
+    """A channel entry's cursor, as a client reads it: its SSE ``id:``."""
+    [line] = [line for line in entry[3].split(b"\n") if line.startswith(b"id: ")]
+    return line[4:].decode()
 
 
 async def take(subscription: Subscription, count: int) -> list[Entry]:
@@ -255,11 +262,16 @@ async def test_channel_carries_all_streams_of_its_owner_and_resumes(broker: Brok
         f'{{"stream_id":"{second}","seq":1,"text":"b"}}',
         f'{{"stream_id":"{first}","seq":2,"finish_reason":"stop","message_id":"msg_1"}}',
     ]
-    resumed = await broker.subscribe_channel("alice", str(batch[0][0]))
+    assert channel.position == cursor_of(batch[-1])
+    resumed = await broker.subscribe_channel("alice", cursor_of(batch[0]))
     again = await take(resumed, 2)
     assert [e[2] for e in again] == [e[2] for e in batch[1:]]
+    epoch = cursor_of(batch[0]).split("-")[0]
     with pytest.raises(InvalidLastEventId):
-        await broker.subscribe_channel("alice", "999")
+        await broker.subscribe_channel("alice", f"{epoch}-999")
+    for garbage in ("abc", "1-2-3", "-5", f"{epoch}-"):
+        with pytest.raises(InvalidLastEventId):
+            await broker.subscribe_channel("alice", garbage)
 
 
 async def test_a_start_on_the_channel_names_its_stream_once(broker: Broker) -> None:
@@ -273,7 +285,8 @@ async def test_a_start_on_the_channel_names_its_stream_once(broker: Broker) -> N
         f'{{"stream_id":"{sid}","seq":1,"conversation_id":"conv_1","message_id":"msg_1",'
         '"model":"default","created":1700000000}'
     )
-    assert entry[3] == f"id: {entry[0]}\nevent: start\ndata: {entry[2]}\n\n".encode()
+    assert entry[3] == f"id: {channel.position}\nevent: start\ndata: {entry[2]}\n\n".encode()
+    assert channel.position.endswith(f"-{entry[0]}")
 
 
 async def test_several_channel_listeners_of_a_user_each_get_their_part(broker: Broker) -> None:
@@ -287,21 +300,63 @@ async def test_several_channel_listeners_of_a_user_each_get_their_part(broker: B
     early = await broker.subscribe_channel("alice", "0")  # from before that
     await answer("1")
     assert [e[0] for e in await take(early, 4)] == [1, 2, 3, 4]
+    assert early.position.endswith("-4")
     assert [e[0] for e in await take(late, 2)] == [3, 4]
     await late.close()  # one tab closes; the other goes on
-    third = await broker.subscribe_channel("alice", "4")
+    third = await broker.subscribe_channel("alice", early.position)
     await answer("2")
     assert [e[0] for e in await take(early, 2)] == [5, 6]
     assert [e[0] for e in await take(third, 2)] == [5, 6]
 
 
-async def test_channel_cursor_older_than_its_window_is_gone(broker: Broker) -> None:
+async def fill_channel(broker: Broker, count: int) -> str:
     sid = await broker.create("alice")
-    for i in range(120):
-        await broker.append(sid, "delta", f'{{"n":{i}}}')
-    await broker.finish(sid, "{}")  # everything appended is visible once finish returns
-    with pytest.raises(StreamExpired):
-        await broker.subscribe_channel("alice", "1")
+    for _ in range(count - 1):
+        await broker.append(sid, "delta", '{"text":"x"}')
+    await broker.finish(sid, END)  # everything appended is visible once finish returns
+    return sid
+
+
+def reset_of(entry: Entry) -> dict[str, str]:
+    assert entry[1] == "reset", entry
+    fields: dict[str, str] = json.loads(entry[2])
+    assert fields["cursor"] == cursor_of(entry)
+    return fields
+
+
+async def test_channel_cursor_older_than_its_window_resets_then_goes_on(broker: Broker) -> None:
+    before = await broker.subscribe_channel("alice", None)
+    await before.close()
+    await fill_channel(broker, 120)  # the window is 50 here
+    resumed = await broker.subscribe_channel("alice", before.position.replace("-0", "-1"))
+    [reset] = await take(resumed, 1)
+    assert reset_of(reset)["reason"] == "window"
+    assert reset[0] == 120 and resumed.position == cursor_of(reset)
+    await fill_channel(broker, 2)
+    assert [e[0] for e in await take(resumed, 2)] == [121, 122]  # live, no gap after it
+
+
+async def test_a_cursor_of_another_epoch_or_of_before_epochs_resets(broker: Broker) -> None:
+    await fill_channel(broker, 3)
+    now = await broker.subscribe_channel("alice", None)
+    epoch = int(now.position.split("-")[0])
+    for old in (f"{epoch - 1}-2", "2", f"{epoch + 1}-1"):
+        resumed = await broker.subscribe_channel("alice", old)
+        [reset] = await take(resumed, 1)
+        assert reset_of(reset) == {"cursor": f"{epoch}-3", "reason": "epoch"}
+    from_start = await broker.subscribe_channel("alice", "0")  # "everything you keep"
+    assert [e[1] for e in await take(from_start, 3)] == ["delta", "delta", "end"]
+
+
+async def test_a_connected_listener_that_falls_behind_the_window_gets_a_reset(
+    broker: Broker,
+) -> None:
+    listener = await broker.subscribe_channel("alice", None)
+    await fill_channel(broker, 120)  # not read meanwhile: the window moved past it
+    [reset] = await take(listener, 1)
+    assert reset_of(reset)["reason"] == "window" and reset[0] == 120
+    await fill_channel(broker, 1)
+    assert [e[0] for e in await take(listener, 1)] == [121]
 
 
 async def test_ping(broker: Broker) -> None:

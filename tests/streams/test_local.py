@@ -13,6 +13,7 @@ from typewriter.streams.local import (
     MAX_BATCH,
     ChannelEntry,
     LocalChannel,
+    LocalChannelSubscription,
     LocalLog,
     LocalSubscription,
 )
@@ -122,7 +123,7 @@ def channel_event(cursor: int, stream_id: str, seq: int, event: events.AnswerEve
 
 
 async def test_a_channel_reads_as_the_answers_events_with_their_stream_and_number() -> None:
-    channel = LocalChannel(window=10)
+    channel = LocalChannel(window=10, epoch=7)
     start = events.Start("st_a", "conv_1", "msg_1", "default", 1700000000)
     channel.entries.append(channel_event(1, "st_a", 1, start))
     channel.entries.append(channel_event(2, "st_b", 4, events.Delta("hé")))
@@ -137,25 +138,41 @@ async def test_a_channel_reads_as_the_answers_events_with_their_stream_and_numbe
     )
     assert (
         batch[1][3]
-        == 'id: 2\nevent: delta\ndata: {"stream_id":"st_b","seq":4,"text":"hé"}\n\n'.encode()
+        == 'id: 7-2\nevent: delta\ndata: {"stream_id":"st_b","seq":4,"text":"hé"}\n\n'.encode()
     )
     assert batch[2][2] == '{"stream_id":"st_a","seq":2,"finish_reason":"stop","message_id":"msg_1"}'
 
 
-async def test_a_channel_keeps_a_window_and_an_old_cursor_reads_from_its_start() -> None:
-    channel = LocalChannel(window=3)
+async def test_a_channel_keeps_a_window_and_a_listener_behind_it_gets_a_reset() -> None:
+    channel = LocalChannel(window=3, epoch=7)
     for cursor in range(1, 6):
         channel.entries.append(channel_event(cursor, "st_a", cursor, events.Delta("x")))
     assert channel.first_cursor() == 3
-    batch = await LocalSubscription(channel, 1).next(soon(1))
-    assert [e[0] for e in batch or []] == [3, 4, 5]
-    assert await LocalSubscription(channel, 5).next(soon(0)) == []
+    behind = LocalChannelSubscription(channel, 1)
+    [reset] = await behind.next(soon(1)) or []
+    assert (reset[0], reset[1], reset[2]) == (5, "reset", '{"cursor":"7-5","reason":"window"}')
+    assert reset[3].startswith(b"id: 7-5\nevent: reset\n") and behind.position == "7-5"
+    in_window = LocalChannelSubscription(channel, 2)  # the events after 2 are all kept
+    assert [e[0] for e in await in_window.next(soon(1)) or []] == [3, 4, 5]
+    assert await LocalChannelSubscription(channel, 5).next(soon(0)) == []
+
+
+async def test_a_channel_that_switches_epoch_resets_its_listeners_to_the_new_one() -> None:
+    channel = LocalChannel(window=10, epoch=7)
+    channel.entries.append(channel_event(1, "st_a", 1, events.Delta("x")))
+    listener = LocalChannelSubscription(channel, 1)
+    channel.switch(9, 0)  # what a Redis mirror does when Redis lost its data
+    channel.entries.append(channel_event(1, "st_b", 1, events.Delta("y")))
+    [reset] = await listener.next(soon(1)) or []
+    assert (reset[1], reset[2]) == ("reset", '{"cursor":"9-0","reason":"epoch"}')
+    [entry] = await listener.next(soon(1)) or []
+    assert entry[3].startswith(b"id: 9-1\n") and listener.position == "9-1"
 
 
 def test_what_the_logs_keep_is_not_tracked_by_the_garbage_collector() -> None:
     """Retaining millions of events must cost full collections nothing (docs/benchmarks.md)."""
     log = filled(3)
-    channel = LocalChannel(window=3)
+    channel = LocalChannel(window=3, epoch=7)
     channel.entries.append(channel_event(1, "st_a", 1, events.Delta("x")))
     gc.collect()  # CPython stops tracking tuples of atoms when a collection first sees them
     assert not any(gc.is_tracked(entry) for entry in log.entries)

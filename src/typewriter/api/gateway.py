@@ -141,11 +141,15 @@ class Gateway:
             log.warning("marked %d answers interrupted: their generation stopped", marked)
 
     async def _end_orphans(self) -> None:
-        """Look for answers whose replica died, every tenth of ``lease_timeout``."""
+        """Look for answers whose replica died, every tenth of ``lease_timeout``; and once
+        a loss of the broker's data has settled, for answers that nobody produces now."""
         interval = self.settings.lease_timeout / 10
         while not self._stopping.is_set():
             try:
                 await self.chat.end_orphans()
+                if self.store is not None and self.broker.loss_settled():
+                    # Redis lost its data: what no producer or listener restored is over.
+                    await self._recover_answers()
             except Exception:
                 log.exception("ending the answers of a dead replica failed; trying again")
             with contextlib.suppress(TimeoutError):

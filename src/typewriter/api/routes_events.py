@@ -129,8 +129,10 @@ async def channel(
     raw = last_event_id_header if last_event_id_header is not None else last_event_id
     user = gateway.user_of(request)
     subscription = await gateway.channel.subscribe_channel(user, raw or None)
+    # With an ``id:`` so that a reconnect before any event resumes from here, not from now.
+    position = subscription.position
     connected = sse.encode(
-        sse.Event(event="connected", data=dumps({"user": user, "cursor": str(subscription.cursor)}))
+        sse.Event(event="connected", data=dumps({"user": user, "cursor": position}), id=position)
     )
     listener = listener_of(request, gateway, CHANNEL_TOPIC)
     return event_stream(gateway, subscription, prelude=connected, listener=listener)

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from typewriter import sse
-from typewriter.errors import InvalidLastEventId, StreamExpired
+from typewriter.errors import InvalidLastEventId
 from typewriter.events import TERMINAL
 
 __all__ = [
     "Broker",
+    "ChannelSubscription",
     "Control",
     "Entry",
     "Lifecycle",
@@ -39,15 +40,16 @@ __all__ = [
     "Subscription",
     "TERMINAL_EVENT",
     "UserChannel",
-    "channel_cursor",
+    "channel_start",
     "encode_entry",
+    "parse_channel_cursor",
     "parse_cursor",
-    "refuse_trimmed",
 ]
 
 TERMINAL_EVENT = TERMINAL
 """The name of the event that ends every stream (the answer's ``end``)."""
 _DIGITS = re.compile(r"[0-9]{1,18}")
+_CHANNEL_CURSOR = re.compile(r"(?:([0-9]{1,18})-)?([0-9]{1,18})")
 
 
 Entry: TypeAlias = tuple[int, str, str, bytes]
@@ -83,26 +85,47 @@ def parse_cursor(value: str | None) -> int:
     return int(value)
 
 
-def channel_cursor(after: str | None, last: int) -> int:
-    """Where a channel listener starts: after its ``Last-Event-ID``, or at ``last`` (now)
-    without one; InvalidLastEventId for a cursor the channel never reached."""
-    cursor = last if after is None else parse_cursor(after)
+def parse_channel_cursor(value: str) -> tuple[int | None, int]:
+    """A channel cursor as ``(epoch, number)``: ``{epoch}-{n}`` as the channel gives them.
+
+    Plain digits (the cursors of before epochs) have no epoch: ``None``.
+    InvalidLastEventId for anything else.
+    """
+    match = _CHANNEL_CURSOR.fullmatch(value)
+    if match is None:
+        raise InvalidLastEventId(
+            f"Last-Event-ID {value[:40]!r} is not a channel cursor: give back the id of "
+            "an event of this channel, such as '1733400000000-12'",
+        )
+    epoch = match[1]
+    return (int(epoch) if epoch is not None else None), int(match[2])
+
+
+def channel_start(after: str | None, epoch: int, last: int, first: int) -> tuple[int, str | None]:
+    """Where a channel listener starts, and why it is reset there (``None``: it is not).
+
+    The channel is in incarnation ``epoch``, its newest event is ``last`` and the
+    oldest it keeps ``first``. Without a cursor the listener starts now. A cursor of
+    another epoch (Redis lost its data; an in-process broker restarted; a plain
+    number from before epochs) or older than the kept window cannot be resumed
+    exactly: the listener starts now with a ``reset`` rather than skipping events
+    silently. ``"0"`` means "from the start of what the channel holds". A cursor of
+    this epoch beyond ``last`` was never given out: InvalidLastEventId.
+    """
+    if after is None:
+        return last, None
+    was, cursor = parse_channel_cursor(after)
+    if was is None and cursor == 0:
+        was = epoch
+    if was != epoch:
+        return last, "epoch"
     if cursor > last:
         raise InvalidLastEventId(
-            f"Last-Event-ID {after!r} is beyond this channel's last event ({last})",
+            f"Last-Event-ID {after!r} is beyond this channel's last event ({epoch}-{last})",
         )
-    return cursor
-
-
-def refuse_trimmed(after: str, cursor: int, first: int) -> None:
-    """StreamExpired (``cursor_expired``) for a resume point older than the window the
-    channel keeps, which starts at ``first``: the events between are gone."""
     if cursor < first - 1:
-        raise StreamExpired(
-            f"channel cursor {after!r} is older than the kept window; reload and "
-            "connect without Last-Event-ID",
-            code="cursor_expired",
-        )
+        return last, "window"
+    return cursor, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +178,16 @@ class Subscription(ABC):
         """Stop listening; the stream's listener count drops (grace period logic)."""
 
 
+class ChannelSubscription(Subscription):
+    """A listener's cursor on a user's channel, which a client sees as an opaque string."""
+
+    @property
+    @abstractmethod
+    def position(self) -> str:
+        """The cursor of the last entry handed out, as the client gives it back
+        (``{epoch}-{n}``): what ``connected`` carries as its ``id``."""
+
+
 class StreamLog(Protocol):
     """Answers as logs: what a producer writes and what its listeners read."""
 
@@ -192,11 +225,13 @@ class UserChannel(Protocol):
     """Every stream of one user, as one log with its own numbering (``GET /v1/events``)."""
 
     @abstractmethod
-    async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
+    async def subscribe_channel(self, owner: str, after: str | None) -> ChannelSubscription:
         """Listen to every stream of ``owner``; ``after`` is an opaque channel cursor.
 
         Each entry's data is :func:`typewriter.events.channel_data` of the stream's
-        event, so an appended event must be one of the answer's event kinds.
+        event, so an appended event must be one of the answer's event kinds. A cursor
+        that cannot be resumed exactly (:func:`channel_start`), and a listener that
+        falls behind the kept window, get a ``reset`` entry instead of a gap.
         """
 
 
@@ -237,6 +272,12 @@ class Replicas(Protocol):
     @abstractmethod
     async def live(self, stream_ids: list[str]) -> set[str]:
         """Of these streams, the ones a producer somewhere may still be writing."""
+
+    def loss_settled(self) -> bool:
+        """True once per loss of the broker's data (Redis flushed or restarted empty), when
+        producers and mirrors have had the time to restore what they could: the answers
+        still marked streaming whose stream is not :meth:`live` then ended for good."""
+        return False
 
 
 class Lifecycle(Protocol):

@@ -17,14 +17,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
+from typewriter import events
 from typewriter.events import channel_data
-from typewriter.streams.base import Entry, Subscription, encode_entry
+from typewriter.streams.base import ChannelSubscription, Entry, Subscription, encode_entry
 
 __all__ = [
     "MAX_BATCH",
     "ChannelEntry",
     "Feed",
     "LocalChannel",
+    "LocalChannelSubscription",
     "LocalLog",
     "LocalSubscription",
     "resolve",
@@ -90,25 +92,45 @@ class LocalChannel(Feed):
 
     The channel has its own numbering (the cursor); each event keeps the
     number it has in its stream. A listener reads the data that
-    :func:`typewriter.events.channel_data` makes of it.
+    :func:`typewriter.events.channel_data` makes of it. Cursors are numbered
+    within an ``epoch`` (an incarnation of the channel's store): clients see
+    ``{epoch}-{n}``. :meth:`switch` moves a mirror to a new epoch, and its
+    listeners get a ``reset``.
     """
 
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "epoch", "era", "floor")
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, epoch: int) -> None:
         super().__init__()
         self.entries: deque[ChannelEntry] = deque(maxlen=window)
+        self.epoch = epoch
+        self.era = 0  # how many times the epoch switched: older cursors cannot go on
+        self.floor = 0  # the cursor the entries follow on from
 
     def first_cursor(self) -> int:
-        return self.entries[0][0] if self.entries else 1
+        return self.entries[0][0] if self.entries else self.floor + 1
+
+    def last_cursor(self) -> int:
+        return self.entries[-1][0] if self.entries else self.floor
+
+    def switch(self, epoch: int, floor: int) -> None:
+        """From now on, the entries of ``epoch`` after ``floor``; the old ones are gone."""
+        self.entries.clear()
+        self.epoch = epoch
+        self.floor = floor
+        self.era += 1
+        self.notify()
 
     def after(self, cursor: int) -> list[Entry]:
         entries = self.entries
         if not entries:
             return []
         start = max(cursor - entries[0][0] + 1, 0)
+        epoch = self.epoch
         return [
-            encode_entry(at, event, channel_data(stream_id, seq, event, data))
+            encode_entry(
+                at, event, channel_data(stream_id, seq, event, data), cursor=f"{epoch}-{at}"
+            )
             for at, stream_id, seq, event, data in itertools.islice(
                 entries, start, start + MAX_BATCH
             )
@@ -183,6 +205,49 @@ class LocalSubscription(Subscription):
             self._timer = None
         if self._on_close is not None:
             await self._on_close()
+
+
+class LocalChannelSubscription(LocalSubscription, ChannelSubscription):
+    """A cursor on a channel: a ``reset`` entry instead of any gap.
+
+    A listener gets one when it starts from a cursor that cannot be resumed
+    (``reset``, see :func:`~typewriter.streams.base.channel_start`), when its
+    channel switched epoch, and when it fell behind the kept window while
+    connected; it then goes on from where the reset puts it.
+    """
+
+    __slots__ = ("_channel", "_era", "_epoch", "_reset")
+
+    def __init__(
+        self,
+        channel: LocalChannel,
+        cursor: int,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+        reset: str | None = None,
+    ) -> None:
+        super().__init__(channel, cursor, on_close)
+        self._channel = channel
+        self._era = channel.era
+        self._epoch = channel.epoch
+        self._reset = reset
+
+    @property
+    def position(self) -> str:
+        return f"{self._epoch}-{self._cursor}"
+
+    def _pending(self) -> list[Entry]:
+        channel = self._channel
+        reason, self._reset = self._reset, None
+        if channel.era != self._era:
+            self._era, self._epoch, self._cursor = channel.era, channel.epoch, channel.floor
+            reason = "epoch"
+        elif self._cursor < channel.first_cursor() - 1:
+            self._cursor = channel.last_cursor()
+            reason = "window"
+        if reason is None:
+            return super()._pending()
+        reset = events.Reset(self.position, reason)
+        return [encode_entry(self._cursor, reset.name, events.encode(reset), self.position)]
 
 
 def resolve(waiter: asyncio.Future[None]) -> None:

@@ -8,6 +8,7 @@ shared log from its own cursor.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
@@ -15,13 +16,18 @@ from typewriter.ids import new_id
 from typewriter.streams.base import (
     TERMINAL_EVENT,
     Broker,
+    ChannelSubscription,
     StreamInfo,
     Subscription,
-    channel_cursor,
+    channel_start,
     encode_entry,
-    refuse_trimmed,
 )
-from typewriter.streams.local import LocalChannel, LocalLog, LocalSubscription
+from typewriter.streams.local import (
+    LocalChannel,
+    LocalChannelSubscription,
+    LocalLog,
+    LocalSubscription,
+)
 
 __all__ = ["MemoryBroker"]
 
@@ -54,8 +60,8 @@ class _Channel(LocalChannel):
 
     __slots__ = ("last",)
 
-    def __init__(self, window: int) -> None:
-        super().__init__(window)
+    def __init__(self, window: int, epoch: int) -> None:
+        super().__init__(window, epoch)
         self.last = 0
 
     def add(self, stream_id: str, seq: int, event: str, data: str) -> None:
@@ -86,6 +92,8 @@ class MemoryBroker(Broker):
         self._expired: set[str] = set()
         self._channels: dict[str, _Channel] = {}
         self._timers: set[asyncio.TimerHandle] = set()
+        # This process's incarnation: the cursors a restarted server is given back reset.
+        self._epoch = int(time.time() * 1000)
 
     # -- producing -------------------------------------------------------------
 
@@ -114,7 +122,7 @@ class MemoryBroker(Broker):
     def _channel(self, owner: str) -> _Channel:
         channel = self._channels.get(owner)
         if channel is None:
-            channel = self._channels[owner] = _Channel(self.channel_window)
+            channel = self._channels[owner] = _Channel(self.channel_window, self._epoch)
         return channel
 
     # -- retention ---------------------------------------------------------------
@@ -165,12 +173,10 @@ class MemoryBroker(Broker):
         stream.attached.set()
         return LocalSubscription(stream, after, self._listener_left(stream))
 
-    async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
+    async def subscribe_channel(self, owner: str, after: str | None) -> ChannelSubscription:
         channel = self._channel(owner)
-        cursor = channel_cursor(after, channel.last)
-        if after is not None:
-            refuse_trimmed(after, cursor, channel.first_cursor())
-        return LocalSubscription(channel, cursor)
+        cursor, reset = channel_start(after, channel.epoch, channel.last, channel.first_cursor())
+        return LocalChannelSubscription(channel, cursor, reset=reset)
 
     # -- control -----------------------------------------------------------------
 

@@ -11,7 +11,9 @@ The broker is a few parts, each owning its own state, composed by
   channels, each filled by one blocking reader (:mod:`.reads`);
 - :mod:`.leases` the heartbeat, and claiming the streams of dead replicas;
 - :mod:`.cancels` Stop across replicas; :mod:`.presence` listener counts and
-  the grace period.
+  the grace period;
+- :mod:`.epoch` noticing that Redis lost its data; :mod:`.restore` writing a
+  lost running stream back with its numbers.
 
 Imports go one way, from the broker down to the keys; no part imports the broker.
 """

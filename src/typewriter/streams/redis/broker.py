@@ -7,6 +7,7 @@ answers which call. See the package's docstring for what each part does.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from typewriter.errors import (
@@ -14,20 +15,32 @@ from typewriter.errors import (
     InvalidLastEventId,
     StreamExpired,
     StreamNotFound,
+    StreamTakenOver,
 )
 from typewriter.ids import new_id
-from typewriter.streams.base import TERMINAL_EVENT, Broker, Orphan, StreamInfo, Subscription
+from typewriter.streams.base import (
+    TERMINAL_EVENT,
+    Broker,
+    ChannelSubscription,
+    Orphan,
+    StreamInfo,
+    Subscription,
+)
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.cancels import Cancels
 from typewriter.streams.redis.channels import ChannelFollowers
-from typewriter.streams.redis.connection import BLOCK_MS, Connections, or_unavailable
+from typewriter.streams.redis.connection import BLOCK_MS, FAILED, Connections, or_unavailable
+from typewriter.streams.redis.epoch import Epoch
 from typewriter.streams.redis.followers import StreamFollowers
-from typewriter.streams.redis.keys import Keys
+from typewriter.streams.redis.keys import RUNNING_TTL, Keys
 from typewriter.streams.redis.leases import Leases
 from typewriter.streams.redis.presence import Listeners
+from typewriter.streams.redis.restore import Restorer
 from typewriter.streams.redis.writer import Writer
 
 __all__ = ["RedisBroker"]
+
+_PRODUCER_RESTORES = 3.0  # seconds a live producer may take to write back what Redis lost
 
 
 class RedisBroker(Broker):
@@ -60,8 +73,11 @@ class RedisBroker(Broker):
         self.redis = self._connections.commands
         reads = self._connections.reads
         self._background = background = Background()
-        self._followers = StreamFollowers(self.redis, reads, background, keys)
-        self._channels = ChannelFollowers(self.redis, reads, background, keys, channel_window)
+        self._epoch = epoch = Epoch(self.redis, background, keys)
+        self._followers = StreamFollowers(self.redis, reads, background, keys, epoch)
+        self._channels = ChannelFollowers(
+            self.redis, reads, background, keys, channel_window, epoch
+        )
         self._writer = Writer(
             self.redis,
             background,
@@ -85,6 +101,13 @@ class RedisBroker(Broker):
         self._cancels = Cancels(self.redis, background, keys)
         self._listeners = Listeners(self.redis, background, keys, self._cancels, token)
         self._keys = keys
+        self._token = token
+        self._lease = lease_ms / 1000
+        self._restorer = Restorer(self.redis, keys, token=token, lease_ms=lease_ms)
+        self._here: Counter[str] = Counter()  # listeners on this replica, by stream
+        self._loss_unsettled = False
+        epoch.on_change(self._writer.epoch_changed)
+        epoch.on_change(self._data_lost)
         self._started: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
@@ -100,8 +123,10 @@ class RedisBroker(Broker):
 
     async def _start(self) -> None:
         await self._writer.load_script()
+        await or_unavailable(self._epoch.current())
         await self._cancels.start()
         self._leases.start()
+        self._epoch.start()
 
     async def _ensure_started(self) -> None:
         if self._started is None or self._started.done():
@@ -147,6 +172,8 @@ class RedisBroker(Broker):
 
     async def info(self, stream_id: str, owner: str) -> StreamInfo:
         meta: Any = await or_unavailable(self.redis.hgetall(self._keys.meta(stream_id)))
+        if not meta:
+            meta = await self._restored(stream_id)
         if not meta or meta.get(b"owner", b"").decode() != owner:
             if not meta and await self._exists(self._keys.tombstone(stream_id)):
                 raise StreamExpired(
@@ -154,6 +181,36 @@ class RedisBroker(Broker):
                 )
             raise StreamNotFound(f"no stream {stream_id!r}")
         return StreamInfo(stream_id, owner, int(meta[b"last"]), meta[b"finished"] == b"1")
+
+    async def _restored(self, stream_id: str) -> Any:
+        """The meta of a stream Redis may have just lost: while the loss is recent, wait for
+        its producer (or a replica claiming it) to write it back, rather than answer 404
+        to a reconnect in between. Empty when it does not come back.
+
+        A live producer writes its streams back within a second or two; only a stream
+        followed here (whose producer may be dead, to be claimed after a lease) is
+        worth waiting longer for. Any other unknown id waits the short while only.
+        """
+        if self._followers.following(stream_id):
+            bound = self._restore_bound()
+        else:
+            bound = min(_PRODUCER_RESTORES, self._restore_bound())
+        await self._epoch.check()
+        if not self._epoch.lost_within(bound):
+            return {}
+        if await self._exists(self._keys.tombstone(stream_id)):
+            return {}
+        while self._epoch.lost_within(bound) and not self._background.closing.is_set():
+            await asyncio.sleep(0.1)
+            meta: Any = await or_unavailable(self.redis.hgetall(self._keys.meta(stream_id)))
+            if meta:
+                return meta
+        return {}
+
+    def _restore_bound(self) -> float:
+        """How long after a loss a running stream may take to be back: its producer writes
+        it back at once; a dead producer's is claimed after a lease, found within a sweep."""
+        return self._lease * 2 + 1.0
 
     async def _exists(self, key: str) -> bool:
         found: Any = self.redis.exists(key)
@@ -168,15 +225,20 @@ class RedisBroker(Broker):
             )
         await self._ensure_started()
         await self._listeners.arrived(stream_id)
+        self._here[stream_id] += 1
 
         async def left() -> None:
+            self._here[stream_id] -= 1
+            if self._here[stream_id] <= 0:
+                del self._here[stream_id]
             await self._listeners.left(stream_id)
 
-        return self._followers.subscribe(stream_id, after, left)
+        return self._followers.subscribe(stream_id, owner, after, left)
 
     # -- the user's channel, Stop, presence ------------------------------------------
 
-    async def subscribe_channel(self, owner: str, after: str | None) -> Subscription:
+    async def subscribe_channel(self, owner: str, after: str | None) -> ChannelSubscription:
+        await self._ensure_started()
         return await self._channels.subscribe(owner, after)
 
     async def cancel(self, stream_id: str, owner: str) -> None:
@@ -194,7 +256,56 @@ class RedisBroker(Broker):
     # -- replicas -----------------------------------------------------------------
 
     async def claim_orphans(self) -> list[Orphan]:
-        return await self._leases.claim(self._ensure_started)
+        orphans = await self._leases.claim(self._ensure_started)
+        return orphans + await self._claim_lost()
+
+    async def _claim_lost(self) -> list[Orphan]:
+        """Streams Redis lost whose producer did not write them back within a lease (it died
+        too): written back from what this replica's listeners were shown, to be ended
+        ``interrupted``. The first replica to restore one claims it."""
+        orphans: list[Orphan] = []
+        for stream_id, mirror in self._followers.lost(self._lease):
+            mirror.lost_at = None  # claimed here or elsewhere: the follower watches again
+            entries = list(mirror.entries)
+            try:
+                if not await self._restorer.restore(stream_id, mirror.owner, entries):
+                    continue
+            except (StreamTakenOver, *FAILED):
+                continue
+            self._writer.produce(stream_id, mirror.owner, len(entries), confirmed=entries)
+            orphans.append(Orphan(stream_id, mirror.owner, entries))
+        return orphans
+
+    def loss_settled(self) -> bool:
+        if not self._loss_unsettled or self._epoch.lost_within(self._restore_bound() + 1.0):
+            return False
+        self._loss_unsettled = False
+        return True
+
+    def _data_lost(self, epoch: int) -> None:
+        """Redis lost its data: say again who listens here (the grace period counts them),
+        and have the answers nobody restores checked once the restoring is done."""
+        self._loss_unsettled = True
+        counts = dict(self._here)
+        if counts:
+            self._background.spawn(self._listeners_again(counts))
+
+    async def _listeners_again(self, counts: dict[str, int]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream_id, count in counts.items():
+                    key = self._keys.listeners(stream_id)
+                    pipe.hset(key, self._token, count)
+                    pipe.expire(key, RUNNING_TTL)
+                await pipe.execute()
+        except FAILED:
+            pass  # the grace period may then end an answer nobody seems to listen to
 
     async def live(self, stream_ids: list[str]) -> set[str]:
-        return await self._leases.live(stream_ids)
+        running = await self._leases.live(stream_ids)
+        if len(running) < len(stream_ids):
+            await self._epoch.check()
+            if self._epoch.lost_within(self._restore_bound()):
+                # Redis just lost its data: a stream not yet written back may still run.
+                return set(stream_ids)
+        return running

@@ -1,4 +1,12 @@
-"""Users' channels mirrored on this replica: one follower per user, however many tabs listen."""
+"""Users' channels mirrored on this replica: one follower per user, however many tabs listen.
+
+Channel entry ids are ``{epoch}-{n}`` (see :mod:`.keys`), which is also the
+cursor clients get. A follower reads after its last id; when Redis lost its
+data, the first entry of the new epoch has a greater id, so the follower sees
+it at once and switches its mirror, whose listeners get a ``reset``. Should
+Redis's clock have gone back (a failover), the epoch watcher's word does the
+same.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +15,33 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from typewriter.streams.base import Subscription, channel_cursor, refuse_trimmed
-from typewriter.streams.local import LocalChannel, LocalSubscription
+from typewriter.streams.base import ChannelSubscription, channel_start
+from typewriter.streams.local import LocalChannel, LocalChannelSubscription
 from typewriter.streams.redis.background import Background
-from typewriter.streams.redis.connection import or_unavailable, seq_of
-from typewriter.streams.redis.keys import Keys
+from typewriter.streams.redis.connection import or_unavailable
+from typewriter.streams.redis.epoch import Epoch
+from typewriter.streams.redis.keys import CHANNEL_HEAD, Keys
 from typewriter.streams.redis.reads import read_on
 
 __all__ = ["ChannelFollowers"]
 
 
 class _ChannelMirror(LocalChannel):
-    """A user's channel as seen from this replica: from cursor ``start`` on."""
+    """A user's channel as seen from this replica: from cursor ``start`` of ``epoch`` on."""
 
     __slots__ = ("start", "subscribers", "stopped")
 
-    def __init__(self, window: int, start: int) -> None:
-        super().__init__(window)
+    def __init__(self, window: int, epoch: int, start: int) -> None:
+        super().__init__(window, epoch)
         self.start = start
+        self.floor = start
         self.subscribers = 0
         self.stopped = asyncio.Event()
+
+
+def _id_of(entry_id: bytes) -> tuple[int, int]:
+    epoch, _, n = entry_id.partition(b"-")
+    return int(epoch), int(n)
 
 
 class ChannelFollowers:
@@ -39,32 +54,37 @@ class ChannelFollowers:
         background: Background,
         keys: Keys,
         window: int,
+        epoch: Epoch,
     ) -> None:
         self._redis = redis
         self._reads = reads
         self._background = background
         self._keys = keys
         self._window = window
+        self._epoch = epoch
+        self._head = redis.register_script(CHANNEL_HEAD)
         self._channels: dict[str, _ChannelMirror] = {}
+        epoch.on_change(self._epoch_changed)
 
-    async def subscribe(self, owner: str, after: str | None) -> Subscription:
+    async def subscribe(self, owner: str, after: str | None) -> ChannelSubscription:
         """See :meth:`typewriter.streams.base.UserChannel.subscribe_channel`."""
-        stored: Any = await or_unavailable(self._redis.get(self._keys.channel_counter(owner)))
-        last = int(stored or 0)
-        cursor = channel_cursor(after, last)
         key = self._keys.channel(owner)
-        if after is not None and cursor < last:  # only then can the window have moved past it
-            first: Any = await or_unavailable(self._redis.xrange(key, count=1))
-            refuse_trimmed(after, cursor, seq_of(first[0][0]) if first else last + 1)
+        head: Any = await or_unavailable(
+            self._head(keys=[self._keys.epoch, self._keys.channel_counter(owner), key])
+        )
+        epoch, last = int(head[0]), int(head[1])
+        self._epoch.seen(epoch)
+        first = _id_of(head[2])[1] if head[2] else last + 1
+        cursor, reset = channel_start(after, epoch, last, first)
         channel = self._channels.get(owner)
-        if channel is None or channel.finished or cursor < channel.start:
+        if channel is None or channel.finished or channel.epoch != epoch or cursor < channel.start:
             # One follower per user and replica, however many tabs listen; a listener
             # resuming from before the shared one's start gets a follower of its own.
-            fresh = _ChannelMirror(self._window, cursor)
-            if channel is None or channel.finished:
+            fresh = _ChannelMirror(self._window, epoch, cursor)
+            if channel is None or channel.finished or channel.epoch != epoch:
                 self._channels[owner] = fresh
             channel = fresh
-            self._background.spawn(self._follow(key, channel, cursor, channel.stopped))
+            self._background.spawn(self._follow(key, channel))
         channel.subscribers += 1
         shared = channel
 
@@ -75,23 +95,41 @@ class ChannelFollowers:
                 if self._channels.get(owner) is shared:
                     del self._channels[owner]
 
-        return LocalSubscription(channel, cursor, stop)
+        return LocalChannelSubscription(channel, cursor, stop, reset=reset)
 
-    async def _follow(
-        self, key: str, channel: _ChannelMirror, cursor: int, stopped: asyncio.Event
-    ) -> None:
-        reads = read_on(self._reads, self._background, key, f"0-{cursor}", stopped.is_set)
-        async for items in reads:
-            for entry_id, f in items:
-                channel.entries.append(
-                    (
-                        seq_of(entry_id),
-                        f[b"i"].decode(),
-                        int(f[b"q"]),
-                        f[b"e"].decode(),
-                        f[b"d"].decode(),
-                    )
-                )
+    def _epoch_changed(self, epoch: int) -> None:
+        """Wake the followers: each one whose mirror is of another epoch switches."""
+        for channel in self._channels.values():
             channel.notify()
+
+    def _stale(self, channel: _ChannelMirror) -> bool:
+        known = self._epoch.known
+        return known is not None and known != channel.epoch
+
+    async def _follow(self, key: str, channel: _ChannelMirror) -> None:
+        stopped = channel.stopped
+        while True:
+            reads = read_on(
+                self._reads,
+                self._background,
+                key,
+                f"{channel.epoch}-{channel.last_cursor()}",
+                lambda: stopped.is_set() or self._stale(channel),
+            )
+            async for items in reads:
+                for entry_id, f in items:
+                    epoch, n = _id_of(entry_id)
+                    if epoch != channel.epoch:
+                        self._epoch.seen(epoch)  # a newer epoch's entry: the data was lost
+                        channel.switch(epoch, n - 1)  # its listeners get a reset
+                    channel.entries.append(
+                        (n, f[b"i"].decode(), int(f[b"q"]), f[b"e"].decode(), f[b"d"].decode())
+                    )
+                channel.notify()
+            if stopped.is_set() or self._background.closing.is_set() or not self._stale(channel):
+                break
+            known = self._epoch.known
+            assert known is not None
+            channel.switch(known, 0)  # read the new epoch's channel from its start
         channel.finished = True  # the listener's response ends; it resumes by cursor
         channel.notify()

@@ -8,7 +8,12 @@ Keys (``tw`` is the prefix):
 - ``tw:m:{id}`` a hash: owner, last seq, finished, and the token of the replica
   producing it. ``tw:t:{id}`` a tombstone that outlives both, so an expired
   stream answers 410, not 404.
-- ``tw:u:{owner}`` / ``tw:un:{owner}`` each user's channel and its counter.
+- ``tw:epoch`` the incarnation of this data: Redis's clock (ms) when it was
+  first found missing. Data lost (FLUSHALL, a restart without persistence, a
+  failover to an empty replica) means a new epoch; see :mod:`.epoch`.
+- ``tw:ch:{owner}`` / ``tw:chn:{owner}`` each user's channel and its counter;
+  channel entry ids are ``{epoch}-{n}``, the cursor clients get, so a follower
+  reading after an old epoch's id sees the new epoch's first entry at once.
 - ``tw:running:all`` a sorted set: running stream → lease deadline (Redis
   clock, ms). The producing replica renews the leases of its streams; when it
   dies they lapse, and another replica claims and ends the stream
@@ -29,11 +34,74 @@ Redis is back.
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CLAIM", "CREATE", "RENEW", "RUNNING_TTL", "Keys"]
+__all__ = [
+    "APPEND",
+    "CHANNEL_HEAD",
+    "CLAIM",
+    "CREATE",
+    "EPOCH",
+    "RENEW",
+    "RESTORE",
+    "RUNNING_TTL",
+    "Keys",
+]
 
 RUNNING_TTL = 24 * 3600  # keys of a running answer expire even if every replica vanished
 
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)"
+
+# The data's epoch, made from Redis's clock when missing (inside a script, so every
+# replica that finds it missing agrees on the one value).
+_EPOCH = """
+local function epoch(key)
+  local e = redis.call('GET', key)
+  if not e then
+    local t = redis.call('TIME')
+    e = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+    redis.call('SET', key, e)
+  end
+  return e
+end
+"""
+
+# KEYS: epoch
+EPOCH = _EPOCH + "return epoch(KEYS[1])"
+
+# KEYS: epoch, channel counter, channel. Returns epoch, last cursor, first entry id or false.
+CHANNEL_HEAD = (
+    _EPOCH
+    + """
+local e = epoch(KEYS[1])
+local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+return {e, redis.call('GET', KEYS[2]) or '0', first[1] and first[1][1] or false}
+"""
+)
+
+# KEYS: stream, meta, running, epoch
+# ARGV: owner, token, lease ms, stream id, running ttl, last, then (seq, event, data, wire)...
+# A running stream Redis lost, written again with its numbers by its producer (or, from
+# what its listeners were shown, by a replica claiming it): only if its meta is missing.
+RESTORE = (
+    _EPOCH
+    + f"""
+{_NOW_MS}
+local p = redis.call('HGET', KEYS[2], 'producer')
+if p then
+  if p == ARGV[2] then return 0 end
+  return redis.error_reply('TWTAKEN another replica restored it')
+end
+epoch(KEYS[4])
+redis.call('DEL', KEYS[1])
+for i = 7, #ARGV, 4 do
+  redis.call('XADD', KEYS[1], '0-' .. ARGV[i], 'e', ARGV[i + 1], 'd', ARGV[i + 2], 'w', ARGV[i + 3])
+end
+if #ARGV >= 7 then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'finished', 0, 'last', ARGV[6], 'producer', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[4])
+return 1
+"""
+)
 
 # KEYS: meta, running. ARGV: owner, token, lease ms, stream id, running ttl
 CREATE = f"""
@@ -44,10 +112,12 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
 return now
 """
 
-# KEYS: stream, meta, channel, channel counter, tombstone, running
+# KEYS: stream, meta, channel, channel counter, tombstone, running, epoch
 # ARGV: token, seq, event, data, wire, finishing, keep, running ttl, tombstone ttl,
 #       stream id, channel window
-APPEND = """
+APPEND = (
+    _EPOCH
+    + """
 local m = redis.call('HMGET', KEYS[2], 'producer', 'last', 'finished')
 if not m[1] then return redis.error_reply('TWGONE the stream is gone') end
 if m[1] ~= ARGV[1] then return redis.error_reply('TWTAKEN another replica ended it') end
@@ -67,10 +137,11 @@ elseif seq == 1 then
   redis.call('EXPIRE', KEYS[1], ARGV[8])
 end
 local n = redis.call('INCR', KEYS[4])
-redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[11], '0-' .. n,
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[11], epoch(KEYS[7]) .. '-' .. n,
            'i', ARGV[10], 'q', seq, 'e', ARGV[3], 'd', ARGV[4])
 return seq
 """
+)
 
 # KEYS: running. ARGV: lease ms, stream ids...  (XX: a claimed or finished stream stays out)
 RENEW = f"""
@@ -98,11 +169,12 @@ return ids
 class Keys:
     """The names of one broker's keys, under its ``prefix``."""
 
-    __slots__ = ("prefix", "running", "cancels")
+    __slots__ = ("prefix", "running", "cancels", "epoch")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.running = f"{prefix}:running:all"
+        self.epoch = f"{prefix}:epoch"
         self.cancels = f"{prefix}:cancel:all"  # the pub/sub channel of Stop
 
     def stream(self, stream_id: str) -> str:
@@ -121,10 +193,10 @@ class Keys:
         return f"{self.prefix}:c:{stream_id}"
 
     def channel(self, owner: str) -> str:
-        return f"{self.prefix}:u:{owner}"
+        return f"{self.prefix}:ch:{owner}"
 
     def channel_counter(self, owner: str) -> str:
-        return f"{self.prefix}:un:{owner}"
+        return f"{self.prefix}:chn:{owner}"
 
     def replica(self, token: str) -> str:
         return f"{self.prefix}:r:{token}"
@@ -138,4 +210,9 @@ class Keys:
             self.channel_counter(owner),
             self.tombstone(stream_id),
             self.running,
+            self.epoch,
         ]
+
+    def restore(self, stream_id: str) -> list[str]:
+        """KEYS of :data:`RESTORE`, in its order."""
+        return [self.stream(stream_id), self.meta(stream_id), self.running, self.epoch]

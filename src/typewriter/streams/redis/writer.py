@@ -4,6 +4,8 @@ A round trip per token and per generation was the replica's main cost (half
 its CPU at 200 streams × 20 tokens/s); one pipeline carries what all
 generations appended meanwhile. Each append is the :data:`~.keys.APPEND`
 script, idempotent by number, so a batch whose reply was lost is sent again.
+A stream Redis lost while it runs is written back from what Redis had confirmed
+(:mod:`.restore`) and the refused appends are sent again, in order.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from redis.exceptions import NoScriptError, ResponseError
 from typewriter.errors import BrokerUnavailable, StreamTakenOver
 from typewriter.streams.base import TERMINAL_EVENT, Entry, encode_entry
 from typewriter.streams.redis.background import Background
-from typewriter.streams.redis.connection import UNREACHABLE, or_unavailable, retrieve
+from typewriter.streams.redis.connection import FAILED, UNREACHABLE, or_unavailable, retrieve
 from typewriter.streams.redis.followers import Mirror, StreamFollowers
 from typewriter.streams.redis.keys import APPEND, RUNNING_TTL, Keys
+from typewriter.streams.redis.restore import Restorer
 
 __all__ = ["Writer"]
 
@@ -37,14 +40,24 @@ class _Produced:
     so they fail the same way, and the stream is left to its lease.
     """
 
-    __slots__ = ("owner", "queued", "broken", "log", "keys")
+    __slots__ = ("owner", "queued", "broken", "log", "keys", "confirmed")
 
-    def __init__(self, owner: str, queued: int, keys: list[str], log: Mirror | None) -> None:
+    def __init__(
+        self,
+        owner: str,
+        queued: int,
+        keys: list[str],
+        log: Mirror | None,
+        confirmed: list[Entry] | None,
+    ) -> None:
         self.owner = owner
         self.queued = queued
         self.broken: Exception | None = None
         self.log = log  # what was written, for this replica's own listeners
         self.keys = keys  # the append script's keys, made once rather than per token
+        # Every event Redis confirmed, 1..N, to write back should Redis lose them
+        # (None: not known from the start, as for a claimed stream; it cannot be).
+        self.confirmed = confirmed
 
 
 class _Write:
@@ -99,13 +112,30 @@ class Writer:
         self._queue: list[_Write] = []
         self._queued = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._restorer = Restorer(redis, keys, token=token, lease_ms=lease_ms)
+        self._restore_all = False
 
     async def load_script(self) -> None:
         await or_unavailable(self._redis.script_load(APPEND))
 
-    def produce(self, stream_id: str, owner: str, last: int, log: Mirror | None = None) -> None:
-        """Write this stream from now on, after event ``last``; ``log`` gets what was written."""
-        self._produced[stream_id] = _Produced(owner, last, self._keys.append(stream_id, owner), log)
+    def produce(
+        self,
+        stream_id: str,
+        owner: str,
+        last: int,
+        log: Mirror | None = None,
+        confirmed: list[Entry] | None = None,
+    ) -> None:
+        """Write this stream from now on, after event ``last``; ``log`` gets what was written.
+
+        ``confirmed`` is the stream's events so far (a new stream has none), kept so that
+        the stream can be written back should Redis lose it.
+        """
+        if confirmed is None and last == 0:
+            confirmed = []
+        self._produced[stream_id] = _Produced(
+            owner, last, self._keys.append(stream_id, owner), log, confirmed
+        )
 
     def forget(self, stream_id: str) -> None:
         self._produced.pop(stream_id, None)
@@ -118,6 +148,19 @@ class Writer:
     def wake(self) -> None:
         """The broker closes: the writer sends what is queued, then stops."""
         self._queued.set()
+
+    def epoch_changed(self, epoch: int) -> None:
+        """Redis lost its data: write back every stream produced here before the next batch,
+        even if no producer appends (a model slow to answer), so that listeners elsewhere
+        and reconnects find them."""
+        if self._produced:
+            self._restore_all = True
+            self._run()
+            self._queued.set()
+
+    def _run(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = self._background.spawn(self._write_queued())
 
     async def append(self, stream_id: str, event: str, data: str, *, finishing: bool) -> int:
         """Queue the write for the replica's one writer; wait only when it matters.
@@ -160,8 +203,7 @@ class Writer:
         )
         write.done.add_done_callback(retrieve)
         self._queue.append(write)
-        if self._task is None or self._task.done():
-            self._task = self._background.spawn(self._write_queued())
+        self._run()
         self._queued.set()
         if finishing or len(self._queue) > _QUEUE_LIMIT:
             return await asyncio.shield(write.done)
@@ -170,6 +212,10 @@ class Writer:
     async def _write_queued(self) -> None:
         """Every queued append, in batches of one round trip each."""
         while not self._background.closing.is_set() or self._queue:
+            if self._restore_all:
+                self._restore_all = False
+                await self._restore_produced()
+                continue
             if not self._queue:
                 self._queued.clear()
                 await self._queued.wait()
@@ -205,15 +251,24 @@ class Writer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
         grown: dict[str, Mirror] = {}
+        lost: dict[str, list[_Write]] = {}
         for write, result in zip(batch, results, strict=True):
+            again = lost.get(write.stream_id)
+            if again is not None:  # after the loss: refused too, sent again once restored
+                again.append(write)
+                continue
             if isinstance(result, ResponseError):
                 message = str(result)
-                if message.startswith(("TWTAKEN", "TWGONE", "TWGAP")):
+                if message.startswith("TWGONE") and write.produced.confirmed is not None:
+                    lost[write.stream_id] = [write]  # Redis lost it: written back below
+                elif message.startswith(("TWTAKEN", "TWGONE", "TWGAP")):
                     self._fail(write, StreamTakenOver(f"stream {write.stream_id!r}: {message}"))
                 else:
                     self._fail(write, BrokerUnavailable(f"Redis refused an append: {message}"))
                 continue
             seq = write.entry[0]
+            if write.produced.confirmed is not None:
+                write.produced.confirmed.append(write.entry)
             own = write.produced.log
             if own is not None and not own.finished:
                 own.entries.append(write.entry)
@@ -226,9 +281,57 @@ class Writer:
                 write.done.set_result(seq)
         for own in grown.values():
             own.notify()
+        if lost:
+            await self._restore_lost(lost)
+
+    async def _restore_lost(self, lost: dict[str, list[_Write]]) -> None:
+        """Write back the streams Redis lost, then queue their refused appends first."""
+        again: list[_Write] = []
+        for stream_id, writes in lost.items():
+            produced = writes[0].produced
+            try:
+                await self._restore(stream_id, produced)
+            except StreamTakenOver as exc:
+                for write in writes:
+                    self._fail(write, exc)
+                continue
+            except FAILED as exc:  # the next batch meets the outage and waits it out
+                log.warning("restoring stream %s failed (%s); trying again", stream_id, exc)
+                await asyncio.sleep(0.05)
+            again += writes
+        self._queue[:0] = again
+
+    async def _restore(self, stream_id: str, produced: _Produced) -> None:
+        confirmed = produced.confirmed
+        assert confirmed is not None
+        if await self._restorer.restore(stream_id, produced.owner, confirmed):
+            log.warning(
+                "stream %s was lost by Redis; written back (%d events) and going on",
+                stream_id,
+                len(confirmed),
+            )
+
+    async def _restore_produced(self) -> None:
+        """After a new epoch: write back every stream produced here that Redis lost."""
+        for stream_id, produced in list(self._produced.items()):
+            if produced.broken is not None or produced.confirmed is None:
+                continue
+            try:
+                await self._restore(stream_id, produced)
+            except StreamTakenOver as exc:
+                self._break(stream_id, produced, exc)
+            except FAILED as exc:
+                log.warning("restoring stream %s failed (%s)", stream_id, exc)
+                self._restore_all = True  # the next turn of the loop tries again
+                await asyncio.sleep(0.1)
+                return
 
     def _fail(self, write: _Write, error: Exception) -> None:
-        produced = write.produced
+        self._break(write.stream_id, write.produced, error)
+        if not write.done.done():
+            write.done.set_exception(error)
+
+    def _break(self, stream_id: str, produced: _Produced, error: Exception) -> None:
         produced.broken = error
         own = produced.log
         if own is not None and not own.finished:
@@ -236,6 +339,4 @@ class Writer:
             # where whoever ends the stream now writes the rest.
             own.finished = True
             own.notify()
-            self._followers.drop(write.stream_id, own)
-        if not write.done.done():
-            write.done.set_exception(error)
+            self._followers.drop(stream_id, own)
