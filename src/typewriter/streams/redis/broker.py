@@ -7,6 +7,7 @@ answers which call. See the package's docstring for what each part does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from typewriter.errors import (
@@ -35,7 +36,8 @@ class RedisBroker(Broker):
 
     ``retention`` is how long a finished stream stays readable, ``tombstone_ttl``
     how long it then answers "expired"; ``lease_timeout`` bounds how long the
-    streams of a replica that died stay unanswered.
+    streams of a replica that died stay unanswered; ``timeout`` how long one
+    command may take before it counts as failed.
     """
 
     shared = True
@@ -49,6 +51,7 @@ class RedisBroker(Broker):
         channel_window: int = 10_000,
         lease_timeout: float = 15.0,
         prefix: str = "tw",
+        timeout: float = 3.0,
     ) -> None:
         token = new_id("rp")
         keys = Keys(prefix)
@@ -56,12 +59,16 @@ class RedisBroker(Broker):
         # times per lease, and replicas look for lapsed leases every tenth of it (the
         # gateway's sweep).
         lease_ms = int(lease_timeout * 600)
-        self._connections = Connections(url)
+        self._connections = Connections(url, timeout)
         self.redis = self._connections.commands
         reads = self._connections.reads
         self._background = background = Background()
-        self._followers = StreamFollowers(self.redis, reads, background, keys)
-        self._channels = ChannelFollowers(self.redis, reads, background, keys, channel_window)
+        # Listeners of other replicas' answers wait out an outage as long as a lease
+        # may hold (then the answer goes on, or another replica ends it once Redis is back).
+        self._followers = StreamFollowers(self.redis, reads, background, keys, lease_timeout)
+        self._channels = ChannelFollowers(
+            self.redis, reads, background, keys, channel_window, lease_timeout
+        )
         self._writer = Writer(
             self.redis,
             background,
@@ -144,6 +151,15 @@ class RedisBroker(Broker):
         finally:
             self._writer.forget(stream_id)
             self._cancels.forget(stream_id)
+
+    async def discard(self, stream_id: str) -> None:
+        """Best effort: if Redis is away, the lease (no longer renewed) lapses and another
+        replica ends the empty stream."""
+        self._writer.forget(stream_id)
+        self._cancels.forget(stream_id)
+        self._followers.discard(stream_id)
+        with contextlib.suppress(BrokerUnavailable):
+            await self._leases.close(stream_id)
 
     async def info(self, stream_id: str, owner: str) -> StreamInfo:
         meta: Any = await or_unavailable(self.redis.hgetall(self._keys.meta(stream_id)))

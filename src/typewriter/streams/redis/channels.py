@@ -12,7 +12,7 @@ from typewriter.streams.local import LocalChannel, LocalSubscription
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import or_unavailable, seq_of
 from typewriter.streams.redis.keys import Keys
-from typewriter.streams.redis.reads import read_on
+from typewriter.streams.redis.reads import OUTAGE_TOLERANCE, read_on
 
 __all__ = ["ChannelFollowers"]
 
@@ -39,8 +39,10 @@ class ChannelFollowers:
         background: Background,
         keys: Keys,
         window: int,
+        patience: float = OUTAGE_TOLERANCE,
     ) -> None:
         self._redis = redis
+        self._patience = patience  # how long listeners wait for a Redis that is away
         self._reads = reads
         self._background = background
         self._keys = keys
@@ -80,7 +82,9 @@ class ChannelFollowers:
     async def _follow(
         self, key: str, channel: _ChannelMirror, cursor: int, stopped: asyncio.Event
     ) -> None:
-        reads = read_on(self._reads, self._background, key, f"0-{cursor}", stopped.is_set)
+        reads = read_on(
+            self._reads, self._background, key, f"0-{cursor}", stopped.is_set, self._patience
+        )
         async for items in reads:
             for entry_id, f in items:
                 channel.entries.append(

@@ -23,7 +23,7 @@ from typewriter.streams.local import LocalLog, LocalSubscription
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import entry_of, or_unavailable
 from typewriter.streams.redis.keys import Keys
-from typewriter.streams.redis.reads import read_on
+from typewriter.streams.redis.reads import OUTAGE_TOLERANCE, read_on
 
 __all__ = ["Mirror", "StreamFollowers"]
 
@@ -42,9 +42,15 @@ class StreamFollowers:
     """The mirrors of this replica, by stream id, and the tasks that fill them."""
 
     def __init__(
-        self, redis: aioredis.Redis, reads: aioredis.Redis, background: Background, keys: Keys
+        self,
+        redis: aioredis.Redis,
+        reads: aioredis.Redis,
+        background: Background,
+        keys: Keys,
+        patience: float = OUTAGE_TOLERANCE,
     ) -> None:
         self._redis = redis
+        self._patience = patience  # how long listeners wait for a Redis that is away
         self._reads = reads
         self._background = background
         self._keys = keys
@@ -75,6 +81,10 @@ class StreamFollowers:
         if self._mirrors.get(stream_id) is mirror:
             del self._mirrors[stream_id]
 
+    def discard(self, stream_id: str) -> None:
+        """Forget a stream this replica created and will not write (see ``own``)."""
+        self._mirrors.pop(stream_id, None)
+
     def close(self) -> None:
         """End every mirror's listeners (their responses close; clients resume elsewhere)."""
         for mirror in self._mirrors.values():
@@ -96,6 +106,7 @@ class StreamFollowers:
             self._keys.stream(stream_id),
             "0-0",
             lambda: mirror.finished,
+            self._patience,
         )
         async with contextlib.aclosing(reads):
             async for items in reads:

@@ -4,6 +4,12 @@ A round trip per token and per generation was the replica's main cost (half
 its CPU at 200 streams × 20 tokens/s); one pipeline carries what all
 generations appended meanwhile. Each append is the :data:`~.keys.APPEND`
 script, idempotent by number, so a batch whose reply was lost is sent again.
+
+When Redis is full it refuses a delta: the stream's later deltas are dropped
+(they would leave a gap), the producer hears :class:`~typewriter.errors.BrokerFull`
+at its next append, and its ``error`` and ``end`` follow the last event Redis
+holds, written with the script that Redis runs even when full (:mod:`.full`).
+The answer ends once, promptly, with exactly what its listeners saw.
 """
 
 from __future__ import annotations
@@ -15,11 +21,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from typewriter.errors import BrokerUnavailable, StreamTakenOver
+from typewriter.errors import BrokerFull, BrokerUnavailable, StreamTakenOver
 from typewriter.streams.base import TERMINAL_EVENT, Entry, encode_entry
 from typewriter.streams.redis.background import Background
-from typewriter.streams.redis.connection import UNREACHABLE, or_unavailable, retrieve
+from typewriter.streams.redis.connection import (
+    FULL_MESSAGE,
+    UNREACHABLE,
+    is_full,
+    or_unavailable,
+    retrieve,
+)
 from typewriter.streams.redis.followers import Mirror, StreamFollowers
+from typewriter.streams.redis.full import END_ANYWAY, ENDING_EVENTS
 from typewriter.streams.redis.keys import APPEND, RUNNING_TTL, Keys
 
 __all__ = ["Writer"]
@@ -34,15 +47,21 @@ class _Produced:
     """A stream this replica writes: the number of its last queued event.
 
     ``broken`` is set once a write failed for good: later writes would leave a gap,
-    so they fail the same way, and the stream is left to its lease.
+    so they fail the same way, and the stream is left to its lease. ``full`` is set
+    once Redis refused a delta for memory: only the ending may follow, numbered
+    after ``written`` (the last event Redis holds); writes queued before it belong
+    to an earlier ``epoch`` and are dropped.
     """
 
-    __slots__ = ("owner", "queued", "broken", "log", "keys")
+    __slots__ = ("owner", "queued", "written", "broken", "full", "epoch", "log", "keys")
 
     def __init__(self, owner: str, queued: int, keys: list[str], log: Mirror | None) -> None:
         self.owner = owner
         self.queued = queued
+        self.written = queued
         self.broken: Exception | None = None
+        self.full: BrokerFull | None = None
+        self.epoch = 0
         self.log = log  # what was written, for this replica's own listeners
         self.keys = keys  # the append script's keys, made once rather than per token
 
@@ -50,7 +69,7 @@ class _Produced:
 class _Write:
     """One queued append: the script's arguments (its keys are the stream's), and who waits."""
 
-    __slots__ = ("stream_id", "produced", "entry", "args", "done")
+    __slots__ = ("stream_id", "produced", "entry", "args", "done", "ending", "epoch")
 
     def __init__(
         self,
@@ -59,12 +78,15 @@ class _Write:
         entry: Entry,
         args: list[str | int | bytes],
         done: asyncio.Future[int],
+        ending: bool,
     ) -> None:
         self.stream_id = stream_id
         self.produced = produced
         self.entry = entry
         self.args = args
         self.done = done
+        self.ending = ending  # written even when Redis is full
+        self.epoch = produced.epoch
 
 
 class Writer:
@@ -95,6 +117,7 @@ class Writer:
         self._channel_window = channel_window
         self._lease_ms = lease_ms
         self._append_sha = redis.register_script(APPEND).sha
+        self._end_sha = redis.register_script(END_ANYWAY).sha
         self._produced: dict[str, _Produced] = {}
         self._queue: list[_Write] = []
         self._queued = asyncio.Event()
@@ -102,6 +125,7 @@ class Writer:
 
     async def load_script(self) -> None:
         await or_unavailable(self._redis.script_load(APPEND))
+        await or_unavailable(self._redis.script_load(END_ANYWAY))
 
     def produce(self, stream_id: str, owner: str, last: int, log: Mirror | None = None) -> None:
         """Write this stream from now on, after event ``last``; ``log`` gets what was written."""
@@ -134,6 +158,9 @@ class Writer:
         produced = self._produced.get(stream_id)
         if produced is None:
             raise StreamTakenOver(f"stream {stream_id!r} is not produced here")
+        ending = finishing or event in ENDING_EVENTS
+        if produced.full is not None and not ending:
+            raise produced.full
         if produced.broken is not None:
             raise produced.broken
         produced.queued += 1
@@ -157,6 +184,7 @@ class Writer:
                 self._channel_window,
             ],
             asyncio.get_running_loop().create_future(),
+            ending,
         )
         write.done.add_done_callback(retrieve)
         self._queue.append(write)
@@ -179,6 +207,9 @@ class Writer:
 
     async def _write_batch(self, batch: list[_Write]) -> None:
         """Send one batch, retrying it whole through an outage (the script is idempotent)."""
+        batch = [write for write in batch if self._current(write)]
+        if not batch:
+            return
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._lease_ms / 1000
         delay = 0.05
@@ -187,10 +218,12 @@ class Writer:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for write in batch:
                         keys = write.produced.keys
-                        pipe.evalsha(self._append_sha, len(keys), *keys, *write.args)
+                        sha = self._end_sha if write.ending else self._append_sha
+                        pipe.evalsha(sha, len(keys), *keys, *write.args)
                     results: list[Any] = await pipe.execute(raise_on_error=False)
                 if any(isinstance(r, NoScriptError) for r in results):
-                    await self._redis.script_load(APPEND)  # Redis restarted: load it again
+                    await self._redis.script_load(APPEND)  # Redis restarted: load them again
+                    await self._redis.script_load(END_ANYWAY)
                     continue
                 break
             except UNREACHABLE as exc:
@@ -206,6 +239,11 @@ class Writer:
                 delay = min(delay * 2, 1.0)
         grown: dict[str, Mirror] = {}
         for write, result in zip(batch, results, strict=True):
+            if not self._current(write):
+                continue  # after a delta Redis refused in this very batch: a gap, dropped
+            if is_full(result):
+                self._refuse(write)
+                continue
             if isinstance(result, ResponseError):
                 message = str(result)
                 if message.startswith(("TWTAKEN", "TWGONE", "TWGAP")):
@@ -214,6 +252,7 @@ class Writer:
                     self._fail(write, BrokerUnavailable(f"Redis refused an append: {message}"))
                 continue
             seq = write.entry[0]
+            write.produced.written = max(write.produced.written, seq)
             own = write.produced.log
             if own is not None and not own.finished:
                 own.entries.append(write.entry)
@@ -226,6 +265,34 @@ class Writer:
                 write.done.set_result(seq)
         for own in grown.values():
             own.notify()
+
+    def _current(self, write: _Write) -> bool:
+        """Whether the write still counts; one queued before Redis refused an earlier event
+        of its stream fails as that one did."""
+        produced = write.produced
+        if write.epoch == produced.epoch:
+            return True
+        if not write.done.done():
+            assert produced.full is not None  # only a refusal moves the epoch
+            write.done.set_exception(produced.full)
+        return False
+
+    def _refuse(self, write: _Write) -> None:
+        """Redis is full: the stream's next events are its ending, right after the last one
+        Redis holds; the writes queued meanwhile are dropped."""
+        produced = write.produced
+        full = BrokerFull(f"{FULL_MESSAGE}; the answer ends here", produced.written)
+        if produced.full is None:
+            log.warning(
+                "Redis is full (maxmemory): stream %s ends after event %d",
+                write.stream_id,
+                produced.written,
+            )
+        produced.full = full
+        produced.epoch += 1
+        produced.queued = produced.written
+        if not write.done.done():
+            write.done.set_exception(full)
 
     def _fail(self, write: _Write, error: Exception) -> None:
         produced = write.produced
