@@ -125,6 +125,12 @@ class Leases:
             return None
         owner = meta[b"owner"].decode()
         items: Any = await self._redis.xrange(self._keys.stream(stream_id))
+        if not items:
+            # Created, never written: its ask failed (Redis answered too late, or the
+            # store refused the question), so nobody knows the stream. Nothing to end.
+            await self._redis.zrem(self._keys.running, stream_id)
+            await self._redis.delete(self._keys.meta(stream_id))
+            return None
         entries = [entry_of(entry_id, fields) for entry_id, fields in items]
         log.warning("stream %s lost its replica; ending it here", stream_id)
         self._writer.produce(stream_id, owner, int(meta[b"last"]))
