@@ -36,7 +36,7 @@ async def stored(client: httpx.AsyncClient, conversation_id: str) -> dict[str, A
 
 
 async def test_redis_full_ends_the_answer_once_and_claims_nothing_alive(
-    make_server: ServerFactory, private_redis: RedisServer
+    private_redis: RedisServer, make_server: ServerFactory
 ) -> None:
     a = make_server(broker=private_redis.url, lease_timeout=LEASE)
     b = make_server(broker=private_redis.url, lease_timeout=LEASE)

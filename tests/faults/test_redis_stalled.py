@@ -34,7 +34,7 @@ OUTAGE = 3.5  # longer than the 2 s after which followers used to give up
 
 
 async def test_an_ask_fails_within_redis_timeout_and_records_nothing(
-    make_server: ServerFactory, private_redis: RedisServer
+    private_redis: RedisServer, make_server: ServerFactory
 ) -> None:
     server = make_server(broker=private_redis.url, redis_timeout=REDIS_TIMEOUT)
     loop = asyncio.get_running_loop()
@@ -65,13 +65,14 @@ async def test_an_ask_fails_within_redis_timeout_and_records_nothing(
 
 @contextlib.asynccontextmanager
 async def raw_reading(
-    client: httpx.AsyncClient, url: str
+    client: httpx.AsyncClient, url: str, last_event_id: str | None = None
 ) -> AsyncIterator[tuple[list[tuple[float, bytes]], asyncio.Task[None]]]:
     """The response's chunks as they come, timed, read by a task of its own."""
     chunks: list[tuple[float, bytes]] = []
     loop = asyncio.get_running_loop()
-    async with client.stream("GET", url) as response:
-        assert response.status_code == 200
+    headers = {"last-event-id": last_event_id} if last_event_id else {}
+    async with client.stream("GET", url, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
 
         async def read() -> None:
             async for chunk in response.aiter_bytes():
@@ -93,21 +94,28 @@ async def wait_for_events(chunks: list[tuple[float, bytes]], count: int) -> None
 
 
 def check_rode_out(
-    chunks: list[tuple[float, bytes]], began: float, ended: float, message: str
+    chunks: list[tuple[float, bytes]], began: float, ended: float, message: str, after: int = 0
 ) -> None:
-    """Pings during the outage, then every event once, in order, to ``end``."""
+    """Pings during the outage, then every event after ``after`` once, in order, to ``end``."""
     during = b"".join(c for at, c in chunks if began <= at <= ended)
     assert during.count(b": ping") >= 2, during
     events = sse.Parser().feed(b"".join(c for _, c in chunks))
-    assert [int(e.id or 0) for e in events] == list(range(1, len(events) + 1))
-    assert text_of(events) == message
+    assert [int(e.id or 0) for e in events] == list(range(after + 1, after + len(events) + 1))
+    assert message.endswith(text_of(events))
+    if after == 0:
+        assert text_of(events) == message
     assert json.loads(events[-1].data)["finish_reason"] == "stop"
 
 
+def last_id(chunks: list[tuple[float, bytes]]) -> int:
+    return int(sse.Parser().feed(b"".join(c for _, c in chunks))[-1].id or 0)
+
+
 async def test_a_follower_stays_open_through_a_network_cut_and_goes_on(
-    make_server: ServerFactory, private_redis: RedisServer
+    private_redis: RedisServer, make_server: ServerFactory
 ) -> None:
-    """The follower's replica loses Redis (its network): its listener keeps the answer."""
+    """The follower's replica loses Redis (its network): its listener keeps the answer, and
+    one who reconnects meanwhile (``Last-Event-ID``) is let in, not refused."""
     proxy = TcpProxy("127.0.0.1", private_redis.port)
     try:
         generating = make_server(broker=private_redis.url)
@@ -119,23 +127,29 @@ async def test_a_follower_stays_open_through_a_network_cut_and_goes_on(
             httpx.AsyncClient(base_url=cut_off.url, timeout=30) as client,
         ):
             started = await ask(on_generating, message, assistant="echo", options=SLOW)
-            async with raw_reading(client, started["events_url"]) as (chunks, reader):
+            url = started["events_url"]
+            async with raw_reading(client, url) as (chunks, reader):
                 await wait_for_events(chunks, 4)
                 proxy.cut()
                 began = loop.time()
-                await asyncio.sleep(OUTAGE)
-                assert not reader.done(), "the response ended during the outage"
-                proxy.restore()
-                ended = loop.time()
-                async with asyncio.timeout(15):
-                    await reader
+                await asyncio.sleep(1.0)
+                seen = last_id(chunks)
+                async with raw_reading(client, url, str(seen)) as (again, rejoined):
+                    await asyncio.sleep(OUTAGE - 1.0)
+                    assert not reader.done(), "the response ended during the outage"
+                    assert not rejoined.done(), "the reconnect ended during the outage"
+                    proxy.restore()
+                    ended = loop.time()
+                    async with asyncio.timeout(15):
+                        await asyncio.gather(reader, rejoined)
         check_rode_out(chunks, began, ended, message)
+        check_rode_out(again, began, ended, message, after=seen)
     finally:
         proxy.close()
 
 
 async def test_a_follower_stays_open_while_redis_is_stalled_and_goes_on(
-    make_server: ServerFactory, private_redis: RedisServer
+    private_redis: RedisServer, make_server: ServerFactory
 ) -> None:
     settings = {"broker": private_redis.url, "redis_timeout": REDIS_TIMEOUT, "heartbeat": 0.5}
     generating = make_server(**settings)

@@ -11,7 +11,8 @@ The broker is a few parts, each owning its own state, composed by
   channels, each filled by one blocking reader (:mod:`.reads`);
 - :mod:`.leases` the heartbeat, and claiming the streams of dead replicas;
 - :mod:`.cancels` Stop across replicas; :mod:`.presence` listener counts and
-  the grace period.
+  the grace period;
+- :mod:`.full` the scripts Redis runs even when it is full (``maxmemory``).
 
 Imports go one way, from the broker down to the keys; no part imports the broker.
 """

@@ -138,7 +138,7 @@ class RedisBroker(Broker):
         except BrokerUnavailable:
             self._cancels.forget(stream_id)
             raise
-        own = self._followers.own(stream_id)  # this replica's listeners read what it wrote
+        own = self._followers.own(stream_id, owner)  # listeners here read what it wrote
         self._writer.produce(stream_id, owner, 0, own)
         return stream_id
 
@@ -162,6 +162,21 @@ class RedisBroker(Broker):
             await self._leases.close(stream_id)
 
     async def info(self, stream_id: str, owner: str) -> StreamInfo:
+        return (await self._look_up(stream_id, owner))[0]
+
+    async def _look_up(self, stream_id: str, owner: str) -> tuple[StreamInfo, bool]:
+        """The stream's state, and whether it comes from this replica's mirror because
+        Redis is away: a stream still running here that its owner follows (see
+        :meth:`subscribe`)."""
+        try:
+            return await self._info(stream_id, owner), False
+        except BrokerUnavailable:
+            known = self._followers.known(stream_id, owner)
+            if known is None:
+                raise
+            return known, True
+
+    async def _info(self, stream_id: str, owner: str) -> StreamInfo:
         meta: Any = await or_unavailable(self.redis.hgetall(self._keys.meta(stream_id)))
         if not meta or meta.get(b"owner", b"").decode() != owner:
             if not meta and await self._exists(self._keys.tombstone(stream_id)):
@@ -176,19 +191,30 @@ class RedisBroker(Broker):
         return bool(await or_unavailable(found))
 
     async def subscribe(self, stream_id: str, owner: str, after: int) -> Subscription:
-        info = await self.info(stream_id, owner)
-        if after > info.last_seq:
+        """While Redis is away, a listener of a stream this replica still mirrors (one
+        who reconnects) is let in rather than refused: a ``503`` makes a browser's
+        EventSource give up for good. It waits, with heartbeats, as the mirror's other
+        listeners do; its cursor may be ahead of the mirror (it read elsewhere)."""
+        info, mirrored = await self._look_up(stream_id, owner)
+        if after > info.last_seq and not mirrored:
             raise InvalidLastEventId(
                 f"Last-Event-ID {after} is beyond the last event of stream {stream_id!r} "
                 f"(it has reached {info.last_seq})",
             )
-        await self._ensure_started()
-        await self._listeners.arrived(stream_id)
+        counted = True
+        try:
+            await self._ensure_started()
+            await self._listeners.arrived(stream_id)
+        except BrokerUnavailable:
+            if not mirrored:
+                raise
+            counted = False  # the count of the listener it replaces stays meanwhile
 
         async def left() -> None:
-            await self._listeners.left(stream_id)
+            if counted:
+                await self._listeners.left(stream_id)
 
-        return self._followers.subscribe(stream_id, after, left)
+        return self._followers.subscribe(stream_id, owner, after, left)
 
     # -- the user's channel, Stop, presence ------------------------------------------
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from typewriter.errors import BrokerUnavailable
-from typewriter.streams.base import TERMINAL_EVENT, Subscription
+from typewriter.streams.base import TERMINAL_EVENT, StreamInfo, Subscription
 from typewriter.streams.local import LocalLog, LocalSubscription
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import entry_of, or_unavailable
@@ -31,11 +31,12 @@ __all__ = ["Mirror", "StreamFollowers"]
 class Mirror(LocalLog):
     """A local copy of one Redis stream, filled by one follower task (or by the writer)."""
 
-    __slots__ = ("subscribers",)
+    __slots__ = ("subscribers", "owner")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str | None = None) -> None:
         super().__init__()
         self.subscribers = 0
+        self.owner = owner  # known once a listener was let in: what answers while Redis is away
 
 
 class StreamFollowers:
@@ -56,16 +57,26 @@ class StreamFollowers:
         self._keys = keys
         self._mirrors: dict[str, Mirror] = {}
 
-    def own(self, stream_id: str) -> Mirror:
+    def own(self, stream_id: str, owner: str) -> Mirror:
         """The log of a stream this replica produces: its writer fills it, no ``XREAD``."""
-        log = self._mirrors[stream_id] = Mirror()
+        log = self._mirrors[stream_id] = Mirror(owner)
         return log
 
+    def known(self, stream_id: str, owner: str) -> StreamInfo | None:
+        """The stream as this replica mirrors it, if it is ``owner``'s and still running
+        here: how a listener who reconnects while Redis is away is let in."""
+        mirror = self._mirrors.get(stream_id)
+        if mirror is None or mirror.finished or mirror.owner != owner:
+            return None
+        last = mirror.entries[-1][0] if mirror.entries else 0
+        return StreamInfo(stream_id, owner, last, False)
+
     def subscribe(
-        self, stream_id: str, after: int, then: Callable[[], Awaitable[None]]
+        self, stream_id: str, owner: str, after: int, then: Callable[[], Awaitable[None]]
     ) -> Subscription:
         """A cursor on the stream's mirror; ``then`` runs once the listener has left it."""
         mirror = self._mirror(stream_id)
+        mirror.owner = owner
         mirror.subscribers += 1
 
         async def left() -> None:

@@ -119,18 +119,17 @@ class Leases:
         return [orphan for orphan in orphans if orphan is not None]
 
     async def _orphan(self, stream_id: str) -> Orphan | None:
+        if self._writer.produces(stream_id):
+            # Its lease lapsed while this very replica produces it (a heartbeat late on a
+            # busy loop): it is alive, so it is not an orphan. The claim renewed it.
+            log.warning("lease of stream %s lapsed while this replica produces it", stream_id)
+            return None
         meta: Any = await self._redis.hgetall(self._keys.meta(stream_id))
         if not meta or meta.get(b"finished") == b"1":
             await self._redis.zrem(self._keys.running, stream_id)
             return None
         owner = meta[b"owner"].decode()
         items: Any = await self._redis.xrange(self._keys.stream(stream_id))
-        if not items:
-            # Created, never written: its ask failed (Redis answered too late, or the
-            # store refused the question), so nobody knows the stream. Nothing to end.
-            await self._redis.zrem(self._keys.running, stream_id)
-            await self._redis.delete(self._keys.meta(stream_id))
-            return None
         entries = [entry_of(entry_id, fields) for entry_id, fields in items]
         log.warning("stream %s lost its replica; ending it here", stream_id)
         self._writer.produce(stream_id, owner, int(meta[b"last"]))

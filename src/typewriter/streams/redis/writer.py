@@ -134,6 +134,11 @@ class Writer:
     def forget(self, stream_id: str) -> None:
         self._produced.pop(stream_id, None)
 
+    def produces(self, stream_id: str) -> bool:
+        """Whether this replica writes the stream and still holds its lease."""
+        produced = self._produced.get(stream_id)
+        return produced is not None and produced.broken is None
+
     def held(self) -> list[str]:
         """The streams whose leases to renew: a stream whose writes failed for good is left
         to lapse and be ended by whichever replica claims it."""
