@@ -91,3 +91,29 @@ async def test_redis_full_ends_the_answer_once_and_claims_nothing_alive(
         again = await ask(on_a, "after", assistant="echo")
         after: list[sse.Event] = await follow(on_b, again["events_url"])
         assert text_of(after) == "after" and data_of(after[-1])["finish_reason"] == "stop"
+
+
+async def test_while_redis_is_full_an_ask_gets_503_and_records_nothing_and_stop_works(
+    private_redis: RedisServer, make_server: ServerFactory
+) -> None:
+    server = make_server(broker=private_redis.url)
+    waiting = {"simulate": {"first_token_delay_ms": 60_000}}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        running = await ask(client, "to be stopped", assistant="echo", options=waiting)
+        async with client.stream("GET", running["events_url"]) as response:
+            shown = await read_events(response, limit=1)  # start
+            full(private_redis)
+            refused = await client.post("/v1/chat", json={"message": "while full"})
+            stop = await client.post(f"/v1/streams/{running['stream_id']}/cancel")
+            async with asyncio.timeout(5):
+                shown += await read_events(response)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "broker_unavailable"
+        listed = (await client.get("/v1/conversations")).json()["data"]
+        assert [c["id"] for c in listed] == [running["conversation_id"]]
+        assert stop.status_code == 202, stop.text
+        assert [e.event for e in shown] == ["start", "end"]
+        assert data_of(shown[-1])["finish_reason"] == "cancelled"
+        free_memory(private_redis)
+        again = await ask(client, "after", assistant="echo")
+        assert text_of(await follow(client, again["events_url"])) == "after"

@@ -9,7 +9,7 @@ claim their answers; were the ``end`` refused, listeners would wait with no end.
 
 So the writes that keep answers honest run as scripts flagged ``allow-oom``
 (Redis 7): the heartbeat (it overwrites a key and scores that exist: no
-growth), claiming lapsed leases (the same), listener counts, and the two
+growth), claiming lapsed leases (the same), listener counts, Stop, and the two
 events that end an answer (``error`` and ``end``: a few hundred bytes, once per
 answer). The deltas of an answer stay refused: an answer whose delta Redis
 refuses ends there, cleanly, with what its listeners saw (see :mod:`.writer`).
@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from typewriter.streams.redis.keys import APPEND, CLAIM
 
-__all__ = ["CLAIM_ANYWAY", "COUNT_ANYWAY", "ENDING_EVENTS", "HEARTBEAT", "END_ANYWAY"]
+__all__ = [
+    "CANCEL_ANYWAY",
+    "CLAIM_ANYWAY",
+    "COUNT_ANYWAY",
+    "END_ANYWAY",
+    "ENDING_EVENTS",
+    "HEARTBEAT",
+]
 
 _ALLOW_OOM = "#!lua flags=allow-oom\n"
 
@@ -57,3 +64,14 @@ return n
 )
 """One more or one fewer listener of a stream on this replica (a listener who reconnects
 while Redis is full is still counted, so the grace period does not end its answer)."""
+
+# KEYS: cancel flag. ARGV: ttl, pub/sub channel, stream id
+CANCEL_ANYWAY = (
+    _ALLOW_OOM
+    + """
+redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+)
+"""Stop: the flag and the message (a user's Stop works while Redis is full)."""
