@@ -125,7 +125,13 @@ class Writer:
 
     async def load_script(self) -> None:
         await or_unavailable(self._redis.script_load(APPEND))
-        await or_unavailable(self._redis.script_load(END_ANYWAY))
+        try:
+            await or_unavailable(self._redis.script_load(END_ANYWAY))
+        except ResponseError as exc:  # Redis 6 reads the flags line as bad Lua
+            raise BrokerUnavailable(
+                f"Redis refused a script flagged allow-oom ({exc}); typewriter needs "
+                "Redis 7.0 or later"
+            ) from None
 
     def produce(self, stream_id: str, owner: str, last: int, log: Mirror | None = None) -> None:
         """Write this stream from now on, after event ``last``; ``log`` gets what was written."""
