@@ -27,6 +27,7 @@ route knows better (an unknown assistant is OpenAI's 404 ``model_not_found``).
     ├── TooManyRequests             429 rate_limited (+ Retry-After)
     ├── StoreUnavailable            503 store_unavailable
     ├── BrokerUnavailable           503 broker_unavailable
+    │   └── BrokerFull              503 broker_unavailable (Redis at maxmemory)
     ├── Draining                    503 draining (+ Retry-After)
     ├── ConfigError                 (start-up only: a wrong setting)
     └── ModelError                  502 upstream_error
@@ -46,6 +47,7 @@ from typing import Any
 __all__ = [
     "AnswerInProgress",
     "BadRequest",
+    "BrokerFull",
     "BrokerUnavailable",
     "ConfigError",
     "Draining",
@@ -209,6 +211,18 @@ class BrokerUnavailable(TypewriterError):
 
     status = 503
     code = "broker_unavailable"
+
+
+class BrokerFull(BrokerUnavailable):
+    """Redis refused an event for want of memory (``maxmemory``, ``noeviction``).
+
+    ``written`` is the number of the stream's last event Redis holds: what its
+    listeners saw, and so what is stored of the answer, which ends right there.
+    """
+
+    def __init__(self, message: str, written: int) -> None:
+        super().__init__(message)
+        self.written = written
 
 
 class Draining(TypewriterError):

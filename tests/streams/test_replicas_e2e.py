@@ -78,8 +78,13 @@ async def test_a_starting_replica_leaves_running_answers_of_the_others_alone(
 async def test_a_redis_outage_ends_other_replicas_responses_cleanly_and_nothing_is_lost(
     make_server: ServerFactory, redis_url: str, redis_proxy: TcpProxy
 ) -> None:
+    """An outage longer than a lease: the listeners wait as long as the answer's lease may
+    hold (``lease_timeout``), then end cleanly; a shorter one they ride out
+    (tests/faults/test_redis_stalled.py)."""
     generating = make_server(broker=redis_url)
-    cut_off = make_server(broker=f"redis://{redis_proxy.address}/0", heartbeat=0.5)
+    cut_off = make_server(
+        broker=f"redis://{redis_proxy.address}/0", heartbeat=0.5, lease_timeout=LEASE
+    )
     message = "o" * 200
     async with (
         httpx.AsyncClient(base_url=generating.url, timeout=30) as on_generating,

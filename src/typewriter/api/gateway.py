@@ -44,7 +44,10 @@ class Gateway:
         self.settings = settings
         self.metrics = Metrics()
         broker = create_broker(
-            settings.broker, retention=settings.retention, lease_timeout=settings.lease_timeout
+            settings.broker,
+            retention=settings.retention,
+            lease_timeout=settings.lease_timeout,
+            redis_timeout=settings.redis_timeout,
         )
         # The composition root holds the whole broker; the routes reach it by the one job
         # each needs, so a route that follows streams cannot stop or start anything.

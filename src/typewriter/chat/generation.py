@@ -22,6 +22,7 @@ from typewriter import events
 from typewriter.assistants import Assistant
 from typewriter.config import Settings
 from typewriter.errors import (
+    BrokerFull,
     BrokerUnavailable,
     ModelError,
     ModelTimeout,
@@ -59,7 +60,14 @@ class _Progress:
 
     parts: list[str]
     first_at: float | None = None
+    first_seq: int | None = None  # the stream's number of the first delta (parts[0])
     timing: timing.ModelTiming | None = None
+
+    def shown(self, written: int) -> None:
+        """Keep only the parts whose deltas the stream holds (up to event ``written``): the
+        rest were refused (Redis full), so nobody saw them and they are not stored."""
+        kept = 0 if self.first_seq is None else max(0, written - self.first_seq + 1)
+        del self.parts[kept:]
 
 
 @dataclass(slots=True)
@@ -143,31 +151,49 @@ class Generation:
                 await recorder.abandon()
             return
         try:
-            if recorder is not None:
-                first = progress.first_at
-                first_ms = (first - asked_at) * 1000 if first is not None else None
-                usage = outcome.usage.to_dict() if outcome.usage else None
-                # Cut by the server (a drain's deadline, a second signal): stored as the
-                # answers of a replica that died are, so history tells it apart from a
-                # model's failure.
-                cut = outcome.error is not None and outcome.error.code == "interrupted"
-                await recorder.finish(
-                    "".join(progress.parts),
-                    outcome.finish_reason,
-                    usage,
-                    first_ms,
-                    status="interrupted" if cut else "done",
-                )
-            await self.finish(answer, outcome)
+            for last_try in (False, True):
+                if isinstance(outcome.error, BrokerFull):
+                    progress.shown(outcome.error.written)
+                await self._store(recorder, progress, outcome, asked_at)
+                try:
+                    await self.finish(answer, outcome, quiet=last_try)
+                    break
+                except BrokerFull as full:
+                    # Redis refused a delta that was in flight when the answer ended: the
+                    # end followed it and was dropped. End again, after what Redis holds.
+                    outcome = Outcome("error", error=full)
         finally:
             metrics.answer_ended(assistant.name, outcome.finish_reason)
             _log_end(answer, slot.owner, assistant, progress, outcome, asked_at)
 
-    async def finish(self, answer: Answer, outcome: Outcome) -> None:
+    @staticmethod
+    async def _store(
+        recorder: Recorder | None, progress: _Progress, outcome: Outcome, asked_at: float
+    ) -> None:
+        """Store the answer's end (before ``end`` is appended: a client that read it finds it)."""
+        if recorder is None:
+            return
+        first = progress.first_at
+        first_ms = (first - asked_at) * 1000 if first is not None else None
+        usage = outcome.usage.to_dict() if outcome.usage else None
+        # Cut by the server (a drain's deadline, a second signal): stored as the answers
+        # of a replica that died are, so history tells it apart from a model's failure.
+        cut = outcome.error is not None and outcome.error.code == "interrupted"
+        await recorder.finish(
+            "".join(progress.parts),
+            outcome.finish_reason,
+            usage,
+            first_ms,
+            status="interrupted" if cut else "done",
+        )
+
+    async def finish(self, answer: Answer, outcome: Outcome, *, quiet: bool = True) -> None:
         """``error`` (if any) then ``end``; a broker that is gone only gets a warning.
 
         If Redis stays unreachable, the stream's lease lapses and whichever replica
-        sees it first ends the stream ``interrupted`` once Redis is back.
+        sees it first ends the stream ``interrupted`` once Redis is back. Unless
+        ``quiet``, a full Redis (:class:`BrokerFull`) is raised: the caller ends the
+        answer again, after the last event Redis holds.
         """
         try:
             if outcome.error is not None:
@@ -176,6 +202,8 @@ class Generation:
             end = events.End(outcome.finish_reason, answer.message_id, outcome.usage)
             await self.broker.finish(answer.stream_id, events.encode(end))
         except (BrokerUnavailable, StreamTakenOver) as exc:
+            if isinstance(exc, BrokerFull) and not quiet:
+                raise
             log.warning("could not end stream %s: %s", answer.stream_id, exc.message)
 
     async def _pump(
@@ -226,7 +254,9 @@ class Generation:
                             text = text[:room]
                         room -= len(text)
                         parts.append(text)
-                        await append(stream_id, "delta", events.encode(events.Delta(text)))
+                        seq = await append(stream_id, "delta", events.encode(events.Delta(text)))
+                        if progress.first_seq is None:
+                            progress.first_seq = seq
                         if cut:
                             return Outcome("length")
                     if chunk.finish_reason is not None:

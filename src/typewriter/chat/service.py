@@ -1,8 +1,9 @@
 """The use case: a question in, a stream of events out.
 
-``Chat.ask`` checks the per-answer limits, records the question, opens a
-stream, appends ``start`` and hands the rest to a generation task
-(:mod:`.generation`) that never waits for listeners.
+``Chat.ask`` checks the per-answer limits, opens a stream, records the
+question, appends ``start`` and hands the rest to a generation task
+(:mod:`.generation`) that never waits for listeners. The stream comes first so
+that a broker that is away or full fails the ask with nothing recorded.
 
 The per-answer limits live here because every entry point (``/v1/chat``,
 regenerate, ``/v1/chat/completions``) goes through ``ask``: a message too long
@@ -27,7 +28,6 @@ from typewriter.assistants import Assistant
 from typewriter.config import Settings
 from typewriter.errors import (
     AnswerInProgress,
-    BrokerUnavailable,
     Draining,
     MessageTooLong,
     TypewriterError,
@@ -48,8 +48,9 @@ from .slots import Slot, Slots, StreamSlots
 __all__ = ["Answer", "Chat", "Question"]
 
 _STREAM_CREATED_WITHIN = 30.0
-"""Seconds after its answer is recorded by which an ask has created its stream (it is the
-next step; the margin covers a slow broker), so an older answer with no stream has ended."""
+"""Seconds after its answer is recorded by which its stream runs (an ask creates the stream
+just before it records the answer; the margin covers a slow store and broker), so an older
+answer with no stream running has ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,31 +135,27 @@ class Chat:
     async def _start(
         self, question: Question, assistant: Assistant, slot: Slot, stream_id: str, asked_at: float
     ) -> Answer:
-        messages = question.messages
-        recorder = None
-        if self.store is not None and question.persist:
-            turn = await self._record(self.store, question, assistant, stream_id)
-            conversation_id, message_id, messages = (
-                turn.conversation_id,
-                turn.answer_id,
-                turn.history,
-            )
-            assert self.checkpointer is not None  # made with the store
-            recorder = Recorder(self.checkpointer, message_id)
-        else:
-            conversation_id = question.conversation_id or new_id("conv")
-            message_id = new_id("msg")
-        answer = Answer(stream_id, conversation_id, message_id)
-        start = events.Start(
-            stream_id, conversation_id, message_id, assistant.name, int(time.time())
-        )
+        """Open the stream, then record the question: a broker that is away or full fails
+        the ask (503) before anything is stored, and a store that refuses the question
+        (busy conversation, store away) takes the empty stream back."""
+        await self.broker.create(question.owner, stream_id)
+        recorder: Recorder | None = None
         try:
-            await self.broker.create(question.owner, stream_id)
+            answer, recorder, messages = await self._open_answer(question, assistant, stream_id)
+            start = events.Start(
+                stream_id,
+                answer.conversation_id,
+                answer.message_id,
+                assistant.name,
+                int(time.time()),
+            )
             await self.broker.append(stream_id, start.name, events.encode(start))
-        except BrokerUnavailable:
+        except BaseException:
             if recorder is not None:  # recorded but never streamed: not left "streaming"
                 with contextlib.suppress(TypewriterError):
-                    await recorder.store.interrupt([message_id], "")
+                    await recorder.store.interrupt([recorder.message_id], "")
+            with contextlib.suppress(TypewriterError):
+                await self.broker.discard(stream_id)
             raise
         request = ModelRequest(
             model=assistant.model,
@@ -178,6 +175,20 @@ class Chat:
 
         task.add_done_callback(ended)
         return answer
+
+    async def _open_answer(
+        self, question: Question, assistant: Assistant, stream_id: str
+    ) -> tuple[Answer, Recorder | None, tuple[ChatMessage, ...]]:
+        """The answer's ids, its recorder and the history to send the model: recorded in
+        the store if the question is persisted, made up here if not."""
+        if self.store is None or not question.persist:
+            conversation_id = question.conversation_id or new_id("conv")
+            return Answer(stream_id, conversation_id, new_id("msg")), None, question.messages
+        turn = await self._record(self.store, question, assistant, stream_id)
+        assert self.checkpointer is not None  # made with the store
+        recorder = Recorder(self.checkpointer, turn.answer_id)
+        answer = Answer(stream_id, turn.conversation_id, turn.answer_id)
+        return answer, recorder, turn.history
 
     async def _record(
         self, store: SqlStore, question: Question, assistant: Assistant, stream_id: str
@@ -212,7 +223,7 @@ class Chat:
 
     async def _ended(self, busy: AnswerInProgress) -> bool:
         """Whether the answer in the way is only a row: old enough to have its stream (an
-        ask records its answer just before creating the stream) and no stream running."""
+        ask creates the stream just before it records the answer) and no stream running."""
         if time.time() - busy.started_at < _STREAM_CREATED_WITHIN:
             return False
         return not await self.broker.live([busy.stream_id])

@@ -213,6 +213,11 @@ class StreamLog(Protocol):
         """Append the terminal ``end`` event; the stream is then retained, then expires."""
 
     @abstractmethod
+    async def discard(self, stream_id: str) -> None:
+        """Forget a stream created moments ago to which nothing was appended (the ask that
+        created it failed to record its question): as if never created, nothing to end."""
+
+    @abstractmethod
     async def info(self, stream_id: str, owner: str) -> StreamInfo:
         """The stream's state, or StreamNotFound (also for another owner) / StreamExpired."""
 

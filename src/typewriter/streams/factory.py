@@ -8,7 +8,9 @@ from typewriter.streams.base import Broker
 __all__ = ["create_broker"]
 
 
-def create_broker(url: str, *, retention: float, lease_timeout: float = 15.0) -> Broker:
+def create_broker(
+    url: str, *, retention: float, lease_timeout: float = 15.0, redis_timeout: float = 3.0
+) -> Broker:
     """``memory`` (the default) or ``redis://host:port/db`` (replicas)."""
     if url in ("memory", "memory://"):
         from typewriter.streams.memory import MemoryBroker
@@ -17,7 +19,9 @@ def create_broker(url: str, *, retention: float, lease_timeout: float = 15.0) ->
     if url.startswith(("redis://", "rediss://", "unix://")):
         from typewriter.streams.redis import RedisBroker
 
-        return RedisBroker(url, retention=retention, lease_timeout=lease_timeout)
+        return RedisBroker(
+            url, retention=retention, lease_timeout=lease_timeout, timeout=redis_timeout
+        )
     raise ConfigError(
         f"broker {url!r} is not known: use 'memory' (in-process) or 'redis://host:port/db'",
     )

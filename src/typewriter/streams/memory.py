@@ -119,6 +119,9 @@ class MemoryBroker(Broker):
         self._later(self.retention, self._expire, stream_id)
         return seq
 
+    async def discard(self, stream_id: str) -> None:
+        self._streams.pop(stream_id, None)
+
     def _channel(self, owner: str) -> _Channel:
         channel = self._channels.get(owner)
         if channel is None:

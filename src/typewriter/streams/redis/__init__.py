@@ -14,6 +14,7 @@ The broker is a few parts, each owning its own state, composed by
   the grace period;
 - :mod:`.epoch` noticing that Redis lost its data; :mod:`.restore` writing a
   lost running stream back with its numbers.
+- :mod:`.full` the scripts Redis runs even when it is full (``maxmemory``).
 
 Imports go one way, from the broker down to the keys; no part imports the broker.
 """

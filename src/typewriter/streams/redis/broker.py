@@ -7,6 +7,7 @@ answers which call. See the package's docstring for what each part does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from typing import Any
 
@@ -48,7 +49,8 @@ class RedisBroker(Broker):
 
     ``retention`` is how long a finished stream stays readable, ``tombstone_ttl``
     how long it then answers "expired"; ``lease_timeout`` bounds how long the
-    streams of a replica that died stay unanswered.
+    streams of a replica that died stay unanswered; ``timeout`` how long one
+    command may take before it counts as failed.
     """
 
     shared = True
@@ -62,6 +64,7 @@ class RedisBroker(Broker):
         channel_window: int = 10_000,
         lease_timeout: float = 15.0,
         prefix: str = "tw",
+        timeout: float = 3.0,
     ) -> None:
         token = new_id("rp")
         keys = Keys(prefix)
@@ -69,14 +72,16 @@ class RedisBroker(Broker):
         # times per lease, and replicas look for lapsed leases every tenth of it (the
         # gateway's sweep).
         lease_ms = int(lease_timeout * 600)
-        self._connections = Connections(url)
+        self._connections = Connections(url, timeout)
         self.redis = self._connections.commands
         reads = self._connections.reads
         self._background = background = Background()
         self._epoch = epoch = Epoch(self.redis, background, keys)
-        self._followers = StreamFollowers(self.redis, reads, background, keys, epoch)
+        # Listeners of other replicas' answers wait out an outage as long as a lease
+        # may hold (then the answer goes on, or another replica ends it once Redis is back).
+        self._followers = StreamFollowers(self.redis, reads, background, keys, epoch, lease_timeout)
         self._channels = ChannelFollowers(
-            self.redis, reads, background, keys, channel_window, epoch
+            self.redis, reads, background, keys, channel_window, epoch, lease_timeout
         )
         self._writer = Writer(
             self.redis,
@@ -156,7 +161,7 @@ class RedisBroker(Broker):
         except BrokerUnavailable:
             self._cancels.forget(stream_id)
             raise
-        own = self._followers.own(stream_id)  # this replica's listeners read what it wrote
+        own = self._followers.own(stream_id, owner)  # listeners here read what it wrote
         self._writer.produce(stream_id, owner, 0, own)
         return stream_id
 
@@ -170,7 +175,31 @@ class RedisBroker(Broker):
             self._writer.forget(stream_id)
             self._cancels.forget(stream_id)
 
+    async def discard(self, stream_id: str) -> None:
+        """Best effort: if Redis is away, the lease (no longer renewed) lapses and another
+        replica ends the empty stream."""
+        self._writer.forget(stream_id)
+        self._cancels.forget(stream_id)
+        self._followers.discard(stream_id)
+        with contextlib.suppress(BrokerUnavailable):
+            await self._leases.close(stream_id)
+
     async def info(self, stream_id: str, owner: str) -> StreamInfo:
+        return (await self._look_up(stream_id, owner))[0]
+
+    async def _look_up(self, stream_id: str, owner: str) -> tuple[StreamInfo, bool]:
+        """The stream's state, and whether it comes from this replica's mirror because
+        Redis is away: a stream still running here that its owner follows (see
+        :meth:`subscribe`)."""
+        try:
+            return await self._info(stream_id, owner), False
+        except BrokerUnavailable:
+            known = self._followers.known(stream_id, owner)
+            if known is None:
+                raise
+            return known, True
+
+    async def _info(self, stream_id: str, owner: str) -> StreamInfo:
         meta: Any = await or_unavailable(self.redis.hgetall(self._keys.meta(stream_id)))
         if not meta:
             meta = await self._restored(stream_id)
@@ -217,21 +246,32 @@ class RedisBroker(Broker):
         return bool(await or_unavailable(found))
 
     async def subscribe(self, stream_id: str, owner: str, after: int) -> Subscription:
-        info = await self.info(stream_id, owner)
-        if after > info.last_seq:
+        """While Redis is away, a listener of a stream this replica still mirrors (one
+        who reconnects) is let in rather than refused: a ``503`` makes a browser's
+        EventSource give up for good. It waits, with heartbeats, as the mirror's other
+        listeners do; its cursor may be ahead of the mirror (it read elsewhere)."""
+        info, mirrored = await self._look_up(stream_id, owner)
+        if after > info.last_seq and not mirrored:
             raise InvalidLastEventId(
                 f"Last-Event-ID {after} is beyond the last event of stream {stream_id!r} "
                 f"(it has reached {info.last_seq})",
             )
-        await self._ensure_started()
-        await self._listeners.arrived(stream_id)
+        counted = True
+        try:
+            await self._ensure_started()
+            await self._listeners.arrived(stream_id)
+        except BrokerUnavailable:
+            if not mirrored:
+                raise
+            counted = False  # the count of the listener it replaces stays meanwhile
         self._here[stream_id] += 1
 
         async def left() -> None:
             self._here[stream_id] -= 1
             if self._here[stream_id] <= 0:
                 del self._here[stream_id]
-            await self._listeners.left(stream_id)
+            if counted:
+                await self._listeners.left(stream_id)
 
         return self._followers.subscribe(stream_id, owner, after, left)
 

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import FAILED, or_unavailable
+from typewriter.streams.redis.full import CANCEL_ANYWAY
 from typewriter.streams.redis.keys import RUNNING_TTL, Keys
 
 __all__ = ["Cancels"]
@@ -33,6 +34,7 @@ class Cancels:
         self._background = background
         self._keys = keys
         self._cancelled: dict[str, asyncio.Event] = {}
+        self._cancel_script = redis.register_script(CANCEL_ANYWAY)  # see .full
 
     async def start(self) -> None:
         """Subscribe to Stop messages (BrokerUnavailable if Redis is away) and listen."""
@@ -49,10 +51,12 @@ class Cancels:
 
     async def request(self, stream_id: str) -> None:
         """Ask whichever replica produces the stream to stop it."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._keys.cancel_flag(stream_id), 1, ex=RUNNING_TTL)
-            pipe.publish(self._keys.cancels, stream_id)
-            await or_unavailable(pipe.execute())
+        await or_unavailable(
+            self._cancel_script(
+                keys=[self._keys.cancel_flag(stream_id)],
+                args=[RUNNING_TTL, self._keys.cancels, stream_id],
+            )
+        )
 
     async def wait(self, stream_id: str) -> None:
         # Only a local event: set by the pub/sub listener or by the listener-count

@@ -21,7 +21,7 @@ from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import or_unavailable
 from typewriter.streams.redis.epoch import Epoch
 from typewriter.streams.redis.keys import CHANNEL_HEAD, Keys
-from typewriter.streams.redis.reads import read_on
+from typewriter.streams.redis.reads import OUTAGE_TOLERANCE, read_on
 
 __all__ = ["ChannelFollowers"]
 
@@ -55,8 +55,10 @@ class ChannelFollowers:
         keys: Keys,
         window: int,
         epoch: Epoch,
+        patience: float = OUTAGE_TOLERANCE,
     ) -> None:
         self._redis = redis
+        self._patience = patience  # how long listeners wait for a Redis that is away
         self._reads = reads
         self._background = background
         self._keys = keys
@@ -115,6 +117,7 @@ class ChannelFollowers:
                 key,
                 f"{channel.epoch}-{channel.last_cursor()}",
                 lambda: stopped.is_set() or self._stale(channel),
+                self._patience,
             )
             async for items in reads:
                 for entry_id, f in items:

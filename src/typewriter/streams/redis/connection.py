@@ -19,7 +19,7 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from typewriter.errors import BrokerUnavailable
@@ -28,6 +28,8 @@ from typewriter.streams.base import Entry
 __all__ = [
     "entry_of",
     "BLOCK_MS",
+    "FULL_MESSAGE",
+    "is_full",
     "FAILED",
     "UNREACHABLE",
     "Connections",
@@ -55,18 +57,34 @@ class Connections:
 
     Both pools wait for a free connection rather than fail at once (redis-py's
     default pool raises past 100 in use).
+
+    ``timeout`` (the ``redis_timeout`` setting) bounds a command: a Redis that
+    stalls (swapping, a long ``KEYS``, a stopped process) fails the command after
+    that long, once, rather than hold an ask for three socket timeouts of retries.
+    Only a connection refused or reset is retried (quickly: it is a blip or it is
+    down); a timeout is not, since the next try would most likely wait as long. A
+    blocking read's socket waits its block period plus the same margin.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 3.0) -> None:
         self.url = url
+        self.timeout = timeout
+        retry = Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=2,
+            supported_errors=(RedisConnectionError,),
+        )
         options: dict[str, Any] = {
-            "socket_connect_timeout": 2.0,
-            "socket_timeout": BLOCK_MS / 1000 + 5.0,
-            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            "socket_connect_timeout": min(timeout, 2.0),
+            "retry": retry,
             "timeout": 5.0,
         }
-        commands = BlockingConnectionPool.from_url(url, max_connections=_COMMANDS, **options)
-        reads = BlockingConnectionPool.from_url(url, max_connections=_FOLLOWERS, **options)
+        commands = BlockingConnectionPool.from_url(
+            url, max_connections=_COMMANDS, socket_timeout=timeout, **options
+        )
+        reads = BlockingConnectionPool.from_url(
+            url, max_connections=_FOLLOWERS, socket_timeout=BLOCK_MS / 1000 + timeout, **options
+        )
         self.commands: aioredis.Redis = aioredis.Redis(connection_pool=commands)
         self.reads: aioredis.Redis = aioredis.Redis(connection_pool=reads)
 
@@ -87,7 +105,7 @@ class Connections:
 
         probe = asyncio.create_task(ping())
         probe.add_done_callback(retrieve)
-        done, _ = await asyncio.wait((probe,), timeout=2.0)
+        done, _ = await asyncio.wait((probe,), timeout=min(self.timeout, 2.0))
         return bool(done and probe.exception() is None and probe.result())
 
     async def close(self) -> None:
@@ -96,13 +114,24 @@ class Connections:
 
 
 async def or_unavailable(awaitable: Awaitable[T]) -> T:
-    """Await a command; a Redis that cannot be reached is BrokerUnavailable."""
+    """Await a command; a Redis that cannot be reached, or that is full, is
+    BrokerUnavailable."""
     try:
         return await awaitable
     except UNREACHABLE as exc:
         raise BrokerUnavailable(
             f"the stream broker (Redis) is unavailable; try again shortly ({exc})"
         ) from None
+    except OutOfMemoryError:
+        raise BrokerUnavailable(FULL_MESSAGE) from None
+
+
+FULL_MESSAGE = "the stream broker (Redis) is out of memory and refuses new events"
+
+
+def is_full(error: object) -> bool:
+    """Whether Redis refused a command for ``maxmemory`` (the ``noeviction`` policy)."""
+    return isinstance(error, OutOfMemoryError)
 
 
 def seq_of(entry_id: bytes) -> int:

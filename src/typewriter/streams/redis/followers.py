@@ -25,13 +25,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from typewriter.streams.base import TERMINAL_EVENT, Subscription
+from typewriter.streams.base import TERMINAL_EVENT, StreamInfo, Subscription
 from typewriter.streams.local import LocalLog, LocalSubscription
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import FAILED, entry_of
 from typewriter.streams.redis.epoch import Epoch
 from typewriter.streams.redis.keys import Keys
-from typewriter.streams.redis.reads import read_on
+from typewriter.streams.redis.reads import OUTAGE_TOLERANCE, read_on
 
 __all__ = ["Mirror", "StreamFollowers"]
 
@@ -44,7 +44,7 @@ class Mirror(LocalLog):
     def __init__(self, owner: str = "", epoch: int | None = None) -> None:
         super().__init__()
         self.subscribers = 0
-        self.owner = owner
+        self.owner = owner  # known once a listener was let in: what answers while Redis is away
         self.epoch = epoch  # the data's epoch when following began
         self.lost_at: float | None = None  # when its keys were found lost (event loop time)
 
@@ -59,18 +59,29 @@ class StreamFollowers:
         background: Background,
         keys: Keys,
         epoch: Epoch,
+        patience: float = OUTAGE_TOLERANCE,
     ) -> None:
         self._redis = redis
+        self._patience = patience  # how long listeners wait for a Redis that is away
         self._reads = reads
         self._background = background
         self._keys = keys
         self._epoch = epoch
         self._mirrors: dict[str, Mirror] = {}
 
-    def own(self, stream_id: str) -> Mirror:
+    def own(self, stream_id: str, owner: str) -> Mirror:
         """The log of a stream this replica produces: its writer fills it, no ``XREAD``."""
-        log = self._mirrors[stream_id] = Mirror()
+        log = self._mirrors[stream_id] = Mirror(owner)
         return log
+
+    def known(self, stream_id: str, owner: str) -> StreamInfo | None:
+        """The stream as this replica mirrors it, if it is ``owner``'s and still running
+        here: how a listener who reconnects while Redis is away is let in."""
+        mirror = self._mirrors.get(stream_id)
+        if mirror is None or mirror.finished or mirror.owner != owner:
+            return None
+        last = mirror.entries[-1][0] if mirror.entries else 0
+        return StreamInfo(stream_id, owner, last, False)
 
     def subscribe(
         self, stream_id: str, owner: str, after: int, then: Callable[[], Awaitable[None]]
@@ -91,6 +102,10 @@ class StreamFollowers:
         """Forget this mirror (if it is still the stream's): the next listener reads again."""
         if self._mirrors.get(stream_id) is mirror:
             del self._mirrors[stream_id]
+
+    def discard(self, stream_id: str) -> None:
+        """Forget a stream this replica created and will not write (see ``own``)."""
+        self._mirrors.pop(stream_id, None)
 
     def close(self) -> None:
         """End every mirror's listeners (their responses close; clients resume elsewhere)."""
@@ -128,6 +143,7 @@ class StreamFollowers:
             self._keys.stream(stream_id),
             "0-0",
             lambda: mirror.finished,
+            self._patience,
         )
         async with contextlib.aclosing(reads):
             async for items in reads:

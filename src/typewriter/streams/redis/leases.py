@@ -21,7 +21,8 @@ from typewriter.errors import BrokerUnavailable
 from typewriter.streams.base import Orphan
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.connection import FAILED, entry_of, or_unavailable
-from typewriter.streams.redis.keys import CLAIM, CREATE, RENEW, RUNNING_TTL, Keys
+from typewriter.streams.redis.full import CLAIM_ANYWAY, HEARTBEAT
+from typewriter.streams.redis.keys import CREATE, RUNNING_TTL, Keys
 from typewriter.streams.redis.writer import Writer
 
 __all__ = ["Leases"]
@@ -53,8 +54,10 @@ class Leases:
         self._lease_ms = lease_ms
         self._renew_every = renew_every
         self._create_script = redis.register_script(CREATE)
-        self._renew_script = redis.register_script(RENEW)
-        self._claim_script = redis.register_script(CLAIM)
+        # Both run when Redis is full (see .full): a heartbeat refused there would let
+        # other replicas claim the answers of this one, which is alive.
+        self._heartbeat_script = redis.register_script(HEARTBEAT)
+        self._claim_script = redis.register_script(CLAIM_ANYWAY)
         self._claim_after = 0.0
 
     def start(self) -> None:
@@ -69,21 +72,22 @@ class Leases:
             )
         )
 
+    async def close(self, stream_id: str) -> None:
+        """Remove a stream that was never written to, lease and meta hash."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.running, stream_id)
+            pipe.delete(self._keys.meta(stream_id))
+            await or_unavailable(pipe.execute())
+
     async def _heartbeat(self) -> None:
         """Say this replica lives, and renew the lease of every stream it produces."""
         failing = False
         while not self._background.closing.is_set():
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.set(self._keys.replica(self._token), 1, px=self._lease_ms)
-                    held = self._writer.held()
-                    if held:
-                        await self._renew_script(
-                            keys=[self._keys.running],
-                            args=[self._lease_ms, *held],
-                            client=pipe,
-                        )
-                    await pipe.execute()
+                await self._heartbeat_script(
+                    keys=[self._keys.running, self._keys.replica(self._token)],
+                    args=[self._lease_ms, *self._writer.held()],
+                )
                 if failing:
                     log.warning("Redis is reachable again; leases renewed")
                 failing = False
@@ -115,6 +119,11 @@ class Leases:
         return [orphan for orphan in orphans if orphan is not None]
 
     async def _orphan(self, stream_id: str) -> Orphan | None:
+        if self._writer.produces(stream_id):
+            # Its lease lapsed while this very replica produces it (a heartbeat late on a
+            # busy loop): it is alive, so it is not an orphan. The claim renewed it.
+            log.warning("lease of stream %s lapsed while this replica produces it", stream_id)
+            return None
         meta: Any = await self._redis.hgetall(self._keys.meta(stream_id))
         if not meta or meta.get(b"finished") == b"1":
             await self._redis.zrem(self._keys.running, stream_id)

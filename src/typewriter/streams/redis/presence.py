@@ -20,6 +20,7 @@ from typewriter.errors import BrokerUnavailable
 from typewriter.streams.redis.background import Background
 from typewriter.streams.redis.cancels import Cancels
 from typewriter.streams.redis.connection import FAILED, or_unavailable
+from typewriter.streams.redis.full import COUNT_ANYWAY
 from typewriter.streams.redis.keys import RUNNING_TTL, Keys
 
 __all__ = ["Listeners"]
@@ -54,6 +55,7 @@ class Listeners:
         self._token = token
         self._abandonment: dict[str, _Abandonment] = {}
         self._task: asyncio.Task[None] | None = None
+        self._count_script = redis.register_script(COUNT_ANYWAY)
 
     async def arrived(self, stream_id: str) -> None:
         """One more listener here (BrokerUnavailable if Redis is away: it is refused)."""
@@ -65,11 +67,11 @@ class Listeners:
             await self._count(stream_id, -1)
 
     async def _count(self, stream_id: str, change: int) -> None:
-        key = self._keys.listeners(stream_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, self._token, change)
-            pipe.expire(key, RUNNING_TTL)
-            await or_unavailable(pipe.execute())
+        await or_unavailable(
+            self._count_script(
+                keys=[self._keys.listeners(stream_id)], args=[self._token, change, RUNNING_TTL]
+            )
+        )
 
     async def wait_abandoned(self, stream_id: str, grace: float) -> None:
         """Waits on a local event that one poller task (``_watch``) sets."""

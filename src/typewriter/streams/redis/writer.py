@@ -6,6 +6,12 @@ generations appended meanwhile. Each append is the :data:`~.keys.APPEND`
 script, idempotent by number, so a batch whose reply was lost is sent again.
 A stream Redis lost while it runs is written back from what Redis had confirmed
 (:mod:`.restore`) and the refused appends are sent again, in order.
+
+When Redis is full it refuses a delta: the stream's later deltas are dropped
+(they would leave a gap), the producer hears :class:`~typewriter.errors.BrokerFull`
+at its next append, and its ``error`` and ``end`` follow the last event Redis
+holds, written with the script that Redis runs even when full (:mod:`.full`).
+The answer ends once, promptly, with exactly what its listeners saw.
 """
 
 from __future__ import annotations
@@ -17,11 +23,19 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from typewriter.errors import BrokerUnavailable, StreamTakenOver
+from typewriter.errors import BrokerFull, BrokerUnavailable, StreamTakenOver
 from typewriter.streams.base import TERMINAL_EVENT, Entry, encode_entry
 from typewriter.streams.redis.background import Background
-from typewriter.streams.redis.connection import FAILED, UNREACHABLE, or_unavailable, retrieve
+from typewriter.streams.redis.connection import (
+    FAILED,
+    FULL_MESSAGE,
+    UNREACHABLE,
+    is_full,
+    or_unavailable,
+    retrieve,
+)
 from typewriter.streams.redis.followers import Mirror, StreamFollowers
+from typewriter.streams.redis.full import END_ANYWAY, ENDING_EVENTS
 from typewriter.streams.redis.keys import APPEND, RUNNING_TTL, Keys
 from typewriter.streams.redis.restore import Restorer
 
@@ -37,10 +51,23 @@ class _Produced:
     """A stream this replica writes: the number of its last queued event.
 
     ``broken`` is set once a write failed for good: later writes would leave a gap,
-    so they fail the same way, and the stream is left to its lease.
+    so they fail the same way, and the stream is left to its lease. ``full`` is set
+    once Redis refused a delta for memory: only the ending may follow, numbered
+    after ``written`` (the last event Redis holds); writes queued before it belong
+    to an earlier ``epoch`` and are dropped.
     """
 
-    __slots__ = ("owner", "queued", "broken", "log", "keys", "confirmed")
+    __slots__ = (
+        "owner",
+        "queued",
+        "written",
+        "broken",
+        "full",
+        "epoch",
+        "log",
+        "keys",
+        "confirmed",
+    )
 
     def __init__(
         self,
@@ -52,7 +79,10 @@ class _Produced:
     ) -> None:
         self.owner = owner
         self.queued = queued
+        self.written = queued
         self.broken: Exception | None = None
+        self.full: BrokerFull | None = None
+        self.epoch = 0
         self.log = log  # what was written, for this replica's own listeners
         self.keys = keys  # the append script's keys, made once rather than per token
         # Every event Redis confirmed, 1..N, to write back should Redis lose them
@@ -63,7 +93,7 @@ class _Produced:
 class _Write:
     """One queued append: the script's arguments (its keys are the stream's), and who waits."""
 
-    __slots__ = ("stream_id", "produced", "entry", "args", "done")
+    __slots__ = ("stream_id", "produced", "entry", "args", "done", "ending", "epoch")
 
     def __init__(
         self,
@@ -72,12 +102,15 @@ class _Write:
         entry: Entry,
         args: list[str | int | bytes],
         done: asyncio.Future[int],
+        ending: bool,
     ) -> None:
         self.stream_id = stream_id
         self.produced = produced
         self.entry = entry
         self.args = args
         self.done = done
+        self.ending = ending  # written even when Redis is full
+        self.epoch = produced.epoch
 
 
 class Writer:
@@ -108,6 +141,7 @@ class Writer:
         self._channel_window = channel_window
         self._lease_ms = lease_ms
         self._append_sha = redis.register_script(APPEND).sha
+        self._end_sha = redis.register_script(END_ANYWAY).sha
         self._produced: dict[str, _Produced] = {}
         self._queue: list[_Write] = []
         self._queued = asyncio.Event()
@@ -117,6 +151,13 @@ class Writer:
 
     async def load_script(self) -> None:
         await or_unavailable(self._redis.script_load(APPEND))
+        try:
+            await or_unavailable(self._redis.script_load(END_ANYWAY))
+        except ResponseError as exc:  # Redis 6 reads the flags line as bad Lua
+            raise BrokerUnavailable(
+                f"Redis refused a script flagged allow-oom ({exc}); typewriter needs "
+                "Redis 7.0 or later"
+            ) from None
 
     def produce(
         self,
@@ -139,6 +180,11 @@ class Writer:
 
     def forget(self, stream_id: str) -> None:
         self._produced.pop(stream_id, None)
+
+    def produces(self, stream_id: str) -> bool:
+        """Whether this replica writes the stream and still holds its lease."""
+        produced = self._produced.get(stream_id)
+        return produced is not None and produced.broken is None
 
     def held(self) -> list[str]:
         """The streams whose leases to renew: a stream whose writes failed for good is left
@@ -177,6 +223,9 @@ class Writer:
         produced = self._produced.get(stream_id)
         if produced is None:
             raise StreamTakenOver(f"stream {stream_id!r} is not produced here")
+        ending = finishing or event in ENDING_EVENTS
+        if produced.full is not None and not ending:
+            raise produced.full
         if produced.broken is not None:
             raise produced.broken
         produced.queued += 1
@@ -200,6 +249,7 @@ class Writer:
                 self._channel_window,
             ],
             asyncio.get_running_loop().create_future(),
+            ending,
         )
         write.done.add_done_callback(retrieve)
         self._queue.append(write)
@@ -225,6 +275,9 @@ class Writer:
 
     async def _write_batch(self, batch: list[_Write]) -> None:
         """Send one batch, retrying it whole through an outage (the script is idempotent)."""
+        batch = [write for write in batch if self._current(write)]
+        if not batch:
+            return
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._lease_ms / 1000
         delay = 0.05
@@ -233,10 +286,12 @@ class Writer:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for write in batch:
                         keys = write.produced.keys
-                        pipe.evalsha(self._append_sha, len(keys), *keys, *write.args)
+                        sha = self._end_sha if write.ending else self._append_sha
+                        pipe.evalsha(sha, len(keys), *keys, *write.args)
                     results: list[Any] = await pipe.execute(raise_on_error=False)
                 if any(isinstance(r, NoScriptError) for r in results):
-                    await self._redis.script_load(APPEND)  # Redis restarted: load it again
+                    await self._redis.script_load(APPEND)  # Redis restarted: load them again
+                    await self._redis.script_load(END_ANYWAY)
                     continue
                 break
             except UNREACHABLE as exc:
@@ -257,6 +312,11 @@ class Writer:
             if again is not None:  # after the loss: refused too, sent again once restored
                 again.append(write)
                 continue
+            if not self._current(write):
+                continue  # after a delta Redis refused in this very batch: a gap, dropped
+            if is_full(result):
+                self._refuse(write)
+                continue
             if isinstance(result, ResponseError):
                 message = str(result)
                 if message.startswith("TWGONE") and write.produced.confirmed is not None:
@@ -269,6 +329,7 @@ class Writer:
             seq = write.entry[0]
             if write.produced.confirmed is not None:
                 write.produced.confirmed.append(write.entry)
+            write.produced.written = max(write.produced.written, seq)
             own = write.produced.log
             if own is not None and not own.finished:
                 own.entries.append(write.entry)
@@ -325,6 +386,34 @@ class Writer:
                 self._restore_all = True  # the next turn of the loop tries again
                 await asyncio.sleep(0.1)
                 return
+
+    def _current(self, write: _Write) -> bool:
+        """Whether the write still counts; one queued before Redis refused an earlier event
+        of its stream fails as that one did."""
+        produced = write.produced
+        if write.epoch == produced.epoch:
+            return True
+        if not write.done.done():
+            assert produced.full is not None  # only a refusal moves the epoch
+            write.done.set_exception(produced.full)
+        return False
+
+    def _refuse(self, write: _Write) -> None:
+        """Redis is full: the stream's next events are its ending, right after the last one
+        Redis holds; the writes queued meanwhile are dropped."""
+        produced = write.produced
+        full = BrokerFull(f"{FULL_MESSAGE}; the answer ends here", produced.written)
+        if produced.full is None:
+            log.warning(
+                "Redis is full (maxmemory): stream %s ends after event %d",
+                write.stream_id,
+                produced.written,
+            )
+        produced.full = full
+        produced.epoch += 1
+        produced.queued = produced.written
+        if not write.done.done():
+            write.done.set_exception(full)
 
     def _fail(self, write: _Write, error: Exception) -> None:
         self._break(write.stream_id, write.produced, error)
