@@ -118,6 +118,7 @@ class Chat:
         asked_at = asyncio.get_running_loop().time()
         assistant = self.assistants[question.assistant]
         _check_lengths(question, self.settings.max_message_chars)
+        self.broker.admit(question.owner)  # its memory budget: 429 or 503
         slot = self._slots.take(question.owner)  # raises TooManyRequests
         try:
             return await self._start(question, assistant, slot, asked_at)

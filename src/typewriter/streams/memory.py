@@ -2,14 +2,18 @@
 
 Streams are :class:`~typewriter.streams.local.LocalLog`s in a dict on this
 process's event loop; a slow listener costs nothing extra because it reads the
-shared log from its own cursor.
+shared log from its own cursor. What they hold is counted by a
+:class:`~typewriter.streams.budget.RetainedBudget`: past it, finished streams are
+dropped before their time, oldest first, exactly as if they had expired.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from typewriter import events
 from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
 from typewriter.ids import new_id
 from typewriter.streams.base import (
@@ -21,9 +25,24 @@ from typewriter.streams.base import (
     encode_entry,
     refuse_trimmed,
 )
+from typewriter.streams.budget import (
+    CHANNEL_ENTRY_OVERHEAD,
+    ENTRY_OVERHEAD,
+    INT_BYTES,
+    SMALL_INT,
+    STREAM_OVERHEAD,
+    Account,
+    OverBudget,
+    RetainedBudget,
+    text_cost,
+)
 from typewriter.streams.local import LocalChannel, LocalLog, LocalSubscription
 
 __all__ = ["MemoryBroker"]
+
+_TEXT_EVENTS = frozenset({events.Delta.name})
+"""Events the budget may refuse: text. An answer's frame (start, error, end) is always
+kept, or a stream could be left without its end."""
 
 
 class _Stream(LocalLog):
@@ -35,13 +54,17 @@ class _Stream(LocalLog):
         "cancel_requested",
         "attached",
         "detached",
+        "account",
+        "expiry",
     )
 
-    def __init__(self, stream_id: str, owner: str, channel: _Channel) -> None:
+    def __init__(self, stream_id: str, owner: str, channel: _Channel, account: Account) -> None:
         super().__init__()
         self.stream_id = stream_id
         self.owner = owner
         self.channel = channel
+        self.account = account
+        self.expiry: asyncio.TimerHandle | None = None
         self.listeners = 0
         self.cancel_requested = asyncio.Event()
         self.attached = asyncio.Event()
@@ -50,13 +73,22 @@ class _Stream(LocalLog):
 
 
 class _Channel(LocalChannel):
-    """A user's channel, numbered here: ``last`` is the cursor of its newest event."""
+    """A user's channel, numbered here: ``last`` is the cursor of its newest event.
 
-    __slots__ = ("last",)
+    Its window holds at most ``window`` events, and none older than the oldest event
+    of a stream that is dropped: the broker trims it as streams go, so the channel of
+    a user whose streams are all gone holds nothing.
+    """
 
-    def __init__(self, window: int) -> None:
+    __slots__ = ("last", "account")
+
+    def __init__(self, window: int, account: Account) -> None:
         super().__init__(window)
         self.last = 0
+        self.account = account
+
+    def first_cursor(self) -> int:
+        return self.entries[0][0] if self.entries else self.last + 1
 
     def add(self, stream_id: str, seq: int, event: str, data: str) -> None:
         self.last += 1
@@ -70,6 +102,8 @@ class MemoryBroker(Broker):
     ``retention`` is how long a finished stream stays readable; after it the
     stream answers "expired" (410) for ``tombstone_ttl`` more seconds, then
     "not found". ``channel_window`` bounds each user's channel backlog.
+    ``max_retained_bytes`` and ``max_retained_bytes_per_user`` bound the memory
+    the streams and channels hold (see :mod:`typewriter.streams.budget`).
     """
 
     def __init__(
@@ -78,29 +112,49 @@ class MemoryBroker(Broker):
         retention: float = 600.0,
         tombstone_ttl: float = 86400.0,
         channel_window: int = 10_000,
+        max_retained_bytes: int = 256 * 1024 * 1024,
+        max_retained_bytes_per_user: int = 32 * 1024 * 1024,
     ) -> None:
         self.retention = retention
         self.tombstone_ttl = tombstone_ttl
         self.channel_window = channel_window
+        self.budget = RetainedBudget(max_retained_bytes, max_retained_bytes_per_user)
         self._streams: dict[str, _Stream] = {}
-        self._expired: set[str] = set()
+        # Tombstones, in the order they were made: the oldest is the first to be forgotten
+        # (one dict entry each, purged as new ones come, rather than a timer each).
+        self._expired: OrderedDict[str, float] = OrderedDict()
         self._channels: dict[str, _Channel] = {}
         self._timers: set[asyncio.TimerHandle] = set()
 
     # -- producing -------------------------------------------------------------
 
+    def admit(self, owner: str) -> None:
+        self.budget.admit(owner)
+
     async def create(self, owner: str, stream_id: str | None = None) -> str:
         stream_id = stream_id or new_id("st")
-        self._streams[stream_id] = _Stream(stream_id, owner, self._channel(owner))
+        account = self.budget.open(stream_id, owner, STREAM_OVERHEAD)
+        self._streams[stream_id] = _Stream(stream_id, owner, self._channel(owner), account)
         return stream_id
 
     async def append(self, stream_id: str, event: str, data: str) -> int:
+        """Append, unless it is text that running answers leave no room for (OverBudget:
+        nothing is appended, the generation ends the answer ``length``)."""
         stream = self._streams[stream_id]
         if stream.finished:
             raise RuntimeError(f"stream {stream_id} is finished; nothing can be appended")
         seq = len(stream.entries) + 1
-        stream.push(encode_entry(seq, event, data))
-        stream.channel.add(stream_id, seq, event, data)
+        entry = encode_entry(seq, event, data)
+        entry_bytes = ENTRY_OVERHEAD + len(entry[3]) + (INT_BYTES if seq > SMALL_INT else 0)
+        text_bytes = text_cost(data)
+        if event in _TEXT_EVENTS and not self.budget.fits(
+            stream.owner, entry_bytes + text_bytes + CHANNEL_ENTRY_OVERHEAD
+        ):
+            raise OverBudget(f"no room for more of stream {stream_id}")
+        stream.push(entry)
+        self.budget.charge(stream.account, entry_bytes)
+        self._to_channel(stream, seq, event, data, text_bytes)
+        self._keep_within_budget(stream.owner)
         return seq
 
     async def finish(self, stream_id: str, data: str) -> int:
@@ -108,18 +162,56 @@ class MemoryBroker(Broker):
         stream = self._streams[stream_id]
         stream.finished = True
         stream.notify()
-        self._later(self.retention, self._expire, stream_id)
+        stream.expiry = self._later(self.retention, self._expire, stream_id)
+        self.budget.finish(stream.account)
+        self._keep_within_budget(stream.owner)
         return seq
 
     def _channel(self, owner: str) -> _Channel:
         channel = self._channels.get(owner)
         if channel is None:
-            channel = self._channels[owner] = _Channel(self.channel_window)
+            account = self.budget.open(f"channel:{owner}", owner)
+            channel = self._channels[owner] = _Channel(self.channel_window, account)
         return channel
+
+    # -- the budget --------------------------------------------------------------
+
+    def _to_channel(self, stream: _Stream, seq: int, event: str, data: str, text: int) -> None:
+        """The event on its user's channel, which holds its text while it is in the window."""
+        channel = stream.channel
+        if self.channel_window == 0:  # no window: the stream alone holds the text
+            channel.last += 1
+            self.budget.charge(stream.account, text)
+            return
+        if len(channel.entries) >= self.channel_window:
+            self._channel_pop(channel)
+        channel.add(stream.stream_id, seq, event, data)
+        self.budget.charge(channel.account, CHANNEL_ENTRY_OVERHEAD + text)
+
+    def _channel_pop(self, channel: _Channel) -> None:
+        """The channel's oldest event leaves it; its text stays with its stream, if kept."""
+        _, stream_id, _, _, data = channel.entries.popleft()
+        text = text_cost(data)
+        self.budget.charge(channel.account, -(CHANNEL_ENTRY_OVERHEAD + text))
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            self.budget.charge(stream.account, text)
+
+    def _keep_within_budget(self, owner: str) -> None:
+        """Drop finished streams, the user's oldest then anyone's, until within the limits.
+
+        Each stream is dropped once, so this costs O(1) per append, amortized.
+        """
+        while (victim := self.budget.victim(owner)) is not None:
+            if not self._drop(victim):
+                break
+            self.budget.dropped += 1
 
     # -- retention ---------------------------------------------------------------
 
-    def _later(self, delay: float, callback: Callable[[str], None], stream_id: str) -> None:
+    def _later(
+        self, delay: float, callback: Callable[[str], None], stream_id: str
+    ) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()
 
         def run() -> None:
@@ -128,18 +220,41 @@ class MemoryBroker(Broker):
 
         handle = loop.call_later(delay, run)
         self._timers.add(handle)
+        return handle
 
     def _expire(self, stream_id: str) -> None:
-        if self._streams.pop(stream_id, None) is not None:
-            self._expired.add(stream_id)
-            self._later(self.tombstone_ttl, self._forget, stream_id)
+        self._drop(stream_id)
 
-    def _forget(self, stream_id: str) -> None:
-        self._expired.discard(stream_id)
+    def _drop(self, stream_id: str) -> bool:
+        """The stream is gone, past its retention or dropped for the budget alike: it
+        answers "expired" from now on, and its user's channel lets go of its events."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            return False
+        self.budget.release(stream.account)
+        if stream.expiry is not None:
+            stream.expiry.cancel()
+            self._timers.discard(stream.expiry)
+            stream.expiry = None
+        now = asyncio.get_running_loop().time()
+        self._forget(now)
+        self._expired[stream_id] = now + self.tombstone_ttl
+        channel = stream.channel
+        while channel.entries and channel.entries[0][1] not in self._streams:
+            self._channel_pop(channel)
+        return True
+
+    def _forget(self, now: float) -> None:
+        """Tombstones past their time answer "not found" from now on."""
+        expired = self._expired
+        while expired and next(iter(expired.values())) <= now:
+            expired.popitem(last=False)
 
     def _get(self, stream_id: str, owner: str) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None or stream.owner != owner:
+            if stream is None and stream_id in self._expired:
+                self._forget(asyncio.get_running_loop().time())
             if stream is None and stream_id in self._expired:
                 raise StreamExpired(
                     f"stream {stream_id!r} finished and is past its retention period",
