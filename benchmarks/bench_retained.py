@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 QUESTION = "".join(f"{i:04d}" for i in range(8000))  # echo: 8,000 pieces of 4 characters
-FAST = {"simulate": {"tokens_per_second": 1_000_000}}
+FAST = {"simulate": {"tokens_per_second": 100_000}}
 TIB = 1 << 40
 
 

@@ -118,8 +118,8 @@ async def test_a_user_flooding_answers_stays_within_its_share_and_others_keep_th
 
 
 async def test_a_running_answer_is_never_dropped(serve: Any, users: Users) -> None:
-    # The share leaves room for the channel's window (10,000 events, ~1.9 MB of short
-    # pieces), which the running answer's place at its head keeps full.
+    # The share leaves room for a long answer while it runs (~3 MB) beside the stalled one
+    # and the channel's window, which the stalled answer at its head keeps full.
     replica = await serve(max_retained_bytes=64 * MIB, max_retained_bytes_per_user=6 * MIB)
     async with client(replica, users, "alice") as alice:
         stalled = {"simulate": {"tokens_per_second": 100_000, "stall_after_tokens": 500}}

@@ -15,11 +15,13 @@ walks objects: each event is charged a constant measured once (with
   tuple, its list slot and the ``bytes`` header of its encoding; and its number
   (:data:`INT_BYTES`) past the first 256, which CPython keeps ready.
 * Its data text, :func:`text_cost` (``sys.getsizeof``, rounded up to the
-  allocator's 8 bytes), charged once: to the user's channel while the event is in
-  the channel's window (the channel pins it even after its stream is dropped),
-  to its stream once it leaves the window.
+  allocator's 8 bytes), charged to its stream. The user's channel shares these
+  texts; when a stream is dropped while some of its events are still in the
+  channel's window, its texts are charged to the channel until the window has
+  moved past its last event (errs high: by the part that already left).
 * An event in the user's channel, :data:`CHANNEL_ENTRY_OVERHEAD`: the channel's
-  tuple, its cursor and its deque slot.
+  tuple, its cursor and its deque slot; nothing more once the window is full
+  (each new entry takes the place of the oldest).
 * A stream itself, :data:`STREAM_OVERHEAD`: the stream object with its events
   and sets, its retention timer, its dict entries here and in the broker.
 
@@ -31,7 +33,7 @@ seen, both far smaller than one answer.
 Running streams are never dropped: their text is being shown. What they and the
 channels hold is *pinned*; only finished streams are *droppable*. Where pinned
 bytes alone fill a limit, :meth:`RetainedBudget.admit` refuses a user's new
-answer and :meth:`RetainedBudget.fits` refuses a running answer's next piece of
+answer and :meth:`RetainedBudget.take` refuses a running answer's next piece of
 text (the generation ends it ``length``), so the limits hold to within the few
 small events that frame an answer (start, error, end), which are always kept.
 """
@@ -71,9 +73,12 @@ RETRY_AFTER = 2.0
 """Seconds a refused ask is told to wait: until an answer of its user ends, at best."""
 
 
+_sizeof = sys.getsizeof
+
+
 def text_cost(text: str) -> int:
     """Bytes a ``str`` takes, as the allocator hands them out (multiples of 8)."""
-    return (sys.getsizeof(text) + 7) & ~7
+    return (_sizeof(text) + 7) & ~7
 
 
 class OverBudget(Exception):
@@ -151,6 +156,37 @@ class RetainedBudget:
             share.pinned += bytes_
             self.pinned += bytes_
 
+    # The token path: one call per event appended.
+
+    def take(
+        self, stream: Account, channel: Account, to_stream: int, to_channel: int, refusable: bool
+    ) -> bool:
+        """Count an event appended to a running stream: ``to_stream`` bytes in its log
+        (entry and data text), ``to_channel`` for its entry in its user's channel (0 once
+        the window is full: the new entry takes the place of the oldest).
+
+        A ``refusable`` event (text) is not counted, and False returned, when pinned bytes
+        leave no room for it even once every finished stream is dropped.
+        """
+        added = to_stream + to_channel
+        share = stream.share
+        if refusable and (share.pinned + added > self.share or self.pinned + added > self.limit):
+            return False
+        stream.bytes += to_stream
+        channel.bytes += to_channel
+        share.total += added
+        share.pinned += added
+        self.total += added
+        self.pinned += added
+        return True
+
+    def fits(self, owner: str, bytes_: int) -> bool:
+        """Whether ``bytes_`` more pinned bytes of ``owner`` fit, once finished streams are
+        dropped to make room."""
+        share = self._shares.get(owner)
+        pinned = share.pinned if share is not None else 0
+        return pinned + bytes_ <= self.share and self.pinned + bytes_ <= self.limit
+
     def finish(self, account: Account) -> None:
         """The stream ended: its bytes may now be dropped, after those of older streams."""
         if not account.pinned:
@@ -178,15 +214,10 @@ class RetainedBudget:
             return next(iter(self._finished))
         return None
 
-    def fits(self, owner: str, bytes_: int) -> bool:
-        """Whether ``bytes_`` more pinned bytes of ``owner`` fit, once finished streams are
-        dropped to make room."""
-        share = self._shares.get(owner)
-        pinned = share.pinned if share is not None else 0
-        return pinned + bytes_ <= self.share and self.pinned + bytes_ <= self.limit
-
     def admit(self, owner: str) -> None:
         """Refuse a new answer of ``owner`` when pinned bytes leave no room for one."""
+        if self.fits(owner, STREAM_OVERHEAD):
+            return
         share = self._shares.get(owner)
         pinned = share.pinned if share is not None else 0
         if pinned + STREAM_OVERHEAD > self.share:
@@ -197,13 +228,12 @@ class RetainedBudget:
                 code="retained_share_full",
                 retry_after=RETRY_AFTER,
             )
-        if self.pinned + STREAM_OVERHEAD > self.limit:
-            raise RetainedBytesFull(
-                f"answers still being written hold {_mib(self.pinned)} of the "
-                f"{_mib(self.limit)} this server keeps for streams (max_retained_bytes); "
-                "ask again in a moment",
-                retry_after=RETRY_AFTER,
-            )
+        raise RetainedBytesFull(
+            f"answers still being written hold {_mib(self.pinned)} of the "
+            f"{_mib(self.limit)} this server keeps for streams (max_retained_bytes); "
+            "ask again in a moment",
+            retry_after=RETRY_AFTER,
+        )
 
 
 def _mib(bytes_: int) -> str:

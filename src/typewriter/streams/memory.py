@@ -10,7 +10,7 @@ dropped before their time, oldest first, exactly as if they had expired.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 from typewriter import events
@@ -56,6 +56,8 @@ class _Stream(LocalLog):
         "detached",
         "account",
         "expiry",
+        "text_bytes",
+        "last_cursor",
     )
 
     def __init__(self, stream_id: str, owner: str, channel: _Channel, account: Account) -> None:
@@ -65,6 +67,8 @@ class _Stream(LocalLog):
         self.channel = channel
         self.account = account
         self.expiry: asyncio.TimerHandle | None = None
+        self.text_bytes = 0  # of the data texts its events hold
+        self.last_cursor = 0  # where its newest event is on the channel
         self.listeners = 0
         self.cancel_requested = asyncio.Event()
         self.attached = asyncio.Event()
@@ -78,14 +82,20 @@ class _Channel(LocalChannel):
     Its window holds at most ``window`` events, and none older than the oldest event
     of a stream that is dropped: the broker trims it as streams go, so the channel of
     a user whose streams are all gone holds nothing.
+
+    Its entries share their data texts with the streams' logs; the texts of a dropped
+    stream whose events are still in the window stay alive with them. They are counted
+    on the channel (``held``: the cursor of the stream's last event, and their bytes)
+    until the window has moved past that event.
     """
 
-    __slots__ = ("last", "account")
+    __slots__ = ("last", "account", "held")
 
     def __init__(self, window: int, account: Account) -> None:
         super().__init__(window)
         self.last = 0
         self.account = account
+        self.held: deque[tuple[int, int]] = deque()
 
     def first_cursor(self) -> int:
         return self.entries[0][0] if self.entries else self.last + 1
@@ -147,14 +157,25 @@ class MemoryBroker(Broker):
         entry = encode_entry(seq, event, data)
         entry_bytes = ENTRY_OVERHEAD + len(entry[3]) + (INT_BYTES if seq > SMALL_INT else 0)
         text_bytes = text_cost(data)
-        if event in _TEXT_EVENTS and not self.budget.fits(
-            stream.owner, entry_bytes + text_bytes + CHANNEL_ENTRY_OVERHEAD
+        budget, account, channel = self.budget, stream.account, stream.channel
+        window, entries = self.channel_window, channel.entries
+        full = len(entries) >= window  # then the new entry takes the place of the oldest
+        if not budget.take(
+            account,
+            channel.account,
+            entry_bytes + text_bytes,
+            0 if full else CHANNEL_ENTRY_OVERHEAD,
+            refusable=event in _TEXT_EVENTS,
         ):
             raise OverBudget(f"no room for more of stream {stream_id}")
         stream.push(entry)
-        self.budget.charge(stream.account, entry_bytes)
-        self._to_channel(stream, seq, event, data, text_bytes)
-        self._keep_within_budget(stream.owner)
+        stream.text_bytes += text_bytes
+        channel.add(stream_id, seq, event, data)  # a full window lets go of its oldest
+        stream.last_cursor = channel.last
+        if full and channel.held and channel.held[0][0] < channel.first_cursor():
+            self._let_go(channel)
+        if budget.total > budget.limit or account.share.total > budget.share:
+            self._keep_within_budget(stream.owner)
         return seq
 
     async def finish(self, stream_id: str, data: str) -> int:
@@ -176,26 +197,13 @@ class MemoryBroker(Broker):
 
     # -- the budget --------------------------------------------------------------
 
-    def _to_channel(self, stream: _Stream, seq: int, event: str, data: str, text: int) -> None:
-        """The event on its user's channel, which holds its text while it is in the window."""
-        channel = stream.channel
-        if self.channel_window == 0:  # no window: the stream alone holds the text
-            channel.last += 1
-            self.budget.charge(stream.account, text)
-            return
-        if len(channel.entries) >= self.channel_window:
-            self._channel_pop(channel)
-        channel.add(stream.stream_id, seq, event, data)
-        self.budget.charge(channel.account, CHANNEL_ENTRY_OVERHEAD + text)
-
-    def _channel_pop(self, channel: _Channel) -> None:
-        """The channel's oldest event leaves it; its text stays with its stream, if kept."""
-        _, stream_id, _, _, data = channel.entries.popleft()
-        text = text_cost(data)
-        self.budget.charge(channel.account, -(CHANNEL_ENTRY_OVERHEAD + text))
-        stream = self._streams.get(stream_id)
-        if stream is not None:
-            self.budget.charge(stream.account, text)
+    def _let_go(self, channel: _Channel) -> None:
+        """Texts of dropped streams whose events the window has moved past are freed."""
+        first = channel.first_cursor()
+        freed = 0
+        while channel.held and channel.held[0][0] < first:
+            freed += channel.held.popleft()[1]
+        self.budget.charge(channel.account, -freed)
 
     def _keep_within_budget(self, owner: str) -> None:
         """Drop finished streams, the user's oldest then anyone's, until within the limits.
@@ -240,8 +248,15 @@ class MemoryBroker(Broker):
         self._forget(now)
         self._expired[stream_id] = now + self.tombstone_ttl
         channel = stream.channel
-        while channel.entries and channel.entries[0][1] not in self._streams:
-            self._channel_pop(channel)
+        entries, trimmed = channel.entries, 0
+        while entries and entries[0][1] not in self._streams:
+            entries.popleft()
+            trimmed += 1
+        self.budget.charge(channel.account, -trimmed * CHANNEL_ENTRY_OVERHEAD)
+        if entries and stream.last_cursor >= entries[0][0]:  # its texts are still held there
+            self.budget.charge(channel.account, stream.text_bytes)
+            channel.held.append((stream.last_cursor, stream.text_bytes))
+        self._let_go(channel)
         return True
 
     def _forget(self, now: float) -> None:
