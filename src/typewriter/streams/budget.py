@@ -180,6 +180,10 @@ class RetainedBudget:
         self.pinned += added
         return True
 
+    def oldest_finished(self, owner: str) -> str | None:
+        share = self._shares.get(owner)
+        return next(iter(share.finished)) if share is not None and share.finished else None
+
     def fits(self, owner: str, bytes_: int) -> bool:
         """Whether ``bytes_`` more pinned bytes of ``owner`` fit, once finished streams are
         dropped to make room."""

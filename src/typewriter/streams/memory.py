@@ -14,7 +14,12 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 from typewriter import events
-from typewriter.errors import InvalidLastEventId, StreamExpired, StreamNotFound
+from typewriter.errors import (
+    InvalidLastEventId,
+    StreamExpired,
+    StreamNotFound,
+    TypewriterError,
+)
 from typewriter.ids import new_id
 from typewriter.streams.base import (
     TERMINAL_EVENT,
@@ -139,7 +144,17 @@ class MemoryBroker(Broker):
     # -- producing -------------------------------------------------------------
 
     def admit(self, owner: str) -> None:
-        self.budget.admit(owner)
+        """Refused only once the user's finished streams are dropped: those may pin, through
+        the channel's window, the texts of streams dropped before them."""
+        while True:
+            try:
+                self.budget.admit(owner)
+                return
+            except TypewriterError:
+                oldest = self.budget.oldest_finished(owner)
+                if oldest is None or not self._drop(oldest):
+                    raise
+                self.budget.dropped += 1
 
     async def create(self, owner: str, stream_id: str | None = None) -> str:
         stream_id = stream_id or new_id("st")
