@@ -28,6 +28,7 @@ route knows better (an unknown assistant is OpenAI's 404 ``model_not_found``).
     ├── StoreUnavailable            503 store_unavailable
     ├── BrokerUnavailable           503 broker_unavailable
     │   └── BrokerFull              503 broker_unavailable (Redis at maxmemory)
+    ├── RetainedBytesFull           503 retained_bytes_full (+ Retry-After)
     ├── Draining                    503 draining (+ Retry-After)
     ├── ConfigError                 (start-up only: a wrong setting)
     └── ModelError                  502 upstream_error
@@ -59,6 +60,7 @@ __all__ = [
     "ModelUnavailable",
     "NotFound",
     "PayloadTooLarge",
+    "RetainedBytesFull",
     "StoreUnavailable",
     "StreamExpired",
     "StreamNotFound",
@@ -223,6 +225,23 @@ class BrokerFull(BrokerUnavailable):
     def __init__(self, message: str, written: int) -> None:
         super().__init__(message)
         self.written = written
+
+
+class RetainedBytesFull(TypewriterError):
+    """Answers still being written fill the memory the in-process broker may keep for
+    streams (``max_retained_bytes``): no new one starts until some end. Raised before
+    anything is recorded, so the same request may be sent again after ``Retry-After``."""
+
+    status = 503
+    code = "retained_bytes_full"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"retry-after": str(self.retry_after)}
 
 
 class Draining(TypewriterError):

@@ -29,6 +29,7 @@ from typewriter.store.sql import SqlStore
 from typewriter.store.users import UserStore
 from typewriter.streams.base import Broker, Control, Lifecycle, StreamLog, UserChannel
 from typewriter.streams.factory import create_broker
+from typewriter.streams.memory import MemoryBroker
 
 from .auth import CACHE_SECONDS, Authenticator
 from .event_stream import OpenStreams
@@ -48,11 +49,15 @@ class Gateway:
             retention=settings.retention,
             lease_timeout=settings.lease_timeout,
             redis_timeout=settings.redis_timeout,
+            max_retained_bytes=settings.max_retained_bytes,
+            max_retained_bytes_per_user=settings.max_retained_bytes_per_user,
         )
         # The composition root holds the whole broker; the routes reach it by the one job
         # each needs, so a route that follows streams cannot stop or start anything.
         # What they reach is timed for the metrics; the token path is not.
         self.broker: Broker = broker
+        if isinstance(broker, MemoryBroker):
+            self.metrics.watch_retained(broker.budget)
         timed = timed_broker(broker, self.metrics)
         self.streams: StreamLog = timed
         self.channel: UserChannel = timed

@@ -36,6 +36,7 @@ from typewriter.observe.answer_log import log_answer
 from typewriter.observe.metrics import Metrics
 from typewriter.recorder import Recorder
 from typewriter.streams.base import Control, Presence, StreamLog
+from typewriter.streams.budget import OverBudget
 
 from .slots import Slot
 from .watchdog import Watchdog
@@ -218,9 +219,11 @@ class Generation:
 
         At ``max_answer_chars`` the answer is cut: the piece that crosses the limit
         is shortened so the text is exactly that long, and the answer ends
-        ``length``. An answer that fills the limit exactly is not cut yet: the next
-        chunk says whether the model was done (its reason stands) or had more to
-        say (``length``), so ``length`` always means that text was left out.
+        ``length``; so it does when the broker has no room for the next piece
+        (``OverBudget``: answers still being written fill its memory budget). An
+        answer that fills the limit exactly is not cut yet: the next chunk says
+        whether the model was done (its reason stands) or had more to say
+        (``length``), so ``length`` always means that text was left out.
 
         The first piece of text is timed once (ask → first piece, and the model's
         own share of it since its request was sent, see ``observe.timing``).
@@ -254,7 +257,13 @@ class Generation:
                             text = text[:room]
                         room -= len(text)
                         parts.append(text)
-                        seq = await append(stream_id, "delta", events.encode(events.Delta(text)))
+                        try:
+                            seq = await append(
+                                stream_id, "delta", events.encode(events.Delta(text))
+                            )
+                        except OverBudget:  # running answers fill the broker's memory budget
+                            parts.pop()  # never appended: what was shown is what is stored
+                            return Outcome("length")
                         if progress.first_seq is None:
                             progress.first_seq = seq
                         if cut:

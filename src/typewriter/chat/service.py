@@ -124,6 +124,7 @@ class Chat:
         asked_at = asyncio.get_running_loop().time()
         assistant = self.assistants[question.assistant]
         _check_lengths(question, self.settings.max_message_chars)
+        self.broker.admit(question.owner)  # its memory budget: 429 or 503
         stream_id = new_id("st")  # the slot's name, where slots are shared (Redis)
         slot = await self._slots.take(question.owner, question.limit_key, stream_id)
         try:

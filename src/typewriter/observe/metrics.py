@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,7 +24,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics", "Tally"]
@@ -68,6 +69,35 @@ class _TallyCollector(Collector):
             "typewriter_resumes",
             "event-stream responses that resumed from a Last-Event-ID",
             value=tally.resumes,
+        )
+
+
+class RetainedBytes(Protocol):
+    """The in-process broker's budget, as the metrics read it (``streams.budget``)."""
+
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+
+class _RetainedCollector(Collector):
+    """Read at scrape time: the budget moves on every append, the token path."""
+
+    def __init__(self, budget: RetainedBytes) -> None:
+        self.budget = budget
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield GaugeMetricFamily(
+            "typewriter_retained_bytes",
+            "bytes the in-process broker counts for its streams and channels",
+            value=self.budget.total,
+        )
+        yield CounterMetricFamily(
+            "typewriter_retained_dropped",
+            "finished streams dropped before their retention ended, for the memory budget",
+            value=self.budget.dropped,
         )
 
 
@@ -183,6 +213,10 @@ class Metrics:
             ["status", "code"],
             registry=registry,
         )
+
+    def watch_retained(self, budget: RetainedBytes) -> None:
+        """Report the in-process broker's retained bytes (no other broker has a budget)."""
+        self.registry.register(_RetainedCollector(budget))
 
     def render(self) -> bytes:
         """The exposition text of every family."""

@@ -191,6 +191,17 @@ class ChannelSubscription(Subscription):
 class StreamLog(Protocol):
     """Answers as logs: what a producer writes and what its listeners read."""
 
+    def admit(self, owner: str) -> None:
+        """Refuse a new stream of ``owner`` that the broker has no room for.
+
+        Asked by the use case before it records anything, so a refused question leaves
+        nothing behind. The in-process broker refuses when answers still being written
+        fill its memory budget (429 ``retained_share_full`` for the user's share, 503
+        ``retained_bytes_full`` for the total); brokers with no budget of their own
+        (Redis has ``maxmemory``) accept every stream.
+        """
+        return None
+
     @abstractmethod
     async def create(self, owner: str, stream_id: str | None = None) -> str:
         """Open a new running stream owned by ``owner`` and return its id.

@@ -9,13 +9,27 @@ __all__ = ["create_broker"]
 
 
 def create_broker(
-    url: str, *, retention: float, lease_timeout: float = 15.0, redis_timeout: float = 3.0
+    url: str,
+    *,
+    retention: float,
+    lease_timeout: float = 15.0,
+    redis_timeout: float = 3.0,
+    max_retained_bytes: int = 256 * 1024 * 1024,
+    max_retained_bytes_per_user: int = 32 * 1024 * 1024,
 ) -> Broker:
-    """``memory`` (the default) or ``redis://host:port/db`` (replicas)."""
+    """``memory`` (the default) or ``redis://host:port/db`` (replicas).
+
+    The byte budget is the in-process broker's alone: Redis bounds its memory itself
+    (``maxmemory``), and its streams live in another process.
+    """
     if url in ("memory", "memory://"):
         from typewriter.streams.memory import MemoryBroker
 
-        return MemoryBroker(retention=retention)
+        return MemoryBroker(
+            retention=retention,
+            max_retained_bytes=max_retained_bytes,
+            max_retained_bytes_per_user=max_retained_bytes_per_user,
+        )
     if url.startswith(("redis://", "rediss://", "unix://")):
         from typewriter.streams.redis import RedisBroker
 
