@@ -6,9 +6,9 @@ and unbounded: 600 MB of header lines were all kept), the URL likewise, and a
 connection that sends half a head, half a body or nothing at all is kept
 forever. An app-level check cannot help, since the app is only called once the
 whole head is in. So the bounds are kept where the bytes arrive, in a subclass
-of uvicorn's ``HttpToolsProtocol`` (read from uvicorn 0.55.0; it uses the
-parser callbacks, ``data_received``, ``send_400_response`` and
-``on_response_complete``, which have kept their shape for years):
+of uvicorn's ``HttpToolsProtocol`` (read from uvicorn 0.55.0; it overrides the
+parser callbacks, ``connection_made``/``_lost``, ``data_received`` around the
+parent's, and ``send_400_response``, all public and stable for years):
 
 - the request line beyond ``max_url_bytes``: ``414``, counted as the parser
   hands the URL over, chunk by chunk;
@@ -16,9 +16,12 @@ parser callbacks, ``data_received``, ``send_400_response`` and
   checked exactly when the head is complete and, while it is still arriving,
   against the raw bytes received (so an endless header costs at most the limit
   plus one read, never the whole stream);
-- a head not in within ``header_timeout`` of the connection (or of the previous
-  response, for a kept-alive one): ``408``, or a plain close when nothing came;
-- a body not in full within ``body_timeout``: ``408``;
+- a head not in within ``header_timeout``: ``408``, or a plain close when
+  nothing came at all. The timer starts when the connection opens, or, for a
+  later request on a kept-alive connection, after the read its head began in;
+  until then uvicorn's keep-alive timer, set to ``header_timeout`` too, closes
+  a connection that stays idle;
+- a body not in full within ``body_timeout`` of the end of its head: ``408``;
 - more than ``max_connections`` open connections (SSE listeners count: each is
   one): ``503`` at once.
 
@@ -26,8 +29,8 @@ Like nginx's ``client_header_timeout`` and ``large_client_header_buffers``, or
 h11's ``max_incomplete_event_size``. A refusal is the contract's JSON with
 ``Connection: close``; the write side is then shut and what the client still
 sends is read and dropped for a moment, so the client reads the refusal
-instead of a reset. The per-chunk cost on the fast path is two attribute
-tests; the timers are one ``call_later`` per connection and per response.
+instead of a reset. The fast path (a head in one read, a body in a few) arms
+no timer at all and costs a few attribute tests per read.
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._in_head = False  # between the first byte of a request and its blank line
+        self._read = 0  # the size of the read being parsed
+        self._head_first = 0  # the size of the read the head began in
         self._head_bytes = 0  # raw bytes of the head after the read it began in
         self._body_due = False  # between the end of a head and the end of its body
         self._refusing: tuple[int, str, str] | None = None  # set before raising _Refused
@@ -142,15 +147,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return  # lingering after a refusal: read and dropped
         head_before = self._in_head
+        self._read = len(data)
         super().data_received(data)
-        if self._in_head:
-            # Bytes of a head already begun before this read are all head bytes; the read
-            # a head begins in is left out (it may hold a previous body), so the raw count
-            # is short by one read at most, and the exact check at the head's end remains.
-            if head_before and not self._refused:
+        if self._in_head:  # a head still incomplete after this read
+            if self._refused:
+                return
+            if head_before:
+                # Bytes of a head begun before this read are all head bytes; the read a
+                # head begins in is left out (it may end a previous body), so the raw count
+                # is short by one read at most, and the exact check at the head's end stays.
                 self._head_bytes += len(data)
                 if self._head_bytes > self.bounds.head_bytes:
                     self._refuse(431, "headers_too_large", self._headers_message())
+                    return
+            if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm_head_timer()
         elif self._body_due and self._body_timer is None and not self._refused:
             self._body_timer = self.loop.call_later(self.bounds.body_timeout, self._body_late)
 
@@ -159,9 +170,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_first = self._read
         self._head_bytes = 0
-        if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
-            self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -177,9 +187,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         headers = self.headers
-        if len(headers) > self.bounds.max_header_lines or (
-            sum(len(name) + len(value) for name, value in headers) + 4 * len(headers)
-            > self.bounds.max_header_bytes
+        bounds = self.bounds
+        if len(headers) > bounds.max_header_lines or (
+            # Each header line is at least its name, its value and 3 bytes: the sum is only
+            # needed when the raw bytes of the head could hold more than the limit.
+            self._head_first + self._head_bytes + len(headers) > bounds.max_header_bytes
+            and sum(len(name) + len(value) for name, value in headers) + 4 * len(headers)
+            > bounds.max_header_bytes
         ):
             self._stop_parsing(431, "headers_too_large", self._headers_message())
         super().on_headers_complete()
@@ -191,15 +205,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if (
-            self._head_timer is None
-            and not self.transport.is_closing()
-            and self.cycle.response_complete
-        ):
-            self._arm_head_timer()  # the next request's head, or the idle wait for it
 
     def _stop_parsing(self, status: int, code: str, message: str) -> NoReturn:
         self._refusing = (status, code, message)
@@ -229,7 +234,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         ):
             return
         if self.cycle is not None and not self.cycle.response_complete:
-            return  # a response is on its way; the head timer is armed again after it
+            return  # a response is on its way; the next read arms the timer again
         if self._in_head:
             seconds = f"{self.bounds.header_timeout:g}"
             self._refuse(
