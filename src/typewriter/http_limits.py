@@ -148,7 +148,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return  # lingering after a refusal: read and dropped
         head_before = self._in_head
         self._read = len(data)
-        super().data_received(data)
+        HttpToolsProtocol.data_received(self, data)  # not super(): this runs for every read
         if self._in_head:  # a head still incomplete after this read
             if self._refused:
                 return
