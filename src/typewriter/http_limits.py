@@ -115,8 +115,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._in_head = False  # between the first byte of a request and its blank line
-        self._read = 0  # the size of the read being parsed
-        self._head_first = 0  # the size of the read the head began in
+        self._read = 0  # the size of the read being parsed (-1 once a message ended in it)
+        self._head_first = 0  # the size of the read the head began in (-1: unknown)
         self._head_bytes = 0  # raw bytes of the head after the read it began in
         self._body_due = False  # between the end of a head and the end of its body
         self._refusing: tuple[int, str, str] | None = None  # set before raising _Refused
@@ -152,14 +152,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head:  # a head still incomplete after this read
             if self._refused:
                 return
+            # The raw count: every read since the head began, the read it began in too
+            # unless a previous message ended there (then that read is left out, and the
+            # count is short by one read at most; the exact check at the head's end stays).
             if head_before:
-                # Bytes of a head begun before this read are all head bytes; the read a
-                # head begins in is left out (it may end a previous body), so the raw count
-                # is short by one read at most, and the exact check at the head's end stays.
                 self._head_bytes += len(data)
-                if self._head_bytes > self.bounds.head_bytes:
-                    self._refuse(431, "headers_too_large", self._headers_message())
-                    return
+            if self._head_first + self._head_bytes > self.bounds.head_bytes:
+                self._refuse(431, "headers_too_large", self._headers_message())
+                return
             if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
                 self._arm_head_timer()
         elif self._body_due and self._body_timer is None and not self._refused:
@@ -170,7 +170,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_first = self._read
+        self._head_first = self._read  # -1 if a previous message ended in this read
         self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -190,8 +190,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         bounds = self.bounds
         if len(headers) > bounds.max_header_lines or (
             # Each header line is at least its name, its value and 3 bytes: the sum is only
-            # needed when the raw bytes of the head could hold more than the limit.
-            self._head_first + self._head_bytes + len(headers) > bounds.max_header_bytes
+            # needed when the raw bytes of the head could hold more than the limit, or when
+            # their count is short (the head began after a previous message, mid-read).
+            (
+                self._head_first < 0
+                or self._head_first + self._head_bytes + len(headers) > bounds.max_header_bytes
+            )
             and sum(len(name) + len(value) for name, value in headers) + 4 * len(headers)
             > bounds.max_header_bytes
         ):
@@ -202,6 +206,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._body_due = False
+        self._read = -1  # what follows in this read is not all one head
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None

@@ -296,3 +296,20 @@ async def test_beyond_max_connections_a_clean_503_and_healthz_still_served(
                 await asyncio.sleep(0.05)
     assert "max_connections lowered from 10000 to 192" in served.output()  # said once
     assert served.output().count("max_connections lowered") == 1
+
+
+async def test_a_head_within_the_limits_passes_however_it_is_cut(servers: Servers) -> None:
+    served = servers.bounded
+    head = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: " + b"a" * 30_000
+    head += b"\r\n\r\n"
+    async with connection(served) as (reader, writer):
+        for start in range(0, len(head), 1000):  # in pieces the server reads one by one
+            writer.write(head[start : start + 1000])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        assert parse(await asyncio.wait_for(reader.read(), 5)).status == 200
+    lines = b"".join(b"x-h%d: v\r\n" % i for i in range(101))  # one line too many
+    async with connection(served) as (reader, writer):
+        writer.write(b"GET /healthz HTTP/1.1\r\n" + lines + b"\r\n")
+        reply = parse(await asyncio.wait_for(reader.read(), 5))
+        assert reply.status == 431 and reply.error()["code"] == "headers_too_large"
