@@ -19,6 +19,7 @@ is uvicorn's ``force_exit``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import socket
 from types import FrameType
@@ -27,9 +28,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from typewriter.api import create_app
+from typewriter.api.header_limit import HeadRefusals
+from typewriter.api.routes_openai import router as openai_router
 from typewriter.config import Settings
+from typewriter.http_limits import RequestBounds, bounded_protocol, connection_cap
 
 __all__ = ["GatewayServer", "build_server"]
+
+log = logging.getLogger(__name__)
 
 
 class GatewayServer(uvicorn.Server):
@@ -39,6 +45,7 @@ class GatewayServer(uvicorn.Server):
         self._signals = 0
         self._drain: asyncio.Task[None] | None = None
         self._cut_asked = False
+        self.notes: list[str] = []  # logged once the server starts (logging is set up by then)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First signal: drain. Second, while draining: end the running answers now (each
@@ -67,6 +74,11 @@ class GatewayServer(uvicorn.Server):
             self.should_exit = True
         return await super().on_tick(counter)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        for note in self.notes:
+            log.warning(note)
+        await super().startup(sockets=sockets)
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.app.state.gateway.begin_shutdown()
         await super().shutdown(sockets=sockets)
@@ -74,12 +86,25 @@ class GatewayServer(uvicorn.Server):
 
 def build_server(settings: Settings, *, access_log: bool = False) -> GatewayServer:
     app = create_app(settings)
+    max_connections, cap_note = connection_cap(settings.max_connections)
+    bounds = RequestBounds(
+        max_header_bytes=settings.max_header_bytes,
+        max_header_lines=settings.max_header_lines,
+        max_url_bytes=settings.max_url_bytes,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=max_connections,
+    )
+    refusals = HeadRefusals(openai_router.routes, app.state.gateway.metrics)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(bounds, refusals),  # httptools, with bounds on heads and time
+        # The head timer closes an idle kept-alive connection at header_timeout; uvicorn's
+        # own keep-alive timer is set no shorter, so that one setting decides.
+        timeout_keep_alive=math.ceil(settings.header_timeout),
         lifespan="on",
         log_level=settings.log_level,
         access_log=access_log,
@@ -88,4 +113,7 @@ def build_server(settings: Settings, *, access_log: bool = False) -> GatewayServ
         # 0 means no wait at all: the answers already had ``drain_timeout``.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
     )
-    return GatewayServer(config, app)
+    server = GatewayServer(config, app)
+    if cap_note is not None:
+        server.notes.append(cap_note)
+    return server
