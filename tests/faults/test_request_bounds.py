@@ -145,25 +145,29 @@ async def connection(served: Served) -> AsyncIterator[tuple[asyncio.StreamReader
 async def stream_until_answered(
     served: Served, head: bytes, filler: bytes, most: int
 ) -> tuple[Reply | None, int]:
-    """Send ``head`` then ``filler`` again and again (up to ``most`` bytes) while
-    reading; returns what the server answered, if anything, and how much was sent."""
+    """Send ``head`` then ``filler`` again and again (up to ``most`` bytes) until the
+    server's first byte arrives; returns what the server answered, if anything, and how
+    much was sent by then (the server drains what follows for a second before it
+    closes: counting that would measure the client's speed, not the server's bound)."""
     async with connection(served) as (reader, writer):
         writer.write(head)
         sent = len(head)
-        answer = asyncio.create_task(reader.read())
+        first = asyncio.create_task(reader.read(1))
         try:
-            while sent < most and not answer.done():
+            while sent < most and not first.done():
                 writer.write(filler)
                 sent += len(filler)
                 try:
                     await writer.drain()
                 except ConnectionError:
                     break
-            data = await asyncio.wait_for(answer, 5)
+                await asyncio.sleep(0)  # drain() does not yield while the socket takes it all
+            data = await asyncio.wait_for(first, 5)
+            data += await asyncio.wait_for(reader.read(), 5)
         except (TimeoutError, ConnectionError):
             return None, sent
         finally:
-            answer.cancel()
+            first.cancel()
         return (parse(data) if data else None), sent
 
 
