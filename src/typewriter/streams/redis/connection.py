@@ -10,6 +10,8 @@ write, waits of a generation await local events, and loops stop on a flag.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +26,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from typewriter.errors import BrokerUnavailable
 from typewriter.streams.base import Entry
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "entry_of",
@@ -113,17 +117,34 @@ class Connections:
         await self.reads.aclose(close_connection_pool=True)
 
 
+UNAVAILABLE_MESSAGE = "the stream broker (Redis) is unavailable; try again shortly"
+_LOG_EVERY = 5.0  # seconds between the log lines of a Redis that stays unavailable
+_last_logged = 0.0
+
+
 async def or_unavailable(awaitable: Awaitable[T]) -> T:
     """Await a command; a Redis that cannot be reached, or that is full, is
-    BrokerUnavailable."""
+    BrokerUnavailable.
+
+    The client is told only that the broker is unavailable: why (Redis's address,
+    the socket error) is for the operator's log, once per few seconds however many
+    requests fail meanwhile.
+    """
     try:
         return await awaitable
     except UNREACHABLE as exc:
-        raise BrokerUnavailable(
-            f"the stream broker (Redis) is unavailable; try again shortly ({exc})"
-        ) from None
+        _log_unavailable(exc)
+        raise BrokerUnavailable(UNAVAILABLE_MESSAGE) from None
     except OutOfMemoryError:
         raise BrokerUnavailable(FULL_MESSAGE) from None
+
+
+def _log_unavailable(exc: BaseException) -> None:
+    global _last_logged
+    now = time.monotonic()
+    if now - _last_logged >= _LOG_EVERY:
+        _last_logged = now
+        log.warning("Redis command failed: %s", exc or type(exc).__name__)
 
 
 FULL_MESSAGE = "the stream broker (Redis) is out of memory and refuses new events"

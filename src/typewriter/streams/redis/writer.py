@@ -295,9 +295,11 @@ class Writer:
                     continue
                 break
             except UNREACHABLE as exc:
+                give = self._lease_ms / 1000
                 if loop.time() + delay > give_up:
+                    log.warning("appending to Redis given up after %.0f s: %s", give, exc)
                     failure = BrokerUnavailable(
-                        f"Redis has been unreachable for {self._lease_ms / 1000:.0f} s: {exc}"
+                        f"the stream broker (Redis) has been unreachable for {give:.0f} s"
                     )
                     for write in batch:
                         self._fail(write, failure)
@@ -324,7 +326,10 @@ class Writer:
                 elif message.startswith(("TWTAKEN", "TWGONE", "TWGAP")):
                     self._fail(write, StreamTakenOver(f"stream {write.stream_id!r}: {message}"))
                 else:
-                    self._fail(write, BrokerUnavailable(f"Redis refused an append: {message}"))
+                    log.warning("Redis refused an append to %s: %s", write.stream_id, message)
+                    self._fail(
+                        write, BrokerUnavailable("the stream broker (Redis) refused an event")
+                    )
                 continue
             seq = write.entry[0]
             if write.produced.confirmed is not None:
