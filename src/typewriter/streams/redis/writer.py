@@ -54,7 +54,7 @@ class _Produced:
     so they fail the same way, and the stream is left to its lease. ``full`` is set
     once Redis refused a delta for memory: only the ending may follow, numbered
     after ``written`` (the last event Redis holds); writes queued before it belong
-    to an earlier ``epoch`` and are dropped.
+    before the refusal (an earlier ``refusals`` count) and are dropped.
     """
 
     __slots__ = (
@@ -63,7 +63,7 @@ class _Produced:
         "written",
         "broken",
         "full",
-        "epoch",
+        "refusals",
         "log",
         "keys",
         "confirmed",
@@ -82,7 +82,7 @@ class _Produced:
         self.written = queued
         self.broken: Exception | None = None
         self.full: BrokerFull | None = None
-        self.epoch = 0
+        self.refusals = 0  # deltas Redis refused for memory: writes queued before are void
         self.log = log  # what was written, for this replica's own listeners
         self.keys = keys  # the append script's keys, made once rather than per token
         # Every event Redis confirmed, 1..N, to write back should Redis lose them
@@ -93,7 +93,7 @@ class _Produced:
 class _Write:
     """One queued append: the script's arguments (its keys are the stream's), and who waits."""
 
-    __slots__ = ("stream_id", "produced", "entry", "args", "done", "ending", "epoch")
+    __slots__ = ("stream_id", "produced", "entry", "args", "done", "ending", "refusals")
 
     def __init__(
         self,
@@ -110,7 +110,7 @@ class _Write:
         self.args = args
         self.done = done
         self.ending = ending  # written even when Redis is full
-        self.epoch = produced.epoch
+        self.refusals = produced.refusals
 
 
 class Writer:
@@ -396,10 +396,10 @@ class Writer:
         """Whether the write still counts; one queued before Redis refused an earlier event
         of its stream fails as that one did."""
         produced = write.produced
-        if write.epoch == produced.epoch:
+        if write.refusals == produced.refusals:
             return True
         if not write.done.done():
-            assert produced.full is not None  # only a refusal moves the epoch
+            assert produced.full is not None  # only a refusal voids queued writes
             write.done.set_exception(produced.full)
         return False
 
@@ -415,7 +415,7 @@ class Writer:
                 produced.written,
             )
         produced.full = full
-        produced.epoch += 1
+        produced.refusals += 1
         produced.queued = produced.written
         if not write.done.done():
             write.done.set_exception(full)
