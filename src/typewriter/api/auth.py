@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Collection
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -27,9 +27,6 @@ from starlette.types import Scope
 from typewriter import tickets
 from typewriter.errors import Unauthorized
 from typewriter.store.users import UserStore
-
-if TYPE_CHECKING:
-    from .event_stream import OpenStreams
 
 __all__ = [
     "CACHE_SECONDS",
@@ -40,6 +37,16 @@ __all__ = [
     "require_key",
     "signed_in_user",
 ]
+
+
+class RevocableStreams(Protocol):
+    """The open event-stream responses, as far as revoking users needs them
+    (``event_stream.OpenStreams`` is one: auth names what it needs rather than import it)."""
+
+    def users(self) -> set[str]: ...
+
+    def end_for(self, users: set[str]) -> None: ...
+
 
 LOCAL_USER = "local"
 CACHE_SECONDS = 5.0
@@ -124,7 +131,7 @@ class Authenticator:
             return False
         return await self._active.get(user_id, lambda: users.is_active(user_id))
 
-    async def end_revoked_streams(self, open_streams: OpenStreams) -> None:
+    async def end_revoked_streams(self, open_streams: RevocableStreams) -> None:
         """End the open responses of users revoked since they signed in.
 
         One query for the users of all open responses, run every ``CACHE_SECONDS``

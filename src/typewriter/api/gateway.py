@@ -19,11 +19,11 @@ from starlette.requests import Request
 from typewriter import tickets
 from typewriter.assistants import Assistant, build_catalog
 from typewriter.chat import Chat
-from typewriter.chat.slots import Slots, StreamSlots
 from typewriter.config import Settings
 from typewriter.errors import TypewriterError, UnknownAssistant
 from typewriter.observe.instrument import timed_broker, timed_store
 from typewriter.observe.metrics import Metrics
+from typewriter.slots import Slots, StreamSlots
 from typewriter.store.factory import open_store
 from typewriter.store.sql import SqlStore
 from typewriter.store.users import UserStore

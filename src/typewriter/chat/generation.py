@@ -35,10 +35,10 @@ from typewriter.observe import timing
 from typewriter.observe.answer_log import log_answer
 from typewriter.observe.metrics import Metrics
 from typewriter.recorder import Recorder
+from typewriter.slots import Slot
 from typewriter.streams.base import Control, Presence, StreamLog
 from typewriter.streams.budget import OverBudget
 
-from .slots import Slot
 from .watchdog import Watchdog
 
 __all__ = ["Answer", "Generation", "GenerationBroker", "Outcome"]

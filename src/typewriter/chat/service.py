@@ -37,13 +37,13 @@ from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions, ModelRequest
 from typewriter.observe.metrics import Metrics
 from typewriter.recorder import Checkpointer, Recorder
+from typewriter.slots import Slot, Slots, StreamSlots
 from typewriter.store.records import Turn
 from typewriter.store.sql import SqlStore
 from typewriter.streams.base import Replicas
 
 from .generation import Answer, Generation, GenerationBroker
 from .orphans import end_orphans
-from .slots import Slot, Slots, StreamSlots
 
 __all__ = ["Answer", "Chat", "Question"]
 

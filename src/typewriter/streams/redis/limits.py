@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from typewriter.chat.slots import Slot, StreamSlots, too_many_streams
+from typewriter.slots import Slot, StreamSlots, too_many_streams
 from typewriter.streams.redis.connection import FAILED, retrieve
 from typewriter.streams.redis.keys import RUNNING_TTL, Keys
 
