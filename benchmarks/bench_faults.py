@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -37,22 +35,15 @@ from pathlib import Path
 
 import httpx
 
+from servers import free_port, rss_kib
+
 MIB = 1 << 20
 CHUNK = 64 * 1024
 GIVE_UP = 64 * MIB  # bytes sent without an answer: the server is not bounding the head
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def rss_mib(pid: int) -> float:
-    found = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
-    assert found
-    return int(found.group(1)) / 1024
+    return rss_kib(pid) / 1024
 
 
 @asynccontextmanager

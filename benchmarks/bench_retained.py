@@ -28,25 +28,15 @@ from pathlib import Path
 
 import httpx
 
+from servers import free_port, rss_kib
+
 QUESTION = "".join(f"{i:04d}" for i in range(8000))  # echo: 8,000 pieces of 4 characters
 FAST = {"simulate": {"tokens_per_second": 100_000}}
 TIB = 1 << 40
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    assert found, status
-    return int(found.group(1)) / 1024
+    return rss_kib(pid) / 1024
 
 
 async def retained_mib(http: httpx.AsyncClient) -> float | None:

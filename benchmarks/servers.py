@@ -58,8 +58,10 @@ __all__ = [
     "TYPEWRITER_KINDS",
     "RedisServer",
     "Server",
+    "free_port",
     "raise_nofile",
     "redis_server",
+    "rss_kib",
     "running",
     "stop_all",
 ]
@@ -76,6 +78,11 @@ _UNLIMITED = {
     "TYPEWRITER_MAX_LISTENERS_PER_USER": "100000000",
     "TYPEWRITER_MAX_MESSAGE_CHARS": "100000000",
     "TYPEWRITER_MAX_ANSWER_CHARS": "1000000000",
+    # The benchmarks are one user: its share of the in-process broker's memory, and the
+    # connection cap (lowered to the descriptor limit anyway), must not shape the figures.
+    "TYPEWRITER_MAX_RETAINED_BYTES": str(1 << 40),
+    "TYPEWRITER_MAX_RETAINED_BYTES_PER_USER": str(1 << 40),
+    "TYPEWRITER_MAX_CONNECTIONS": "1000000",
 }
 SERVER_CORE = 0
 LOAD_CORE = 1
@@ -133,7 +140,7 @@ class RedisServer:
                 "or run with --without-redis"
             )
         self.dir = Path(tempfile.mkdtemp(prefix="tw-bench-redis-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log = tempfile.TemporaryFile()
         # fmt: off
@@ -270,7 +277,7 @@ class Server:
         return [line for line in text.splitlines() if any(k in line for k in keys)]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -301,7 +308,7 @@ def _die_with_parent() -> None:
 def _start(
     kind: str, nofile: int, settings: dict[str, str] | None = None, redis: RedisServer | None = None
 ) -> Server:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
     env.update(settings or {})
     data_dir = None
