@@ -13,7 +13,32 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["AssistantConfig", "RetryPolicy", "UpstreamConfig"]
+__all__ = ["STANDARD_FIELDS", "AssistantConfig", "RetryPolicy", "UpstreamConfig"]
+
+STANDARD_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "n",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "user",
+    }
+)
+"""The Chat Completions fields the gateway validates and sends itself: ``pass_fields``
+may not name one, so a vendor field can never replace what the gateway checked."""
 
 
 class _Config(BaseModel):
@@ -41,10 +66,27 @@ class UpstreamConfig(_Config):
     hostile upstream can make the gateway hold for one stream: past it the answer ends with
     ``upstream_event_too_large`` and the connection is closed."""
 
+    pass_fields: list[str] = Field(
+        default_factory=list,
+        description="vendor request fields sent to it as the client gave them (e.g. top_k)",
+    )
+    """Fields outside OpenAI's standard mean something only to one kind of server
+    (vLLM's ``top_k``, ``repetition_penalty``, ``chat_template_kwargs``) and may be
+    refused, or worse misread, by another: each upstream names those it takes."""
+
     @model_validator(mode="after")
     def _http_url(self) -> UpstreamConfig:
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url {self.base_url!r} must start with http:// or https://")
+        return self
+
+    @model_validator(mode="after")
+    def _vendor_fields_only(self) -> UpstreamConfig:
+        standard = sorted(set(self.pass_fields) & STANDARD_FIELDS)
+        if standard:
+            raise ValueError(
+                f"pass_fields may not name standard fields the gateway sends itself: {standard}"
+            )
         return self
 
     def serves(self, model: str) -> bool:

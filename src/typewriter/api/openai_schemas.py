@@ -21,6 +21,7 @@ How typewriter's endings read to an OpenAI client (:class:`Completion`):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -103,11 +104,64 @@ class Message(_Lenient):
 
 
 class StreamOptions(_Lenient):
+    """``include_usage`` decides the usage chunk; other options (vLLM's
+    ``continuous_usage_stats``) go to the upstream as given."""
+
+    model_config = ConfigDict(extra="allow")
+
     include_usage: bool | None = None
 
 
+_RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _check_response_format(value: Any) -> None:
+    """OpenAI's rules for ``response_format``; the value itself goes upstream untouched."""
+    if not isinstance(value, dict):
+        raise ValueError("response_format must be an object with a type")
+    kind = value.get("type")
+    if kind not in _RESPONSE_FORMATS:
+        raise ValueError(f"response_format.type must be one of {', '.join(_RESPONSE_FORMATS)}")
+    if kind != "json_schema":
+        return
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise ValueError("response_format.json_schema is required with type json_schema")
+    name = spec.get("name")
+    if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
+        raise ValueError(
+            "response_format.json_schema.name is required: 1 to 64 of a-z, A-Z, 0-9, _ and -"
+        )
+    if "schema" in spec and not isinstance(spec["schema"], dict):
+        raise ValueError("response_format.json_schema.schema must be an object")
+    if "strict" in spec and not isinstance(spec["strict"], bool | None):
+        raise ValueError("response_format.json_schema.strict must be a boolean")
+
+
+# Standard fields sent upstream as the client gave them, when given (the typed
+# ones, temperature, top_p and the token limit, go through the assistant's defaults).
+_PASSED = (
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "user",
+)
+
+
 class CompletionRequest(_Lenient):
-    """``POST /v1/chat/completions``: what typewriter uses, and what it accepts and ignores."""
+    """``POST /v1/chat/completions``: what typewriter checks and sends upstream.
+
+    Unknown fields are kept aside (``model_extra``): the route sends on those the
+    assistant's upstreams take (``pass_fields``) and names the others in a header.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, description="an assistant from GET /v1/models")
     messages: list[Message] = Field(min_length=1)
@@ -118,8 +172,6 @@ class CompletionRequest(_Lenient):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     n: int | None = None
-    # Accepted for compatibility and ignored: none of them changes what a client
-    # can rely on in the answer's shape.
     stop: str | list[str] | None = None
     user: str | None = None
     seed: int | None = None
@@ -128,6 +180,33 @@ class CompletionRequest(_Lenient):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     logit_bias: dict[str, float] | None = None
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_biases(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        """Token ids (as strings, JSON keys being strings) to biases from -100 to 100."""
+        for token, bias in (value or {}).items():
+            if not token.isdigit() or not -100 <= bias <= 100:
+                raise ValueError(
+                    f"logit_bias maps token ids to -100..100; {token[:20]!r}: {bias} is not that"
+                )
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _with_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("logprobs") is not True:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _known_format(cls, value: Any) -> Any:
+        """One error naming ``response_format``, with the rule that was broken."""
+        if value is not None:
+            _check_response_format(value)
+        return value
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -155,13 +234,24 @@ class CompletionRequest(_Lenient):
         """The name the client used for the token limit, for error messages."""
         return "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
 
-    def generation_options(self) -> GenerationOptions:
-        """``max_completion_tokens`` (OpenAI's newer name) wins over ``max_tokens``."""
+    def unknown_fields(self) -> dict[str, Any]:
+        """The fields outside the standard, as the client sent them."""
+        return dict(self.model_extra or {})
+
+    def generation_options(self, vendor: dict[str, Any] | None = None) -> GenerationOptions:
+        """``max_completion_tokens`` (OpenAI's newer name) wins over ``max_tokens``, and
+        goes upstream under the name the client used."""
         limit = self.max_completion_tokens
+        params = {name: getattr(self, name) for name in _PASSED if getattr(self, name) is not None}
+        if self.stream_options is not None:
+            params["stream_options"] = self.stream_options.model_dump(exclude_none=True)
         return GenerationOptions(
             temperature=self.temperature,
             top_p=self.top_p,
             max_tokens=limit if limit is not None else self.max_tokens,
+            max_tokens_name=self.max_tokens_param,
+            params=params,
+            vendor=vendor or {},
         )
 
     def chat_messages(self) -> tuple[ChatMessage, ...]:

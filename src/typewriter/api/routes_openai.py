@@ -13,7 +13,9 @@ How its endings map to OpenAI's finish reasons and errors: ``openai_schemas``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -155,6 +157,25 @@ class CompletionResponse(Response):
         return 200, completion.completion(text)
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SHOWN_NAMES = 20
+
+
+def ignored_header(names: Iterable[str]) -> dict[str, str]:
+    """``X-Typewriter-Ignored-Fields``: the unknown fields no upstream of the assistant
+    takes, so a client can tell its ``top_k`` did nothing. Refusing them instead would
+    break the SDK's clients, which send fields typewriter has no use for (``metadata``,
+    ``service_tier``, …). Names are the client's own text: only plain ones are
+    shown, at most 20, the rest counted."""
+    ordered = sorted(names)
+    if not ordered:
+        return {}
+    plain = [n for n in ordered if _FIELD_NAME.fullmatch(n)][:_SHOWN_NAMES]
+    rest = len(ordered) - len(plain)
+    shown = ", ".join(plain + ([f"{rest} more"] if rest else []))
+    return {"x-typewriter-ignored-fields": shown}
+
+
 def _model_card(assistant: Assistant) -> dict[str, Any]:
     return {"id": assistant.name, "object": "model", "created": _STARTED, "owned_by": "typewriter"}
 
@@ -188,7 +209,10 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     """OpenAI's Chat Completions; ``model`` is an assistant's name."""
     body = await read_json(request, CompletionRequest, gateway.settings.max_body_bytes)
     assistant = _assistant(gateway, body.model)
-    options = body.generation_options()
+    unknown = body.unknown_fields()
+    passable = assistant.backend.passable_fields()
+    options = body.generation_options({k: v for k, v in unknown.items() if k in passable})
+    ignored = ignored_header(name for name in unknown if name not in passable)
     bounds = [
         {**f, "field": body.max_tokens_param if f["field"] == "max_tokens" else f["field"]}
         for f in assistant.out_of_bounds(options)
@@ -216,7 +240,7 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     common: dict[str, Any] = {
         "registry": gateway.open_streams,
         "heartbeat": gateway.settings.heartbeat,
-        "headers": {"x-stream-id": answer.stream_id},
+        "headers": {"x-stream-id": answer.stream_id, **ignored},
         "on_disconnect": stop_generating,
     }
     if body.stream:

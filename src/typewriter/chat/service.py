@@ -283,9 +283,15 @@ def _messages(assistant: Assistant, messages: tuple[ChatMessage, ...]) -> tuple[
 
 
 def _merge(defaults: GenerationOptions, given: GenerationOptions) -> GenerationOptions:
+    """The request's options over the assistant's defaults; the fields the assistant
+    has no default for (``params``, ``vendor``) are the request's."""
+    given_limit = given.max_tokens is not None
     return GenerationOptions(
         temperature=given.temperature if given.temperature is not None else defaults.temperature,
         top_p=given.top_p if given.top_p is not None else defaults.top_p,
-        max_tokens=given.max_tokens if given.max_tokens is not None else defaults.max_tokens,
+        max_tokens=given.max_tokens if given_limit else defaults.max_tokens,
         simulate=given.simulate,
+        max_tokens_name=given.max_tokens_name if given_limit else defaults.max_tokens_name,
+        params=given.params,
+        vendor=given.vendor,
     )

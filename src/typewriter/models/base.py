@@ -8,8 +8,9 @@ an HTTP backend closes its upstream request (and the GPU stops billing).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from typewriter.events import Usage
 from typewriter.messages import ChatMessage
@@ -47,10 +48,25 @@ class Simulation:
 
 @dataclass(frozen=True, slots=True)
 class GenerationOptions:
+    """How to generate one answer.
+
+    ``temperature``, ``top_p`` and ``max_tokens`` are typed because the assistant
+    has defaults and bounds for them. ``max_tokens_name`` is the name the client
+    gave the token limit: a model that only knows ``max_completion_tokens``
+    refuses ``max_tokens``, so the upstream gets the client's own word.
+    ``params`` are the other standard Chat Completions fields the client set
+    (``stop``, ``seed``, ``response_format``, ``stream_options``, …), sent to
+    every upstream as given; ``vendor`` are fields outside the standard, each
+    upstream gets those its ``pass_fields`` names.
+    """
+
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
     simulate: Simulation | None = None
+    max_tokens_name: str = "max_tokens"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    vendor: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +87,10 @@ class ModelBackend(ABC):
     @abstractmethod
     def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         """Yield the answer's pieces in order, ending with a chunk that has ``finish_reason``."""
+
+    def passable_fields(self) -> frozenset[str]:
+        """The vendor fields at least one of its upstreams accepts (``pass_fields``)."""
+        return frozenset()
 
     async def check_upstreams(self) -> Sequence[UpstreamState]:
         """The state of each server this backend reaches, freshly checked if stale.

@@ -28,7 +28,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,19 +112,31 @@ class OpenAIBackend(ModelBackend):
         self._policy = policy
         self._events = events
 
+    def passable_fields(self) -> frozenset[str]:
+        return frozenset(name for u in self._upstreams for name in u.config.pass_fields)
+
     def _body(self, request: ModelRequest) -> dict[str, Any]:
+        """What every upstream gets; ``_attempt`` adds the vendor fields each one takes.
+
+        The client's parameters go as given, except ``stream`` and
+        ``include_usage``, which the gateway needs on (it streams every answer and
+        counts its tokens) whatever the client asked for itself.
+        """
         options = request.options
+        params = dict(options.params)
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream_options": {**params.pop("stream_options", {}), "include_usage": True},
         }
-        for name in ("temperature", "top_p", "max_tokens"):
+        for name in ("temperature", "top_p"):
             value = getattr(options, name)
             if value is not None:
                 body[name] = value
-        return body
+        if options.max_tokens is not None:
+            body[options.max_tokens_name] = options.max_tokens
+        return {**params, **body}
 
     async def check_upstreams(self) -> list[UpstreamState]:
         checks = (u.health.check(functools.partial(self._probe, u)) for u in self._upstreams)
@@ -135,7 +147,7 @@ class OpenAIBackend(ModelBackend):
         return states
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
-        upstream, response = await self._open(self._body(request))
+        upstream, response = await self._open(self._body(request), request.options.vendor)
         try:
             chunks_of = read_chunks(response, upstream.config.max_event_chars)
             async with contextlib.aclosing(chunks_of) as chunks:
@@ -149,7 +161,9 @@ class OpenAIBackend(ModelBackend):
         finally:
             await response.aclose()  # before the end this closes the connection: upstream stops
 
-    async def _open(self, body: dict[str, Any]) -> tuple[Upstream, httpx.Response]:
+    async def _open(
+        self, body: dict[str, Any], vendor: Mapping[str, Any]
+    ) -> tuple[Upstream, httpx.Response]:
         """The first 200 response from any upstream and key, and its upstream; or
         ModelUnavailable (after one round when every upstream is known down)."""
         loop = asyncio.get_running_loop()
@@ -173,7 +187,7 @@ class OpenAIBackend(ModelBackend):
                     elif refused_by is not None:
                         events.upstream_failover(refused_by, name)
                     try:
-                        response = await self._attempt(upstream, key, body)
+                        response = await self._attempt(upstream, key, body, vendor)
                     except _Refused as refused:
                         refused_by = name
                         failures.add(name, refused.reason)
@@ -205,8 +219,12 @@ class OpenAIBackend(ModelBackend):
             await asyncio.sleep(wait)
             pause = min(pause * 2 or self._policy.backoff_initial, self._policy.backoff_max)
 
-    async def _attempt(self, upstream: Upstream, key: str, body: dict[str, Any]) -> httpx.Response:
+    async def _attempt(
+        self, upstream: Upstream, key: str, body: dict[str, Any], vendor: Mapping[str, Any]
+    ) -> httpx.Response:
         config = upstream.config
+        passed = {name: vendor[name] for name in config.pass_fields if name in vendor}
+        body = {**passed, **body}  # never over a field the gateway set
         headers = {"accept": "text/event-stream", **upstream.headers(key)}
         timeout = httpx.Timeout(connect=config.connect_timeout, read=None, write=30.0, pool=30.0)
         request = self._client.build_request(
