@@ -15,7 +15,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from pydantic import ValidationError
 
-from conftest import RunningServer
+from conftest import RunningServer, ServerFactory
 from typewriter.upstreams import UpstreamConfig
 from upstream.control import Upstream
 from upstream.fixtures import Gateway
@@ -179,3 +179,29 @@ def test_without_pass_fields_vendor_fields_are_dropped_and_named(
 def test_pass_fields_cannot_name_a_field_the_gateway_sends() -> None:
     with pytest.raises(ValidationError, match="standard fields the gateway sends itself"):
         UpstreamConfig(name="u", base_url="http://127.0.0.1:1/v1", pass_fields=["top_k", "seed"])
+
+
+def test_on_failover_each_upstream_gets_only_the_vendor_fields_it_takes(
+    upstream: Upstream, make_server: ServerFactory
+) -> None:
+    """Two upstreams (the same process, two configurations): the first takes ``top_k``
+    and fails with 503; the second, which does not take it, answers without it."""
+    upstream.script({"status": 503})
+    common = {"base_url": upstream.base_url, "headers_timeout": 5.0}
+    server = make_server(
+        upstreams=[
+            {"name": "vllm", "pass_fields": ["top_k"], **common},
+            {"name": "other", **common},
+        ],
+        assistants=[{"name": "up", "model": "test-model", "upstreams": ["vllm", "other"]}],
+        retry={"deadline": 5, "backoff_initial": 0.05, "backoff_max": 0.2},
+    )
+    for sdk in sdk_for(server):
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="up", messages=USER, seed=3, extra_body={"top_k": 5}
+        )
+        assert raw.parse().choices[0].message.content
+        assert "x-typewriter-ignored-fields" not in raw.headers  # one upstream takes it
+    first, second = (r["body"] for r in upstream.requests())
+    assert (first["top_k"], first["seed"]) == (5, 3)
+    assert "top_k" not in second and second["seed"] == 3
