@@ -174,6 +174,12 @@ def test_without_pass_fields_vendor_fields_are_dropped_and_named(
     assert raw.headers["x-typewriter-ignored-fields"] == "top_k"
     plain = sdk.chat.completions.with_raw_response.create(model="up", messages=USER)
     assert "x-typewriter-ignored-fields" not in plain.headers
+    streamed = sdk.chat.completions.with_raw_response.create(
+        model="up", messages=USER, stream=True, extra_body={"top_k": 20, "a\r\nb": 1}
+    )
+    assert streamed.headers["x-typewriter-ignored-fields"] == "top_k, 1 more"  # only plain names
+    with streamed.parse() as chunks:
+        assert [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
 
 
 def test_pass_fields_cannot_name_a_field_the_gateway_sends() -> None:
