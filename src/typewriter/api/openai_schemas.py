@@ -3,9 +3,11 @@
 The request model is lenient where OpenAI's clients need it and strict where a
 silent guess would hurt. Clients built on the SDK send many fields typewriter
 has no use for (``tools``, ``metadata``, ``service_tier``, …), so unknown fields
-are ignored; but a known field of the wrong type (``"temperature": "hot"``) is
-a client bug, refused with ``400`` and the field named in ``param`` the way
-OpenAI does.
+are not refused: they go to the upstreams that take them (``pass_fields``) and
+are named in a response header otherwise. But a known field of the wrong type
+(``"temperature": "hot"``) is a client bug, refused with ``400`` and the field
+named in ``param`` the way OpenAI does; the standard fields that pass go to the
+upstream as the client gave them.
 
 How typewriter's endings read to an OpenAI client (:class:`Completion`):
 
