@@ -107,9 +107,9 @@ async def test_a_stream_without_finish_reason_or_done_ends_upstream_incomplete(
     assert len(upstream.requests()) == 1  # text was shown: never retried
 
     # Either sign of a finished stream is enough: a finish reason without [DONE] (some
-    # servers end so), or [DONE] without a finish reason.
-    upstream.script({"done": False, "keepalive": True}, {"finish_reason": None})
-    for _ in range(2):
+    # servers end so; or the connection breaks after it), or [DONE] without a finish reason.
+    upstream.script({"done": False, "keepalive": True}, {"done": "drop"}, {"finish_reason": None})
+    for _ in range(3):
         events, stored = await _ask(server)
         assert [e.event for e in events if e.event == "error"] == []
         assert last(events, "end")["finish_reason"] == "stop"

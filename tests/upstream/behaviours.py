@@ -110,9 +110,12 @@ def validate_behaviour(raw: Any) -> dict[str, Any]:
         value = raw.get(key)
         if value is not None and (type(value) is not int or value < least):
             raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
-    for key in ("raw_utf8", "done", "keepalive"):
+    for key in ("raw_utf8", "keepalive"):
         if not isinstance(raw.get(key, False), bool):
             raise ValueError(f"{key} must be true or false, got {raw[key]!r}")
+    done = raw.get("done", True)
+    if not (isinstance(done, bool) or done == "drop"):
+        raise ValueError(f"done must be true, false or 'drop', got {raw['done']!r}")
     reason = raw.get("finish_reason", "stop")
     if reason is not None and not isinstance(reason, str):
         raise ValueError(f"finish_reason must be a string or null, got {reason!r}")

@@ -48,7 +48,8 @@ order; with none queued a request gets a plain success at 1000 tokens/s):
     to the usage chunk, if any, and ``[DONE]``).
 ``done``
     False: the response ends properly (its last chunk) but without ``data: [DONE]``, as some
-    servers end their streams.
+    servers end their streams. ``"drop"``: the connection breaks (``drop_mode``) where
+    ``[DONE]`` would come, after the finish reason and usage.
 ``keepalive``
     True: a ``: ping`` comment before every content delta, as servers send while idle.
 ``usage``

@@ -179,7 +179,11 @@ class Performance:
                     "usage": usage,
                 }
             )
-        await self.exchange.finish(b"data: [DONE]\n\n" if self.behaviour.get("done", True) else b"")
+        done = self.behaviour.get("done", True)
+        if done == "drop":  # the connection breaks where [DONE] would come
+            await self.exchange.drop(self.behaviour.get("drop_mode", "fin"))
+            return
+        await self.exchange.finish(b"data: [DONE]\n\n" if done else b"")
 
     async def whole(self) -> None:
         """Non-streaming: the answer arrives when generation would have ended."""

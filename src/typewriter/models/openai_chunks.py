@@ -103,7 +103,10 @@ async def read_chunks(
     except httpx.TimeoutException:
         raise ModelTimeout("the upstream stopped sending") from None
     except httpx.TransportError as exc:  # its class is for the log (``OpenAIBackend.stream``)
-        raise ModelError("the connection to the model broke mid-answer") from exc
+        if finish_reason is None:
+            raise ModelError("the connection to the model broke mid-answer") from exc
+        # The model had said it was done: the text is whole, only the end of the body was lost.
+        log.info("an upstream's connection broke after its finish reason (%s)", type(exc).__name__)
     if finish_reason is None and not done:
         raise UpstreamIncomplete(
             "the model's stream ended without a finish reason or [DONE]; the answer may be cut"
