@@ -34,7 +34,8 @@ route knows better (an unknown assistant is OpenAI's 404 ``model_not_found``).
     └── ModelError                  502 upstream_error
         ├── ModelUnavailable        503 upstream_unavailable
         ├── ModelTimeout            504 upstream_timeout
-        └── UpstreamEventTooLarge   502 upstream_event_too_large
+        ├── UpstreamEventTooLarge   502 upstream_event_too_large
+        └── UpstreamIncomplete      502 upstream_incomplete
 
 Messages quote the bad value and say what would be right, because the person
 reading them is usually a developer wiring up a client.
@@ -71,6 +72,7 @@ __all__ = [
     "UnknownAssistant",
     "UnsupportedMediaType",
     "UpstreamEventTooLarge",
+    "UpstreamIncomplete",
 ]
 
 
@@ -328,3 +330,10 @@ class UpstreamEventTooLarge(ModelError):
     """The upstream sent one event over its ``max_event_chars``: it broke its own protocol."""
 
     code = "upstream_event_too_large"
+
+
+class UpstreamIncomplete(ModelError):
+    """The upstream's stream ended with neither a finish reason nor ``[DONE]``: the answer
+    may have been cut anywhere, so it ends as an error rather than looking complete."""
+
+    code = "upstream_incomplete"

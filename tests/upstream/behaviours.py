@@ -17,6 +17,7 @@ DEFAULT_TOKENS_PER_SECOND = 1000.0
 ECHO_PIECE = 4
 ECHO_MESSAGES_PIECE = 16
 MALFORMED_EVENT = b"data: {not json\n\n"
+KEEPALIVE = b": ping\n\n"  # the comment OpenAI-compatible servers send while idle
 OVERSIZE_BYTES = 100 * 2**20
 
 TRIGGERS = (
@@ -41,6 +42,8 @@ BEHAVIOUR_KEYS = frozenset(
         "error_message",
         "error_done",
         "finish_reason",
+        "done",
+        "keepalive",
         "usage",
         "oversize_bytes",
         "raw_utf8",
@@ -107,8 +110,15 @@ def validate_behaviour(raw: Any) -> dict[str, Any]:
         value = raw.get(key)
         if value is not None and (type(value) is not int or value < least):
             raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
-    if not isinstance(raw.get("raw_utf8", False), bool):
-        raise ValueError(f"raw_utf8 must be true or false, got {raw['raw_utf8']!r}")
+    for key in ("raw_utf8", "keepalive"):
+        if not isinstance(raw.get(key, False), bool):
+            raise ValueError(f"{key} must be true or false, got {raw[key]!r}")
+    done = raw.get("done", True)
+    if not (isinstance(done, bool) or done == "drop"):
+        raise ValueError(f"done must be true, false or 'drop', got {raw['done']!r}")
+    reason = raw.get("finish_reason", "stop")
+    if reason is not None and not isinstance(reason, str):
+        raise ValueError(f"finish_reason must be a string or null, got {reason!r}")
     if "status" in raw and not (isinstance(raw["status"], int) and 100 <= raw["status"] < 600):
         raise ValueError(f"status must be an HTTP status code, got {raw['status']!r}")
     tokens = raw.get("tokens")

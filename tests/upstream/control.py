@@ -44,7 +44,14 @@ order; with none queued a request gets a plain success at 1000 tokens/s):
     stream; a client leaving stops it mid-event. Non-streaming: a 200 whose message content is
     that filler.
 ``finish_reason``
-    Default ``"stop"``.
+    Default ``"stop"``; ``None``: no chunk carries one (the stream goes from its last delta
+    to the usage chunk, if any, and ``[DONE]``).
+``done``
+    False: the response ends properly (its last chunk) but without ``data: [DONE]``, as some
+    servers end their streams. ``"drop"``: the connection breaks (``drop_mode``) where
+    ``[DONE]`` would come, after the finish reason and usage.
+``keepalive``
+    True: a ``: ping`` comment before every content delta, as servers send while idle.
 ``usage``
     Merged over the computed usage (prompt_tokens = words in all message contents,
     completion_tokens = deltas sent); ``None`` means no usage at all (as servers that ignore

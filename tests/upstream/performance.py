@@ -11,6 +11,7 @@ from typing import Any
 from behaviours import (
     DEFAULT_MODELS,
     DEFAULT_TOKENS_PER_SECOND,
+    KEEPALIVE,
     MALFORMED_EVENT,
     OVERSIZE_BYTES,
     TRIGGERS,
@@ -116,6 +117,8 @@ class Performance:
             await self.event(self.chunk({"role": "assistant", "content": ""}))
         elif self.interval:
             await asyncio.sleep(self.interval)
+        if self.behaviour.get("keepalive"):
+            await self.exchange.body(KEEPALIVE)
         if token is None:
             event = b"data: " + self.dumps(self.chunk({"content": ""})) + b"\n\n"
             for piece in filled(event, self.oversize):
@@ -162,7 +165,8 @@ class Performance:
         for token in rest:
             await self.delta(token)
         finish_reason = self.behaviour.get("finish_reason", "stop")
-        await self.event(self.chunk({}, finish_reason))
+        if finish_reason is not None:
+            await self.event(self.chunk({}, finish_reason))
         usage = self.usage(self.record["tokens_sent"])
         if self.include_usage and usage is not None:
             await self.event(
@@ -175,7 +179,11 @@ class Performance:
                     "usage": usage,
                 }
             )
-        await self.exchange.finish(b"data: [DONE]\n\n")
+        done = self.behaviour.get("done", True)
+        if done == "drop":  # the connection breaks where [DONE] would come
+            await self.exchange.drop(self.behaviour.get("drop_mode", "fin"))
+            return
+        await self.exchange.finish(b"data: [DONE]\n\n" if done else b"")
 
     async def whole(self) -> None:
         """Non-streaming: the answer arrives when generation would have ended."""

@@ -22,6 +22,8 @@ from playwright.sync_api import Browser, Locator, Page, Route, expect
 from conftest import ServerFactory
 from helpers import free_port
 from replicas import Replicas
+from upstream.control import Upstream
+from upstream.fixtures import Gateway
 from web.chat_page import (
     answers,
     ask,
@@ -158,6 +160,24 @@ def test_stopped_and_length_are_told_and_can_be_rated(page: Page) -> None:
     wait_for_end(page)
     expect(note(page)).to_have_text("Cut short: the answer reached its length limit.")
     assert answers(page).last.inner_text() == "cut at t"
+    offers(page, copy=True, rating=True)
+
+
+def test_how_an_upstream_ended_is_said_in_plain_words(
+    upstream: Upstream, gateway: Gateway, open_page: OpenPage
+) -> None:
+    upstream.script(
+        {"finish_reason": None, "done": False},  # closed with neither a reason nor [DONE]
+        {"finish_reason": "content_filter"},
+    )
+    page = open_page(gateway(upstream).url)
+    ask(page, "an answer that breaks off", assistant="up")
+    wait_for_end(page)
+    expect(note(page)).to_have_text(f"The model's answer broke off before its end. {RETRY}")
+    offers(page, copy=True, rating=False)
+    ask(page, "an answer the filter stops", assistant="up")
+    wait_for_end(page)
+    expect(note(page)).to_have_text("Stopped by the model's content filter.")
     offers(page, copy=True, rating=True)
 
 

@@ -260,7 +260,13 @@ class CompletionRequest(_Lenient):
         return tuple(m.to_chat() for m in self.messages)
 
 
-_FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "cancelled": "stop",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+}
 
 
 def _model_errors(kind: type[ModelError] = ModelError) -> Iterator[type[ModelError]]:

@@ -10,27 +10,57 @@ text stay text (a reader built on ``str.splitlines()`` would cut the JSON there)
 
 Nothing here is retried: by the time a stream is read, the upstream has
 answered, and every failure is an error of the answer (see ``openai.py``).
+
+How the stream ends decides how the answer ends. The upstream's finish reason
+is read into the contract's list (:func:`finish_reason_of`), so a client never
+meets a reason it was not told about. ``[DONE]`` or a finish reason each mean
+the upstream finished (some servers send one without the other); a stream that
+closes with neither was cut somewhere on the way, and ends the answer with
+``upstream_incomplete`` rather than looking complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
 
 from typewriter import sse
-from typewriter.errors import ModelError, ModelTimeout, UpstreamEventTooLarge
+from typewriter.errors import (
+    ModelError,
+    ModelTimeout,
+    UpstreamEventTooLarge,
+    UpstreamIncomplete,
+)
 from typewriter.events import Usage
 from typewriter.models.base import Chunk
 
-__all__ = ["error_message_of", "read_chunks"]
+__all__ = ["error_message_of", "finish_reason_of", "read_chunks"]
 
-"""The error code of an answer whose upstream sent an event over ``max_event_chars``."""
+log = logging.getLogger(__name__)
 
 _DONE = "[DONE]"
+
+_FINISH_REASONS = {
+    # OpenAI's own, kept as they are (the contract's list has each of them).
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    # Other servers' names for the same endings.
+    "function_call": "tool_calls",  # OpenAI's older name, still sent by some servers
+    "model_length": "length",  # Mistral: the context window was full
+    "max_tokens": "length",  # servers translating Anthropic's ending
+}
+_FAILED = frozenset({"error", "abort"})
+"""Reasons that say the upstream failed (Mistral's ``error``, vLLM's ``abort``): an error."""
+
+_warned: set[str] = set()  # unknown reasons already logged: one WARNING each, not per answer
+_WARN_MAX = 64
 
 
 async def read_chunks(
@@ -48,10 +78,12 @@ async def read_chunks(
         raise ModelError(f"the upstream answered {content_type!r}, not an event stream")
     finish_reason: str | None = None
     usage: Usage | None = None
+    done = False
     try:
         async with contextlib.aclosing(_events(response, max_event_chars)) as events:
             async for event in events:
                 if event.data == _DONE:
+                    done = True
                     break
                 payload = _parse(event.data)
                 if "error" in payload:
@@ -71,8 +103,36 @@ async def read_chunks(
     except httpx.TimeoutException:
         raise ModelTimeout("the upstream stopped sending") from None
     except httpx.TransportError as exc:  # its class is for the log (``OpenAIBackend.stream``)
-        raise ModelError("the connection to the model broke mid-answer") from exc
-    yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
+        if finish_reason is None:
+            raise ModelError("the connection to the model broke mid-answer") from exc
+        # The model had said it was done: the text is whole, only the end of the body was lost.
+        log.info("an upstream's connection broke after its finish reason (%s)", type(exc).__name__)
+    if finish_reason is None and not done:
+        raise UpstreamIncomplete(
+            "the model's stream ended without a finish reason or [DONE]; the answer may be cut"
+        )
+    yield Chunk(finish_reason=finish_reason_of(finish_reason or "stop"), usage=usage)
+
+
+def finish_reason_of(upstream_reason: str) -> str:
+    """The contract's finish reason for an upstream's.
+
+    ``stop``, ``length``, ``tool_calls`` and ``content_filter`` stay; a few other
+    servers' names for those are translated; ``error`` and ``abort`` are the
+    upstream's failure (ModelError). Any other reason is ``stop`` (the upstream
+    did finish, in a way the contract has no name for), and the reason it gave
+    goes to the log, once per reason.
+    """
+    reason = _FINISH_REASONS.get(upstream_reason)
+    if reason is not None:
+        return reason
+    shown = upstream_reason[:40]
+    if upstream_reason in _FAILED:
+        raise ModelError(f"the model ended the answer with finish reason {shown!r}")
+    if shown not in _warned and len(_warned) < _WARN_MAX:
+        _warned.add(shown)
+        log.warning("an upstream ended an answer with finish reason %r; it ends 'stop'", shown)
+    return "stop"
 
 
 async def _events(

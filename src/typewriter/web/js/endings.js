@@ -12,6 +12,7 @@ const FAILURES = new Map([
   ["upstream_error", "The model failed while answering."],
   ["upstream_timeout", "The model took too long to answer."],
   ["upstream_event_too_large", "The model sent more than the server passes on at once."],
+  ["upstream_incomplete", "The model's answer broke off before its end."],
   ["broker_unavailable", "The server lost track of this answer."],
   ["internal_error", "Something went wrong on the server."],
 ]);
@@ -55,6 +56,12 @@ export function ending({ error, finishReason, text }) {
   }
   if (finishReason === "length") {
     return { text: "Cut short: the answer reached its length limit.", kind: "info" };
+  }
+  if (finishReason === "content_filter") {
+    return { text: "Stopped by the model's content filter.", kind: "info" };
+  }
+  if (finishReason === "tool_calls") {
+    return { text: "The model asked for a tool, which this page cannot run.", kind: "info" };
   }
   return { text: `Ended: ${finishReason}.`, kind: "info" };
 }
