@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from conftest import RunningServer, ServerFactory
-from helpers import ask, follow, last
+from helpers import add_user, ask, follow, last
 from typewriter.api.auth import LOCAL_USER
 from typewriter.store import migrations, schema
 from typewriter.store.migrations import STEPS, migrate
@@ -272,3 +273,31 @@ async def test_the_migration_fills_the_columns_of_earlier_answers(database_url: 
         ]
     finally:
         await engine.dispose()
+
+
+async def test_each_user_sees_only_their_own_usage(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    alice, bob = add_user(tmp_path, "alice"), add_user(tmp_path, "bob")
+    server = make_server(data_dir=tmp_path)
+
+    def signed(key: str | None) -> httpx.AsyncClient:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30)
+
+    async with signed(alice) as as_alice, signed(bob) as as_bob, signed(None) as nobody:
+        started = await ask(as_alice, "mine only", assistant="echo", options=FAST)
+        end = last(await follow(as_alice, started["events_url"]), "end")
+        await settled(as_alice)
+        mine = (await as_alice.get("/v1/usage")).json()
+        assert mine["total"]["answers"] == 1
+        assert mine["total"]["total_tokens"] == end["usage"]["total_tokens"]
+        theirs = await as_bob.get("/v1/usage")
+        assert (theirs.status_code, theirs.json()["data"], theirs.json()["total"]) == (
+            200,
+            [],
+            ZEROS,
+        )
+        refused = await nobody.get("/v1/usage")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "missing_api_key"
