@@ -38,6 +38,7 @@ from .routes_health import router as health_router
 from .routes_metrics import router as metrics_router
 from .routes_openai import router as openai_router
 from .routes_page import router as page_router
+from .routes_usage import router as usage_router
 
 __all__ = ["create_app"]
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stop_router, dependencies=[Depends(require_key)])
     app.include_router(openai_router, dependencies=signed_in)
     app.include_router(conversations_router, dependencies=signed_in)
+    app.include_router(usage_router, dependencies=signed_in)
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(page_router)

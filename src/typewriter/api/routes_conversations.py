@@ -27,7 +27,8 @@ _STREAM_LOOKS, _STREAM_LOOK_INTERVAL = 100, 0.02  # 2 s for an ask to create its
 router = APIRouter(prefix="/v1", tags=["conversations"])
 
 
-def _store(gateway: Gateway) -> SqlStore:
+def store_of(gateway: Gateway) -> SqlStore:
+    """The store, or ``404 no_store`` on a server that keeps no conversations."""
     if gateway.store is None:
         raise NotFound("this server keeps no conversations (database_url = none)", code="no_store")
     return gateway.store
@@ -47,7 +48,7 @@ async def list_conversations(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """The caller's conversations, newest first; follow ``next_cursor`` for more."""
-    page, next_cursor = await _store(gateway).list_conversations(
+    page, next_cursor = await store_of(gateway).list_conversations(
         gateway.user_of(request), limit, cursor
     )
     return {"data": [c.public() for c in page], "next_cursor": next_cursor}
@@ -57,7 +58,7 @@ async def list_conversations(
 async def create_conversation(request: Request, gateway: GatewayDep) -> JSONResponse:
     body = await read_json(request, NewConversation, gateway.settings.max_body_bytes)
     assistant = gateway.assistant(body.assistant)  # 422 if unknown; the default if unnamed
-    conversation = await _store(gateway).create_conversation(
+    conversation = await store_of(gateway).create_conversation(
         gateway.user_of(request), body.title, assistant.name
     )
     return JSONResponse(conversation.public(), status_code=201)
@@ -68,7 +69,7 @@ async def get_conversation(
     conversation_id: str, request: Request, gateway: GatewayDep
 ) -> dict[str, Any]:
     """One conversation with all its messages, oldest first."""
-    store, user = _store(gateway), gateway.user_of(request)
+    store, user = store_of(gateway), gateway.user_of(request)
     conversation_id = _id(conversation_id, "conversation")
     conversation = await store.get_conversation(user, conversation_id)
     messages = await store.messages(user, conversation_id)
@@ -80,7 +81,7 @@ async def rename_conversation(
     conversation_id: str, request: Request, gateway: GatewayDep
 ) -> dict[str, Any]:
     body = await read_json(request, Rename, gateway.settings.max_body_bytes)
-    conversation = await _store(gateway).rename_conversation(
+    conversation = await store_of(gateway).rename_conversation(
         gateway.user_of(request), _id(conversation_id, "conversation"), body.title
     )
     return conversation.public()
@@ -92,7 +93,9 @@ async def delete_conversation(
 ) -> Response:
     """Delete it and its messages, and stop the answer it is writing, if any."""
     user = gateway.user_of(request)
-    running = await _store(gateway).delete_conversation(user, _id(conversation_id, "conversation"))
+    running = await store_of(gateway).delete_conversation(
+        user, _id(conversation_id, "conversation")
+    )
     await _stop(gateway, user, running)
     return Response(status_code=204)
 
@@ -104,7 +107,7 @@ async def clear_conversation(
     """Forget the history (the model's context) and stop the answer being written; the
     conversation itself stays."""
     user = gateway.user_of(request)
-    running = await _store(gateway).clear_messages(user, _id(conversation_id, "conversation"))
+    running = await store_of(gateway).clear_messages(user, _id(conversation_id, "conversation"))
     await _stop(gateway, user, running)
     return Response(status_code=204)
 
@@ -140,7 +143,7 @@ async def _stop_one(gateway: Gateway, user: str, stream_id: str) -> None:
 )
 async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> Response:
     """Answer the same question again, with the history before it; like ``POST /v1/chat``."""
-    store, user = _store(gateway), gateway.user_of(request)
+    store, user = store_of(gateway), gateway.user_of(request)
     message = await store.get_message(user, _id(message_id, "message"))
     headers = request.headers
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
@@ -167,7 +170,7 @@ async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> 
 async def rate(message_id: str, request: Request, gateway: GatewayDep) -> dict[str, Any]:
     """Rate an answer 1 or -1 with an optional comment; rating again replaces it."""
     body = await read_json(request, FeedbackBody, gateway.settings.max_body_bytes)
-    feedback = await _store(gateway).set_feedback(
+    feedback = await store_of(gateway).set_feedback(
         gateway.user_of(request), _id(message_id, "message"), body.rating, body.comment
     )
     return {"message_id": message_id, **feedback.public()}

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from typewriter.store.messages import insert_message
 from typewriter.store.records import Message
 from typewriter.store.schema import messages
+from typewriter.store.usage import usage_columns
 
 __all__ = [
     "checkpoint",
@@ -33,9 +34,17 @@ __all__ = [
 
 
 async def open_answer(
-    db: AsyncConnection, owner: str, question: Message, now: float, *, model: str, stream_id: str
+    db: AsyncConnection,
+    owner: str,
+    question: Message,
+    now: float,
+    *,
+    model: str,
+    stream_id: str,
+    assistant: str | None = None,
 ) -> Message:
-    """An empty ``streaming`` answer to ``question``, to be written by stream ``stream_id``."""
+    """An empty ``streaming`` answer to ``question``, to be written by stream ``stream_id``
+    for ``assistant`` (kept so usage is summed per assistant)."""
     return await insert_message(
         db,
         question.conversation_id,
@@ -47,6 +56,7 @@ async def open_answer(
         model=model,
         reply_to=question.id,
         stream_id=stream_id,
+        assistant=assistant,
     )
 
 
@@ -96,6 +106,7 @@ async def finish(
             status=status,
             finish_reason=finish_reason,
             usage=json.dumps(usage) if usage else None,
+            **usage_columns(usage),
             first_token_ms=first_token_ms,
             finished_at=time.time(),
         )

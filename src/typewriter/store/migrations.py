@@ -25,6 +25,7 @@ be safe to run twice on SQLite; ``create_all`` is, as it skips tables that exist
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from typewriter.errors import ConfigError
 from typewriter.store import schema
+from typewriter.store.usage import usage_columns
 
 __all__ = ["LOCK_KEY", "STEPS", "migrate"]
 
@@ -106,11 +108,59 @@ def _v4_unique_positions(connection: sa.Connection) -> None:
     schema.message_positions.create(connection, checkfirst=True)
 
 
+def _v5_usage_columns(connection: sa.Connection) -> None:
+    """Each answer's assistant and usage as columns, for ``GET /v1/usage`` to sum in SQL.
+
+    Answers written before have their usage only as JSON: its numbers are copied into the
+    new columns, and their assistant is taken as their conversation's (the one that
+    answers when an ask names none: the best guess left for them). Only rows still
+    without values are filled, so a second run on SQLite changes nothing.
+    """
+    messages = schema.messages
+    present = {column["name"] for column in sa.inspect(connection).get_columns("messages")}
+    for name in ("assistant", "prompt_tokens", "completion_tokens", "total_tokens"):
+        if name not in present:
+            column_type = messages.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(sa.text(f"ALTER TABLE messages ADD COLUMN {name} {column_type}"))
+    if "usage_estimated" not in present:
+        column_type = messages.c.usage_estimated.type.compile(dialect=connection.dialect)
+        connection.execute(
+            sa.text(f"ALTER TABLE messages ADD COLUMN usage_estimated {column_type}")
+        )
+    conversations = schema.conversations
+    of_conversation = (
+        sa.select(conversations.c.assistant)
+        .where(conversations.c.id == messages.c.conversation_id)
+        .scalar_subquery()
+    )
+    connection.execute(
+        messages.update()
+        .where(messages.c.role == "assistant", messages.c.assistant.is_(None))
+        .values(assistant=of_conversation)
+    )
+    rows = connection.execute(
+        sa.select(messages.c.id, messages.c.usage).where(
+            messages.c.usage.is_not(None), messages.c.total_tokens.is_(None)
+        )
+    ).all()
+    for message_id, usage in rows:
+        try:
+            parsed = json.loads(usage)
+        except ValueError:
+            continue
+        connection.execute(
+            messages.update().where(messages.c.id == message_id).values(**usage_columns(parsed))
+        )
+    owner_created = next(i for i in messages.indexes if i.name == "ix_messages_owner_created")
+    owner_created.create(connection, checkfirst=True)
+
+
 STEPS: list[Step] = [
     _v1_initial,
     _v2_users,
     _v3_key_use_and_unique_names,
     _v4_unique_positions,
+    _v5_usage_columns,
 ]
 
 

@@ -64,7 +64,15 @@ messages = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
     sa.Column("first_token_ms", sa.Float),
+    # Who answered, and the usage's numbers beside its JSON: ``GET /v1/usage`` (and the
+    # budgets that will check it on every ask) sums them in SQL, the same on both engines.
+    sa.Column("assistant", sa.String(100)),
+    sa.Column("prompt_tokens", sa.Integer),
+    sa.Column("completion_tokens", sa.Integer),
+    sa.Column("total_tokens", sa.Integer),
+    sa.Column("usage_estimated", sa.Boolean),
     sa.Index("ix_messages_status", "status"),
+    sa.Index("ix_messages_owner_created", "owner", "created_at"),
 )
 
 # One message per place in a conversation, enforced by the database: the history is read in

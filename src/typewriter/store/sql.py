@@ -19,11 +19,13 @@ it composes, one job each:
 - ``messages``: message rows, each read with its rating (``feedback``)
 - ``history``: what the model sees of a conversation
 - ``answers``: an answer's status, from ``streaming`` to ``done`` or ``interrupted``
+- ``usage``: the tokens of a user's answers, per day and assistant
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 
 from typewriter.errors import StoreUnavailable
@@ -52,6 +54,7 @@ from typewriter.store.messages import (
 )
 from typewriter.store.migrations import migrate
 from typewriter.store.records import Conversation, Feedback, Message, Turn
+from typewriter.store.usage import DayUsage, usage_per_day
 
 __all__ = ["SqlStore"]
 
@@ -167,6 +170,13 @@ class SqlStore(Database):
             await owned_message(db, owner, message_id)
             return await rate(db, owner, message_id, rating, comment)
 
+    async def usage(
+        self, owner: str, first: dt.date, last: dt.date, assistant: str | None = None
+    ) -> list[DayUsage]:
+        """The owner's answers from ``first`` to ``last`` (UTC days), per day and assistant."""
+        async with self.transaction() as db:
+            return await usage_per_day(db, owner, first, last, assistant)
+
     # -- turns: what the chat use case records -----------------------------------
 
     async def start_turn(
@@ -209,7 +219,7 @@ class SqlStore(Database):
                     db, conversation_id, owner, "user", question, "done", now, finished_at=now
                 )
             answer = await answers.open_answer(
-                db, owner, asked, now, model=model, stream_id=stream_id
+                db, owner, asked, now, model=model, stream_id=stream_id, assistant=assistant
             )
             await touch_conversation(db, asked.conversation_id, now)
         history = within_budget(prior, ChatMessage("user", asked.text), budget_chars)
