@@ -54,26 +54,39 @@ class EventDecodeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens the model counted for one answer; ``total_tokens`` is always their sum."""
+    """Tokens for one answer; ``total_tokens`` is always their sum.
+
+    ``estimated`` is true when the model did not count them and the gateway did
+    (``token_estimate``): an answer ended early by an upstream that counts only at
+    the end. It is written only when true, so exact usage keeps OpenAI's shape.
+    """
 
     prompt_tokens: int
     completion_tokens: int
+    estimated: bool = False
 
     @classmethod
     def of(cls, fields: dict[str, Any]) -> Usage:
         """From OpenAI's ``usage`` object (``total_tokens`` is recomputed, not trusted)."""
-        return cls(int(fields.get("prompt_tokens", 0)), int(fields.get("completion_tokens", 0)))
+        return cls(
+            int(fields.get("prompt_tokens", 0)),
+            int(fields.get("completion_tokens", 0)),
+            fields.get("estimated") is True,
+        )
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def to_dict(self) -> dict[str, int]:
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.estimated:
+            body["estimated"] = True
+        return body
 
 
 @dataclass(frozen=True, slots=True)

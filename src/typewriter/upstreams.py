@@ -74,6 +74,13 @@ class UpstreamConfig(_Config):
     (vLLM's ``top_k``, ``repetition_penalty``, ``chat_template_kwargs``) and may be
     refused, or worse misread, by another: each upstream names those it takes."""
 
+    continuous_usage: bool = Field(
+        False, description="ask for usage on every chunk (vLLM's continuous_usage_stats)"
+    )
+    """An upstream that counts only at the end leaves an answer ended early (Stop, a
+    timeout, a broken connection) with an estimate; vLLM can send its running count on
+    every chunk instead, and the last one seen is then the answer's exact usage."""
+
     @model_validator(mode="after")
     def _http_url(self) -> UpstreamConfig:
         if not self.base_url.startswith(("http://", "https://")):

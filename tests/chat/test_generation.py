@@ -72,7 +72,13 @@ async def test_cancel_closes_the_model_and_ends_cancelled() -> None:
     async with asyncio.timeout(5):
         await model.closed.wait()
     got = await events(broker, sid)
-    assert got[-1] == ("end", {"finish_reason": "cancelled", "message_id": got[0][1]["message_id"]})
+    name, end = got[-1]
+    assert (name, end["finish_reason"], end["message_id"]) == (
+        "end",
+        "cancelled",
+        got[0][1]["message_id"],
+    )
+    assert end["usage"]["estimated"] is True  # the model never counted: the gateway did
     deltas = [e for e in got if e[0] == "delta"]
     assert len(deltas) == model.produced, "a piece the model produced was not shown"
     await until_idle(chat)

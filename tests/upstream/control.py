@@ -56,6 +56,8 @@ order; with none queued a request gets a plain success at 1000 tokens/s):
     Merged over the computed usage (prompt_tokens = words in all message contents,
     completion_tokens = deltas sent); ``None`` means no usage at all (as servers that ignore
     ``include_usage``).
+    A request with ``stream_options.continuous_usage_stats`` gets usage on every chunk, the
+    count so far with the chunk's own token, as vLLM sends it.
 ``headers``
     Extra response headers, ``{name: value}``.
 ``raw_utf8``

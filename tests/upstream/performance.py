@@ -39,6 +39,10 @@ class Performance:
         self.created = int(time.time())
         options = body.get("stream_options")
         self.include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        # vLLM's running count: usage on every chunk, so far (the chunk's own token counted).
+        self.continuous = (
+            isinstance(options, dict) and options.get("continuous_usage_stats") is True
+        )
         tps = behaviour.get("tokens_per_second", DEFAULT_TOKENS_PER_SECOND)
         self.interval = 1.0 / tps if tps else 0.0
         self.tokens = reply_tokens(behaviour, body)
@@ -101,7 +105,10 @@ class Performance:
                 {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
             ],
         }
-        if self.include_usage and self.usage(0) is not None:
+        if self.continuous and self.usage(0) is not None:
+            sent = self.record["tokens_sent"] + (1 if delta.get("content") else 0)
+            chunk["usage"] = self.usage(sent)
+        elif self.include_usage and self.usage(0) is not None:
             chunk["usage"] = None  # OpenAI marks every chunk but the last this way
         return chunk
 

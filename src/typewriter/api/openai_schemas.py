@@ -301,7 +301,7 @@ class Completion:
         self.include_usage = include_usage
         self.ended = False
         self.finish_reason: str | None = None
-        self.usage: dict[str, int] | None = None
+        self.usage: dict[str, Any] | None = None
         self.error: tuple[int, dict[str, Any]] | None = None  # (status, OpenAI error body)
 
     def apply(self, event: AnswerEvent) -> str:

@@ -38,6 +38,7 @@ from typewriter.recorder import Recorder
 from typewriter.slots import Slot
 from typewriter.streams.base import Control, Presence, StreamLog
 from typewriter.streams.budget import OverBudget
+from typewriter.token_estimate import estimate_prompt_tokens, estimate_tokens
 
 from .watchdog import Watchdog
 
@@ -63,6 +64,7 @@ class _Progress:
     first_at: float | None = None
     first_seq: int | None = None  # the stream's number of the first delta (parts[0])
     timing: timing.ModelTiming | None = None
+    usage: Usage | None = None  # the last usage the model sent (vLLM's continuous usage)
 
     def shown(self, written: int) -> None:
         """Keep only the parts whose deltas the stream holds (up to event ``written``): the
@@ -155,6 +157,7 @@ class Generation:
             for last_try in (False, True):
                 if isinstance(outcome.error, BrokerFull):
                     progress.shown(outcome.error.written)
+                outcome = _counted(outcome, progress, request)
                 await self._store(recorder, progress, outcome, asked_at)
                 try:
                     await self.finish(answer, outcome, quiet=last_try)
@@ -243,6 +246,8 @@ class Generation:
             async with contextlib.aclosing(chunks):  # type: ignore[type-var]
                 async for chunk in chunks:
                     watchdog.progress()
+                    if chunk.usage is not None:
+                        progress.usage = chunk.usage
                     text = chunk.text
                     if text:
                         if room == 0:  # the limit was filled exactly and the model has more
@@ -319,6 +324,22 @@ def _log_end(
         first_token_ms=(first - asked_at) * 1000 if first is not None else None,
         duration_ms=(now - asked_at) * 1000,
     )
+
+
+def _counted(outcome: Outcome, progress: _Progress, request: ModelRequest) -> Outcome:
+    """The outcome with usage on every ending: the model's own count when it gave one
+    (at the end, or the last running count it sent), else the gateway's estimate of
+    the prompt sent and the text shown, marked ``estimated``."""
+    if outcome.usage is not None:
+        return outcome
+    usage = progress.usage
+    if usage is None:
+        usage = Usage(
+            estimate_prompt_tokens(m.content for m in request.messages),
+            estimate_tokens("".join(progress.parts)),
+            estimated=True,
+        )
+    return Outcome(outcome.finish_reason, usage, outcome.error)
 
 
 def _outcome_of(pump: asyncio.Task[Outcome]) -> Outcome:

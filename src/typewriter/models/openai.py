@@ -225,6 +225,9 @@ class OpenAIBackend(ModelBackend):
         config = upstream.config
         passed = {name: vendor[name] for name in config.pass_fields if name in vendor}
         body = {**passed, **body}  # never over a field the gateway set
+        if config.continuous_usage:
+            options = {**body["stream_options"], "continuous_usage_stats": True}
+            body = {**body, "stream_options": options}
         headers = {"accept": "text/event-stream", **upstream.headers(key)}
         timeout = httpx.Timeout(connect=config.connect_timeout, read=None, write=30.0, pool=30.0)
         request = self._client.build_request(

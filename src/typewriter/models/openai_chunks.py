@@ -89,12 +89,14 @@ async def read_chunks(
                 if "error" in payload:
                     message = error_message_of(payload)
                     raise ModelError(f"the upstream reported an error: {message}")
+                # vLLM's continuous_usage_stats puts the running count on every chunk: it
+                # rides with the text, so an answer ended early still has the exact count.
+                running = _usage(payload["usage"]) if payload.get("usage") else None
+                usage = running or usage
                 for text, reason in _choices(payload, event.data):
                     if text:
-                        yield Chunk(text=text)
+                        yield Chunk(text=text, usage=running)
                     finish_reason = reason or finish_reason
-                if payload.get("usage"):
-                    usage = _usage(payload["usage"])
     except sse.EventTooLarge:
         raise UpstreamEventTooLarge(
             f"the upstream sent an event over {max_event_chars} characters, its max_event_chars;"
