@@ -330,6 +330,12 @@ CASES: list[Case] = [
          "missing_api_key", **NO_KEY),
     Case("ticket on POST tickets", "POST", "/v1/tickets?ticket=$ticket_channel", 401,
          "missing_api_key", **NO_KEY, body="{}"),
+    Case("ticket on GET usage", "GET", "/v1/usage?ticket=$ticket_channel", 401,
+         "missing_api_key", **NO_KEY),
+    Case("usage with a date that is SQL", "GET", "/v1/usage?from=2026-01-01%27%20OR%201=1--",
+         422, "invalid_field"),
+    Case("usage over more than a year", "GET", "/v1/usage?from=1900-01-01&to=2026-12-05", 422,
+         "invalid_field"),
     Case("bob's key with alice's ticket on her stream", "GET",
          "/v1/streams/$stream_b/events?ticket=$ticket_b", 404, "stream_not_found", key="bob"),
     # -- another user's objects: 404, exactly as a random id ---------------------------
