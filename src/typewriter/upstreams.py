@@ -13,7 +13,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["STANDARD_FIELDS", "AssistantConfig", "RetryPolicy", "UpstreamConfig"]
+__all__ = ["PASSED_FIELDS", "STANDARD_FIELDS", "AssistantConfig", "RetryPolicy", "UpstreamConfig"]
+
+PASSED_FIELDS = (
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "user",
+)
+"""Standard fields sent upstream as the client gave them, when given (the typed ones,
+temperature, top_p and the token limit, go through the assistant's defaults)."""
 
 STANDARD_FIELDS = frozenset(
     {
@@ -26,15 +40,7 @@ STANDARD_FIELDS = frozenset(
         "top_p",
         "max_tokens",
         "max_completion_tokens",
-        "stop",
-        "seed",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "response_format",
-        "user",
+        *PASSED_FIELDS,
     }
 )
 """The Chat Completions fields the gateway validates and sends itself: ``pass_fields``

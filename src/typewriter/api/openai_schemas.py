@@ -35,6 +35,7 @@ from typewriter.events import AnswerEvent, Delta, End, Error
 from typewriter.jsonutil import dumps
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions
+from typewriter.upstreams import PASSED_FIELDS
 
 from .openai_errors import openai_error
 from .schemas import encodable
@@ -141,21 +142,6 @@ def _check_response_format(value: Any) -> None:
         raise ValueError("response_format.json_schema.strict must be a boolean")
 
 
-# Standard fields sent upstream as the client gave them, when given (the typed
-# ones, temperature, top_p and the token limit, go through the assistant's defaults).
-_PASSED = (
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "response_format",
-    "user",
-)
-
-
 class CompletionRequest(_Lenient):
     """``POST /v1/chat/completions``: what typewriter checks and sends upstream.
 
@@ -244,7 +230,9 @@ class CompletionRequest(_Lenient):
         """``max_completion_tokens`` (OpenAI's newer name) wins over ``max_tokens``, and
         goes upstream under the name the client used."""
         limit = self.max_completion_tokens
-        params = {name: getattr(self, name) for name in _PASSED if getattr(self, name) is not None}
+        params = {
+            name: getattr(self, name) for name in PASSED_FIELDS if getattr(self, name) is not None
+        }
         if self.stream_options is not None:
             params["stream_options"] = self.stream_options.model_dump(exclude_none=True)
         return GenerationOptions(
