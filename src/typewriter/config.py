@@ -191,6 +191,14 @@ class Settings(BaseSettings):
     max_answer_chars: Annotated[int, LIMITS] = Field(
         100_000, gt=0, description="longest answer, in characters; it ends 'length' there"
     )
+    max_reasoning_chars: Annotated[int, LIMITS] = Field(
+        100_000, gt=0, description="longest reasoning kept and relayed, in characters"
+    )
+    max_image_bytes: Annotated[int, LIMITS] = Field(
+        20 << 20,
+        gt=0,
+        description="largest request body that carries images (beyond max_body_bytes)",
+    )
     max_message_chars: Annotated[int, LIMITS] = Field(
         32_000, gt=0, description="longest message a user may send, in characters (422 beyond)"
     )

@@ -134,3 +134,17 @@ class AssistantConfig(_Config):
     first_token_timeout: float | None = Field(None, gt=0)
     idle_timeout: float | None = Field(None, gt=0)
     total_timeout: float | None = Field(None, gt=0)
+    reasoning: Literal["show", "hide"] = Field(
+        "show", description="whether clients get the model's reasoning (it is stored either way)"
+    )
+    think_tags: bool = Field(
+        False, description="the model writes its reasoning in <think>…</think> inside the content"
+    )
+    """A model served as plain text (a reasoning model behind a server with no reasoning
+    parser) writes its thinking into the answer between ``<think>`` and ``</think>``.
+    Nothing in the stream tells that apart from an answer that merely quotes the tags,
+    so the operator says it, per assistant."""
+
+    accepts_images: bool = Field(
+        False, description="its model reads image_url content parts (a vision model)"
+    )
