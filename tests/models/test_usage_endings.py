@@ -9,6 +9,7 @@ Exact where the model counted (the last running count of an upstream asked for
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -136,3 +137,24 @@ async def test_an_answer_cut_at_length_has_usage_for_an_openai_client(
     assert (usage.model_extra or {}).get("estimated") is True
     assert whole.choices[0].finish_reason == "length"
     assert whole.usage is not None and whole.usage.completion_tokens == usage.completion_tokens
+
+
+async def test_a_failed_streamed_completion_still_sends_its_usage_before_the_error(
+    upstream: Upstream, gateway: Gateway
+) -> None:
+    upstream.script({"tokens": ["a ", "b ", "c "], "error_after_tokens": 2})
+    server = gateway(upstream)
+    body = {
+        "model": "up",
+        "messages": [{"role": "user", "content": "one two"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.post("/v1/chat/completions", json=body)
+    blocks = [b.removeprefix("data: ") for b in response.text.split("\n\n") if b]
+    assert blocks[-1] == "[DONE]"
+    usage_chunk, error = json.loads(blocks[-3]), json.loads(blocks[-2])
+    assert error["error"]["code"] == "upstream_error"
+    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] == 2
+    assert usage_chunk["usage"]["estimated"] is True

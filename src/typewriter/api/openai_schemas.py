@@ -368,12 +368,13 @@ class Completion:
             return self.chunk({"tool_calls": [tool_call_fragment(event)]})
         if not isinstance(event, End):
             return b""  # start: the role chunk opened the response; error: sent with end
-        if self.error is not None:
-            return sse_data(self.error[1]) + DONE
-        tail = self.chunk({}, self.finish_reason)
+        usage = b""
         if self.include_usage:
-            tail += sse_data(self._envelope("chat.completion.chunk", choices=[], usage=self.usage))
-        return tail + DONE
+            usage = sse_data(self._envelope("chat.completion.chunk", choices=[], usage=self.usage))
+        if self.error is not None:
+            # What the failed answer cost comes first: after the error a client stops reading.
+            return (usage if self.usage is not None else b"") + sse_data(self.error[1]) + DONE
+        return self.chunk({}, self.finish_reason) + usage + DONE
 
     def interrupted(self) -> tuple[int, dict[str, Any]]:
         return _error("interrupted", "the server is shutting down; ask again")
