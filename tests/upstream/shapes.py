@@ -8,7 +8,7 @@ says which), for ``Upstream.script({"chunks": ...})``: an object item goes on th
 encoded another way). :func:`wire` gives the exact bytes the upstream then sends.
 
 Ids, timestamps and fingerprints are fixed, so a test can compare bytes; token counts are the
-number of pieces given unless a ``usage`` says otherwise. Text arguments are sequences of
+number of pieces given (``prompt_tokens`` is a parameter). Text arguments are sequences of
 pieces, one delta each: a test chooses where a stream is cut into events, and ``write_bytes``
 where the wire bytes are cut (mid-JSON, mid-character).
 """
@@ -109,8 +109,8 @@ def openai_text(
 ) -> list[Chunk]:
     """OpenAI's own stream: a role chunk, content deltas, a finish chunk, usage, ``[DONE]``.
 
-    Shape of a recorded gpt-4.1 stream (coder/coder's aibridge fixture
-    ``fixtures/openai/chatcompletions/stream_error.txtar``): ``service_tier`` and
+    Shape of a gpt-4.1 stream in coder/coder's test fixture
+    ``aibridge/fixtures/openai/chatcompletions/stream_error.txtar``: ``service_tier`` and
     ``system_fingerprint`` on every chunk, the first delta ``{"role": "assistant", "content": "",
     "refusal": null}``, ``"logprobs": null`` on every choice and ``"usage": null`` on every
     chunk. With ``include_usage`` a last chunk has ``"choices": []`` and the usage
@@ -146,10 +146,11 @@ def openai_tool_calls(
     https://platform.openai.com/docs/guides/function-calling#streaming; gpt-4o chunks recorded in
     vllm-project/vllm#18412). With no ``content`` the first call rides on the role delta, whose
     ``content`` is ``null`` (as OpenAI sends it); with ``content`` the role delta carries ``""``,
-    the text comes first and the calls follow in deltas of their own (the order deepseek-chat
-    streams "I'll check ..." then a call). ``parallel=False`` stands for a request with
-    ``parallel_tool_calls: false``: exactly one call. Ids are ``call_0``, ``call_1``, ...
-    Cut arguments with :func:`split` to send a piece that ends mid-JSON.
+    the text comes first and the calls follow in deltas of their own (as deepseek-chat streams
+    "I'll check ..." then a call: a recorded stream in neuraxes/neurouter
+    ``internal/data/upstream/deepseek/deepseek_test.go``). ``parallel=False`` stands for a
+    request with ``parallel_tool_calls: false``: exactly one call. Ids are ``call_0``,
+    ``call_1``, ... Cut arguments with :func:`split` to send a piece that ends mid-JSON.
     """
     if not calls:
         raise ValueError("a tool-call stream needs at least one call")
@@ -324,7 +325,8 @@ def deepseek_reasoning(
     DeepSeek's reasoning-model guide (https://api-docs.deepseek.com/guides/reasoning_model) and
     API reference (https://api-docs.deepseek.com/api/create-chat-completion): the chain of
     thought streams in ``delta.reasoning_content`` beside ``content``. As the API sends it (a
-    recorded stream of 2025, model ``deepseek-reasoner``): the first delta ``{"role":
+    recorded deepseek-reasoner stream in neuraxes/neurouter
+    ``internal/data/upstream/deepseek/deepseek_test.go``): the first delta ``{"role":
     "assistant", "content": null, "reasoning_content": ""}``, reasoning deltas with ``"content":
     null``, answer deltas with ``"reasoning_content": null``, and the finish chunk (empty
     content) carrying the usage itself, with ``completion_tokens_details.reasoning_tokens`` and
@@ -448,9 +450,10 @@ def error_mid_stream(
 ) -> list[Chunk]:
     """Content deltas, then an error event inside the 200 stream; ``style`` says whose.
 
-    ``"openai"``: OpenAI's own, as recorded from gpt-4.1 (coder/coder's aibridge fixture
-    ``fixtures/openai/chatcompletions/stream_error.txtar``): ``data: {"error": {"message": ...,
-    "type": "server_error"}}`` spelled with spaces, then the body ends without ``[DONE]``.
+    ``"openai"``: OpenAI's own, as in a gpt-4.1 stream in coder/coder's test fixture
+    ``aibridge/fixtures/openai/chatcompletions/stream_error.txtar``: ``data: {"error":
+    {"message": ..., "type": "server_error"}}`` spelled with spaces, then the body ends
+    without ``[DONE]``.
     ``"openrouter"``: a chunk with the usual fields, a top-level ``error`` (``code``,
     ``message``) and a choice with ``finish_reason: "error"``, then the body ends
     (https://openrouter.ai/docs/api-reference/streaming, "Handling errors during streaming").
