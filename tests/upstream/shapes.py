@@ -503,10 +503,15 @@ def sse_starlette_ping(at: str = "2024-12-05 12:00:00.000000+00:00") -> str:
 
 
 def keepalive_comments(
-    tokens: Sequence[str], *, comment: str = DEEPSEEK_KEEPALIVE, before: int = 2
+    tokens: Sequence[str],
+    *,
+    comment: str = DEEPSEEK_KEEPALIVE,
+    before: int = 2,
+    between: bool = True,
 ) -> list[Chunk]:
-    """OpenAI's shape with SSE comments: ``before`` of them ahead of the first chunk (a model
-    still queued or thinking) and one before every content delta.
+    """OpenAI's shape with SSE comments: ``before`` of them ahead of the first chunk (a request
+    still queued, a model still thinking) and, with ``between``, one before every content delta
+    (DeepSeek documents its comments only while a request waits: ``between=False``).
 
     DeepSeek sends ``: keep-alive`` while a request waits under load
     (https://api-docs.deepseek.com/quick_start/rate_limit); OpenRouter ``: OPENROUTER
@@ -517,5 +522,5 @@ def keepalive_comments(
     chunks: list[Chunk] = [comment] * before
     chunks.append(stream[0])
     for item in stream[1 : 1 + len(tokens)]:
-        chunks += [comment, item]
+        chunks += [comment, item] if between else [item]
     return chunks + stream[1 + len(tokens) :]

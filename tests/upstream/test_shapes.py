@@ -66,7 +66,8 @@ SHAPES: dict[str, list[shapes.Chunk]] = {
     "error_vllm": shapes.error_mid_stream(["Half "], "out of memory", style="vllm"),
     "no_done": shapes.no_done(["A", "B"]),
     "no_done_no_finish": shapes.no_done(["A", "B"], finish_reason=None),
-    "keepalive_deepseek": shapes.keepalive_comments(["A", "B"]),
+    "keepalive_deepseek": shapes.keepalive_comments(["A", "B"], before=3, between=False),
+    "keepalive_between": shapes.keepalive_comments(["A", "B"]),
     "keepalive_openrouter": shapes.keepalive_comments(
         ["A"], comment=shapes.OPENROUTER_PROCESSING, before=1
     ),
