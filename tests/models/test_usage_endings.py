@@ -158,3 +158,29 @@ async def test_a_failed_streamed_completion_still_sends_its_usage_before_the_err
     assert error["error"]["code"] == "upstream_error"
     assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] == 2
     assert usage_chunk["usage"]["estimated"] is True
+
+
+async def test_a_completion_stopped_midway_gives_an_openai_client_its_usage(
+    upstream: Upstream, gateway: Gateway
+) -> None:
+    upstream.script({"tokens": [f"w{i} " for i in range(200)], "tokens_per_second": 20})
+    server = gateway(upstream)
+    messages: Any = [{"role": "user", "content": "count slowly"}]
+    async with _sdk(server) as sdk, httpx.AsyncClient(base_url=server.url) as client:
+        raw = await sdk.chat.completions.with_raw_response.create(
+            model="up", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        stream_id = raw.headers["x-stream-id"]
+        chunks = []
+        async for chunk in raw.parse():
+            chunks.append(chunk)
+            texts = [c for c in chunks if c.choices and c.choices[0].delta.content]
+            if len(texts) == 3:  # Stop pressed elsewhere (the page, another client)
+                stop = await client.post(f"/v1/streams/{stream_id}/cancel")
+                assert stop.status_code == 202
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    assert finish == "stop"  # OpenAI's clients know no "cancelled": the partial answer is it
+    usage = chunks[-1].usage
+    assert usage is not None and not chunks[-1].choices
+    assert usage.completion_tokens >= 3 and usage.prompt_tokens > 0
+    assert (usage.model_extra or {}).get("estimated") is True
