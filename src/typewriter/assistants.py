@@ -48,6 +48,7 @@ class Assistant:
     defaults: GenerationOptions = field(default_factory=GenerationOptions)
     max_tokens_limit: int | None = None
     temperature_limit: float = 2.0
+    accepts_images: bool = False  # its model reads image_url parts; others are refused them
 
     def out_of_bounds(self, options: GenerationOptions) -> list[dict[str, str]]:
         """Field errors for per-request options beyond what this assistant allows."""
@@ -74,6 +75,7 @@ class Assistant:
             "name": self.name,
             "model": self.model,
             "description": self.description,
+            "accepts_images": self.accepts_images,
         }
         if show_system_prompt:
             shown["system_prompt"] = self.system_prompt
@@ -155,6 +157,9 @@ def _simulated(timeouts: Timeouts) -> dict[str, Assistant]:
             model,
             timeouts,
             "Answers with your message verbatim, a few characters at a time.",
+            # Takes images (answering with the text), so the page and tests can send some
+            # with no vision model at hand; echo_history shows what reached the model.
+            accepts_images=True,
         ),
     }
 
@@ -192,6 +197,7 @@ def _configured(
             ),
             max_tokens_limit=config.max_tokens_limit,
             temperature_limit=config.temperature_limit,
+            accepts_images=config.accepts_images,
         )
     return built
 
