@@ -51,8 +51,7 @@ def read_data_uri(uri: str) -> Image:
     match = _DATA_URI.match(uri)
     if match is None:
         raise ValueError(
-            "an image must be a data:image/(png|jpeg|gif|webp);base64,… URI"
-            f" (got {uri[:30]!r})"
+            f"an image must be a data:image/(png|jpeg|gif|webp);base64,… URI (got {uri[:30]!r})"
         )
     try:
         data = base64.b64decode(uri[match.end() :], validate=True)

@@ -126,7 +126,12 @@ def test_a_body_with_an_image_may_pass_max_body_bytes(make_server: ServerFactory
     with sdk_of(server.url) as sdk:
         seen = sdk.chat.completions.create(
             model="echo",
-            messages=[{"role": "user", "content": [text, {"type": "image_url", "image_url": {"url": large}}]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [text, {"type": "image_url", "image_url": {"url": large}}],
+                }
+            ],
         )
         assert seen.choices[0].message.content == "look"
         padding = [{"type": "text", "text": "x" * 4000} for _ in range(13)]  # 52 kB of text
@@ -144,13 +149,17 @@ def test_a_body_with_an_image_may_pass_max_body_bytes(make_server: ServerFactory
         # "image_url" quoted in a text part earns nothing once the body is read
         quoted: Any = [{"type": "text", "text": '"image_url"'}, *padding]
         with pytest.raises(openai.APIStatusError) as caught:
-            sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": quoted}])
+            sdk.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": quoted}]
+            )
         assert caught.value.status_code == 413
         huge = png_uri(png() + b"\x00" * 120_000)
         with pytest.raises(openai.APIStatusError) as caught:
             sdk.chat.completions.create(
                 model="echo",
-                messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": huge}}]}],
+                messages=[
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": huge}}]}
+                ],
             )
         assert caught.value.status_code == 413
         assert "max_image_bytes" in str(caught.value.message)

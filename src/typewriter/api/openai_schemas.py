@@ -31,8 +31,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from typewriter.errors import InvalidField, ModelError
-from typewriter.images import read_data_uri
 from typewriter.events import AnswerEvent, Delta, End, Error
+from typewriter.images import read_data_uri
 from typewriter.jsonutil import dumps
 from typewriter.messages import ChatMessage, ContentPart
 from typewriter.models.base import GenerationOptions
@@ -153,8 +153,7 @@ def _part(index: int, part: Any, role: str) -> ContentPart:
     elif not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
         raise PartError(
             index,
-            "image_url.url must be an http(s) URL or a data:image/(png|jpeg|gif|webp);base64,"
-            " URI",
+            "image_url.url must be an http(s) URL or a data:image/(png|jpeg|gif|webp);base64, URI",
         )
     return ContentPart("image_url", url=url, detail=detail)
 
@@ -305,7 +304,9 @@ class CompletionRequest(_Lenient):
             try:
                 chat.append(message.to_chat())
             except PartError as exc:
-                problems.append({"field": f"messages.{i}.content.{exc.index}", "message": exc.reason})
+                problems.append(
+                    {"field": f"messages.{i}.content.{exc.index}", "message": exc.reason}
+                )
         if problems:
             raise InvalidField.of(problems)
         return tuple(chat)
