@@ -75,6 +75,14 @@ class Message(_Lenient):
             )
         return value
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_or_parts(cls, value: Any) -> Any:
+        """One error naming ``content``, rather than one per member of the union."""
+        if value is None or isinstance(value, str | list):
+            return value
+        raise ValueError("content must be a string or a list of content parts")
+
     @field_validator("content")
     @classmethod
     def _present_and_encodable(
