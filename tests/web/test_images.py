@@ -51,7 +51,7 @@ def dispatch(page: Page, kind: str, data: bytes, name: str) -> None:
 def test_images_are_attached_sent_and_shown_again_after_a_reload(
     page: Page, api: httpx.Client, screenshots: Path
 ) -> None:
-    attach = page.get_by_role("button", name="Attach an image")
+    attach = page.get_by_role("button", name="Attach image")
     expect(attach).to_be_hidden()  # the default assistant does not accept images
     dispatch(page, "paste", RED, "ignored.png")
     expect(page.locator(".thumb")).to_have_count(0)
