@@ -50,7 +50,7 @@ class Assistant:
     temperature_limit: float = 2.0
     reasoning: str = "show"  # "show" | "hide": whether clients get the model's reasoning
     think_tags: bool = False  # the model writes its reasoning in <think>…</think> in the text
-    accepts_images: bool = False
+    accepts_images: bool = False  # its model reads image_url parts; others are refused them
 
     def out_of_bounds(self, options: GenerationOptions) -> list[dict[str, str]]:
         """Field errors for per-request options beyond what this assistant allows."""
@@ -77,6 +77,7 @@ class Assistant:
             "name": self.name,
             "model": self.model,
             "description": self.description,
+            "accepts_images": self.accepts_images,
         }
         if show_system_prompt:
             shown["system_prompt"] = self.system_prompt
@@ -158,6 +159,9 @@ def _simulated(timeouts: Timeouts) -> dict[str, Assistant]:
             model,
             timeouts,
             "Answers with your message verbatim, a few characters at a time.",
+            # Takes images (answering with the text), so the page and tests can send some
+            # with no vision model at hand; echo_history shows what reached the model.
+            accepts_images=True,
         ),
     }
 

@@ -186,7 +186,7 @@ BAD_BODIES: list[tuple[dict[str, Any], type[openai.APIStatusError], str | None]]
             ],
         },
         openai.BadRequestError,
-        "messages[0].content",
+        "messages[0].content[0]",  # an image's URL must be http(s) or a data: URI
     ),
     ({"model": "echo", "messages": USER, "temperature": 5}, openai.BadRequestError, "temperature"),
     (

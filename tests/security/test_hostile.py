@@ -39,6 +39,7 @@ import pytest
 
 from conftest import RunningServer, ServerFactory, read_events, start_server
 from helpers import add_user, data_of, follow, last, text_of, typewriter_cli
+from images import png_uri
 from typewriter import tickets
 from typewriter.config import load_settings
 
@@ -145,10 +146,19 @@ def world(users: Users, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             a = alice.post(
                 "/v1/chat", json={"message": "a" * 400, "assistant": "echo", "options": slow}
             ).json()
-            b = alice.post("/v1/chat", json={"message": "finished", "assistant": "echo"}).json()
+            b = alice.post(
+                "/v1/chat",
+                json={
+                    "message": "finished",
+                    "assistant": "echo",
+                    "images": [{"data_url": png_uri()}],
+                },
+            ).json()
             with alice.stream("GET", b["events_url"]) as response:
                 assert response.status_code == 200
                 response.read()  # to its end
+            asked = alice.get(f"/v1/conversations/{b['conversation_id']}").json()["messages"][0]
+            attachment = asked["attachments"][0]["id"]
             mine = bob.post("/v1/chat", json={"message": "bob's", "assistant": "echo"}).json()
             channel = alice.post("/v1/tickets", json={}).json()["events_url"]
         ticket_a, ticket_b = _ticket(a["events_url"]), _ticket(b["events_url"])
@@ -164,6 +174,7 @@ def world(users: Users, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             "conv_a": a["conversation_id"],
             "conv_b": b["conversation_id"],
             "msg_b": b["message_id"],
+            "att_b": attachment,
             "bob_stream": mine["stream_id"],
             "ticket_a": ticket_a,
             "ticket_b": ticket_b,
@@ -182,6 +193,7 @@ def world(users: Users, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             "random_stream": "st_" + secrets.token_urlsafe(16),
             "random_conv": "conv_" + secrets.token_urlsafe(16),
             "random_msg": "msg_" + secrets.token_urlsafe(16),
+            "random_att": "att_" + secrets.token_urlsafe(16),
         }
         yield World(server, data_dir, values)
     finally:
@@ -360,6 +372,10 @@ CASES: list[Case] = [
     Case("bob rates alice's answer", "POST", "/v1/messages/$msg_b/feedback", 404,
          "message_not_found", key="bob", body='{"rating": -1, "comment": "bad"}',
          twin={"msg_b": "random_msg"}),
+    Case("bob fetches alice's image", "GET", "/v1/attachments/$att_b", 404,
+         "attachment_not_found", key="bob", twin={"att_b": "random_att"}),
+    Case("an attachment id that is SQL", "GET", "/v1/attachments/x%27%20OR%201=1--", 404,
+         "attachment_not_found"),
     Case("bob asks for a ticket to alice's stream", "POST", "/v1/tickets", 404,
          "stream_not_found", key="bob", body='{"stream_id": "$stream_a"}',
          twin={"stream_a": "random_stream"}),

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -23,12 +24,30 @@ from typewriter.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["body_schema", "field_errors", "read_json", "too_long_fields"]
+__all__ = ["ImageBodies", "body_schema", "field_errors", "read_json", "too_long_fields"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
+@dataclass(frozen=True, slots=True)
+class ImageBodies(Generic[M]):
+    """How far past ``max_body_bytes`` a body that carries images may go, and how to tell.
+
+    A body is read on past ``max_body_bytes`` (up to ``max_bytes``) only when its first
+    ``max_body_bytes`` hold ``marker``, the JSON key its images come under: the bytes
+    before the first image must fit the ordinary limit, so a body of text alone is
+    refused as soon as it passes it, as before. Once parsed, a large body must really
+    carry an image (``carries``): the marker quoted in a text earns nothing.
+    """
+
+    max_bytes: int
+    marker: bytes
+    carries: Callable[[M], bool]
+
+
+async def read_json(
+    request: Request, model: type[M], max_bytes: int, images: ImageBodies[M] | None = None
+) -> M:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
@@ -36,7 +55,7 @@ async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
             f"Content-Type {content_type or '(none)'!r} is not accepted: "
             "send the body as JSON with 'Content-Type: application/json'",
         )
-    body = await _read_bounded(request, max_bytes)
+    body = await _read_bounded(request, max_bytes, images)
     try:
         value = json.loads(body)
     except RecursionError:
@@ -44,23 +63,44 @@ async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit integer
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     try:
-        return model.model_validate(value)
+        parsed = model.model_validate(value)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         raise InvalidField.of(field_errors(errors)) from None
+    if len(body) > max_bytes and (images is None or not images.carries(parsed)):
+        raise PayloadTooLarge(
+            f"the body has {len(body)} bytes and carries no image; the limit is {max_bytes}"
+        )
+    return parsed
 
 
-async def _read_bounded(request: Request, max_bytes: int) -> bytes:
+async def _read_bounded(
+    request: Request, max_bytes: int, images: ImageBodies[Any] | None = None
+) -> bytes:
+    ceiling = max(max_bytes, images.max_bytes) if images is not None else max_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {max_bytes}")
+    if declared is not None and declared.isdigit() and int(declared) > ceiling:
+        raise PayloadTooLarge(
+            f"the body has {declared} bytes; the limit is {ceiling}"
+            + (" (max_image_bytes, for a body with images)" if ceiling > max_bytes else "")
+        )
     chunks: list[bytes] = []
     size = 0
+    marked = False
     async for chunk in request.stream():
         size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
         chunks.append(chunk)
+        if size <= max_bytes:
+            continue
+        if not marked:  # once, on passing the ordinary limit: the prefix must name an image
+            marked = images is not None and images.marker in b"".join(chunks)[: max_bytes + 1]
+            if not marked:
+                raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
+        if size > ceiling:
+            raise PayloadTooLarge(
+                f"the body is larger than the limit of {ceiling} bytes"
+                " (max_image_bytes, for a body with images)"
+            )
     return b"".join(chunks)
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from typewriter.messages import ChatMessage
+from typewriter.errors import InvalidField
+from typewriter.images import read_data_uri
+from typewriter.messages import ChatMessage, ContentPart
 from typewriter.models.base import GenerationOptions
 from typewriter.upstreams import PASSED_FIELDS
 
@@ -40,7 +42,7 @@ class _Lenient(BaseModel):
 
 class Message(_Lenient):
     role: str
-    content: str | None = Field(None, validate_default=True)
+    content: str | list[Any] | None = Field(None, validate_default=True)
     name: str | None = None
 
     @field_validator("role")
@@ -55,34 +57,93 @@ class Message(_Lenient):
 
     @field_validator("content", mode="before")
     @classmethod
-    def _join_text_parts(cls, value: Any) -> Any:
-        """A list of ``{"type": "text", "text": …}`` parts is their text, concatenated."""
-        if not isinstance(value, list):
-            return value  # a string or null; the field's type refuses anything else
-        texts = []
-        for index, part in enumerate(value):
-            kind = part.get("type") if isinstance(part, dict) else None
-            text = part.get("text") if isinstance(part, dict) else None
-            if kind != "text" or not isinstance(text, str):
-                shown = f"type {str(kind)[:40]!r}" if kind is not None else "no type"
-                raise ValueError(
-                    f"content part {index} has {shown}: only text parts "
-                    '({"type": "text", "text": "..."}) are supported'
-                )
-            texts.append(text)
-        return "".join(texts)
+    def _text_or_parts(cls, value: Any) -> Any:
+        """One error naming ``content``, rather than one per member of the union."""
+        if value is None or isinstance(value, str | list):
+            return value
+        raise ValueError("content must be a string or a list of content parts")
 
     @field_validator("content")
     @classmethod
-    def _present_and_encodable(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _present_and_encodable(
+        cls, value: str | list[Any] | None, info: ValidationInfo
+    ) -> str | list[Any] | None:
+        """A list of parts is checked part by part by :meth:`to_chat`, which can name them."""
         if value is None:
             if info.data.get("role") != "assistant":
                 raise ValueError("content is required (only an assistant message may omit it)")
             return value
+        if isinstance(value, list):
+            return value
         return encodable(value)  # the same rule as /v1/chat
 
     def to_chat(self) -> ChatMessage:
-        return ChatMessage(_ROLES[self.role], self.content or "")
+        """The message; ValueError ``(part index, reason)`` for a part that cannot be sent.
+
+        A list of parts keeps its parts in their order when it holds an image, and is
+        its text, concatenated, either way (what the limits and the estimate count)."""
+        role = _ROLES[self.role]
+        if not isinstance(self.content, list):
+            return ChatMessage(role, self.content or "")
+        parts = tuple(_part(index, part, role) for index, part in enumerate(self.content))
+        text = "".join(p.text for p in parts if p.type == "text")
+        has_image = any(p.type == "image_url" for p in parts)
+        return ChatMessage(role, text, parts if has_image else ())
+
+
+_DETAILS = ("auto", "low", "high")
+
+
+class PartError(ValueError):
+    """A content part that cannot be sent: ``index`` is its place in ``content``."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+
+
+def _part(index: int, part: Any, role: str) -> ContentPart:
+    """One content part, checked: text, or (in a user message) an image by URL."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise PartError(index, "a text part needs a string 'text'")
+        try:
+            return ContentPart("text", text=encodable(text))
+        except ValueError as exc:
+            raise PartError(index, str(exc)) from None
+    if kind != "image_url":
+        shown = f"type {str(kind)[:40]!r}" if kind is not None else "no type"
+        raise PartError(
+            index,
+            f"a content part with {shown} is not supported: only text parts "
+            '({"type": "text", "text": "..."}) and image_url parts '
+            '({"type": "image_url", "image_url": {"url": "..."}})',
+        )
+    if role != "user":
+        raise PartError(index, "images go in user messages only")
+    image = part.get("image_url")
+    if isinstance(image, str):
+        image = {"url": image}  # the shorthand some clients send
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str):
+        raise PartError(index, "an image_url part needs image_url.url, a string")
+    detail = image.get("detail")
+    if detail is not None and detail not in _DETAILS:
+        raise PartError(index, f"image_url.detail must be one of {', '.join(_DETAILS)}")
+    if url.startswith("data:"):
+        try:
+            read_data_uri(url)
+        except ValueError as exc:
+            raise PartError(index, str(exc)) from None
+    elif not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+        raise PartError(
+            index,
+            "image_url.url must be an http(s) URL or a data:image/(png|jpeg|gif|webp);base64, URI",
+        )
+    return ContentPart("image_url", url=url, detail=detail)
 
 
 class StreamOptions(_Lenient):
@@ -224,4 +285,25 @@ class CompletionRequest(_Lenient):
         )
 
     def chat_messages(self) -> tuple[ChatMessage, ...]:
-        return tuple(m.to_chat() for m in self.messages)
+        """The messages, every part that cannot be sent refused with its place named."""
+        chat: list[ChatMessage] = []
+        problems: list[dict[str, str]] = []
+        for i, message in enumerate(self.messages):
+            try:
+                chat.append(message.to_chat())
+            except PartError as exc:
+                problems.append(
+                    {"field": f"messages.{i}.content.{exc.index}", "message": exc.reason}
+                )
+        if problems:
+            raise InvalidField.of(problems)
+        return tuple(chat)
+
+    def first_image(self) -> str | None:
+        """Where the first image part is (``messages[0].content[1]``), if there is one."""
+        for i, message in enumerate(self.messages):
+            if isinstance(message.content, list):
+                for j, part in enumerate(message.content):
+                    if isinstance(part, dict) and part.get("type") == "image_url":
+                        return f"messages[{i}].content[{j}]"
+        return None

@@ -10,10 +10,11 @@ from starlette.responses import JSONResponse, Response
 from typewriter.assistants import Assistant
 from typewriter.chat import Question
 from typewriter.errors import InvalidField, MessageTooLong
-from typewriter.messages import ChatMessage
+from typewriter.images import Image
+from typewriter.messages import ChatMessage, ContentPart
 from typewriter.models.base import GenerationOptions
 
-from .body import body_schema, read_json, too_long_fields
+from .body import ImageBodies, body_schema, read_json, too_long_fields
 from .gateway import Gateway, GatewayDep
 from .limit_key import limit_key
 from .routes_events import checked_stream_id, event_stream
@@ -50,12 +51,28 @@ ANSWER_IN_PROGRESS: dict[int | str, dict[str, Any]] = {
 async def ask(request: Request, gateway: GatewayDep) -> Response:
     """Ask a question. ``Accept: text/event-stream`` streams the answer in this response;
     otherwise ``202`` names the stream to follow with EventSource."""
-    body = await read_json(request, ChatBody, gateway.settings.max_body_bytes)
+    settings = gateway.settings
+    carrying: ImageBodies[ChatBody] = ImageBodies(
+        settings.max_image_bytes, b'"images"', lambda b: bool(b.images)
+    )
+    body = await read_json(request, ChatBody, settings.max_body_bytes, carrying)
     user = gateway.user_of(request)
     assistant = await answering_assistant(gateway, user, body.assistant, body.conversation_id)
+    images = tuple(upload.image() for upload in body.images)
+    if images and not assistant.accepts_images:
+        raise InvalidField.of(
+            [
+                {
+                    "field": "images",
+                    "message": f"assistant {assistant.name!r} does not accept images "
+                    "(accepts_images in GET /v1/assistants)",
+                }
+            ]
+        )
     question = Question(
         owner=user,
-        messages=(ChatMessage("user", body.message),),
+        messages=(question_message(body.message, images),),
+        images=images,
         assistant=assistant.name,
         conversation_id=body.conversation_id,
         options=checked_options(assistant, body.options),
@@ -63,6 +80,14 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
         limit_key=limit_key(request),
     )
     return await answer_response(request, gateway, question, body.on_disconnect)
+
+
+def question_message(text: str, images: tuple[Image, ...]) -> ChatMessage:
+    """The question as the model gets it: its text, then its images (``data:`` URIs)."""
+    if not images:
+        return ChatMessage("user", text)
+    parts = (ContentPart("text", text), *(ContentPart("image_url", url=i.uri()) for i in images))
+    return ChatMessage("user", text, parts)
 
 
 async def answering_assistant(

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from typewriter.chat import Question
 from typewriter.errors import NotFound, TypewriterError
 from typewriter.ids import is_valid_id
+from typewriter.images import IMAGE_TYPES
 from typewriter.store.sql import SqlStore
 
 from .body import body_schema, read_json
@@ -52,6 +53,33 @@ async def list_conversations(
         gateway.user_of(request), limit, cursor
     )
     return {"data": [c.public() for c in page], "next_cursor": next_cursor}
+
+
+_ATTACHMENT_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; sandbox",
+    "cache-control": "private, max-age=3600",
+    "cross-origin-resource-policy": "same-origin",
+}
+
+
+@router.get(
+    "/attachments/{attachment_id}",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in IMAGE_TYPES}, "description": "the image"}},
+)
+async def get_attachment(attachment_id: str, request: Request, gateway: GatewayDep) -> Response:
+    """An image stored with one of the caller's questions, as its bytes.
+
+    Served as the type its bytes were found to be, which is always an image's, with
+    ``nosniff`` and a CSP that runs nothing: an attachment can only ever be shown as
+    an image, never run as a page of this origin."""
+    store = store_of(gateway)
+    image = await store.attachment(gateway.user_of(request), _id(attachment_id, "attachment"))
+    if image.media_type not in IMAGE_TYPES:  # never stored so; refuse rather than serve it
+        raise NotFound(f"no attachment {attachment_id[:100]!r}", code="attachment_not_found")
+    headers = {**_ATTACHMENT_HEADERS, "content-disposition": "inline"}
+    return Response(image.data, media_type=image.media_type, headers=headers)
 
 
 @router.post("/conversations", status_code=201, openapi_extra=body_schema(NewConversation))

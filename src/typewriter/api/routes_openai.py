@@ -24,12 +24,18 @@ from starlette.types import Receive, Scope, Send
 
 from typewriter.assistants import Assistant
 from typewriter.chat import Question
-from typewriter.errors import InvalidField, MessageTooLong, NotFound, UnknownAssistant
+from typewriter.errors import (
+    BadRequest,
+    InvalidField,
+    MessageTooLong,
+    NotFound,
+    UnknownAssistant,
+)
 from typewriter.events import decode
 from typewriter.jsonutil import dumps
 from typewriter.streams.base import Entry, Subscription
 
-from .body import body_schema, read_json, too_long_fields
+from .body import ImageBodies, body_schema, read_json, too_long_fields
 from .event_stream import (
     ClientWatch,
     EventStreamResponse,
@@ -208,8 +214,21 @@ async def retrieve_model(model: str, gateway: GatewayDep) -> dict[str, Any]:
 @router.post("/chat/completions", openapi_extra=_BODY_SCHEMA)
 async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     """OpenAI's Chat Completions; ``model`` is an assistant's name."""
-    body = await read_json(request, CompletionRequest, gateway.settings.max_body_bytes)
+    settings = gateway.settings
+    images: ImageBodies[CompletionRequest] = ImageBodies(
+        settings.max_image_bytes, b'"image_url"', lambda b: b.first_image() is not None
+    )
+    body = await read_json(request, CompletionRequest, settings.max_body_bytes, images)
     assistant = _assistant(gateway, body.model)
+    messages = body.chat_messages()
+    image = body.first_image()
+    if image is not None and not assistant.accepts_images:
+        raise BadRequest(
+            f"the model {assistant.name!r} does not accept images; send text only, or "
+            "choose a model that accepts images (accepts_images in GET /v1/assistants)",
+            code="images_not_supported",
+            param=image,
+        )
     unknown = body.unknown_fields()
     passable = assistant.backend.passable_fields()
     options = body.generation_options({k: v for k, v in unknown.items() if k in passable})
@@ -223,7 +242,7 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     user = gateway.user_of(request)
     question = Question(
         owner=user,
-        messages=body.chat_messages(),
+        messages=messages,
         assistant=assistant.name,
         options=options,
         limit_key=limit_key(request),

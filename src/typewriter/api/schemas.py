@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from typewriter.ids import ID_PATTERN
+from typewriter.images import Image, read_data_uri
 from typewriter.models.base import GenerationOptions, Simulation
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ChatBody",
     "ChatOptions",
     "FeedbackBody",
+    "ImageUpload",
     "NewConversation",
     "RegenerateBody",
     "Rename",
@@ -70,6 +72,24 @@ class ChatOptions(_Strict):
         )
 
 
+MAX_IMAGES = 8
+
+
+class ImageUpload(_Strict):
+    """An image sent with a question, as its bytes in a ``data:`` URI."""
+
+    data_url: str = Field(description="data:image/(png|jpeg|gif|webp);base64,…")
+
+    @field_validator("data_url")
+    @classmethod
+    def _an_image(cls, value: str) -> str:
+        read_data_uri(value)  # ValueError saying what is wrong: 422 naming the field
+        return value
+
+    def image(self) -> Image:
+        return read_data_uri(self.data_url)
+
+
 class ChatBody(_Strict):
     """``POST /v1/chat``. The message is kept exactly as sent: nothing is stripped."""
 
@@ -83,6 +103,12 @@ class ChatBody(_Strict):
     options: ChatOptions = ChatOptions()
     on_disconnect: Literal["cancel", "continue"] = Field(
         "cancel", description="direct mode: what closing the response does to the answer"
+    )
+    images: list[ImageUpload] = Field(
+        default_factory=list,
+        max_length=MAX_IMAGES,
+        description="images for an assistant that accepts them (accepts_images), stored "
+        "with the question",
     )
 
     @field_validator("message")

@@ -33,6 +33,7 @@ from typewriter.errors import (
     TypewriterError,
 )
 from typewriter.ids import new_id
+from typewriter.images import Image
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions, ModelRequest
 from typewriter.observe.metrics import Metrics
@@ -64,6 +65,7 @@ class Question:
     options: GenerationOptions = GenerationOptions()
     persist: bool = False  # record in the store, and take the history from it
     regenerate: str | None = None  # answer this message's question again
+    images: tuple[Image, ...] = ()  # stored with a persisted question (its last message's)
     # Whom max_streams_per_user counts this answer against (``api.limit_key``: the
     # user, or with auth off the client's address); None: nobody. Every caller says.
     limit_key: str | None = field(kw_only=True)
@@ -212,6 +214,8 @@ class Chat:
                 question=None if question.regenerate else question.messages[-1].content,
                 conversation_id=question.conversation_id,
                 regenerate=question.regenerate,
+                images=question.images,
+                sees_images=assistant.accepts_images,
             )
 
         try:

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from typewriter.errors import ModelError, ModelUnavailable
+from typewriter.messages import wire_content
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.models.health import QUIET, UpstreamEvents, UpstreamHealth, UpstreamState
 from typewriter.models.keys import KeyPool, fingerprint
@@ -126,7 +127,7 @@ class OpenAIBackend(ModelBackend):
         params = dict(options.params)
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [{"role": m.role, "content": wire_content(m)} for m in request.messages],
             "stream": True,
             "stream_options": {**params.pop("stream_options", {}), "include_usage": True},
         }

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from typewriter.errors import ModelError
 from typewriter.events import Usage
+from typewriter.messages import wire_content
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest, Simulation
 
 __all__ = ["CANNED_ANSWER", "SimulatedModel", "echo_pieces"]
@@ -65,7 +66,7 @@ class SimulatedModel(ModelBackend):
         sim = request.options.simulate or Simulation()
         question = request.messages[-1].content if request.messages else ""
         if sim.echo_history:
-            received = [{"role": m.role, "content": m.content} for m in request.messages]
+            received = [{"role": m.role, "content": wire_content(m)} for m in request.messages]
             pieces = echo_pieces(json.dumps(received, ensure_ascii=False))
         elif request.model == "echo":
             pieces = echo_pieces(question)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from typewriter.messages import ChatMessage
+from typewriter.store.attachments import conversation_attachments, with_images
 from typewriter.store.records import Message
 from typewriter.store.schema import messages
 
@@ -22,9 +23,14 @@ __all__ = ["history_before", "within_budget"]
 
 
 async def history_before(
-    db: AsyncConnection, conversation_id: str, before: Message | None
+    db: AsyncConnection, conversation_id: str, before: Message | None, *, images: bool = False
 ) -> list[ChatMessage]:
-    """The conversation as the model should see it, up to ``before`` (or all of it)."""
+    """The conversation as the model should see it, up to ``before`` (or all of it).
+
+    With ``images`` (the model reads them) a question's images follow its text, as
+    placeholders whose bytes are read only for the messages the budget keeps; without,
+    they are left out and the text goes alone.
+    """
     query = (
         sa.select(
             messages.c.id,
@@ -44,12 +50,13 @@ async def history_before(
     for row in rows:
         if row.role == "assistant" and row.reply_to:
             latest_answer[row.reply_to] = row.id
+    stored = await conversation_attachments(db, conversation_id) if images else {}
     history = []
     for row in rows:
         if row.role == "assistant" and latest_answer.get(row.reply_to or "") != row.id:
             continue  # an answer that was regenerated: the newer one stands
         if row.text:
-            history.append(ChatMessage(row.role, row.text))
+            history.append(with_images(ChatMessage(row.role, row.text), stored.get(row.id, ())))
     return history
 
 

@@ -10,6 +10,7 @@ user's message is ``NotFound``, the same as one that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from typewriter.errors import AnswerInProgress, NotFound
 from typewriter.ids import new_id
+from typewriter.store.attachments import conversation_attachments
 from typewriter.store.feedback import delete_feedback, feedback_of, with_feedback
 from typewriter.store.records import Message
 from typewriter.store.schema import messages
@@ -124,12 +126,15 @@ async def streaming_streams(db: AsyncConnection, conversation_id: str) -> list[s
 
 
 async def conversation_messages(db: AsyncConnection, conversation_id: str) -> list[Message]:
+    """The messages in order, each with its rating and its attachments' metadata."""
     query = (
         with_feedback()
         .where(messages.c.conversation_id == conversation_id)
         .order_by(messages.c.position, messages.c.created_at)
     )
-    return [_message(row) for row in (await db.execute(query)).all()]
+    rows = (await db.execute(query)).all()
+    stored = await conversation_attachments(db, conversation_id)
+    return [dataclasses.replace(m, attachments=stored.get(m.id, ())) for m in map(_message, rows)]
 
 
 async def delete_messages(db: AsyncConnection, conversation_id: str) -> None:

@@ -155,12 +155,20 @@ def _v5_usage_columns(connection: sa.Connection) -> None:
     owner_created.create(connection, checkfirst=True)
 
 
+def _v7_attachments(connection: sa.Connection) -> None:
+    """Images sent with questions, one row each beside their message (a new table)."""
+    schema.metadata.create_all(connection, tables=[schema.attachments])
+
+
 STEPS: list[Step] = [
     _v1_initial,
     _v2_users,
     _v3_key_use_and_unique_names,
     _v4_unique_positions,
     _v5_usage_columns,
+    # _v6 (messages.reasoning) comes from another branch; until they meet, this is the
+    # sixth entry: renumber at the merge so that it stays after _v6.
+    _v7_attachments,
 ]
 
 

@@ -8,7 +8,25 @@ from typing import Any
 
 from typewriter.messages import ChatMessage
 
-__all__ = ["Conversation", "Feedback", "Message", "Turn"]
+__all__ = ["Attachment", "Conversation", "Feedback", "Message", "Turn"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An image stored with a message: what is known of it without reading its bytes."""
+
+    id: str
+    message_id: str
+    media_type: str
+    size: int
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "media_type": self.media_type,
+            "size": self.size,
+            "url": f"/v1/attachments/{self.id}",
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +75,7 @@ class Message:
     finished_at: float | None
     first_token_ms: float | None
     feedback: Feedback | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     def public(self) -> dict[str, Any]:
         return {
@@ -74,6 +93,7 @@ class Message:
             "finished_at": self.finished_at,
             "first_token_ms": self.first_token_ms,
             "feedback": self.feedback.public() if self.feedback else None,
+            "attachments": [a.public() for a in self.attachments],
         }
 
 

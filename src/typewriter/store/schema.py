@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "api_keys",
+    "attachments",
     "conversations",
     "feedback",
     "message_positions",
@@ -98,6 +99,27 @@ feedback = sa.Table(
     sa.Column("rating", sa.Integer, nullable=False),
     sa.Column("comment", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# A question's images, beside its message rather than in it: listing a conversation or
+# building a history reads messages often and must not drag the bytes along.
+attachments = sa.Table(
+    "attachments",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column(
+        "message_id",
+        sa.String(100),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),  # its place among the message's images
+    sa.Column("media_type", sa.String(50), nullable=False),  # from the bytes, never the client
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_attachments_message", "message_id", "position"),
 )
 
 users = sa.Table(

@@ -27,10 +27,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Sequence
 
 from typewriter.errors import StoreUnavailable
+from typewriter.images import Image
 from typewriter.messages import ChatMessage
 from typewriter.store import answers, schema
+from typewriter.store.attachments import (
+    attachments_of,
+    insert_attachments,
+    owned_attachment,
+    with_image_data,
+    with_images,
+)
 from typewriter.store.conversations import (
     conversation_page,
     insert_conversation,
@@ -190,12 +199,18 @@ class SqlStore(Database):
         question: str | None = None,
         conversation_id: str | None = None,
         regenerate: str | None = None,
+        images: Sequence[Image] = (),
+        sees_images: bool = False,
     ) -> Turn:
         """Record the question (or find it, to regenerate) and open the answer.
 
         One answer at a time per conversation: ``AnswerInProgress`` while one is still
         ``streaming``. The conversation stays locked from that check to the commit, so
         two asks never both pass it, and positions follow one another.
+
+        ``images`` are stored with a new question as its attachments. ``sees_images``:
+        the answering model reads images, so the history's questions (this one too) carry
+        theirs as ``data:`` URIs; otherwise every image is left out, the text kept.
         """
         now = time.time()
         async with self.transaction() as db:
@@ -203,7 +218,9 @@ class SqlStore(Database):
                 await lock_conversation_of(db, regenerate)
                 asked = await question_of(db, owner, regenerate)
                 await refuse_while_answering(db, asked.conversation_id)
-                prior = await history_before(db, asked.conversation_id, before=asked)
+                prior = await history_before(
+                    db, asked.conversation_id, before=asked, images=sees_images
+                )
             else:
                 assert question is not None
                 if conversation_id is None:
@@ -214,16 +231,27 @@ class SqlStore(Database):
                 else:
                     await owned_conversation(db, owner, conversation_id, lock=True)
                     await refuse_while_answering(db, conversation_id)
-                prior = await history_before(db, conversation_id, before=None)
+                prior = await history_before(db, conversation_id, before=None, images=sees_images)
                 asked = await insert_message(
                     db, conversation_id, owner, "user", question, "done", now, finished_at=now
                 )
+                await insert_attachments(db, asked.id, owner, images, now)
             answer = await answers.open_answer(
                 db, owner, asked, now, model=model, stream_id=stream_id, assistant=assistant
             )
             await touch_conversation(db, asked.conversation_id, now)
-        history = within_budget(prior, ChatMessage("user", asked.text), budget_chars)
+            shown = ChatMessage("user", asked.text)
+            if sees_images:
+                shown = with_images(shown, await attachments_of(db, asked.id))
+            history = within_budget(prior, shown, budget_chars)
+            if sees_images:
+                history = await with_image_data(db, history)
         return Turn(asked.conversation_id, asked.id, answer.id, history)
+
+    async def attachment(self, owner: str, attachment_id: str) -> Image:
+        """The owner's stored image (``NotFound`` for anyone else's)."""
+        async with self.transaction() as db:
+            return await owned_attachment(db, owner, attachment_id)
 
     async def checkpoint(self, message_id: str, text: str) -> None:
         async with self.transaction() as db:

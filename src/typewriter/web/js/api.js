@@ -110,6 +110,20 @@ async function call(path, { method = "GET", body, signal } = {}) {
   return data;
 }
 
+/** A stored file of the API (an attachment) as a data: URL, fetched with the API key: an
+ * <img src> could not send it, and a data: URL needs nothing more of the page's CSP. */
+export async function fetchDataUrl(path) {
+  const response = await fetch(path, { headers: headers({ Accept: "image/*" }) });
+  if (!response.ok) throw new ApiError(response.status, `http_${response.status}`, response.statusText);
+  const blob = await response.blob();
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
 /** The URL EventSource should open for `eventsUrl` (as the API gave it), resuming after `after`. */
 export function eventsUrl(url, after = 0) {
   if (!after) return url;

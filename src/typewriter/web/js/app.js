@@ -6,12 +6,14 @@
 //                    endings.js says how an answer ended
 //   following.js     the answers' streams (stream.js: EventSource, resumed by Last-Event-ID)
 //   composer.js      asking, stopping, regenerating; the assistant picker
+//   attachments.js   images attached to a question (button, paste, drop) and shown in it
 //   conversation.js  opening a conversation or a new chat; list.js and sidebar.js the list
 //   header.js        the title, rename, clear and delete; feedback.js copy and rating
 //
 // The controls are drawn from the state in one place: the listeners registered below run
 // once after each batch of changes (state.js), whoever made them.
 
+import { refreshAttach, wireAttachments } from "./attachments.js";
 import { loadAssistants, refreshComposer, wireComposer } from "./composer.js";
 import { conversationFromUrl, refreshConversation, route, startNewChat } from "./conversation.js";
 import { ui } from "./dom.js";
@@ -30,10 +32,12 @@ function wire() {
   onChange(refreshAnswers); // each answer's pager and Regenerate
   onChange(refreshHeader); // the title and the conversation's actions
   onChange(renderList); // the conversation list, and which one is open
+  onChange(refreshAttach); // Attach, for an assistant that accepts images
   decorate();
   wireNotice();
   wireLog();
   wireComposer();
+  wireAttachments();
   wireFeedback();
   wireHeader();
   wireList();

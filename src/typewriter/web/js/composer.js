@@ -13,6 +13,7 @@
 
 import { api } from "./api.js";
 import { Answer, ANSWER_ACTION } from "./answer.js";
+import { pendingImages, refreshAttach, restorePending, takePending } from "./attachments.js";
 import { refreshConversation, setUrl } from "./conversation.js";
 import { h, ui } from "./dom.js";
 import { follow } from "./following.js";
@@ -46,7 +47,9 @@ async function send(message) {
   hideNotice();
   const view = viewSignal();
   const conversation = state.conversation;
-  const turn = new Turn({ id: null, text: message });
+  const images = pendingImages();
+  const attached = takePending();
+  const turn = new Turn({ id: null, text: message, images: images.map((i) => i.data_url) });
   const answer = new Answer({ conversationId: conversation ? conversation.id : null });
   appendTurn(turn);
   turn.add(answer);
@@ -59,6 +62,7 @@ async function send(message) {
   const body = { message };
   if (ui.assistant.value) body.assistant = ui.assistant.value;
   if (conversation) body.conversation_id = conversation.id;
+  if (images.length) body.images = images;
   let reply;
   try {
     reply = await api("/v1/chat", { method: "POST", body });
@@ -69,6 +73,7 @@ async function send(message) {
       ui.message.value = message;
       autosize();
     }
+    restorePending(attached);
     showError(error, () => send(message));
     if (error.code === "answer_in_progress") refreshConversation();
     return;
@@ -166,6 +171,7 @@ export async function loadAssistants() {
   const names = state.assistants.map((a) => a.name);
   const preferred = state.conversation?.assistant;
   ui.assistant.value = [preferred, saved, serverDefault, names[0]].find((n) => n && names.includes(n)) || "";
+  refreshAttach();
 }
 
 export function wireComposer() {

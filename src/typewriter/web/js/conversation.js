@@ -66,7 +66,11 @@ function renderMessages(messages) {
   const toFollow = [];
   for (const message of messages) {
     if (message.role === "user") {
-      const turn = new Turn({ id: message.id, text: message.text });
+      const turn = new Turn({
+        id: message.id,
+        text: message.text,
+        attachments: message.attachments || [],
+      });
       byQuestion.set(message.id, turn);
       appendTurn(turn);
     } else if (message.role === "assistant") {

@@ -2,19 +2,36 @@
 // one shown at a time (the pager of each answer moves between them). Which answer is shown is
 // part of what the controls are drawn from, so showing one calls changed().
 
+import { showStoredImages } from "./attachments.js";
 import { h } from "./dom.js";
 import { changed, state } from "./state.js";
 
 export class Turn {
   constructor(question) {
-    this.question = question; // { id, text } or null (an answer whose question is gone)
+    // { id, text, images?: [data: URL], attachments?: [{url}] } or null (an answer whose
+    // question is gone): images just sent are shown as they are, stored ones fetched
+    this.question = question;
     this.answers = [];
     this.shown = -1;
     this.el = h("article", "turn");
     if (question) {
       const msg = h("div", "msg user");
       msg.append(h("h2", "visually-hidden", "You said:"));
-      msg.append(h("div", "bubble", question.text)); // text, never HTML
+      const bubble = h("div", "bubble", question.text); // text, never HTML
+      const images = question.images || [];
+      const stored = question.attachments || [];
+      if (images.length || stored.length) {
+        const gallery = h("div", "question-images");
+        for (const src of images) {
+          const img = h("img", "question-image");
+          img.src = src;
+          img.alt = "Attached image";
+          gallery.append(img);
+        }
+        showStoredImages(gallery, stored);
+        msg.append(gallery);
+      }
+      msg.append(bubble);
       this.el.append(msg);
     }
     this.slot = h("div", "slot");
