@@ -8,13 +8,33 @@ layers has to import another to speak of a message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ChatMessage"]
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One turn: ``role`` is ``system``, ``user`` or ``assistant``; ``content`` its text."""
+    """One turn: ``role`` is ``system``, ``user``, ``assistant`` or ``tool``; ``content``
+    its text.
+
+    Only ``/v1/chat/completions`` makes the tool parts: an assistant turn's
+    ``tool_calls`` (``{"id", "type": "function", "function": {"name",
+    "arguments"}}`` each, as OpenAI writes them) and a ``tool`` turn's
+    ``tool_call_id``, the call it answers. The store keeps neither, so a
+    conversation of ``/v1/chat`` never carries them. ``name`` is the optional
+    participant name OpenAI's messages may have.
+    """
 
     role: str
     content: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @property
+    def chars(self) -> int:
+        """What ``max_message_chars`` counts: the text, and the arguments of its tool
+        calls (what the model reads of them; ids and names are bounded by the body)."""
+        calls = sum(len(call["function"]["arguments"]) for call in self.tool_calls)
+        return len(self.content) + calls

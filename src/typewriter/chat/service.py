@@ -271,8 +271,9 @@ class Chat:
 
 
 def _check_lengths(question: Question, limit: int) -> None:
-    """Refuse a message longer than ``limit`` characters (code points), naming its position."""
-    lengths = {i: len(m.content) for i, m in enumerate(question.messages) if len(m.content) > limit}
+    """Refuse a message longer than ``limit`` characters (code points), naming its position;
+    a message's tool-call arguments count with its text (``ChatMessage.chars``)."""
+    lengths = {i: m.chars for i, m in enumerate(question.messages) if m.chars > limit}
     if lengths:
         raise MessageTooLong(lengths, limit)
 
