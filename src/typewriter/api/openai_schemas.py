@@ -1,4 +1,4 @@
-"""OpenAI's Chat Completions wire format: the request body and the answer.
+"""OpenAI's Chat Completions request body: what is checked, and what goes upstream.
 
 The request model is lenient where OpenAI's clients need it and strict where a
 silent guess would hurt. Clients built on the SDK send many fields typewriter
@@ -16,45 +16,24 @@ answering them. A ``tool`` message whose ``tool_call_id`` answers no earlier
 call goes too: the upstream decides (OpenAI refuses it, a local template
 renders it), the gateway does not hold a stricter rule than the model behind it.
 
-How typewriter's endings read to an OpenAI client (:class:`Completion`):
-
-- ``stop`` → ``stop``; ``length`` → ``length``; ``cancelled`` (someone pressed
-  Stop, e.g. ``POST /v1/streams/{id}/cancel``) → ``stop``: the partial answer is
-  the answer, and OpenAI has no "cancelled" that its clients would understand.
-- ``error`` / ``timeout`` → an error, also when some text came first: a client
-  could not tell a cut answer from a whole one otherwise (the partial text stays
-  readable through the stream). Streamed: ``data: {"error": …}`` then
-  ``data: [DONE]``, as OpenAI and vLLM do once the status is already 200. Not
-  streamed: the status of the ``error`` event's code (502, 503 or 504).
+The answer, in the same wire format, is written by ``openai_completion``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from typewriter.errors import ModelError
-from typewriter.events import AnswerEvent, Delta, End, Error
-from typewriter.jsonutil import dumps
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions
 from typewriter.upstreams import PASSED_FIELDS
 
-from .openai_errors import openai_error
 from .schemas import encodable
 
-__all__ = [
-    "DONE",
-    "Completion",
-    "CompletionRequest",
-    "Message",
-    "sse_data",
-]
+__all__ = ["CompletionRequest", "Message"]
 
 # What each accepted role means to the model; OpenAI's newer "developer" role
 # is the system role under another name.
@@ -455,103 +434,3 @@ class CompletionRequest(_Lenient):
 
     def chat_messages(self) -> tuple[ChatMessage, ...]:
         return tuple(m.to_chat() for m in self.messages)
-
-
-_FINISH = {
-    "stop": "stop",
-    "length": "length",
-    "cancelled": "stop",
-    "tool_calls": "tool_calls",
-    "content_filter": "content_filter",
-}
-
-
-def _model_errors(kind: type[ModelError] = ModelError) -> Iterator[type[ModelError]]:
-    """The model's error classes, the whole subtree: a new one needs no entry here."""
-    yield kind
-    for sub in kind.__subclasses__():
-        yield from _model_errors(sub)
-
-
-_ERROR_STATUS = {c.code: c.status for c in _model_errors()}
-_ERROR_STATUS["interrupted"] = 503  # the server shut down mid-answer: ask again
-DONE = b"data: [DONE]\n\n"
-
-
-def sse_data(value: Any) -> bytes:
-    return b"data: " + dumps(value).encode() + b"\n\n"
-
-
-def _error(code: str, message: str) -> tuple[int, dict[str, Any]]:
-    status = _ERROR_STATUS.get(code, 500)
-    return openai_error(status, {"error": {"code": code, "message": message}})
-
-
-class Completion:
-    """One answer through OpenAI's eyes: fed the stream's events in order, it knows
-    how the answer ended and writes the chunks and bodies that say so."""
-
-    def __init__(self, message_id: str, model: str, include_usage: bool) -> None:
-        self.id = "chatcmpl-" + message_id.removeprefix("msg_")  # ties it to the stored message
-        self.created = int(time.time())
-        self.model = model
-        self.include_usage = include_usage
-        self.ended = False
-        self.finish_reason: str | None = None
-        self.usage: dict[str, Any] | None = None
-        self.error: tuple[int, dict[str, Any]] | None = None  # (status, OpenAI error body)
-
-    def apply(self, event: AnswerEvent) -> str:
-        """Take one event in; return the text it adds to the answer."""
-        if isinstance(event, Delta):
-            return event.text
-        if isinstance(event, Error):
-            self.error = _error(event.code, event.message)
-        elif isinstance(event, End):
-            self.ended = True
-            self.usage = event.usage.to_dict() if event.usage is not None else None
-            self.finish_reason = _FINISH.get(event.finish_reason)
-            if self.finish_reason is None and self.error is None:
-                self.error = _error("upstream_error", f"the answer ended {event.finish_reason!r}")
-        return ""
-
-    def _envelope(self, kind: str, **fields: Any) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": kind,
-            "created": self.created,
-            "model": self.model,
-            **fields,
-        }
-
-    def chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        extra = {"usage": None} if self.include_usage else {}
-        return sse_data(self._envelope("chat.completion.chunk", choices=[choice], **extra))
-
-    def translate(self, event: AnswerEvent) -> bytes:
-        """The SSE bytes an OpenAI client gets for one typewriter event."""
-        text = self.apply(event)
-        if isinstance(event, Delta):
-            return self.chunk({"content": text})
-        if not isinstance(event, End):
-            return b""  # start: the role chunk opened the response; error: sent with end
-        if self.error is not None:
-            return sse_data(self.error[1]) + DONE
-        tail = self.chunk({}, self.finish_reason)
-        if self.include_usage:
-            tail += sse_data(self._envelope("chat.completion.chunk", choices=[], usage=self.usage))
-        return tail + DONE
-
-    def interrupted(self) -> tuple[int, dict[str, Any]]:
-        return _error("interrupted", "the server is shutting down; ask again")
-
-    def completion(self, text: str) -> dict[str, Any]:
-        message = {"role": "assistant", "content": text, "refusal": None}
-        choice = {
-            "index": 0,
-            "message": message,
-            "logprobs": None,
-            "finish_reason": self.finish_reason,
-        }
-        return self._envelope("chat.completion", choices=[choice], usage=self.usage)
