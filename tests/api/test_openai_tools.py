@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import zip_longest
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from conftest import RunningServer, ServerFactory
 from helpers import ask, follow, text_of
+from upstream import shapes
 from upstream.control import Upstream
 from upstream.fixtures import Gateway
 
@@ -345,3 +347,210 @@ async def test_the_chat_api_has_no_tools(upstream: Upstream, server: RunningServ
         {"role": "user", "content": "second"},
     ]
     assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(sent)
+
+
+# --- the response side --------------------------------------------------------------------
+
+
+PIECES = ['{"ci', 'ty": "Zü', 'rich", "note": "\ud83d', "\ude00 üb", 'er", "days": [1', ", 2]}"]
+"""``ARGS`` as a model might stream it: cut mid-key, mid-string, between the two halves of
+the emoji's surrogate pair (each half a ``\\uXXXX`` escape of its own fragment) and in a list."""
+TIME_STRICT: dict[str, Any] = {"type": "function", "function": {**TIME["function"], "strict": True}}
+
+
+def escaped(chunks: list[shapes.Chunk]) -> list[shapes.Chunk]:
+    """Objects holding a lone surrogate as raw ``data:`` text with ``\\uXXXX`` escapes (raw
+    UTF-8 cannot carry half a pair); the others stay objects, sent as raw UTF-8."""
+
+    def lone(item: shapes.Chunk) -> bool:
+        return any("\ud800" <= c <= "\udfff" for c in json.dumps(item, ensure_ascii=False))
+
+    return [f"data: {json.dumps(c, separators=(',', ':'))}\n\n" if lone(c) else c for c in chunks]
+
+
+def test_the_sdk_puts_together_a_call_cut_anywhere_exactly(
+    sdk: openai.OpenAI, upstream: Upstream
+) -> None:
+    """Mid-JSON, mid-UTF-8 on the wire (one byte per write), a surrogate pair across two
+    fragments: the SDK's stream helper ends with the arguments the model wrote."""
+    assert "".join(PIECES).encode("utf-16", "surrogatepass").decode("utf-16") == ARGS
+    chunks = escaped(shapes.openai_tool_calls([("get_weather", PIECES)], parallel=False))
+    upstream.script({"chunks": chunks, "raw_utf8": True, "write_bytes": 1})
+    with sdk.chat.completions.stream(
+        model="up",
+        messages=USER,
+        tools=[WEATHER],  # type: ignore[list-item]
+        parallel_tool_calls=False,
+    ) as stream:
+        pieces = [
+            e.arguments_delta for e in stream if e.type == "tool_calls.function.arguments.delta"
+        ]
+        final = stream.get_final_completion()
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert not choice.message.content  # "": the role chunk went out before the first call
+    [made] = choice.message.tool_calls or []
+    assert (made.id, made.type, made.function.name) == ("call_0", "function", "get_weather")
+    assert made.function.arguments == ARGS
+    assert made.function.parsed_arguments == json.loads(ARGS)
+    # Relayed one for one; the high half waited for its low half to be sent whole.
+    assert pieces == [
+        "",
+        '{"ci',
+        'ty": "Zü',
+        'rich", "note": "',
+        "😀 üb",
+        'er", "days": [1',
+        ", 2]}",
+    ]
+    assert received(upstream)["tools"] == [WEATHER]
+
+
+def interleaved(calls: list[shapes.ToolCall]) -> list[shapes.Chunk]:
+    """OpenAI's parallel calls, their fragments taken in turns (0, 1, 0, 1, …) rather than
+    one call after the other: only ``index`` says which call a fragment belongs to."""
+    chunks = shapes.openai_tool_calls(calls)
+    fragments = [c for c in chunks if isinstance(c, dict) and c["choices"] and _calls_of(c)]
+    rest = [c for c in chunks if not any(c is f for f in fragments)]
+    by_call: dict[int, list[shapes.Chunk]] = {}
+    for fragment in fragments:
+        by_call.setdefault(_calls_of(fragment)[0]["index"], []).append(fragment)
+    turns = [f for group in zip_longest(*by_call.values()) for f in group if f is not None]
+    return turns + rest
+
+
+def _calls_of(chunk: Any) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = chunk["choices"][0]["delta"].get("tool_calls") or []
+    return calls
+
+
+PARALLEL: list[shapes.ToolCall] = [
+    ("get_weather", shapes.split(ARGS, [3, 17, 30])),
+    ("get_time", ['{"z', 'one": "CET"}']),
+]
+GATHERED: list[dict[str, Any]] = [
+    {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+    for i, (name, arguments) in enumerate([("get_weather", ARGS), ("get_time", '{"zone": "CET"}')])
+]
+
+
+def test_parallel_calls_are_told_apart_by_index_streamed_and_not(
+    sdk: openai.OpenAI, upstream: Upstream
+) -> None:
+    """OpenAI streams parallel calls one after the other, which the SDK's stream helper
+    expects; fragments of two calls taken in turns are relayed as they came, and a client
+    that gathers by ``index`` (as the SDK's chunks allow) still gets both calls whole."""
+    tools: Any = [WEATHER, TIME_STRICT]
+    upstream.script({"chunks": shapes.openai_tool_calls(PARALLEL), "raw_utf8": True})
+    with sdk.chat.completions.stream(model="up", messages=USER, tools=tools) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    for made, expected in zip(calls, GATHERED, strict=True):
+        without = {"function": {"parsed_arguments"}}
+        assert made.model_dump(include={"id", "type", "function"}, exclude=without) == expected
+        assert made.function.parsed_arguments == json.loads(expected["function"]["arguments"])
+    assert final.choices[0].finish_reason == "tool_calls"
+
+    chunks = interleaved(PARALLEL)
+    upstream.script({"chunks": chunks, "raw_utf8": True, "write_bytes": 3})
+    gathered: dict[int, dict[str, Any]] = {}
+    finish_reasons = []
+    with sdk.chat.completions.create(model="up", messages=USER, tools=tools, stream=True) as got:
+        for chunk in got:
+            choice = chunk.choices[0]
+            finish_reasons.append(choice.finish_reason)
+            for fragment in choice.delta.tool_calls or []:
+                call = gathered.setdefault(fragment.index, {"function": {"arguments": ""}})
+                if fragment.id is not None:
+                    call |= {"id": fragment.id, "type": fragment.type}
+                assert fragment.function is not None
+                if fragment.function.name is not None:
+                    call["function"]["name"] = fragment.function.name
+                call["function"]["arguments"] += fragment.function.arguments or ""
+    assert [gathered[i] for i in sorted(gathered)] == GATHERED
+    assert finish_reasons[-1] == "tool_calls"
+
+    upstream.script({"chunks": chunks, "raw_utf8": True, "write_bytes": 3})
+    whole = sdk.chat.completions.create(model="up", messages=USER, tools=tools)
+    message = whole.choices[0].message
+    assert message.content is None and whole.choices[0].finish_reason == "tool_calls"
+    assert [c.model_dump() for c in message.tool_calls or []] == GATHERED
+    assert all(r["body"]["tools"] == tools for r in upstream.requests())
+
+
+def test_a_two_round_tool_conversation(sdk: openai.OpenAI, upstream: Upstream) -> None:
+    """Round 1 streams a call; the client runs it and sends the SDK's own message back with
+    the result; the upstream receives both exactly, and answers in text."""
+    messages: list[Any] = list(USER)
+    upstream.script({"chunks": escaped(shapes.openai_tool_calls([("get_weather", PIECES)]))})
+    with sdk.chat.completions.stream(model="up", messages=messages, tools=[WEATHER]) as stream:  # type: ignore[list-item]
+        called = stream.get_final_completion().choices[0].message
+    [made] = called.tool_calls or []
+    messages += [called, {"role": "tool", "tool_call_id": made.id, "content": '{"temp": 21}'}]
+    upstream.script({"tokens": ["It is ", "21 °C."]})
+    answer = sdk.chat.completions.create(model="up", messages=messages, tools=[WEATHER])  # type: ignore[list-item]
+    assert answer.choices[0].message.content == "It is 21 °C."
+    assert answer.choices[0].finish_reason == "stop"
+    assert received(upstream)["messages"] == [
+        *USER,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_0",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ARGS},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_0", "content": '{"temp": 21}'},
+    ]
+    assert received(upstream)["tools"] == [WEATHER]
+
+
+@pytest.mark.anyio
+async def test_the_streamed_bytes_are_openais_tool_call_chunks(
+    upstream: Upstream, server: RunningServer
+) -> None:
+    """Every ``data:`` line as OpenAI writes it: ``id`` and ``type: "function"`` with a call's
+    first fragment (and its name), then ``index`` and an ``arguments`` piece, one chunk per
+    fragment the upstream sent, ``finish_reason: "tool_calls"``, ``[DONE]``."""
+    upstream.script({"chunks": interleaved(PARALLEL), "raw_utf8": True, "write_bytes": 5})
+    body = {"model": "up", "messages": USER, "stream": True, "tools": [WEATHER, TIME]}
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+        client.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        wire = b"".join([piece async for piece in response.aiter_bytes()])
+    events = wire.decode().split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    assert all(e.startswith("data: {") for e in events[:-2])
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+    head = {k: chunks[0][k] for k in ("id", "created")}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**head, "object": "chat.completion.chunk", "model": "up", "choices": [choice]}
+
+    def opening(index: int, name: str) -> dict[str, Any]:
+        call = {"index": index, "id": f"call_{index}", "type": "function"}
+        return chunk({"tool_calls": [{**call, "function": {"name": name, "arguments": ""}}]})
+
+    def piece(index: int, arguments: str) -> dict[str, Any]:
+        return chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]})
+
+    weather, time = (arguments for _, arguments in PARALLEL)
+    assert chunks == [
+        chunk({"role": "assistant", "content": ""}),
+        opening(0, "get_weather"),
+        opening(1, "get_time"),
+        *[p for pair in zip(
+            [piece(0, a) for a in weather], [piece(1, a) for a in time], strict=False
+        ) for p in pair],
+        *[piece(0, a) for a in weather[len(time):]],
+        chunk({}, "tool_calls"),
+    ]  # fmt: skip
+    assert received(upstream)["tools"] == [WEATHER, TIME]
