@@ -33,8 +33,8 @@ class ChatMessage:
     name: str | None = None
 
     @property
-    def chars(self) -> int:
-        """What ``max_message_chars`` counts: the text, and the arguments of its tool
-        calls (what the model reads of them; ids and names are bounded by the body)."""
-        calls = sum(len(call["function"]["arguments"]) for call in self.tool_calls)
-        return len(self.content) + calls
+    def read_text(self) -> str:
+        """What the model reads of it, for ``max_message_chars`` and the token estimate:
+        the text and its calls' arguments (ids and names are short, and bounded by the
+        request body's size)."""
+        return self.content + "".join(call["function"]["arguments"] for call in self.tool_calls)

@@ -23,6 +23,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from conftest import RunningServer, ServerFactory
 from helpers import ask, follow, text_of
+from typewriter.token_estimate import estimate_prompt_tokens
 from upstream import shapes
 from upstream.control import Upstream
 from upstream.fixtures import Gateway
@@ -321,6 +322,22 @@ def test_call_arguments_count_against_max_message_chars(
         assert upstream.requests() == []
         long_call[1]["tool_calls"][0]["function"]["arguments"] = "y" * 20
         assert sdk.chat.completions.create(model="up", messages=long_call).choices
+
+
+def test_the_prompt_estimate_counts_call_arguments(sdk: openai.OpenAI, upstream: Upstream) -> None:
+    """An upstream that counts nothing leaves the gateway to estimate the prompt: the calls'
+    arguments are read by the model, so they count with the text."""
+    upstream.script({"usage": None})
+    usage = sdk.chat.completions.create(model="up", messages=HISTORY).usage  # type: ignore[arg-type]
+    assert usage is not None and (usage.model_extra or {}).get("estimated") is True
+    texts = [
+        "Use the tools.",
+        "Weather in Zürich and the time?",
+        ARGS + "{}",
+        '{"temp": 21}',
+        "12:00",
+    ]
+    assert usage.prompt_tokens == estimate_prompt_tokens(texts)
 
 
 @pytest.mark.anyio
