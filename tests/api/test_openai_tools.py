@@ -233,6 +233,7 @@ def test_values_json_reads_but_cannot_send_are_refused(server: RunningServer) ->
         return [{"role": "assistant", "tool_calls": [call(id, "f", arguments)]}]
 
     choice = {"type": "function", "function": {"name": "f"}, "x": float("inf")}
+    schema = {"name": "a", "schema": {"type": "object", "x": float("nan")}}
     cases: list[tuple[dict[str, Any], str]] = [
         ({"tools": [tool(float("nan"))]}, "tools"),
         ({"tools": [tool("\ud800")]}, "tools"),
@@ -243,6 +244,10 @@ def test_values_json_reads_but_cannot_send_are_refused(server: RunningServer) ->
             {"messages": [{"role": "tool", "tool_call_id": "\ud800", "content": ""}]},
             "messages[0].tool_call_id",
         ),
+        # The same holds for the other fields sent as written (a 500 before).
+        ({"stop": ["\ud800"]}, "stop"),
+        ({"user": "\udfff"}, "user"),
+        ({"response_format": {"type": "json_schema", "json_schema": schema}}, "response_format"),
     ]
     for fields, param in cases:
         body = {"model": "up", "messages": USER, **fields}

@@ -357,6 +357,14 @@ class CompletionRequest(_Lenient):
             raise ValueError("parallel_tool_calls needs tools")
         return value
 
+    @field_validator("stop", "user", "response_format")
+    @classmethod
+    def _sendable(cls, value: Any, info: ValidationInfo) -> Any:
+        """Strings and schemas that the upstream request can carry (no lone surrogate, no
+        ``NaN``): caught here, they are a ``400`` naming the field, not a failed answer."""
+        _plain_json(value, str(info.field_name))
+        return value
+
     @field_validator("logit_bias")
     @classmethod
     def _token_biases(cls, value: dict[str, float] | None) -> dict[str, float] | None:
