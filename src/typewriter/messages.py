@@ -38,20 +38,38 @@ class ContentPart:
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One turn: ``role`` is ``system``, ``user`` or ``assistant``; ``content`` its text.
+    """One turn: ``role`` is ``system``, ``user``, ``assistant`` or ``tool``; ``content``
+    its text.
 
     ``parts`` is empty for a message of text only; a message with images has them all,
     text and images in their order, while ``content`` stays its text (what the limits
     and the token estimate count).
+
+    Only ``/v1/chat/completions`` makes the tool parts: an assistant turn's
+    ``tool_calls`` (``{"id", "type": "function", "function": {"name",
+    "arguments"}}`` each, as OpenAI writes them) and a ``tool`` turn's
+    ``tool_call_id``, the call it answers. The store keeps neither, so a
+    conversation of ``/v1/chat`` never carries them. ``name`` is the optional
+    participant name OpenAI's messages may have.
     """
 
     role: str
     content: str
     parts: tuple[ContentPart, ...] = ()
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
     @property
     def images(self) -> tuple[ContentPart, ...]:
         return tuple(p for p in self.parts if p.type == "image_url")
+
+    @property
+    def read_text(self) -> str:
+        """What the model reads of it, for ``max_message_chars`` and the token estimate:
+        the text and its calls' arguments (ids and names are short, and bounded by the
+        request body's size)."""
+        return self.content + "".join(call["function"]["arguments"] for call in self.tool_calls)
 
 
 def wire_content(message: ChatMessage) -> str | list[dict[str, Any]]:

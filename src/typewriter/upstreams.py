@@ -25,6 +25,9 @@ PASSED_FIELDS = (
     "top_logprobs",
     "response_format",
     "user",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
 )
 """Standard fields sent upstream as the client gave them, when given (the typed ones,
 temperature, top_p and the token limit, go through the assistant's defaults)."""

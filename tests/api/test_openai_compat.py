@@ -166,7 +166,7 @@ BAD_BODIES: list[tuple[dict[str, Any], type[openai.APIStatusError], str | None]]
     (
         {"model": "echo", "messages": [{"role": "tool", "content": "x"}]},
         openai.BadRequestError,
-        "messages[0].role",
+        "messages[0].tool_call_id",
     ),
     (
         {"model": "echo", "messages": [{"role": "user"}]},

@@ -2,18 +2,26 @@
 
 The request model is lenient where OpenAI's clients need it and strict where a
 silent guess would hurt. Clients built on the SDK send many fields typewriter
-has no use for (``tools``, ``metadata``, ``service_tier``, …), so unknown fields
+has no use for (``metadata``, ``service_tier``, …), so unknown fields
 are not refused: they go to the upstreams that take them (``pass_fields``) and
 are named in a response header otherwise. But a known field of the wrong type
 (``"temperature": "hot"``) is a client bug, refused with ``400`` and the field
 named in ``param`` the way OpenAI does; the standard fields that pass go to the
 upstream as the client gave them.
 
+Tools are relayed, not run: ``tools``, ``tool_choice`` and
+``parallel_tool_calls`` are checked against OpenAI's rules and go upstream as
+given; history may hold an assistant's ``tool_calls`` and the ``tool`` messages
+answering them. A ``tool`` message whose ``tool_call_id`` answers no earlier
+call goes too: the upstream decides (OpenAI refuses it, a local template
+renders it), the gateway does not hold a stricter rule than the model behind it.
+
 The answer, in the same wire format, is written by ``openai_completion``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -31,7 +39,34 @@ __all__ = ["CompletionRequest", "Message"]
 
 # What each accepted role means to the model; OpenAI's newer "developer" role
 # is the system role under another name.
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A function's (and a JSON schema's) name, as OpenAI allows it."""
+
+
+def _plain_json(value: Any, where: str) -> None:
+    """Refuse what JSON parses but the upstream request could not carry: a lone surrogate
+    (``"\\ud800"``) in a string or key, or ``NaN``/``Infinity`` (Python reads them)."""
+    if isinstance(value, str):
+        try:
+            encodable(value)
+        except ValueError as exc:
+            raise ValueError(f"{where} {exc}") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} contains {value}, which JSON cannot carry")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _plain_json(key, where)
+            _plain_json(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _plain_json(item, where)
 
 
 class _Lenient(BaseModel):
@@ -40,20 +75,79 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
+class CalledFunction(_Lenient):
+    name: str = Field(min_length=1)
+    arguments: str = Field(description="the arguments as the model wrote them: JSON text")
+
+    @field_validator("name", "arguments")
+    @classmethod
+    def _sendable(cls, value: str) -> str:
+        return encodable(value)
+
+
+class MessageToolCall(_Lenient):
+    """A call the model made, in an assistant message of the history."""
+
+    id: str = Field(min_length=1)
+    type: str
+    function: CalledFunction
+
+    @field_validator("type")
+    @classmethod
+    def _function(cls, value: str) -> str:
+        if value != "function":
+            raise ValueError(f"type {value[:40]!r} is not supported: only function calls")
+        return value
+
+    @field_validator("id")
+    @classmethod
+    def _sendable(cls, value: str) -> str:
+        return encodable(value)
+
+
 class Message(_Lenient):
     role: str
     content: str | list[Any] | None = Field(None, validate_default=True)
     name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = Field(None, validate_default=True)
 
     @field_validator("role")
     @classmethod
     def _known_role(cls, value: str) -> str:
         if value not in _ROLES:
             raise ValueError(
-                f"role {value[:40]!r} is not supported: use system, developer, user or "
-                "assistant (tool calls are not supported)"
+                f"role {value[:40]!r} is not supported: use system, developer, user, "
+                "assistant or tool"
             )
         return value
+
+    @field_validator("name")
+    @classmethod
+    def _sendable_name(cls, value: str | None) -> str | None:
+        return value if value is None else encodable(value)
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _assistant_calls(
+        cls, value: list[MessageToolCall] | None, info: ValidationInfo
+    ) -> list[MessageToolCall] | None:
+        """Only the assistant calls tools; an empty list is no calls (some clients send
+        ``[]`` on every assistant turn), and is not sent upstream."""
+        role = info.data.get("role")
+        if value and role is not None and role != "assistant":
+            raise ValueError(f"tool_calls is only for assistant messages, not {role}")
+        return value or None
+
+    @field_validator("tool_call_id")
+    @classmethod
+    def _answers_a_call(cls, value: str | None, info: ValidationInfo) -> str | None:
+        role = info.data.get("role")
+        if role == "tool" and not value:
+            raise ValueError("a tool message needs tool_call_id: the id of the call it answers")
+        if role is not None and role != "tool" and value is not None:
+            raise ValueError(f"tool_call_id is only for tool messages, not {role}")
+        return value if value is None else encodable(value)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -83,12 +177,21 @@ class Message(_Lenient):
         A list of parts keeps its parts in their order when it holds an image, and is
         its text, concatenated, either way (what the limits and the estimate count)."""
         role = _ROLES[self.role]
-        if not isinstance(self.content, list):
-            return ChatMessage(role, self.content or "")
-        parts = tuple(_part(index, part, role) for index, part in enumerate(self.content))
-        text = "".join(p.text for p in parts if p.type == "text")
-        has_image = any(p.type == "image_url" for p in parts)
-        return ChatMessage(role, text, parts if has_image else ())
+        text: str = self.content if isinstance(self.content, str) else ""
+        parts: tuple[ContentPart, ...] = ()
+        if isinstance(self.content, list):
+            parts = tuple(_part(index, part, role) for index, part in enumerate(self.content))
+            text = "".join(p.text for p in parts if p.type == "text")
+            if not any(p.type == "image_url" for p in parts):
+                parts = ()
+        return ChatMessage(
+            role,
+            text,
+            parts,
+            tool_calls=tuple(call.model_dump() for call in self.tool_calls or ()),
+            tool_call_id=self.tool_call_id,
+            name=self.name,
+        )
 
 
 _DETAILS = ("auto", "low", "high")
@@ -156,7 +259,7 @@ class StreamOptions(_Lenient):
 
 
 _RESPONSE_FORMATS = ("text", "json_object", "json_schema")
-_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SCHEMA_NAME = _NAME
 
 
 def _check_response_format(value: Any) -> None:
@@ -180,6 +283,76 @@ def _check_response_format(value: Any) -> None:
         raise ValueError("response_format.json_schema.schema must be an object")
     if "strict" in spec and not isinstance(spec["strict"], bool | None):
         raise ValueError("response_format.json_schema.strict must be a boolean")
+
+
+class FunctionSpec(_Lenient):
+    """A declared function; fields beyond OpenAI's go upstream too (``exclude_unset``
+    dumps it as the client wrote it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="a JSON Schema object")
+    strict: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(
+                f"function name {value[:70]!r} must be 1 to 64 of a-z, A-Z, 0-9, _ and -"
+            )
+        return value
+
+
+class Tool(_Lenient):
+    """One entry of ``tools``: only OpenAI's function tools can be relayed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    function: FunctionSpec | None = Field(None, validate_default=True)
+
+    @field_validator("type")
+    @classmethod
+    def _function_tool(cls, value: str) -> str:
+        if value != "function":
+            raise ValueError(
+                f"tool type {value[:40]!r} is not supported: only function tools "
+                '({"type": "function", "function": {"name", ...}})'
+            )
+        return value
+
+    @field_validator("function")
+    @classmethod
+    def _declared(cls, value: FunctionSpec | None, info: ValidationInfo) -> FunctionSpec | None:
+        if value is None and info.data.get("type") == "function":
+            raise ValueError('a function tool needs function: {"name", ...}')
+        return value
+
+
+_CHOICES = ("none", "auto", "required")
+
+
+def _check_tool_choice(value: Any, tools: list[Tool] | None) -> None:
+    """OpenAI's rules for ``tool_choice``: a mode, or one declared function by name."""
+    if tools is None:
+        raise ValueError("tool_choice needs tools")
+    if isinstance(value, str):
+        if value not in _CHOICES:
+            raise ValueError(f"tool_choice must be one of {', '.join(_CHOICES)} or a function")
+        return
+    function = value.get("function") if isinstance(value, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(value, dict) or value.get("type") != "function" or not isinstance(name, str):
+        raise ValueError(
+            'tool_choice must be none, auto, required or {"type": "function", '
+            '"function": {"name": ...}}'
+        )
+    declared = {tool.function.name for tool in tools if tool.function is not None}
+    if name not in declared:
+        raise ValueError(f"tool_choice names the function {name[:70]!r}, which tools lacks")
 
 
 class CompletionRequest(_Lenient):
@@ -209,6 +382,51 @@ class CompletionRequest(_Lenient):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     logit_bias: dict[str, float] | None = None
     response_format: dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _some_plain_tools(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("tools is empty: leave it out, or declare at least one function")
+        _plain_json(value, "tools")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _distinct_names(cls, value: list[Tool] | None) -> list[Tool] | None:
+        names = [tool.function.name for tool in value or () if tool.function is not None]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"tools declares {twice[0]!r} more than once")
+        return value
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _known_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        """One error naming ``tool_choice``; a function it names must be declared. Not
+        checked again when ``tools`` itself was refused (its own error says why)."""
+        if value is not None and "tools" in info.data:
+            _check_tool_choice(value, info.data["tools"])
+            _plain_json(value, "tool_choice")
+        return value
+
+    @field_validator("parallel_tool_calls")
+    @classmethod
+    def _with_tools(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value is not None and info.data.get("tools", ()) is None:
+            raise ValueError("parallel_tool_calls needs tools")
+        return value
+
+    @field_validator("stop", "user", "response_format")
+    @classmethod
+    def _sendable(cls, value: Any, info: ValidationInfo) -> Any:
+        """Strings and schemas that the upstream request can carry (no lone surrogate, no
+        ``NaN``): caught here, they are a ``400`` naming the field, not a failed answer."""
+        _plain_json(value, str(info.field_name))
+        return value
 
     @field_validator("logit_bias")
     @classmethod
@@ -268,11 +486,12 @@ class CompletionRequest(_Lenient):
 
     def generation_options(self, vendor: dict[str, Any] | None = None) -> GenerationOptions:
         """``max_completion_tokens`` (OpenAI's newer name) wins over ``max_tokens``, and
-        goes upstream under the name the client used."""
+        goes upstream under the name the client used. The other standard fields go as
+        the client wrote them: ``exclude_unset`` keeps what it gave, down to a ``null``
+        inside a tool's schema, and adds nothing it left out."""
         limit = self.max_completion_tokens
-        params = {
-            name: getattr(self, name) for name in PASSED_FIELDS if getattr(self, name) is not None
-        }
+        given = self.model_dump(include=set(PASSED_FIELDS), exclude_unset=True)
+        params = {name: value for name, value in given.items() if value is not None}
         if self.stream_options is not None:
             params["stream_options"] = self.stream_options.model_dump(exclude_none=True)
         return GenerationOptions(

@@ -389,7 +389,7 @@ def _counted(outcome: Outcome, progress: _Progress, request: ModelRequest) -> Ou
     usage = progress.usage
     if usage is None:
         usage = Usage(
-            estimate_prompt_tokens(m.content for m in request.messages),
+            estimate_prompt_tokens(m.read_text for m in request.messages),
             estimate_tokens("".join((*progress.reasoning, *progress.parts, *progress.arguments))),
             estimated=True,
         )

@@ -275,8 +275,9 @@ class Chat:
 
 
 def _check_lengths(question: Question, limit: int) -> None:
-    """Refuse a message longer than ``limit`` characters (code points), naming its position."""
-    lengths = {i: len(m.content) for i, m in enumerate(question.messages) if len(m.content) > limit}
+    """Refuse a message longer than ``limit`` characters (code points), naming its position;
+    a message's tool-call arguments count with its text (``ChatMessage.read_text``)."""
+    lengths = {i: n for i, m in enumerate(question.messages) if (n := len(m.read_text)) > limit}
     if lengths:
         raise MessageTooLong(lengths, limit)
 

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from typewriter.errors import ModelError, ModelUnavailable
-from typewriter.messages import wire_content
+from typewriter.messages import ChatMessage, wire_content
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.models.health import QUIET, UpstreamEvents, UpstreamHealth, UpstreamState
 from typewriter.models.keys import KeyPool, fingerprint
@@ -127,7 +127,7 @@ class OpenAIBackend(ModelBackend):
         params = dict(options.params)
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": wire_content(m)} for m in request.messages],
+            "messages": [_wire_message(m) for m in request.messages],
             "stream": True,
             "stream_options": {**params.pop("stream_options", {}), "include_usage": True},
         }
@@ -292,6 +292,23 @@ class OpenAIBackend(ModelBackend):
         if status >= 500:
             return f"{status} {response.text[:200]}"
         return None
+
+
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    """One message in OpenAI's form: the tool parts only where the client gave them, so
+    a plain turn is ``{"role", "content"}`` as before. An assistant turn that only calls
+    tools has ``content: null``, as OpenAI writes it (some chat templates read ``""``
+    as a text turn to render)."""
+    wire: dict[str, Any] = {"role": message.role, "content": wire_content(message)}
+    if message.name is not None:
+        wire["name"] = message.name
+    if message.tool_calls:
+        wire["tool_calls"] = list(message.tool_calls)
+        if not message.content:
+            wire["content"] = None
+    if message.tool_call_id is not None:
+        wire["tool_call_id"] = message.tool_call_id
+    return wire
 
 
 def _transport_failure(exc: httpx.HTTPError, connect_timeout: float) -> str:
