@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Mapping
 
 from typewriter.errors import StoreUnavailable
 from typewriter.messages import ChatMessage
@@ -230,13 +231,17 @@ class SqlStore(Database):
             await answers.checkpoint(db, message_id, text)
 
     async def checkpoint_many(
-        self, texts: list[tuple[str, str]], running: list[str] | None = None
+        self,
+        texts: list[tuple[str, str]],
+        running: list[str] | None = None,
+        reasoning: Mapping[str, str] | None = None,
     ) -> set[str]:
-        """The text so far of every ``(message id, text)``, in one transaction: a process
-        saves all its running answers with one write, however many there are. Returns
-        which of the ``running`` answers no longer exist (deleted while being written)."""
+        """The text so far of every ``(message id, text)``, and the reasoning so far of
+        those in ``reasoning``, in one transaction: a process saves all its running answers
+        with one write, however many there are. Returns which of the ``running`` answers no
+        longer exist (deleted while being written)."""
         async with self.transaction() as db:
-            await answers.checkpoint_many(db, texts)
+            await answers.checkpoint_many(db, texts, reasoning or {})
             return await answers.missing(db, running or [])
 
     async def finish(
@@ -247,6 +252,10 @@ class SqlStore(Database):
         usage: dict[str, int] | None,
         first_token_ms: float | None,
         status: str = "done",
+        *,
+        reasoning: str | None = None,
     ) -> None:
         async with self.transaction() as db:
-            await answers.finish(db, message_id, text, finish_reason, usage, first_token_ms, status)
+            await answers.finish(
+                db, message_id, text, finish_reason, usage, first_token_ms, status, reasoning
+            )
