@@ -22,6 +22,11 @@ def test_each_kind_encodes_its_fields_in_the_documented_order() -> None:
     assert events.encode(Delta("你好\r\n")) == '{"text":"你好\\r\\n"}'
     assert events.encode(Error("timeout", "too slow")) == '{"code":"timeout","message":"too slow"}'
     assert events.encode(End("stop", "msg_1")) == '{"finish_reason":"stop","message_id":"msg_1"}'
+    assert events.encode(events.Reasoning("hm")) == '{"text":"hm"}'
+    assert events.encode(events.ToolCall(1, '{"a', "call_1", "f")) == (
+        '{"index":1,"id":"call_1","name":"f","arguments":"{\\"a"}'
+    )
+    assert events.encode(events.ToolCall(1, 'b"}')) == '{"index":1,"arguments":"b\\"}"}'
     assert json.loads(events.encode(End("stop", "m", Usage(3, 4))))["usage"] == {
         "prompt_tokens": 3,
         "completion_tokens": 4,
@@ -38,6 +43,10 @@ def test_each_kind_encodes_its_fields_in_the_documented_order() -> None:
         Error("upstream_error", "it broke"),
         End("length", "msg_2"),
         End("stop", "msg_3", Usage(10, 20)),
+        Delta("a", {"content": [{"token": "a", "logprob": -0.5, "top_logprobs": []}]}),
+        events.Reasoning("hm\n"),
+        events.ToolCall(0, "", "call_1", "get_weather"),
+        events.ToolCall(3, '{"a'),
     ],
 )
 def test_decode_gives_back_the_record(event: events.AnswerEvent) -> None:
@@ -61,7 +70,11 @@ def test_any_text_survives_a_delta(text: str) -> None:
         ("delta", '{"text": 3}'),
         ("start", '{"stream_id": "s"}'),
         ("end", "{}"),
-        ("reasoning", '{"text": "a"}'),
+        ("thought", '{"text": "a"}'),
+        ("reasoning", '{"text": null}'),
+        ("tool_call", '{"arguments": "{"}'),
+        ("tool_call", '{"index": "0", "arguments": ""}'),
+        ("tool_call", '{"index": 0, "arguments": "", "name": 5}'),
     ],
 )
 def test_what_is_not_an_event_is_refused(name: str, data: str) -> None:

@@ -48,6 +48,9 @@ class Assistant:
     defaults: GenerationOptions = field(default_factory=GenerationOptions)
     max_tokens_limit: int | None = None
     temperature_limit: float = 2.0
+    reasoning: str = "show"  # "show" | "hide": whether clients get the model's reasoning
+    think_tags: bool = False  # the model writes its reasoning in <think>…</think> in the text
+    accepts_images: bool = False
 
     def out_of_bounds(self, options: GenerationOptions) -> list[dict[str, str]]:
         """Field errors for per-request options beyond what this assistant allows."""
@@ -192,6 +195,9 @@ def _configured(
             ),
             max_tokens_limit=config.max_tokens_limit,
             temperature_limit=config.temperature_limit,
+            reasoning=config.reasoning,
+            think_tags=config.think_tags,
+            accepts_images=config.accepts_images,
         )
     return built
 

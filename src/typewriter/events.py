@@ -1,15 +1,16 @@
 """The answer's events as typed records: one encoder, one decoder.
 
-An answer is a stream of four kinds of event — ``start``, ``delta``, ``error``,
-``end`` — and this module is the only place that knows their fields and their
+An answer is a stream of events — ``start``, then ``reasoning`` (the model's
+thinking, when it shows it), ``delta`` (the answer's text) and ``tool_call``
+(pieces of the functions it calls), then ``error`` if it failed and ``end`` —
+and this module is the only place that knows their fields and their
 JSON. Producers (the use case) build records; consumers (the OpenAI
 translation, orphan recovery, the Python client, the tests) decode records;
 JSON text appears only at the edge, in the stream's log and on the wire.
 
 Each record is a frozen, slotted dataclass, checked once when built, in the
 manner of h11's events: a record that exists is a valid one. A new kind of
-event (reasoning, a tool call) is one more class here and one more line in
-``_KINDS``.
+event is one more class here and one more line in ``_KINDS``.
 
 The stream's log keeps ``(seq, name, data, wire)`` tuples, not these records:
 tuples of strings are untracked by the cyclic garbage collector, which is what
@@ -32,8 +33,10 @@ __all__ = [
     "AnswerEvent",
     "KINDS",
     "Delta",
+    "Reasoning",
     "Reset",
     "End",
+    "ToolCall",
     "Error",
     "EventDecodeError",
     "Start",
@@ -112,13 +115,59 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A piece of the answer's text; the deltas concatenated are the answer."""
+    """A piece of the answer's text; the deltas concatenated are the answer.
+
+    ``logprobs`` is the upstream's ``logprobs`` object for this piece, as it sent it
+    (``{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}``), when the
+    client asked for them: relayed, not interpreted.
+    """
 
     name: ClassVar[str] = "delta"
+    text: str
+    logprobs: dict[str, Any] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        if self.logprobs is None:
+            return {"text": self.text}
+        return {"text": self.text, "logprobs": self.logprobs}
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """A piece of the model's reasoning: apart from the answer's text, stored apart from
+    it, and never sent back to the model as history."""
+
+    name: ClassVar[str] = "reasoning"
     text: str
 
     def fields(self) -> dict[str, Any]:
         return {"text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One fragment of a function call, as the upstream streamed it.
+
+    The fragments of call ``index`` concatenated are the call: the first one has its
+    ``id`` and ``name``, the others only more ``arguments`` (a JSON text cut
+    anywhere). They are relayed one for one, never reassembled, so a client's own
+    accumulation (the OpenAI SDK's) meets exactly what the model sent.
+    """
+
+    name: ClassVar[str] = "tool_call"
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    function: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"index": self.index}
+        if self.id is not None:
+            body["id"] = self.id
+        if self.function is not None:
+            body["name"] = self.function
+        body["arguments"] = self.arguments
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +198,7 @@ class End:
         return body
 
 
-AnswerEvent: TypeAlias = Start | Delta | Error | End
+AnswerEvent: TypeAlias = Start | Delta | Reasoning | ToolCall | Error | End
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +226,7 @@ def encode(event: AnswerEvent | Reset) -> str:
     itself: the same text ``dumps`` gives (a test holds them equal), in a third of the
     time of encoding a one-key dict, which pays for building the record.
     """
-    if type(event) is Delta:
+    if type(event) is Delta and event.logprobs is None:
         return '{"text":' + _json_string(event.text) + "}"
     return dumps(event.fields())
 
@@ -232,10 +281,29 @@ def _start(fields: dict[str, Any]) -> Start:
 
 
 def _delta(fields: dict[str, Any]) -> Delta:
+    logprobs = fields.get("logprobs")
+    return Delta(_text(fields), logprobs if isinstance(logprobs, dict) else None)
+
+
+def _reasoning(fields: dict[str, Any]) -> Reasoning:
+    return Reasoning(_text(fields))
+
+
+def _tool_call(fields: dict[str, Any]) -> ToolCall:
+    index, arguments = fields["index"], fields.get("arguments", "")
+    call_id, function = fields.get("id"), fields.get("name")
+    if type(index) is not int or not isinstance(arguments, str):
+        raise TypeError("index or arguments")
+    if not isinstance(call_id, str | None) or not isinstance(function, str | None):
+        raise TypeError("id or name")
+    return ToolCall(index, arguments, call_id, function)
+
+
+def _text(fields: dict[str, Any]) -> str:
     text = fields["text"]
     if not isinstance(text, str):
         raise TypeError("text")
-    return Delta(text)
+    return text
 
 
 def _error(fields: dict[str, Any]) -> Error:
@@ -251,6 +319,8 @@ def _end(fields: dict[str, Any]) -> End:
 _KINDS: dict[str, Callable[[dict[str, Any]], AnswerEvent]] = {
     Start.name: _start,
     Delta.name: _delta,
+    Reasoning.name: _reasoning,
+    ToolCall.name: _tool_call,
     Error.name: _error,
     End.name: _end,
 }

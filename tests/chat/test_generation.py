@@ -11,6 +11,7 @@ from helpers import logged_events
 from typewriter.assistants import Assistant, Timeouts
 from typewriter.chat import Chat, Question
 from typewriter.config import load_settings
+from typewriter.events import ToolCall
 from typewriter.messages import ChatMessage
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.streams.memory import MemoryBroker
@@ -124,3 +125,72 @@ async def test_total_timeout_ends_a_model_that_never_stops() -> None:
     assert got[-2][0] == "error" and got[-2][1]["code"] == "upstream_timeout"
     assert got[-1][1]["finish_reason"] == "timeout"
     assert len(got) > 10
+
+
+class ScriptedModel(ModelBackend):
+    """Yields the chunks it was given, then a finish chunk with ``reason``."""
+
+    def __init__(self, chunks: list[Chunk], reason: str = "stop") -> None:
+        self.chunks = chunks
+        self.reason = reason
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        for chunk in self.chunks:
+            yield chunk
+        yield Chunk(finish_reason=self.reason)
+
+
+async def run_scripted(
+    model: ScriptedModel, reasoning: str = "show", **settings: float
+) -> list[tuple[str, dict[str, object]]]:
+    broker = MemoryBroker()
+    config = load_settings(**settings)
+    timeouts = Timeouts(config.first_token_timeout, config.idle_timeout, config.total_timeout)
+    assistant = Assistant("s", "s", model, timeouts, reasoning=reasoning)
+    chat = Chat(config, broker, {"s": assistant})
+    question = Question(
+        owner="u", messages=(ChatMessage("user", "go"),), assistant="s", limit_key="u"
+    )
+    answer = await chat.ask(question)
+    await until_idle(chat)
+    return await events(broker, answer.stream_id)
+
+
+async def test_reasoning_is_its_own_event_bounded_by_its_own_limit() -> None:
+    model = ScriptedModel(
+        [Chunk(reasoning="abcd"), Chunk(reasoning="efgh"), Chunk(reasoning="ij"), Chunk("ok")]
+    )
+    got = await run_scripted(model, max_reasoning_chars=6, max_answer_chars=2)
+    assert [(n, e.get("text")) for n, e in got[1:-1]] == [
+        ("reasoning", "abcd"),
+        ("reasoning", "ef"),  # cut at max_reasoning_chars; the rest dropped, the answer goes on
+        ("delta", "ok"),
+    ]
+    assert got[-1][1]["finish_reason"] == "stop"  # max_answer_chars counts the text only
+
+
+async def test_hidden_reasoning_never_reaches_the_stream() -> None:
+    model = ScriptedModel([Chunk(reasoning="secret"), Chunk("answer")])
+    got = await run_scripted(model, reasoning="hide")
+    assert [n for n, _ in got] == ["start", "delta", "end"]
+
+
+async def test_tool_call_fragments_are_relayed_one_for_one_and_count_as_the_answer() -> None:
+    calls = [
+        Chunk(tool_calls=(ToolCall(0, "", "call_a", "f"), ToolCall(1, "", "call_b", "g"))),
+        Chunk(tool_calls=(ToolCall(0, '{"x":'),)),
+        Chunk(tool_calls=(ToolCall(1, '{"y": 2}'),)),
+        Chunk(tool_calls=(ToolCall(0, " 1}"),)),
+    ]
+    got = await run_scripted(ScriptedModel(calls, "tool_calls"))
+    assert [e for n, e in got if n == "tool_call"] == [
+        {"index": 0, "id": "call_a", "name": "f", "arguments": ""},
+        {"index": 1, "id": "call_b", "name": "g", "arguments": ""},
+        {"index": 0, "arguments": '{"x":'},
+        {"index": 1, "arguments": '{"y": 2}'},
+        {"index": 0, "arguments": " 1}"},
+    ]
+    assert got[-1][1]["finish_reason"] == "tool_calls"
+    cut = await run_scripted(ScriptedModel(calls, "tool_calls"), max_answer_chars=7)
+    assert [e["arguments"] for n, e in cut if n == "tool_call"] == ["", "", '{"x":', '{"']
+    assert cut[-1][1]["finish_reason"] == "length"

@@ -75,7 +75,71 @@ async def test_a_lone_surrogate_from_upstream_is_replaced_not_fatal() -> None:
     chunks = await read(
         b'data: {"choices":[{"delta":{"content":"a\\ud800b"}}]}\n\ndata: [DONE]\n\n'
     )
-    assert chunks[0].text.encode("utf-8") == b"a?b"
+    assert chunks[0].text == "a\ufffdb"
+
+
+async def test_reasoning_in_either_name_tool_calls_and_logprobs_are_read_apart() -> None:
+    body = (
+        b'data: {"choices":[{"delta":{"role":"assistant","reasoning_content":"Let me"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"reasoning":" think","content":null}}]}\n\n'
+        b'data: {"choices":[{"delta":{"reasoning_content":"A","reasoning":"A"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"Hi"},"logprobs":{"content":[{"token":"Hi",'
+        b'"logprob":-0.1,"bytes":[72,105],"top_logprobs":[]}]}}]}\n\n'
+        b'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function",'
+        b'"function":{"name":"get_weather","arguments":""}}]}}]}\n\n'
+        b'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
+        b'"{\\"ci"}}]}}]}\n\n'
+        b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"ty\\": 1}"}}]}'
+        b',"finish_reason":"tool_calls"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    chunks = await read(body)
+    assert "".join(c.reasoning for c in chunks) == "Let me thinkA"  # one name read, not both
+    assert [c.text for c in chunks if c.text] == ["Hi"]
+    with_text = next(c for c in chunks if c.text)
+    assert with_text.logprobs is not None and with_text.logprobs["content"][0]["token"] == "Hi"
+    calls = [call for c in chunks for call in c.tool_calls]
+    assert [(c.index, c.id, c.function) for c in calls] == [
+        (0, "call_1", "get_weather"),
+        (0, None, None),
+        (0, None, None),  # no index: its place in the list
+    ]
+    assert "".join(c.arguments for c in calls) == '{"city": 1}'
+    assert chunks[-1].finish_reason == "tool_calls"
+
+
+async def test_a_surrogate_pair_cut_between_two_fragments_is_one_character_again() -> None:
+    body = (
+        b'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c","function":'
+        b'{"name":"f","arguments":"{\\"e\\": \\"\\ud83d"}}]}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"x\\ud83c"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":'
+        b'{"arguments":"\\ude00\\"}"}}]}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":"\\udf89!"}}]}\n\n'
+        b'data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}]}\n\n'
+    )
+    chunks = await read(body)
+    arguments = "".join(call.arguments for c in chunks for call in c.tool_calls)
+    assert arguments == '{"e": "\U0001f600"}'
+    assert "".join(c.text for c in chunks) == "x\U0001f389!"
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        b'{"tool_calls": 5}',
+        b'{"tool_calls": [{"index": "0"}]}',
+        b'{"tool_calls": [{"index": -1}]}',
+        b'{"tool_calls": [{"index": 0, "function": {"arguments": 7}}]}',
+        b'{"tool_calls": [{"index": 0, "id": 7}]}',
+        b'{"reasoning_content": ["a"]}',
+    ],
+)
+async def test_tool_calls_and_reasoning_of_a_wrong_shape_are_the_upstreams_error(
+    delta: bytes,
+) -> None:
+    with pytest.raises(ModelError):
+        await read(b'data: {"choices":[{"delta":' + delta + b"}]}\n\ndata: [DONE]\n\n")
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from typewriter.errors import ModelError
-from typewriter.events import AnswerEvent, Delta, End, Error
+from typewriter.events import AnswerEvent, Delta, End, Error, Reasoning, ToolCall
 from typewriter.jsonutil import dumps
 from typewriter.messages import ChatMessage
 from typewriter.models.base import GenerationOptions
@@ -280,7 +280,14 @@ def _error(code: str, message: str) -> tuple[int, dict[str, Any]]:
 
 class Completion:
     """One answer through OpenAI's eyes: fed the stream's events in order, it knows
-    how the answer ended and writes the chunks and bodies that say so."""
+    how the answer ended and writes the chunks and bodies that say so.
+
+    Besides the text it relays the model's reasoning (``reasoning_content``, the
+    name DeepSeek's API and vLLM gave it and clients read), tool-call fragments one
+    for one as the upstream streamed them, and the ``logprobs`` of each piece. For a
+    response that is not streamed it gathers them: the reasoning joined, each call's
+    fragments joined by ``index``, the logprobs' ``content`` lists one after another.
+    """
 
     def __init__(self, message_id: str, model: str, include_usage: bool) -> None:
         self.id = "chatcmpl-" + message_id.removeprefix("msg_")  # ties it to the stored message
@@ -291,12 +298,21 @@ class Completion:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.error: tuple[int, dict[str, Any]] | None = None  # (status, OpenAI error body)
+        self._reasoning: list[str] = []
+        self._calls: dict[int, dict[str, Any]] = {}
+        self._logprobs: list[Any] | None = None
 
     def apply(self, event: AnswerEvent) -> str:
         """Take one event in; return the text it adds to the answer."""
         if isinstance(event, Delta):
+            if event.logprobs is not None:
+                self._gather_logprobs(event.logprobs)
             return event.text
-        if isinstance(event, Error):
+        if isinstance(event, Reasoning):
+            self._reasoning.append(event.text)
+        elif isinstance(event, ToolCall):
+            self._gather_call(event)
+        elif isinstance(event, Error):
             self.error = _error(event.code, event.message)
         elif isinstance(event, End):
             self.ended = True
@@ -305,6 +321,22 @@ class Completion:
             if self.finish_reason is None and self.error is None:
                 self.error = _error("upstream_error", f"the answer ended {event.finish_reason!r}")
         return ""
+
+    def _gather_call(self, call: ToolCall) -> None:
+        gathered = self._calls.setdefault(
+            call.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        if call.id is not None:
+            gathered["id"] = call.id
+        function = gathered["function"]
+        if call.function is not None:
+            function["name"] += call.function
+        function["arguments"] += call.arguments
+
+    def _gather_logprobs(self, logprobs: dict[str, Any]) -> None:
+        content = logprobs.get("content")
+        if isinstance(content, list):
+            self._logprobs = (self._logprobs or []) + content
 
     def _envelope(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {
@@ -315,8 +347,13 @@ class Completion:
             **fields,
         }
 
-    def chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def chunk(
+        self,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         extra = {"usage": None} if self.include_usage else {}
         return sse_data(self._envelope("chat.completion.chunk", choices=[choice], **extra))
 
@@ -324,7 +361,11 @@ class Completion:
         """The SSE bytes an OpenAI client gets for one typewriter event."""
         text = self.apply(event)
         if isinstance(event, Delta):
-            return self.chunk({"content": text})
+            return self.chunk({"content": text}, logprobs=event.logprobs)
+        if isinstance(event, Reasoning):
+            return self.chunk({"reasoning_content": event.text})
+        if isinstance(event, ToolCall):
+            return self.chunk({"tool_calls": [tool_call_fragment(event)]})
         if not isinstance(event, End):
             return b""  # start: the role chunk opened the response; error: sent with end
         if self.error is not None:
@@ -338,11 +379,36 @@ class Completion:
         return _error("interrupted", "the server is shutting down; ask again")
 
     def completion(self, text: str) -> dict[str, Any]:
-        message = {"role": "assistant", "content": text, "refusal": None}
+        calls = [self._calls[index] for index in sorted(self._calls)]
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": text if text or not calls else None,
+            "refusal": None,
+        }
+        if self._reasoning:
+            message["reasoning_content"] = "".join(self._reasoning)
+        if calls:
+            message["tool_calls"] = calls
+        logprobs = {"content": self._logprobs} if self._logprobs is not None else None
         choice = {
             "index": 0,
             "message": message,
-            "logprobs": None,
+            "logprobs": logprobs,
             "finish_reason": self.finish_reason,
         }
         return self._envelope("chat.completion", choices=[choice], usage=self.usage)
+
+
+def tool_call_fragment(call: ToolCall) -> dict[str, Any]:
+    """A fragment in OpenAI's streamed form: ``id`` and ``type`` with the call's first
+    fragment, ``function.name`` when given, and its piece of ``arguments``."""
+    fragment: dict[str, Any] = {"index": call.index}
+    if call.id is not None:
+        fragment["id"] = call.id
+        fragment["type"] = "function"
+    function: dict[str, Any] = {}
+    if call.function is not None:
+        function["name"] = call.function
+    function["arguments"] = call.arguments
+    fragment["function"] = function
+    return fragment

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from typewriter import events
@@ -61,6 +61,7 @@ class _Progress:
     """What the model produced so far: shared by the pump, the recorder and the end."""
 
     parts: list[str]
+    reasoning: list[str] = field(default_factory=list)  # the model's thinking, kept apart
     first_at: float | None = None
     first_seq: int | None = None  # the stream's number of the first delta (parts[0])
     timing: timing.ModelTiming | None = None
@@ -231,11 +232,13 @@ class Generation:
         The first piece of text is timed once (ask → first piece, and the model's
         own share of it since its request was sent, see ``observe.timing``).
         """
-        progress.timing = model_timing = timing.track()
+        progress.timing = timing.track()
         loop = asyncio.get_running_loop()
         append = self.broker.append
         parts = progress.parts
         room = self.settings.max_answer_chars
+        reasoning_room = self.settings.max_reasoning_chars
+        shown = assistant.reasoning == "show"
         task = asyncio.current_task()
         assert task is not None
         timeouts = assistant.timeouts
@@ -248,29 +251,41 @@ class Generation:
                     watchdog.progress()
                     if chunk.usage is not None:
                         progress.usage = chunk.usage
+                    if chunk.reasoning and reasoning_room:
+                        if progress.first_at is None:
+                            self._first_piece(progress, loop.time(), asked_at)
+                        try:
+                            reasoning_room = await self._reason(
+                                stream_id, chunk.reasoning, reasoning_room, progress, shown
+                            )
+                        except OverBudget:
+                            return Outcome("length")
                     text = chunk.text
-                    if text:
+                    if text or chunk.tool_calls:
                         if room == 0:  # the limit was filled exactly and the model has more
                             return Outcome("length")  # leaving the loop closes the model
                         if progress.first_at is None:
-                            progress.first_at = first_at = loop.time()
-                            self.metrics.first_token_appended(
-                                first_at - asked_at, time.monotonic() - model_timing.sent_at
-                            )
+                            self._first_piece(progress, loop.time(), asked_at)
                         cut = len(text) > room
                         if cut:
                             text = text[:room]
                         room -= len(text)
-                        parts.append(text)
-                        try:
-                            seq = await append(
-                                stream_id, "delta", events.encode(events.Delta(text))
-                            )
-                        except OverBudget:  # running answers fill the broker's memory budget
-                            parts.pop()  # never appended: what was shown is what is stored
-                            return Outcome("length")
-                        if progress.first_seq is None:
-                            progress.first_seq = seq
+                        if text:
+                            parts.append(text)
+                            delta = events.Delta(text, chunk.logprobs)
+                            try:
+                                seq = await append(stream_id, "delta", events.encode(delta))
+                            except OverBudget:  # running answers fill the broker's memory
+                                parts.pop()  # never appended: what was shown is what is stored
+                                return Outcome("length")
+                            if progress.first_seq is None:
+                                progress.first_seq = seq
+                        if chunk.tool_calls and not cut:
+                            try:
+                                room = await self._call(stream_id, chunk.tool_calls, room)
+                            except OverBudget:
+                                return Outcome("length")
+                            cut = room < 0
                         if cut:
                             return Outcome("length")
                     if chunk.finish_reason is not None:
@@ -282,6 +297,38 @@ class Generation:
         finally:
             watchdog.stop()
         return Outcome("stop")
+
+    def _first_piece(self, progress: _Progress, now: float, asked_at: float) -> None:
+        """Time the first thing the model showed (its reasoning or its answer), once."""
+        progress.first_at = now
+        sent_at = progress.timing.sent_at if progress.timing is not None else time.monotonic()
+        self.metrics.first_token_appended(now - asked_at, time.monotonic() - sent_at)
+
+    async def _reason(
+        self, stream_id: str, text: str, room: int, progress: _Progress, shown: bool
+    ) -> int:
+        """Keep (and, if the assistant shows it, append) a piece of reasoning; the room
+        left under ``max_reasoning_chars``. Reasoning past that bound is dropped and the
+        answer goes on: the thinking is the model's working, the answer is what was asked."""
+        text = text[:room]
+        progress.reasoning.append(text)
+        if shown:
+            await self.broker.append(stream_id, "reasoning", events.encode(events.Reasoning(text)))
+        return room - len(text)
+
+    async def _call(self, stream_id: str, calls: tuple[events.ToolCall, ...], room: int) -> int:
+        """Append a chunk's tool-call fragments, as they came; the room left under
+        ``max_answer_chars`` (the arguments are the answer), negative when a fragment did
+        not fit: it was cut there, and the answer ends ``length``."""
+        for call in calls:
+            arguments = call.arguments
+            if len(arguments) > room:
+                call = events.ToolCall(call.index, arguments[:room], call.id, call.function)
+            room -= len(arguments)
+            await self.broker.append(stream_id, call.name, events.encode(call))
+            if room < 0:
+                break
+        return room
 
     async def _stop_requested(self, stream_id: str, recorder: Recorder | None) -> None:
         """Return when someone pressed Stop, nobody has listened for the grace period, or

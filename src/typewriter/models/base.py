@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from typewriter.events import Usage
+from typewriter.events import ToolCall, Usage
 from typewriter.messages import ChatMessage
 from typewriter.models.health import UpstreamState
 
@@ -27,11 +27,20 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of the answer; the last chunk carries ``finish_reason`` (and usage)."""
+    """A piece of the answer; the last chunk carries ``finish_reason`` (and usage).
+
+    Besides the answer's ``text`` a piece may carry the model's ``reasoning`` (its
+    thinking, kept apart from the answer), fragments of the functions it calls
+    (``tool_calls``, as streamed) and the ``logprobs`` of its text, as the upstream
+    sent them.
+    """
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    reasoning: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

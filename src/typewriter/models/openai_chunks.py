@@ -11,6 +11,16 @@ text stay text (a reader built on ``str.splitlines()`` would cut the JSON there)
 Nothing here is retried: by the time a stream is read, the upstream has
 answered, and every failure is an error of the answer (see ``openai.py``).
 
+A chunk's delta may carry, besides ``content``, the model's thinking (as
+``reasoning_content``, DeepSeek's and vLLM's name, or ``reasoning``,
+OpenRouter's, newer vLLM's and Ollama's; one is read, never both) and fragments
+of tool calls; its choice may carry ``logprobs``. Each is read into its own field
+of the chunk. JSON may escape a character outside the BMP as a surrogate pair,
+and a server that cuts text between tokens can send the two halves in two chunks:
+a trailing high surrogate is held back and joined to the next piece of the same
+text (:class:`_Pairs`), so text and arguments arrive exactly as the model wrote
+them.
+
 How the stream ends decides how the answer ends. The upstream's finish reason
 is read into the contract's list (:func:`finish_reason_of`), so a client never
 meets a reason it was not told about. ``[DONE]`` or a finish reason each mean
@@ -25,6 +35,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -36,7 +47,7 @@ from typewriter.errors import (
     UpstreamEventTooLarge,
     UpstreamIncomplete,
 )
-from typewriter.events import Usage
+from typewriter.events import ToolCall, Usage
 from typewriter.models.base import Chunk
 
 __all__ = ["error_message_of", "finish_reason_of", "read_chunks"]
@@ -79,6 +90,7 @@ async def read_chunks(
     finish_reason: str | None = None
     usage: Usage | None = None
     done = False
+    pairs = _Pairs()
     try:
         async with contextlib.aclosing(_events(response, max_event_chars)) as events:
             async for event in events:
@@ -93,10 +105,16 @@ async def read_chunks(
                 # rides with the text, so an answer ended early still has the exact count.
                 running = _usage(payload["usage"]) if payload.get("usage") else None
                 usage = running or usage
-                for text, reason in _choices(payload, event.data):
-                    if text:
-                        yield Chunk(text=text, usage=running)
-                    finish_reason = reason or finish_reason
+                for choice in _choices(payload, event.data, pairs):
+                    if choice.text or choice.reasoning or choice.tool_calls:
+                        yield Chunk(
+                            text=choice.text,
+                            usage=running,
+                            reasoning=choice.reasoning,
+                            tool_calls=choice.tool_calls,
+                            logprobs=choice.logprobs,
+                        )
+                    finish_reason = choice.finish_reason or finish_reason
     except sse.EventTooLarge:
         raise UpstreamEventTooLarge(
             f"the upstream sent an event over {max_event_chars} characters, its max_event_chars;"
@@ -172,29 +190,94 @@ def _parse(data: str) -> dict[str, Any]:
     return value
 
 
-def _choices(payload: dict[str, Any], raw: str) -> list[tuple[str, str | None]]:
-    """``(text, finish_reason)`` of each choice; any other shape is the upstream's error."""
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    text: str
+    reasoning: str
+    tool_calls: tuple[ToolCall, ...]
+    logprobs: dict[str, Any] | None
+    finish_reason: str | None
+
+
+def _choices(payload: dict[str, Any], raw: str, pairs: _Pairs) -> list[_Choice]:
+    """What each choice of a chunk carries; any other shape is the upstream's error."""
     choices = payload.get("choices") or []
-    out: list[tuple[str, str | None]] = []
+    out: list[_Choice] = []
     try:
         for choice in choices:
             delta = choice.get("delta") or {}
-            text = delta.get("content") or ""
+            reasoning = delta.get("reasoning_content")
+            if reasoning is None:
+                reasoning = delta.get("reasoning")
+            logprobs = choice.get("logprobs")
             reason = choice.get("finish_reason")
-            out.append((_valid_text(text) if text else "", str(reason) if reason else None))
-    except (AttributeError, TypeError):
+            out.append(
+                _Choice(
+                    pairs.text("content", delta.get("content")),
+                    pairs.text("reasoning", reasoning),
+                    _tool_calls(delta.get("tool_calls"), pairs),
+                    logprobs if isinstance(logprobs, dict) else None,
+                    str(reason) if reason else None,
+                )
+            )
+    except (AttributeError, TypeError, ValueError):
         raise ModelError(f"the upstream sent a chunk of an unknown shape: {raw[:80]!r}") from None
     return out
 
 
-def _valid_text(value: Any) -> str:
-    """Text that can be encoded as UTF-8 (a JSON ``\\ud800`` would break the stream)."""
-    text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
+def _tool_calls(raw: Any, pairs: _Pairs) -> tuple[ToolCall, ...]:
+    """The fragments of ``delta.tool_calls``, as sent: ``index`` (its place in the list
+    when a server leaves it out), ``id`` and the function's ``name`` when given, and the
+    ``arguments`` piece (``""`` when none)."""
+    if not raw:
+        return ()
+    if not isinstance(raw, list):
+        raise TypeError("tool_calls")
+    calls = []
+    for place, call in enumerate(raw):
+        index = call.get("index", place)
+        function = call.get("function") or {}
+        call_id, name = call.get("id"), function.get("name")
+        if type(index) is not int or index < 0:
+            raise ValueError("tool call index")
+        if not isinstance(call_id, str | None) or not isinstance(name, str | None):
+            raise TypeError("tool call id or name")
+        arguments = pairs.text(("tool", index), function.get("arguments"))
+        calls.append(ToolCall(index, arguments, call_id, name))
+    return tuple(calls)
+
+
+class _Pairs:
+    """Joins a surrogate pair cut between two pieces of the same text.
+
+    ``json.loads`` turns ``"\\ud83d"`` into a lone surrogate, which cannot be
+    encoded; when the next piece of that text starts with its low half, the two are
+    one character. A trailing high surrogate is held until then; any other lone
+    surrogate (one never completed) becomes U+FFFD, and one held when the stream ends
+    is dropped, so the text can always be written as UTF-8.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: dict[object, str] = {}
+
+    def text(self, key: object, value: Any) -> str:
+        if not value:
+            return ""
+        if not isinstance(value, str):
+            raise TypeError("text")
+        held = self._held.pop(key, None)
+        if held is not None:
+            value = held + value
+        if "\ud800" <= value[-1] <= "\udbff":
+            self._held[key] = value[-1]
+            value = value[:-1]
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return str(value)
 
 
 def _usage(raw: Any) -> Usage | None:

@@ -51,9 +51,9 @@ from typewriter.streams.local import (
 
 __all__ = ["MemoryBroker"]
 
-_TEXT_EVENTS = frozenset({events.Delta.name})
-"""Events the budget may refuse: text. An answer's frame (start, error, end) is always
-kept, or a stream could be left without its end."""
+_TEXT_EVENTS = frozenset({events.Delta.name, events.Reasoning.name, events.ToolCall.name})
+"""Events the budget may refuse: what the model said. An answer's frame (start, error,
+end) is always kept, or a stream could be left without its end."""
 
 
 class _Stream(LocalLog):
