@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from typewriter.models.think_tags import CLOSE, OPEN, ThinkSplitter
+from typewriter.models.base import Chunk
+from typewriter.models.think_tags import CLOSE, OPEN, ThinkSplitter, split_think_tags
 
 
 def _split(pieces: list[str]) -> tuple[str, str]:
@@ -124,3 +128,41 @@ def test_reasoning_is_held_back_by_less_than_a_closing_tag(body: str) -> None:
         if CLOSE in seen:
             break
         assert len(seen) - len(sent) < len(CLOSE)
+
+
+async def _model(pieces: list[str], closed: list[bool]) -> AsyncGenerator[Chunk, None]:
+    try:
+        for piece in pieces:
+            yield Chunk(text=piece)
+        yield Chunk(finish_reason="stop")
+    finally:
+        closed.append(True)
+
+
+@pytest.mark.anyio
+async def test_the_chunk_wrapper_moves_the_reasoning_and_keeps_the_ending() -> None:
+    closed: list[bool] = []
+    chunks = [
+        c async for c in split_think_tags(_model(["<th", "ink>Hm", "m</thi", "nk>\n\nOK"], closed))
+    ]
+    assert "".join(c.reasoning for c in chunks) == "Hmm"
+    assert "".join(c.text for c in chunks) == "OK"
+    assert chunks[-1].finish_reason == "stop" and closed == [True]
+
+
+@pytest.mark.anyio
+async def test_an_unclosed_think_at_the_finish_is_reasoning_and_a_held_prefix_text() -> None:
+    chunks = [c async for c in split_think_tags(_model(["<think>still </th"], []))]
+    assert "".join(c.reasoning for c in chunks) == "still </th"
+    held = [c async for c in split_think_tags(_model(["  <thi"], []))]
+    assert "".join(c.text for c in held) == "  <thi" and held[-1].finish_reason == "stop"
+
+
+@pytest.mark.anyio
+async def test_closing_the_wrapper_closes_the_model() -> None:
+    closed: list[bool] = []
+    wrapped = split_think_tags(_model(["<think>a", "b", "c"], closed))
+    first = await wrapped.__anext__()
+    assert first.reasoning == "a"
+    await wrapped.aclose()
+    assert closed == [True]

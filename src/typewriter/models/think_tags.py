@@ -26,16 +26,22 @@ The rules, chosen so that an answer is never held back or misread:
   whole answer back until the end. Such a server's own reasoning parser
   (``reasoning_content``) is the way to carry that model's thinking.
 
-Pure and without I/O: :class:`ThinkSplitter` takes strings and returns
-strings; the chunk stream is wrapped in ``think_chunks.py``.
+Without I/O: :class:`ThinkSplitter` takes strings and returns strings, and
+:func:`split_think_tags` wraps a model's chunk iterator with one (the
+generation does, for an assistant with ``think_tags``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["OPEN", "CLOSE", "Split", "ThinkSplitter"]
+from typewriter.models.base import Chunk
+
+__all__ = ["OPEN", "CLOSE", "Split", "ThinkSplitter", "split_think_tags"]
 
 OPEN = "<think>"
 CLOSE = "</think>"
@@ -127,3 +133,26 @@ def _prefix_at_end(buffer: str, tag: str) -> int:
         if buffer.endswith(tag[:size]):
             return size
     return 0
+
+
+async def split_think_tags(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[Chunk, None]:
+    """The chunks with their ``<think>`` content moved to ``reasoning``.
+
+    Every chunk is passed on (its usage, tool calls and finish reason untouched), so the
+    generation's watchdog sees the model's progress even while a tag prefix is held; what
+    is still held when the model finishes goes out with its finish reason. Closing this
+    iterator closes the model's (that is how an answer is stopped).
+    """
+    splitter = ThinkSplitter()
+    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+        async for chunk in chunks:
+            split = splitter.feed(chunk.text) if chunk.text else Split()
+            if chunk.finish_reason is not None:
+                end = splitter.close()
+                split = Split(split.reasoning + end.reasoning, split.text + end.text)
+            yield dataclasses.replace(
+                chunk, text=split.text, reasoning=chunk.reasoning + split.reasoning
+            )
+    end = splitter.close()  # the model stopped without a finish reason: nothing is lost
+    if end.reasoning or end.text:
+        yield Chunk(text=end.text, reasoning=end.reasoning)

@@ -134,8 +134,11 @@ async def still_streaming(db: AsyncConnection) -> list[tuple[str, str]]:
     return [(row.id, row.stream_id or "") for row in rows]
 
 
-async def interrupt(db: AsyncConnection, message_ids: list[str], text: str | None) -> int:
-    """Mark those still ``streaming`` ``interrupted``, keeping ``text`` if given; how many."""
+async def interrupt(
+    db: AsyncConnection, message_ids: list[str], text: str | None, reasoning: str | None = None
+) -> int:
+    """Mark those still ``streaming`` ``interrupted``, keeping ``text`` if given (and
+    ``reasoning``, if any: else the last checkpoint's stays); how many."""
     values: dict[str, Any] = {
         "status": "interrupted",
         "finish_reason": "error",
@@ -143,6 +146,8 @@ async def interrupt(db: AsyncConnection, message_ids: list[str], text: str | Non
     }
     if text is not None:
         values["text"] = text
+    if reasoning:
+        values["reasoning"] = reasoning
     result = await db.execute(
         messages.update()
         .where(messages.c.id.in_(message_ids), messages.c.status == "streaming")

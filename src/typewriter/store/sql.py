@@ -96,13 +96,16 @@ class SqlStore(Database):
         async with self.transaction() as db:
             return await answers.still_streaming(db)
 
-    async def interrupt(self, message_ids: list[str], text: str | None = None) -> int:
-        """Mark answers whose generation died ``interrupted``, keeping ``text`` if given.
+    async def interrupt(
+        self, message_ids: list[str], text: str | None = None, reasoning: str | None = None
+    ) -> int:
+        """Mark answers whose generation died ``interrupted``, keeping ``text`` if given (and
+        the ``reasoning`` its listeners saw, if any).
 
         Only answers still ``streaming``: one that was finished meanwhile keeps its end.
         """
         async with self.transaction() as db:
-            return await answers.interrupt(db, message_ids, text)
+            return await answers.interrupt(db, message_ids, text, reasoning)
 
     # -- conversations -----------------------------------------------------------
 
