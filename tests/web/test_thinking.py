@@ -93,11 +93,14 @@ def test_the_thinking_block_types_live_folds_when_the_answer_begins_and_reopens(
     expect(page.locator(".msg.assistant .md").last).to_have_text("The answer is 42.")
 
 
-def test_an_answer_without_reasoning_or_with_it_hidden_has_no_thinking_block(
+def test_only_answers_that_show_reasoning_have_a_thinking_block(
     page: Page, replay: Upstream
 ) -> None:
     deltas = [{"reasoning_content": s} for s in STEPS[:2]] + [{"content": t} for t in ANSWER]
-    replay.script({"deltas": deltas}, {"deltas": [{"content": "Plain."}]})
+    replay.script({"deltas": deltas}, {"deltas": deltas}, {"deltas": [{"content": "Plain."}]})
+    ask(page, "shown thoughts", assistant="up")
+    wait_for_end(page)
+    expect(thinking(page)).to_be_visible()
     ask(page, "hidden thoughts", assistant="quiet")
     wait_for_end(page)
     expect(page.locator(".msg.assistant .md").last).to_have_text("The answer is 42.")
@@ -108,4 +111,4 @@ def test_an_answer_without_reasoning_or_with_it_hidden_has_no_thinking_block(
     expect(thinking(page)).to_be_hidden()
     page.reload()
     expect(page.locator(".msg.assistant .md").last).to_have_text("Plain.")
-    expect(page.locator(".msg.assistant .thinking:visible")).to_have_count(0)
+    expect(page.locator(".msg.assistant .thinking:visible")).to_have_count(1)
