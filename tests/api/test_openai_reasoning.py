@@ -34,7 +34,10 @@ def behaviour(field: str) -> dict[str, Any]:
 def sdk_for(make_server: ServerFactory, upstream: Upstream, **assistant: Any) -> openai.OpenAI:
     server = make_server(
         upstreams=[{"name": "r", "base_url": upstream.base_url, "headers_timeout": 5}],
-        assistants=[{"name": "up", "model": "reasoner", **assistant}],
+        assistants=[
+            {"name": "up", "model": "reasoner", **assistant},
+            {"name": "quiet", "model": "reasoner", "reasoning": "hide"},
+        ],
     )
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=30)
 
@@ -51,9 +54,9 @@ def reasoning_of(delta: Any) -> str | None:
     return value if value is None else str(value)
 
 
-def streamed(sdk: openai.OpenAI) -> list[ChatCompletionChunk]:
+def streamed(sdk: openai.OpenAI, model: str = "up") -> list[ChatCompletionChunk]:
     with sdk.chat.completions.create(
-        model="up", messages=[{"role": "user", "content": "2+2?"}], stream=True
+        model=model, messages=[{"role": "user", "content": "2+2?"}], stream=True
     ) as stream:
         return list(stream)
 
@@ -102,12 +105,14 @@ def test_a_completion_not_streamed_has_message_reasoning_content(
 def test_a_hidden_reasoning_never_reaches_the_sdk(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
-    upstream.script(behaviour("reasoning_content"), behaviour("reasoning"))
-    with sdk_for(make_server, upstream, reasoning="hide") as sdk:
-        chunks = streamed(sdk)
+    upstream.script(*[behaviour("reasoning_content")] * 3)
+    with sdk_for(make_server, upstream) as sdk:
+        shown = streamed(sdk, "up")  # the same model, shown: it does reason
+        chunks = streamed(sdk, "quiet")
         completion = sdk.chat.completions.create(
-            model="up", messages=[{"role": "user", "content": "2+2?"}]
+            model="quiet", messages=[{"role": "user", "content": "2+2?"}]
         )
+    assert any(reasoning_of(c.choices[0].delta) for c in shown if c.choices)
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     assert all(reasoning_of(d) is None for d in deltas)
     assert "".join(d.content or "" for d in deltas) == "".join(ANSWER)
