@@ -33,6 +33,11 @@ def reasoning_of(events: list[sse.Event]) -> str:
     return "".join(data_of(e)["text"] for e in events if e.event == "reasoning")
 
 
+def number(event: sse.Event) -> int:
+    assert event.id is not None
+    return int(event.id)
+
+
 def shaped(field: str) -> dict[str, Any]:
     """A behaviour: the thought in ``field`` deltas, then the answer as ``content``."""
     return {"deltas": [{field: t} for t in THOUGHT] + [{"content": t} for t in ANSWER]}
@@ -79,7 +84,7 @@ async def test_each_reasoning_field_is_its_own_event_kind_before_the_answer(
     events = await answer(server)
     kinds = [e.event for e in events]
     assert kinds == ["start"] + ["reasoning"] * 3 + ["delta"] * 3 + ["end"]
-    assert [int(e.id) for e in events] == list(range(1, len(events) + 1))  # numbered as all
+    assert [number(e) for e in events] == list(range(1, len(events) + 1))  # numbered as all
     assert reasoning_of(events) == "".join(THOUGHT)
     assert text_of(events) == "".join(ANSWER)
     stored = await stored_answer(server, conversation_of(events))
@@ -189,9 +194,9 @@ async def test_a_listener_resumes_mid_reasoning_with_last_event_id(
             head = await read_events(response, limit=4)  # start and three reasoning events
         assert [e.event for e in head] == ["start"] + ["reasoning"] * 3
         rest = await follow(client, started["events_url"], last_event_id=head[-1].id)
-    assert int(rest[0].id) == int(head[-1].id) + 1  # nothing twice, nothing missing
+    assert number(rest[0]) == number(head[-1]) + 1  # nothing twice, nothing missing
     assert rest[0].event == "reasoning"  # resumed while the model was still thinking
     events = head + rest
-    assert [int(e.id) for e in events] == list(range(1, len(events) + 1))
+    assert [number(e) for e in events] == list(range(1, len(events) + 1))
     assert reasoning_of(events) == "".join(thought)
     assert text_of(events) == "Done." and events[-1].event == "end"
