@@ -178,6 +178,7 @@ async def test_reasoning_is_never_sent_back_to_the_model(
         assert "greeting" not in sent and "secret" not in sent and "think>" not in sent
 
 
+@pytest.mark.parametrize("broker_url", ["memory", "redis"], indirect=True)
 async def test_a_listener_resumes_mid_reasoning_with_last_event_id(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
