@@ -99,11 +99,11 @@ async def test_think_tags_split_anywhere_are_reasoning_for_an_assistant_that_say
     server = gateway_for(make_server, upstream, think_tags=True)
     upstream.script(behaviour)
     events = await answer(server)
-    assert reasoning_of(events) == "\nLet me see.\n"
+    assert reasoning_of(events) == "Let me see.\n"
     assert text_of(events) == "Four."
     assert "<" not in text_of(events)
     stored = await stored_answer(server, conversation_of(events))
-    assert (stored["text"], stored["reasoning"]) == ("Four.", "\nLet me see.\n")
+    assert (stored["text"], stored["reasoning"]) == ("Four.", "Let me see.\n")
 
     plain = gateway_for(make_server, upstream)  # think_tags off: the tags are the answer's
     upstream.script(behaviour)

@@ -33,7 +33,7 @@ FULL = "\n<think>\nLet me see: 2+2.\n</think>\n\nIt is 4."
 
 
 def test_a_leading_think_block_is_reasoning_and_the_rest_is_the_answer() -> None:
-    assert _split([FULL]) == ("\nLet me see: 2+2.\n", "It is 4.")
+    assert _split([FULL]) == ("Let me see: 2+2.\n", "It is 4.")
 
 
 def test_every_split_point_of_both_tags_gives_the_same_result() -> None:
@@ -107,7 +107,7 @@ def test_nothing_is_lost_or_made_up(content: str) -> None:
     reasoning, text = _split(list(content))
     stripped = content.lstrip()
     if stripped.startswith(OPEN):
-        inner = stripped[len(OPEN) :]
+        inner = stripped[len(OPEN) :].lstrip()
         if CLOSE in inner:
             head, _, tail = inner.partition(CLOSE)
             assert (reasoning, text) == (head, tail.lstrip())

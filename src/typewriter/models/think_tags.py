@@ -17,8 +17,9 @@ The rules, chosen so that an answer is never held back or misread:
   (the leading whitespace and a prefix of ``<think>`` before the answer
   begins, a prefix of ``</think>`` at the end of the reasoning), never more:
   text that cannot be part of a tag goes out at once.
-* Whitespace between ``</think>`` and the answer is dropped (the models put
-  a blank line there), so the answer starts with its first word.
+* Whitespace right after ``<think>`` and between ``</think>`` and the answer
+  is dropped (the models put a line break or a blank line there), so the
+  reasoning and the answer each start with their first word.
 * Content whose ``<think>`` is never closed is all reasoning: the model was
   stopped, or ran out of tokens, while thinking.
 * A ``</think>`` with no ``<think>`` before it (a chat template that puts the
@@ -72,6 +73,7 @@ class ThinkSplitter:
     def __init__(self) -> None:
         self._state = _State.START
         self._held = ""
+        self._fresh = True  # no reasoning out yet: leading whitespace is dropped
 
     def feed(self, piece: str) -> Split:
         """The reasoning and text this piece makes certain; a possible tag prefix is held."""
@@ -111,6 +113,9 @@ class ThinkSplitter:
         return Split(text=buffer)
 
     def _reasoning(self, buffer: str) -> Split:
+        if self._fresh:
+            buffer = buffer.lstrip()
+            self._fresh = not buffer
         end = buffer.find(CLOSE)
         if end >= 0:
             self._state = _State.GAP
