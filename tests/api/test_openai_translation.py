@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from typewriter.api.openai_schemas import Completion
+from typewriter.api.openai_completion import Completion
 from typewriter.events import AnswerEvent, Delta, End, Reasoning, Start, ToolCall, Usage
 
 LOGPROBS = {"content": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": []}]}

@@ -15,6 +15,7 @@ from typewriter.events import ToolCall
 from typewriter.messages import ChatMessage
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.streams.memory import MemoryBroker
+from typewriter.token_estimate import estimate_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -173,6 +174,9 @@ async def test_hidden_reasoning_never_reaches_the_stream() -> None:
     model = ScriptedModel([Chunk(reasoning="secret"), Chunk("answer")])
     got = await run_scripted(model, reasoning="hide")
     assert [n for n, _ in got] == ["start", "delta", "end"]
+    usage = got[-1][1]["usage"]
+    assert isinstance(usage, dict) and usage["estimated"] is True
+    assert usage["completion_tokens"] == estimate_tokens("secretanswer")  # thinking is billed
 
 
 async def test_tool_call_fragments_are_relayed_one_for_one_and_count_as_the_answer() -> None:

@@ -9,6 +9,7 @@ Exact where the model counted (the last running count of an upstream asked for
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -136,3 +137,50 @@ async def test_an_answer_cut_at_length_has_usage_for_an_openai_client(
     assert (usage.model_extra or {}).get("estimated") is True
     assert whole.choices[0].finish_reason == "length"
     assert whole.usage is not None and whole.usage.completion_tokens == usage.completion_tokens
+
+
+async def test_a_failed_streamed_completion_still_sends_its_usage_before_the_error(
+    upstream: Upstream, gateway: Gateway
+) -> None:
+    upstream.script({"tokens": ["a ", "b ", "c "], "error_after_tokens": 2})
+    server = gateway(upstream)
+    body = {
+        "model": "up",
+        "messages": [{"role": "user", "content": "one two"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.post("/v1/chat/completions", json=body)
+    blocks = [b.removeprefix("data: ") for b in response.text.split("\n\n") if b]
+    assert blocks[-1] == "[DONE]"
+    usage_chunk, error = json.loads(blocks[-3]), json.loads(blocks[-2])
+    assert error["error"]["code"] == "upstream_error"
+    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] == 2
+    assert usage_chunk["usage"]["estimated"] is True
+
+
+async def test_a_completion_stopped_midway_gives_an_openai_client_its_usage(
+    upstream: Upstream, gateway: Gateway
+) -> None:
+    upstream.script({"tokens": [f"w{i} " for i in range(200)], "tokens_per_second": 20})
+    server = gateway(upstream)
+    messages: Any = [{"role": "user", "content": "count slowly"}]
+    async with _sdk(server) as sdk, httpx.AsyncClient(base_url=server.url) as client:
+        raw = await sdk.chat.completions.with_raw_response.create(
+            model="up", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        stream_id = raw.headers["x-stream-id"]
+        chunks = []
+        async for chunk in raw.parse():
+            chunks.append(chunk)
+            texts = [c for c in chunks if c.choices and c.choices[0].delta.content]
+            if len(texts) == 3:  # Stop pressed elsewhere (the page, another client)
+                stop = await client.post(f"/v1/streams/{stream_id}/cancel")
+                assert stop.status_code == 202
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    assert finish == "stop"  # OpenAI's clients know no "cancelled": the partial answer is it
+    usage = chunks[-1].usage
+    assert usage is not None and not chunks[-1].choices
+    assert usage.completion_tokens >= 3 and usage.prompt_tokens > 0
+    assert (usage.model_extra or {}).get("estimated") is True

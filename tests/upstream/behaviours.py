@@ -28,6 +28,24 @@ TRIGGERS = (
     "oversize_after_tokens",
 )
 TEXT_SOURCES = ("tokens", "echo", "echo_messages")
+# ``chunks`` is the whole streamed body, verbatim: every key that shapes a generated stream (or
+# answers without one) contradicts it. The stall and drop triggers count its items instead.
+CHUNKS_EXCLUDES = (
+    *TEXT_SOURCES,
+    "status",
+    "body",
+    "retry_after",
+    "error_message",
+    "error_done",
+    "finish_reason",
+    "done",
+    "keepalive",
+    "usage",
+    "oversize_bytes",
+    "malformed_after_tokens",
+    "error_after_tokens",
+    "oversize_after_tokens",
+)
 BEHAVIOUR_KEYS = frozenset(
     {
         "status",
@@ -48,6 +66,7 @@ BEHAVIOUR_KEYS = frozenset(
         "oversize_bytes",
         "raw_utf8",
         "write_bytes",
+        "chunks",
         *TRIGGERS,
         *TEXT_SOURCES,
     }
@@ -100,6 +119,8 @@ def validate_behaviour(raw: Any) -> dict[str, Any]:
     sources = [key for key in TEXT_SOURCES if raw.get(key) not in (None, False)]
     if len(sources) > 1:
         raise ValueError(f"at most one of {list(TEXT_SOURCES)} per behaviour, got {sources}")
+    if "chunks" in raw:
+        validate_chunks(raw)
     for key in (*TRIGGERS, "delay_headers_ms", "delay_first_token_ms", "tokens_per_second"):
         value = raw.get(key)
         if value is not None and (
@@ -137,6 +158,22 @@ def validate_behaviour(raw: Any) -> dict[str, Any]:
     if usage is not None and not isinstance(usage, dict):
         raise ValueError("usage must be an object or null")
     return dict(raw)
+
+
+def validate_chunks(raw: dict[str, Any]) -> None:
+    chunks = raw["chunks"]
+    if not isinstance(chunks, list) or not all(isinstance(c, dict | str) for c in chunks):
+        raise ValueError("chunks must be a list of JSON objects and strings")
+    clashing = [key for key in CHUNKS_EXCLUDES if key in raw]
+    if clashing:
+        raise ValueError(f"chunks is the whole stream; it cannot go with {clashing}")
+
+
+def encode_chunk(item: dict[str, Any] | str, *, ascii_only: bool = True) -> bytes:
+    """One ``chunks`` item as it goes on the wire: an object as ``data: <json>``, text as is."""
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    return b"data: " + dumps(item, ascii_only=ascii_only) + b"\n\n"
 
 
 def split_words(text: str) -> list[str]:

@@ -67,9 +67,24 @@ order; with none queued a request gets a plain success at 1000 tokens/s):
     Cut every body write into writes of at most N bytes. A streamed response is chunked, one
     HTTP chunk per write, and httpx never merges two chunks into one read: a reader sees the
     stream in pieces of at most N bytes (1: byte by byte), split anywhere, mid-character too.
+``chunks: [...]``
+    The streamed body, replayed verbatim, for the shapes real servers send (``shapes.py`` builds
+    them, each from its public source). An object goes out as ``data: <json>\\n\\n`` (compact,
+    ``raw_utf8`` honoured); a string goes out as given, raw SSE text, so a test can write
+    ``": ping\\n\\n"``, ``"data: [DONE]\\n\\n"``, an event split across two items, or a
+    stream ending without ``[DONE]`` (it simply is not in the list). Then the response ends
+    properly. Each item counts as one token: ``tokens_per_second`` paces the items (0: none),
+    ``tokens_sent`` counts those sent, and ``stall_after_tokens``/``drop_after_tokens`` fire after
+    N items. ``delay_headers_ms``, ``delay_first_token_ms``, ``write_bytes`` (cutting the wire
+    bytes anywhere, mid-JSON or mid-character), ``headers`` and ``content_type`` apply as usual.
+    The request's own ``stream`` and ``stream_options`` are ignored: the script is what is sent.
+    Every other key that shapes a stream (``tokens``, ``echo``, ``echo_messages``, ``status``,
+    ``body``, ``finish_reason``, ``done``, ``keepalive``, ``usage``, the other triggers and
+    their options) contradicts it and is refused.
 
-For the ``*_after_tokens`` triggers N is capped at the number of reply tokens: the trigger always
-fires. Unknown keys and contradictory combinations are rejected when scripted.
+For the ``*_after_tokens`` triggers N is capped at the number of reply tokens (or ``chunks``
+items): the trigger always fires. Unknown keys and contradictory combinations are rejected when
+scripted.
 
 Before a behaviour is consumed the server checks ``valid_keys`` (401, see :meth:`configure`),
 that the body is a JSON object (400) and, with ``strict_models``, the model (404); requests
@@ -102,10 +117,11 @@ body, or None), ``key`` (bearer token or None; a non-bearer Authorization value 
 ``headers`` (request headers, lower-cased names), ``body`` (parsed JSON, or None), ``stream``
 (bool), ``behaviour`` (the one consumed, or None), ``status`` (sent, or None), ``started``
 (``time.time()`` on arrival), ``headers_sent`` (time or None), ``first_token_sent`` (time or
-None), ``tokens_sent`` (content deltas sent), ``completed`` (the HTTP response ended properly,
-including error statuses and a stream ended after an error event), ``disconnected`` (time the
-server noticed its client went away, or None), ``dropped`` (time the server broke the
-connection itself for ``drop_after_tokens``, or None; a drop does not set ``disconnected``).
+None), ``tokens_sent`` (content deltas sent; with ``chunks``, items sent), ``completed`` (the
+HTTP response ended properly, including error statuses and a stream ended after an error event),
+``disconnected`` (time the server noticed its client went away, or None), ``dropped`` (time the
+server broke the connection itself for ``drop_after_tokens``, or None; a drop does not set
+``disconnected``).
 """
 
 

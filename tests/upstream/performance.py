@@ -16,6 +16,7 @@ from behaviours import (
     OVERSIZE_BYTES,
     TRIGGERS,
     dumps,
+    encode_chunk,
     error_body,
     prompt_token_count,
     reply_tokens,
@@ -59,6 +60,8 @@ class Performance:
         await sleep_ms(self.behaviour.get("delay_headers_ms"))
         if "status" in self.behaviour:
             await self.canned()
+        elif "chunks" in self.behaviour:
+            await self.replayed()
         elif self.stream:
             await self.streamed()
         else:
@@ -139,7 +142,7 @@ class Performance:
         if self.record["first_token_sent"] is None:
             self.record["first_token_sent"] = time.time()
 
-    async def streamed(self) -> None:
+    async def start_stream(self) -> None:
         content_type = self.behaviour.get("content_type", "text/event-stream; charset=utf-8")
         headers = [
             (b"content-type", content_type.encode("latin-1")),
@@ -148,6 +151,40 @@ class Performance:
             *self.extra_headers,
         ]
         await self.exchange.start(200, headers)
+
+    async def replayed(self) -> None:
+        """``chunks``: the scripted items as the body, verbatim, whatever ``stream`` asked.
+
+        Each item counts as one token: ``tokens_per_second`` paces the items,
+        ``tokens_sent`` counts them, and the stall and drop triggers fire after that many.
+        """
+        items: list[dict[str, Any] | str] = self.behaviour["chunks"]
+        await self.start_stream()
+        await sleep_ms(self.behaviour.get("delay_first_token_ms"))
+        cut = len(items)
+        if self.trigger is not None:
+            cut = min(int(self.behaviour[self.trigger]), len(items))
+        for position, item in enumerate(items[:cut]):
+            await self.item(position, item)
+        if self.trigger == "drop_after_tokens":
+            await self.exchange.drop(self.behaviour.get("drop_mode", "fin"))
+            return
+        if self.trigger == "stall_after_tokens":
+            await asyncio.Future()  # until the client goes away and the watcher cancels us
+        for position, item in enumerate(items[cut:], start=cut):
+            await self.item(position, item)
+        await self.exchange.finish()
+
+    async def item(self, position: int, item: dict[str, Any] | str) -> None:
+        if position and self.interval:
+            await asyncio.sleep(self.interval)
+        await self.exchange.body(encode_chunk(item, ascii_only=self.ascii_only))
+        self.record["tokens_sent"] += 1
+        if self.record["first_token_sent"] is None:
+            self.record["first_token_sent"] = time.time()
+
+    async def streamed(self) -> None:
+        await self.start_stream()
         await sleep_ms(self.behaviour.get("delay_first_token_ms"))
         cut = self.cut()
         for token in self.tokens[:cut]:

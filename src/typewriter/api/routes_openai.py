@@ -7,7 +7,7 @@ bytes the client receives differ, and both responses reuse
 :class:`EventStreamResponse` for everything else: the watcher that hears the
 client leave and cancels the answer, the heartbeat, the shutdown registry.
 
-How its endings map to OpenAI's finish reasons and errors: ``openai_schemas``.
+How its endings map to OpenAI's finish reasons and errors: ``openai_completion``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ from .event_stream import (
 )
 from .gateway import Gateway, GatewayDep
 from .limit_key import limit_key
+from .openai_completion import DONE, Completion, sse_data
 from .openai_errors import OPENAI_TAG, OpenAIRoute
-from .openai_schemas import DONE, Completion, CompletionRequest, sse_data
+from .openai_schemas import CompletionRequest
 
 __all__ = ["router"]
 

@@ -63,6 +63,7 @@ class _Progress:
 
     parts: list[str]
     reasoning: list[str] = field(default_factory=list)  # the model's thinking, kept apart
+    arguments: list[str] = field(default_factory=list)  # its tool calls' argument pieces
     first_at: float | None = None
     first_seq: int | None = None  # the stream's number of the first delta (parts[0])
     timing: timing.ModelTiming | None = None
@@ -285,7 +286,9 @@ class Generation:
                                 progress.first_seq = seq
                         if chunk.tool_calls and not cut:
                             try:
-                                room = await self._call(stream_id, chunk.tool_calls, room)
+                                room = await self._call(
+                                    stream_id, chunk.tool_calls, room, progress.arguments
+                                )
                             except OverBudget:
                                 return Outcome("length")
                             cut = room < 0
@@ -319,7 +322,9 @@ class Generation:
             await self.broker.append(stream_id, "reasoning", events.encode(events.Reasoning(text)))
         return room - len(text)
 
-    async def _call(self, stream_id: str, calls: tuple[events.ToolCall, ...], room: int) -> int:
+    async def _call(
+        self, stream_id: str, calls: tuple[events.ToolCall, ...], room: int, kept: list[str]
+    ) -> int:
         """Append a chunk's tool-call fragments, as they came; the room left under
         ``max_answer_chars`` (the arguments are the answer), negative when a fragment did
         not fit: it was cut there, and the answer ends ``length``."""
@@ -329,6 +334,7 @@ class Generation:
                 call = events.ToolCall(call.index, arguments[:room], call.id, call.function)
             room -= len(arguments)
             await self.broker.append(stream_id, call.name, events.encode(call))
+            kept.append(call.arguments)
             if room < 0:
                 break
         return room
@@ -379,14 +385,15 @@ def _log_end(
 def _counted(outcome: Outcome, progress: _Progress, request: ModelRequest) -> Outcome:
     """The outcome with usage on every ending: the model's own count when it gave one
     (at the end, or the last running count it sent), else the gateway's estimate of
-    the prompt sent and the text shown, marked ``estimated``."""
+    the prompt sent and what the model said (its reasoning, text and tool calls' arguments),
+    marked ``estimated``."""
     if outcome.usage is not None:
         return outcome
     usage = progress.usage
     if usage is None:
         usage = Usage(
             estimate_prompt_tokens(m.content for m in request.messages),
-            estimate_tokens("".join(progress.parts)),
+            estimate_tokens("".join((*progress.reasoning, *progress.parts, *progress.arguments))),
             estimated=True,
         )
     return Outcome(outcome.finish_reason, usage, outcome.error)
