@@ -2,13 +2,12 @@
 
 ``reasoning_content`` is not in OpenAI's own types: the SDK keeps such fields in the
 model's extras (``model_extra``), where clients of DeepSeek and vLLM read them. A real
-gateway in front of the replay upstream (``tests/replay_upstream.py``), which sends each
-shape a reasoning server sends.
+gateway in front of the scripted upstream replaying the streams reasoning servers send
+(``upstream.shapes``; ``tests/models/test_real_shapes.py`` reads every shape's content).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -16,19 +15,23 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 from conftest import ServerFactory
-from replay_upstream import replay
+from upstream import shapes
 from upstream.control import Upstream
 
 pytestmark = [pytest.mark.integration]
-
-__all__ = ["replay"]  # the fixture
 
 THOUGHT = ["Two and two ", "make four."]
 ANSWER = ["It is ", "4."]
 
 
-def behaviour(field: str) -> dict[str, Any]:
-    return {"deltas": [{field: t} for t in THOUGHT] + [{"content": t} for t in ANSWER]}
+SHAPES = {
+    "deepseek": shapes.deepseek_reasoning(THOUGHT, ANSWER),
+    "vllm reasoning": shapes.vllm_reasoning_field(THOUGHT, ANSWER),
+}
+
+
+def behaviour(shape: str = "deepseek") -> dict[str, Any]:
+    return {"chunks": SHAPES[shape]}
 
 
 def sdk_for(make_server: ServerFactory, upstream: Upstream, **assistant: Any) -> openai.OpenAI:
@@ -40,12 +43,6 @@ def sdk_for(make_server: ServerFactory, upstream: Upstream, **assistant: Any) ->
         ],
     )
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=30)
-
-
-@pytest.fixture
-def upstream(replay: Upstream) -> Iterator[Upstream]:
-    replay.reset()
-    yield replay
 
 
 def reasoning_of(delta: Any) -> str | None:
@@ -61,11 +58,11 @@ def streamed(sdk: openai.OpenAI, model: str = "up") -> list[ChatCompletionChunk]
         return list(stream)
 
 
-@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_streamed_reasoning_arrives_as_reasoning_content_deltas_before_the_content(
-    make_server: ServerFactory, upstream: Upstream, field: str
+    make_server: ServerFactory, upstream: Upstream, shape: str
 ) -> None:
-    upstream.script(behaviour(field))
+    upstream.script(behaviour(shape))
     with sdk_for(make_server, upstream) as sdk:
         chunks = streamed(sdk)
     deltas = [c.choices[0].delta for c in chunks if c.choices]
@@ -81,18 +78,18 @@ def test_streamed_reasoning_arrives_as_reasoning_content_deltas_before_the_conte
 def test_think_tags_reach_the_sdk_as_reasoning_content(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
-    upstream.script({"deltas": [{"content": p} for p in ["<thi", "nk>hm</th", "ink>OK"]]})
+    upstream.script({"chunks": shapes.think_in_content("hm", "OK", [4, 10, 14])})
     with sdk_for(make_server, upstream, think_tags=True) as sdk:
         chunks = streamed(sdk)
     deltas = [c.choices[0].delta for c in chunks if c.choices]
-    assert "".join(reasoning_of(d) or "" for d in deltas) == "hm"
+    assert "".join(reasoning_of(d) or "" for d in deltas) == "hm\n"
     assert "".join(d.content or "" for d in deltas) == "OK"
 
 
 def test_a_completion_not_streamed_has_message_reasoning_content(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
-    upstream.script(behaviour("reasoning_content"))
+    upstream.script(behaviour())
     with sdk_for(make_server, upstream) as sdk:
         completion = sdk.chat.completions.create(
             model="up", messages=[{"role": "user", "content": "2+2?"}]
@@ -105,7 +102,7 @@ def test_a_completion_not_streamed_has_message_reasoning_content(
 def test_a_hidden_reasoning_never_reaches_the_sdk(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
-    upstream.script(*[behaviour("reasoning_content")] * 3)
+    upstream.script(*[behaviour()] * 3)
     with sdk_for(make_server, upstream) as sdk:
         shown = streamed(sdk, "up")  # the same model, shown: it does reason
         chunks = streamed(sdk, "quiet")

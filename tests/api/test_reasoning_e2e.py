@@ -1,9 +1,9 @@
 """A model's reasoning, end to end: each upstream shape, the bound, show and hide, history.
 
-A real gateway in front of a real upstream process that replays the exact ``delta`` shapes
-reasoning servers send (``tests/replay_upstream.py``): ``reasoning_content`` (DeepSeek,
-vLLM), ``reasoning`` (OpenRouter, newer vLLM, Ollama) and ``<think>…</think>`` inside the
-content (a model served as plain text, read only for an assistant with ``think_tags``).
+A real gateway in front of the scripted upstream replaying the streams reasoning servers send
+(``upstream.shapes``, each from its source): ``reasoning_content`` (DeepSeek, vLLM),
+``reasoning`` (newer vLLM, OpenRouter, Ollama) and ``<think>…</think>`` inside the content
+(a model served as plain text, read only for an assistant with ``think_tags``).
 What a client sees is the stream's events and the stored conversation; what the model sees
 is the request body the upstream recorded.
 """
@@ -17,13 +17,11 @@ import pytest
 
 from conftest import RunningServer, ServerFactory, read_events
 from helpers import ask, data_of, follow, text_of
-from replay_upstream import replay
 from typewriter import sse
+from upstream import shapes
 from upstream.control import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-__all__ = ["replay"]  # the fixture
 
 THOUGHT = ["The user ", "asks for ", "a greeting."]
 ANSWER = ["Hello", ", there", "!"]
@@ -38,15 +36,17 @@ def number(event: sse.Event) -> int:
     return int(event.id)
 
 
-def shaped(field: str) -> dict[str, Any]:
-    """A behaviour: the thought in ``field`` deltas, then the answer as ``content``."""
-    return {"deltas": [{field: t} for t in THOUGHT] + [{"content": t} for t in ANSWER]}
+SHAPES = {
+    "deepseek": shapes.deepseek_reasoning(THOUGHT, ANSWER),
+    "vllm reasoning_content": shapes.vllm_reasoning(THOUGHT, ANSWER),
+    "vllm reasoning": shapes.vllm_reasoning_field(THOUGHT, ANSWER),
+    "ollama": shapes.ollama_openai(ANSWER, reasoning=THOUGHT),
+}
 
 
-@pytest.fixture
-def upstream(replay: Upstream) -> Upstream:
-    replay.reset()
-    return replay
+def vllm(thought: list[str], answer: list[str], per_second: float = 0) -> dict[str, Any]:
+    """A behaviour: vLLM's reasoning stream, its items paced ``per_second`` (0: at once)."""
+    return {"chunks": shapes.vllm_reasoning(thought, answer), "tokens_per_second": per_second}
 
 
 def gateway_for(make_server: ServerFactory, upstream: Upstream, **assistant: Any) -> RunningServer:
@@ -75,12 +75,12 @@ def conversation_of(events: list[sse.Event]) -> str:
     return str(data_of(events[0])["conversation_id"])
 
 
-@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
-async def test_each_reasoning_field_is_its_own_event_kind_before_the_answer(
-    make_server: ServerFactory, upstream: Upstream, field: str
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_each_reasoning_shape_is_its_own_event_kind_before_the_answer(
+    make_server: ServerFactory, upstream: Upstream, shape: str
 ) -> None:
     server = gateway_for(make_server, upstream)
-    upstream.script(shaped(field))
+    upstream.script({"chunks": SHAPES[shape]})
     events = await answer(server)
     kinds = [e.event for e in events]
     assert kinds == ["start"] + ["reasoning"] * 3 + ["delta"] * 3 + ["end"]
@@ -94,21 +94,25 @@ async def test_each_reasoning_field_is_its_own_event_kind_before_the_answer(
 async def test_think_tags_split_anywhere_are_reasoning_for_an_assistant_that_says_so(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
-    pieces = ["\n<th", "ink", ">\nLet me ", "see.\n</", "think", ">\n\n", "Four", "."]
-    behaviour = {"deltas": [{"content": p} for p in pieces]}
+    whole = shapes.think_text("Let me see.", "Four.")  # "<think>\nLet me see.\n</think>\n\nFour."
     server = gateway_for(make_server, upstream, think_tags=True)
-    upstream.script(behaviour)
+    cuts = [[4, 11, 13, 17], list(range(1, len(whole)))]  # some cuts; every character apart
+    for split_points in cuts:
+        upstream.script({"chunks": shapes.think_in_content("Let me see.", "Four.", split_points)})
+        events = await answer(server)
+        assert (reasoning_of(events), text_of(events)) == ("Let me see.\n", "Four.")
+        stored = await stored_answer(server, conversation_of(events))
+        assert (stored["text"], stored["reasoning"]) == ("Four.", "Let me see.\n")
+
+    # Only the closing tag (the template opened the block): not told apart, it is text.
+    upstream.script({"chunks": shapes.think_in_content("Plan.", "Done.", [3], opening_tag=False)})
     events = await answer(server)
-    assert reasoning_of(events) == "Let me see.\n"
-    assert text_of(events) == "Four."
-    assert "<" not in text_of(events)
-    stored = await stored_answer(server, conversation_of(events))
-    assert (stored["text"], stored["reasoning"]) == ("Four.", "Let me see.\n")
+    assert reasoning_of(events) == "" and text_of(events) == "\nPlan.\n</think>\n\nDone."
 
     plain = gateway_for(make_server, upstream)  # think_tags off: the tags are the answer's
-    upstream.script(behaviour)
+    upstream.script({"chunks": shapes.think_in_content("Let me see.", "Four.", [4, 11])})
     events = await answer(plain)
-    assert reasoning_of(events) == "" and text_of(events) == "".join(pieces)
+    assert reasoning_of(events) == "" and text_of(events) == whole
 
 
 async def test_reasoning_is_bounded_by_max_reasoning_chars_and_the_answer_goes_on(
@@ -117,7 +121,7 @@ async def test_reasoning_is_bounded_by_max_reasoning_chars_and_the_answer_goes_o
     server = gateway_for(
         make_server, upstream, settings={"max_reasoning_chars": 12, "max_answer_chars": 1000}
     )
-    upstream.script(shaped("reasoning_content"))
+    upstream.script(vllm(THOUGHT, ANSWER))
     events = await answer(server)
     assert reasoning_of(events) == "".join(THOUGHT)[:12]
     assert text_of(events) == "".join(ANSWER)
@@ -134,7 +138,7 @@ async def test_a_hidden_reasoning_is_stored_but_never_shown(
 
     data_dir = tmp_path_factory.mktemp("hidden")
     server = gateway_for(make_server, upstream, reasoning="hide", settings={"data_dir": data_dir})
-    upstream.script(shaped("reasoning_content"))
+    upstream.script(vllm(THOUGHT, ANSWER))
     events = await answer(server)
     assert [e.event for e in events] == ["start"] + ["delta"] * 3 + ["end"]
     assert text_of(events) == "".join(ANSWER)
@@ -153,9 +157,9 @@ async def test_reasoning_is_never_sent_back_to_the_model(
 ) -> None:
     server = gateway_for(make_server, upstream, think_tags=True)
     upstream.script(
-        shaped("reasoning_content"),
-        {"deltas": [{"content": "<think>secret plan</think>Done."}]},
-        {"deltas": [{"content": "ok"}]},
+        vllm(THOUGHT, ANSWER),
+        {"chunks": shapes.think_in_content("secret plan", "Done.", [5])},
+        {"tokens": ["ok"]},
     )
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         first = await ask(client, "one", assistant="up")
@@ -183,12 +187,8 @@ async def test_a_listener_resumes_mid_reasoning_with_last_event_id(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
     thought = [f"step {i}. " for i in range(12)]
-    behaviour = {
-        "deltas": [{"reasoning_content": t} for t in thought] + [{"content": "Done."}],
-        "delay_ms": 60,
-    }
     server = gateway_for(make_server, upstream)
-    upstream.script(behaviour)
+    upstream.script(vllm(thought, ["Done."], per_second=16))
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         started = await ask(client, "hi", assistant="up")
         async with client.stream("GET", started["events_url"]) as response:

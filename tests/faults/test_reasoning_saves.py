@@ -1,7 +1,7 @@
 """``kill -9`` mid-reasoning: the reasoning is kept like the text, to its last checkpoint.
 
-A real ``typewriter serve`` process, its assistant on the replay upstream (which sends
-``reasoning_content`` deltas, paced), is killed with SIGKILL while the model is still
+A real ``typewriter serve`` process, its assistant on the scripted upstream (replaying vLLM's
+``reasoning_content`` stream, paced), is killed with SIGKILL while the model is still
 thinking. The next start marks the answer ``interrupted``; what the listener had seen of
 the reasoning is stored, less at most about one checkpoint interval.
 """
@@ -15,14 +15,12 @@ import httpx
 import pytest
 
 from helpers import ask
-from replay_upstream import replay
 from replicas import Replicas
 from typewriter import sse
+from upstream import shapes
 from upstream.control import Upstream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-__all__ = ["replay"]  # the fixture
 
 PIECE = "think. "  # 7 characters
 PIECES_PER_SECOND = 20
@@ -44,17 +42,16 @@ async def listen(client: httpx.AsyncClient, url: str, seen: list[str]) -> None:
 
 
 async def test_kill_9_mid_reasoning_keeps_the_reasoning_to_its_last_checkpoint(
-    replicas: Replicas, replay: Upstream
+    replicas: Replicas, upstream: Upstream
 ) -> None:
-    replay.reset()
-    replay.script(
+    upstream.script(
         {
-            "deltas": [{"reasoning_content": PIECE}] * 200 + [{"content": "never reached"}],
-            "delay_ms": 1000 / PIECES_PER_SECOND,
+            "chunks": shapes.vllm_reasoning([PIECE] * 200, ["never reached"]),
+            "tokens_per_second": PIECES_PER_SECOND,
         }
     )
     settings = {
-        "upstreams": json.dumps([{"name": "r", "base_url": replay.base_url}]),
+        "upstreams": json.dumps([{"name": "r", "base_url": upstream.base_url}]),
         "assistants": json.dumps([{"name": "up", "model": "reasoner"}]),
         "checkpoint_interval": CHECKPOINT_INTERVAL,
     }

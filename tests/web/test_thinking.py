@@ -1,9 +1,9 @@
 """The model's reasoning on the page: a "Thinking" block that types live, then folds.
 
-In a real Chromium against a real gateway whose assistant reasons (the replay upstream sends
-``reasoning_content`` deltas, paced, then the answer): while the model thinks the block is
-open and grows; when the answer's first piece arrives it folds; a click opens it again;
-after a reload the stored answer shows it folded, with the whole reasoning inside.
+In a real Chromium against a real gateway whose assistant reasons (the scripted upstream
+replays vLLM's ``reasoning_content`` stream, paced, then the answer): while the model thinks
+the block is open and grows; when the answer's first piece arrives it folds; a click opens it
+again; after a reload the stored answer shows it folded, with the whole reasoning inside.
 """
 
 from __future__ import annotations
@@ -15,23 +15,20 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from conftest import ServerFactory
-from replay_upstream import replay
+from upstream import shapes
 from upstream.control import Upstream
 from web.chat_page import ask, open_context, wait_for_end, watch
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["replay"]  # the fixture
 
 STEPS = [f"Step {n}: weigh option {n}.\n" for n in range(1, 9)]
 ANSWER = ["The answer ", "is **42**."]
 
 
 @pytest.fixture
-def page(browser: Browser, replay: Upstream, make_server: ServerFactory) -> Iterator[Page]:
-    replay.reset()
+def page(browser: Browser, upstream: Upstream, make_server: ServerFactory) -> Iterator[Page]:
     server = make_server(
-        upstreams=[{"name": "r", "base_url": replay.base_url, "headers_timeout": 5}],
+        upstreams=[{"name": "r", "base_url": upstream.base_url, "headers_timeout": 5}],
         assistants=[
             {"name": "up", "model": "reasoner"},
             {"name": "quiet", "model": "reasoner", "reasoning": "hide"},
@@ -54,10 +51,9 @@ def thinking(page: Page) -> Locator:
 
 
 def test_the_thinking_block_types_live_folds_when_the_answer_begins_and_reopens(
-    page: Page, replay: Upstream, screenshots: Path
+    page: Page, upstream: Upstream, screenshots: Path
 ) -> None:
-    deltas = [{"reasoning_content": s} for s in STEPS] + [{"content": t} for t in ANSWER]
-    replay.script({"deltas": deltas, "delay_ms": 200})
+    upstream.script({"chunks": shapes.vllm_reasoning(STEPS, ANSWER), "tokens_per_second": 5})
     ask(page, "What is the answer?", assistant="up")
 
     block = thinking(page)
@@ -94,10 +90,10 @@ def test_the_thinking_block_types_live_folds_when_the_answer_begins_and_reopens(
 
 
 def test_only_answers_that_show_reasoning_have_a_thinking_block(
-    page: Page, replay: Upstream
+    page: Page, upstream: Upstream
 ) -> None:
-    deltas = [{"reasoning_content": s} for s in STEPS[:2]] + [{"content": t} for t in ANSWER]
-    replay.script({"deltas": deltas}, {"deltas": deltas}, {"deltas": [{"content": "Plain."}]})
+    thinking_stream = {"chunks": shapes.vllm_reasoning(STEPS[:2], ANSWER)}
+    upstream.script(thinking_stream, thinking_stream, {"tokens": ["Plain."]})
     ask(page, "shown thoughts", assistant="up")
     wait_for_end(page)
     expect(thinking(page)).to_be_visible()
