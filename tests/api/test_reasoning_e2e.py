@@ -201,3 +201,25 @@ async def test_a_listener_resumes_mid_reasoning_with_last_event_id(
     assert [number(e) for e in events] == list(range(1, len(events) + 1))
     assert reasoning_of(events) == "".join(thought)
     assert text_of(events) == "Done." and events[-1].event == "end"
+
+
+async def test_stop_mid_reasoning_keeps_the_reasoning_shown_so_far(
+    make_server: ServerFactory, upstream: Upstream
+) -> None:
+    thought = [f"idea {i}. " for i in range(40)]
+    server = gateway_for(make_server, upstream)
+    upstream.script(vllm(thought, ["never reached"], per_second=20))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        started = await ask(client, "hi", assistant="up")
+        async with client.stream("GET", started["events_url"]) as response:
+            head = await read_events(response, limit=4)
+            cancelled = await client.post(f"/v1/streams/{started['stream_id']}/cancel")
+            assert cancelled.status_code in (200, 202, 204), cancelled.text
+            rest = await read_events(response)
+    events = head + rest
+    assert events[-1].event == "end" and data_of(events[-1])["finish_reason"] == "cancelled"
+    seen = reasoning_of(events)
+    assert 3 * len("idea 0. ") <= len(seen) < len("".join(thought))
+    assert text_of(events) == ""
+    stored = await stored_answer(server, started["conversation_id"])
+    assert (stored["text"], stored["reasoning"], stored["finish_reason"]) == ("", seen, "cancelled")
