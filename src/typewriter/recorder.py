@@ -1,9 +1,10 @@
 """Saving the answers while they stream, so that nothing shown to a user is lost.
 
 One :class:`Checkpointer` per process saves every running answer: each
-``interval`` seconds it writes the text of all the answers whose text grew, in
-one transaction, so a ``kill -9`` loses at most about one interval of text and
-the database sees one write per interval however many answers run. The token
+``interval`` seconds it writes the text and the reasoning of all the answers
+whose text or reasoning grew, in one transaction, so a ``kill -9`` loses at
+most about one interval of either and the database sees one write per interval
+however many answers run. The token
 path never waits for it: a slow database slows the checkpoints, not the tokens.
 
 When an answer ends, its final text is written once before its ``end`` (so a
@@ -45,7 +46,9 @@ STOP_WAIT = 3.0
 class _Running:
     parts: list[str]  # the generation's own list: it grows as the model speaks
     gone: asyncio.Event  # set when its row was deleted (its conversation deleted or cleared)
+    reasoning: list[str]  # the generation's list of reasoning pieces, grown the same way
     saved: int = 0  # how many of the parts the last checkpoint held
+    saved_reasoning: int = 0  # how many of the reasoning pieces it held
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class _Final:
     usage: dict[str, int] | None
     first_token_ms: float | None
     status: str
+    reasoning: str = ""
 
 
 class Checkpointer:
@@ -81,10 +85,13 @@ class Checkpointer:
         """How many ended answers wait for their final save."""
         return len(self._unsaved)
 
-    def track(self, message_id: str, parts: list[str]) -> asyncio.Event:
-        """Checkpoint ``parts`` (joined) every interval while it grows; the event returned
-        is set if the answer's row is found deleted (then it is no longer checkpointed)."""
-        running = _Running(parts, asyncio.Event())
+    def track(
+        self, message_id: str, parts: list[str], reasoning: list[str] | None = None
+    ) -> asyncio.Event:
+        """Checkpoint ``parts`` and ``reasoning`` (each joined) every interval while they
+        grow; the event returned is set if the answer's row is found deleted (then it is no
+        longer checkpointed)."""
+        running = _Running(parts, asyncio.Event(), reasoning if reasoning is not None else [])
         self._running[message_id] = running
         self._ensure_task()
         return running.gone
@@ -167,19 +174,26 @@ class Checkpointer:
                 retry_at = loop.time() + backoff
 
     async def _save_checkpoints(self) -> None:
-        """One write holding every answer whose text grew since its last checkpoint.
+        """One write holding every answer whose text or reasoning grew since its last
+        checkpoint (both are written: one statement for every row).
 
         The same transaction looks for running answers whose rows are gone: a
         conversation deleted while its answer was being written stops that answer here,
         within an interval, even when the deletion could not reach the stream (an ask
         between recording its answer and creating the stream, on any replica).
         """
-        grown = [(message_id, r, len(r.parts)) for message_id, r in self._running.items()]
-        grown = [(message_id, r, n) for message_id, r, n in grown if n > r.saved]
-        texts = [(message_id, "".join(r.parts[:n])) for message_id, r, n in grown]
+        sizes = [
+            (message_id, r, len(r.parts), len(r.reasoning))
+            for message_id, r in self._running.items()
+        ]
+        grown = [(i, r, n, m) for i, r, n, m in sizes if n > r.saved or m > r.saved_reasoning]
+        texts = [(message_id, "".join(r.parts[:n])) for message_id, r, n, _ in grown]
+        reasoning = {i: "".join(r.reasoning[:m]) for i, r, _, m in grown if m}
         try:
             async with asyncio.timeout(SAVE_TIMEOUT):
-                gone = await self.store.checkpoint_many(texts, list(self._running))
+                gone = await self.store.checkpoint_many(
+                    texts, list(self._running), reasoning=reasoning
+                )
         except (TypewriterError, TimeoutError) as exc:
             if not self._failing:
                 log.warning("checkpoints not saved (retrying each interval): %s", _why(exc))
@@ -188,8 +202,8 @@ class Checkpointer:
         if self._failing:
             log.info("checkpoints saved again")
             self._failing = False
-        for _, running, count in grown:
-            running.saved = count
+        for _, running, count, reasoned in grown:
+            running.saved, running.saved_reasoning = count, reasoned
         for message_id in gone & self._running.keys():
             self._running.pop(message_id).gone.set()
 
@@ -213,6 +227,7 @@ class Checkpointer:
             final.usage,
             final.first_token_ms,
             final.status,
+            reasoning=final.reasoning or None,
         )
 
 
@@ -232,8 +247,9 @@ class Recorder:
     def store(self) -> SqlStore:
         return self.checkpointer.store
 
-    def start(self, parts: list[str]) -> None:
-        self._gone = self.checkpointer.track(self.message_id, parts)
+    def start(self, parts: list[str], reasoning: list[str] | None = None) -> None:
+        """Checkpoint the answer's text and reasoning as the lists grow."""
+        self._gone = self.checkpointer.track(self.message_id, parts, reasoning)
 
     async def wait_deleted(self) -> None:
         """Return when the answer's row was found deleted: nobody can read it any more, so
@@ -252,8 +268,9 @@ class Recorder:
         usage: dict[str, int] | None,
         first_token_ms: float | None,
         status: str = "done",
+        reasoning: str = "",
     ) -> None:
         """Store the answer's end: at once if the store takes it, else later (retried)."""
         await self.checkpointer.finish(
-            _Final(self.message_id, text, finish_reason, usage, first_token_ms, status)
+            _Final(self.message_id, text, finish_reason, usage, first_token_ms, status, reasoning)
         )

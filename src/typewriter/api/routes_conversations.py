@@ -101,7 +101,18 @@ async def get_conversation(
     conversation_id = _id(conversation_id, "conversation")
     conversation = await store.get_conversation(user, conversation_id)
     messages = await store.messages(user, conversation_id)
-    return {**conversation.public(), "messages": [m.public() for m in messages]}
+    shown = [m.public(show_reasoning=_shows_reasoning(gateway, m.assistant)) for m in messages]
+    return {**conversation.public(), "messages": shown}
+
+
+def _shows_reasoning(gateway: Gateway, assistant: str | None) -> bool:
+    """Whether the answer's assistant shows its reasoning (``reasoning = "show"``).
+
+    An assistant no longer configured shows none: the reasoning stays stored, and an
+    operator who removed an assistant has not said its thinking may be read.
+    """
+    known = gateway.assistants.get(assistant) if assistant is not None else None
+    return known is not None and known.reasoning == "show"
 
 
 @router.patch("/conversations/{conversation_id}", openapi_extra=body_schema(Rename))

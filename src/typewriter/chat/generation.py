@@ -31,6 +31,7 @@ from typewriter.errors import (
 )
 from typewriter.events import Usage
 from typewriter.models.base import Chunk, ModelRequest
+from typewriter.models.think_tags import split_think_tags
 from typewriter.observe import timing
 from typewriter.observe.answer_log import log_answer
 from typewriter.observe.metrics import Metrics
@@ -114,11 +115,12 @@ class Generation:
         metrics.answer_started(assistant.name)
         progress = _Progress([])
         if recorder is not None:
-            recorder.start(progress.parts)
+            recorder.start(progress.parts, progress.reasoning)
+        chunks = assistant.backend.stream(request)
+        if assistant.think_tags:  # the model writes its reasoning into the text
+            chunks = split_think_tags(chunks)
         pump = asyncio.create_task(
-            self._pump(
-                answer.stream_id, assistant, assistant.backend.stream(request), progress, asked_at
-            )
+            self._pump(answer.stream_id, assistant, chunks, progress, asked_at)
         )
         stop = asyncio.create_task(self._stop_requested(answer.stream_id, recorder))
         stop_heard_at: float | None = None
@@ -191,6 +193,7 @@ class Generation:
             usage,
             first_ms,
             status="interrupted" if cut else "done",
+            reasoning="".join(progress.reasoning),
         )
 
     async def finish(self, answer: Answer, outcome: Outcome, *, quiet: bool = True) -> None:

@@ -31,9 +31,11 @@ async def end_orphans(replicas: Replicas, store: SqlStore | None, generation: Ge
 async def _end_orphan(orphan: Orphan, store: SqlStore | None, generation: Generation) -> None:
     start: events.Start | None = None
     parts: list[str] = []
+    reasoning: list[str] = []
+    stored = (events.Start.name, events.Delta.name, events.Reasoning.name)
     for _, name, data, _ in orphan.entries:
-        if name not in (events.Start.name, events.Delta.name):
-            continue  # only the ids and the text are stored
+        if name not in stored:
+            continue  # only the ids, the text and the reasoning are stored
         try:
             event = events.decode(name, data)
         except events.EventDecodeError as exc:  # ending the stream matters more than one event
@@ -45,10 +47,12 @@ async def _end_orphan(orphan: Orphan, store: SqlStore | None, generation: Genera
             start = event
         elif isinstance(event, events.Delta):
             parts.append(event.text)
+        elif isinstance(event, events.Reasoning):
+            reasoning.append(event.text)
     message_id = start.message_id if start is not None else ""
     if store is not None and message_id:
         try:
-            await store.interrupt([message_id], "".join(parts))
+            await store.interrupt([message_id], "".join(parts), "".join(reasoning))
         except TypewriterError as exc:  # the next start-up marks it from its checkpoint
             log.warning("could not store interrupted answer %s: %s", message_id, exc.message)
     conversation_id = start.conversation_id if start is not None else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,21 +62,29 @@ async def open_answer(
 
 
 async def checkpoint(db: AsyncConnection, message_id: str, text: str) -> None:
-    await checkpoint_many(db, [(message_id, text)])
+    await checkpoint_many(db, [(message_id, text)], {})
 
 
 _CHECKPOINT = (
     messages.update()
     .where(messages.c.id == sa.bindparam("saved_id"), messages.c.status == "streaming")
-    .values(text=sa.bindparam("saved_text"))
+    .values(text=sa.bindparam("saved_text"), reasoning=sa.bindparam("saved_reasoning"))
 )
 
 
-async def checkpoint_many(db: AsyncConnection, texts: list[tuple[str, str]]) -> None:
-    """The text so far of many answers, as one statement run for each (``executemany``:
-    one round trip on PostgreSQL, one prepared statement on SQLite)."""
+async def checkpoint_many(
+    db: AsyncConnection, texts: list[tuple[str, str]], reasoning: Mapping[str, str]
+) -> None:
+    """The text (and reasoning, if any) so far of many answers, as one statement run for
+    each (``executemany``: one round trip on PostgreSQL, one prepared statement on SQLite).
+
+    Every row is given both values, as one statement serves them all: an answer with no
+    reasoning keeps NULL, and one whose reasoning is in ``reasoning`` gets all of it."""
     if texts:
-        rows = [{"saved_id": message_id, "saved_text": text} for message_id, text in texts]
+        rows = [
+            {"saved_id": i, "saved_text": text, "saved_reasoning": reasoning.get(i) or None}
+            for i, text in texts
+        ]
         await db.execute(_CHECKPOINT, rows)
 
 
@@ -96,13 +105,17 @@ async def finish(
     usage: dict[str, int] | None,
     first_token_ms: float | None,
     status: str = "done",
+    reasoning: str | None = None,
 ) -> None:
-    """Store the answer's end; ``status`` is ``interrupted`` when the server cut it short."""
+    """Store the answer's end; ``status`` is ``interrupted`` when the server cut it short.
+
+    ``reasoning`` is the model's reasoning, kept apart from the text (NULL when none)."""
     await db.execute(
         messages.update()
         .where(messages.c.id == message_id)
         .values(
             text=text,
+            reasoning=reasoning or None,
             status=status,
             finish_reason=finish_reason,
             usage=json.dumps(usage) if usage else None,
@@ -121,8 +134,11 @@ async def still_streaming(db: AsyncConnection) -> list[tuple[str, str]]:
     return [(row.id, row.stream_id or "") for row in rows]
 
 
-async def interrupt(db: AsyncConnection, message_ids: list[str], text: str | None) -> int:
-    """Mark those still ``streaming`` ``interrupted``, keeping ``text`` if given; how many."""
+async def interrupt(
+    db: AsyncConnection, message_ids: list[str], text: str | None, reasoning: str | None = None
+) -> int:
+    """Mark those still ``streaming`` ``interrupted``, keeping ``text`` if given (and
+    ``reasoning``, if any: else the last checkpoint's stays); how many."""
     values: dict[str, Any] = {
         "status": "interrupted",
         "finish_reason": "error",
@@ -130,6 +146,8 @@ async def interrupt(db: AsyncConnection, message_ids: list[str], text: str | Non
     }
     if text is not None:
         values["text"] = text
+    if reasoning:
+        values["reasoning"] = reasoning
     result = await db.execute(
         messages.update()
         .where(messages.c.id.in_(message_ids), messages.c.status == "streaming")

@@ -161,4 +161,6 @@ def _message(row: Row[Any]) -> Message:
         finished_at=m["finished_at"],
         first_token_ms=m["first_token_ms"],
         feedback=feedback_of(m),
+        reasoning=m["reasoning"],
+        assistant=m["assistant"],
     )

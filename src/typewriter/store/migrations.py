@@ -155,6 +155,18 @@ def _v5_usage_columns(connection: sa.Connection) -> None:
     owner_created.create(connection, checkfirst=True)
 
 
+def _v6_reasoning(connection: sa.Connection) -> None:
+    """Each answer's reasoning in a column of its own, apart from its text.
+
+    Answers written before have none (NULL). A new database has the column already, so it
+    is added only where missing, and a second run on SQLite changes nothing.
+    """
+    present = {column["name"] for column in sa.inspect(connection).get_columns("messages")}
+    if "reasoning" not in present:
+        column_type = schema.messages.c.reasoning.type.compile(dialect=connection.dialect)
+        connection.execute(sa.text(f"ALTER TABLE messages ADD COLUMN reasoning {column_type}"))
+
+
 def _v7_attachments(connection: sa.Connection) -> None:
     """Images sent with questions, one row each beside their message (a new table)."""
     schema.metadata.create_all(connection, tables=[schema.attachments])
@@ -166,8 +178,7 @@ STEPS: list[Step] = [
     _v3_key_use_and_unique_names,
     _v4_unique_positions,
     _v5_usage_columns,
-    # _v6 (messages.reasoning) comes from another branch; until they meet, this is the
-    # sixth entry: renumber at the merge so that it stays after _v6.
+    _v6_reasoning,
     _v7_attachments,
 ]
 

@@ -76,13 +76,18 @@ class Message:
     first_token_ms: float | None
     feedback: Feedback | None = None
     attachments: tuple[Attachment, ...] = ()
+    reasoning: str | None = None  # the model's reasoning, kept apart from the text
+    assistant: str | None = None  # who answered (an answer's; a question has none)
 
-    def public(self) -> dict[str, Any]:
+    def public(self, *, show_reasoning: bool = True) -> dict[str, Any]:
+        """The message as clients read it; ``reasoning`` is null unless ``show_reasoning``
+        (its assistant's ``reasoning = "show"``): stored either way, shown only so."""
         return {
             "id": self.id,
             "conversation_id": self.conversation_id,
             "role": self.role,
             "text": self.text,
+            "reasoning": self.reasoning if show_reasoning else None,
             "status": self.status,
             "finish_reason": self.finish_reason,
             "model": self.model,

@@ -72,6 +72,9 @@ messages = sa.Table(
     sa.Column("completion_tokens", sa.Integer),
     sa.Column("total_tokens", sa.Integer),
     sa.Column("usage_estimated", sa.Boolean),
+    # The model's reasoning, apart from the answer's text: shown to the user (or not, per
+    # assistant), never sent back to the model as history.
+    sa.Column("reasoning", sa.Text),
     sa.Index("ix_messages_status", "status"),
     sa.Index("ix_messages_owner_created", "owner", "created_at"),
 )

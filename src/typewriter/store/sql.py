@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from typewriter.errors import StoreUnavailable
 from typewriter.images import Image
@@ -104,13 +104,16 @@ class SqlStore(Database):
         async with self.transaction() as db:
             return await answers.still_streaming(db)
 
-    async def interrupt(self, message_ids: list[str], text: str | None = None) -> int:
-        """Mark answers whose generation died ``interrupted``, keeping ``text`` if given.
+    async def interrupt(
+        self, message_ids: list[str], text: str | None = None, reasoning: str | None = None
+    ) -> int:
+        """Mark answers whose generation died ``interrupted``, keeping ``text`` if given (and
+        the ``reasoning`` its listeners saw, if any).
 
         Only answers still ``streaming``: one that was finished meanwhile keeps its end.
         """
         async with self.transaction() as db:
-            return await answers.interrupt(db, message_ids, text)
+            return await answers.interrupt(db, message_ids, text, reasoning)
 
     # -- conversations -----------------------------------------------------------
 
@@ -258,13 +261,17 @@ class SqlStore(Database):
             await answers.checkpoint(db, message_id, text)
 
     async def checkpoint_many(
-        self, texts: list[tuple[str, str]], running: list[str] | None = None
+        self,
+        texts: list[tuple[str, str]],
+        running: list[str] | None = None,
+        reasoning: Mapping[str, str] | None = None,
     ) -> set[str]:
-        """The text so far of every ``(message id, text)``, in one transaction: a process
-        saves all its running answers with one write, however many there are. Returns
-        which of the ``running`` answers no longer exist (deleted while being written)."""
+        """The text so far of every ``(message id, text)``, and the reasoning so far of
+        those in ``reasoning``, in one transaction: a process saves all its running answers
+        with one write, however many there are. Returns which of the ``running`` answers no
+        longer exist (deleted while being written)."""
         async with self.transaction() as db:
-            await answers.checkpoint_many(db, texts)
+            await answers.checkpoint_many(db, texts, reasoning or {})
             return await answers.missing(db, running or [])
 
     async def finish(
@@ -275,6 +282,10 @@ class SqlStore(Database):
         usage: dict[str, int] | None,
         first_token_ms: float | None,
         status: str = "done",
+        *,
+        reasoning: str | None = None,
     ) -> None:
         async with self.transaction() as db:
-            await answers.finish(db, message_id, text, finish_reason, usage, first_token_ms, status)
+            await answers.finish(
+                db, message_id, text, finish_reason, usage, first_token_ms, status, reasoning
+            )

@@ -1,6 +1,8 @@
 // The answer view: one answer, rendered as Markdown while it streams, with its note (how it
 // ended), its actions (Copy, rating, Regenerate), the pager of its turn (turn.js) and a form
-// for a comment on it.
+// for a comment on it. Above it, the model's reasoning, if it shows any: a "Thinking" block
+// that is open and types while the reasoning arrives, and folds when the answer begins (a
+// click opens it again). A stored answer shows it folded.
 //
 // An answer's buttons do not call the code that acts on them: they dispatch an
 // ANSWER_ACTION event ({ action, answer, rating }) that bubbles up the log, where feedback.js
@@ -28,6 +30,7 @@ export class Answer {
         streamId: null,
         conversationId: null,
         text: "",
+        reasoning: "",
         finishReason: null,
         error: null,
         feedback: null,
@@ -37,6 +40,7 @@ export class Answer {
     this.turn = null;
     this.follower = null;
     this.frame = 0;
+    this.reasoningShown = 0; // how much of the reasoning the Thinking block holds
     this.build();
   }
 
@@ -81,6 +85,10 @@ export class Answer {
   build() {
     this.el = h("div", "msg assistant");
     this.el.append(h("h2", "visually-hidden", "typewriter said:"));
+    this.thinking = h("details", "thinking");
+    this.thinking.append(h("summary", null, "Thinking"));
+    this.thinkingText = h("div", "thinking-text"); // plain text, never HTML
+    this.thinking.append(this.thinkingText);
     this.body = h("div", "md");
     this.view = new MarkdownView(this.body);
     this.typing = h("p", "typing");
@@ -111,7 +119,7 @@ export class Answer {
     this.regen = button("Regenerate", "regenerate", "action", () => this.act("regenerate"));
     this.actions.append(this.pager, this.copy, this.good, this.bad, this.regen);
 
-    this.el.append(this.body, this.typing, this.note, this.actions, this.buildFeedbackForm());
+    this.el.append(this.thinking, this.body, this.typing, this.note, this.actions, this.buildFeedbackForm());
     this.update();
     this.refreshTurnControls();
   }
@@ -148,7 +156,16 @@ export class Answer {
 
   append(text) {
     if (!text) return;
+    if (this.text === "" && this.reasoning) this.thinking.open = false; // the answer begins
     this.text += text;
+    this.schedule();
+  }
+
+  /** A piece of the model's reasoning: the Thinking block opens while it types. */
+  appendReasoning(text) {
+    if (!text) return;
+    if (this.reasoning === "" && this.text === "") this.thinking.open = true;
+    this.reasoning += text;
     this.schedule();
   }
 
@@ -170,13 +187,27 @@ export class Answer {
 
   paint() {
     if (!this.el.isConnected) return; // off screen: rendered when shown again
+    this.paintReasoning();
     this.view.render(this.shownText);
     this.update();
     afterPaint();
   }
 
-  replaceText(text) {
+  /** Add the reasoning that came since the last paint (the block only ever grows). */
+  paintReasoning() {
+    if (this.reasoning.length <= this.reasoningShown) return;
+    const box = this.thinkingText;
+    const following = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    box.append(this.reasoning.slice(this.reasoningShown));
+    this.reasoningShown = this.reasoning.length;
+    if (following) box.scrollTop = box.scrollHeight; // keep the newest thought in sight
+  }
+
+  replaceText(text, reasoning = this.reasoning) {
     this.text = text;
+    this.reasoning = reasoning;
+    this.thinkingText.replaceChildren();
+    this.reasoningShown = 0;
     this.view.reset();
   }
 
@@ -198,7 +229,11 @@ export class Answer {
     const live = this.live;
     this.el.classList.toggle("streaming", live);
     this.el.setAttribute("aria-busy", String(live));
-    this.typing.hidden = !(live && this.text === "");
+    const thinking = this.reasoning !== "";
+    this.thinking.hidden = !thinking;
+    this.thinking.classList.toggle("live", live && thinking && this.text === "");
+    // While the model thinks, the Thinking block is what types: no dots under it.
+    this.typing.hidden = !(live && this.text === "" && !thinking);
     const ended = live ? { text: "", kind: "info" } : ending(this);
     this.note.textContent = ended.text;
     this.note.hidden = !ended.text;

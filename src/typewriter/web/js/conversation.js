@@ -52,6 +52,7 @@ function answerFrom(message) {
     streamId: message.stream_id,
     conversationId: message.conversation_id,
     text: message.text,
+    reasoning: message.reasoning || "",
     status: "done",
     finishReason: message.finish_reason || (message.status === "done" ? "stop" : "error"),
     feedback: message.feedback,

@@ -34,6 +34,9 @@ export function follow(answer, url) {
     onDelta(text) {
       answer.append(text);
     },
+    onReasoning(text) {
+      answer.appendReasoning(text);
+    },
     onError(data) {
       answer.error = data; // told with the ending, which follows at once
     },
@@ -90,7 +93,7 @@ async function recover(answer) {
     const stored = conversation.messages.find((m) => m.id === answer.id);
     if (stored && stored.status !== "streaming") {
       followed.delete(answer.streamId);
-      answer.replaceText(stored.text);
+      answer.replaceText(stored.text, stored.reasoning || "");
       if (stored.status === "interrupted") answer.error = { code: "interrupted" };
       answer.finish({ finish_reason: stored.finish_reason || "error" });
       hideNotice("connection");

@@ -18,7 +18,8 @@ function parse(event) {
 
 export class Follower {
   /**
-   * `url`: the stream's events URL. `handlers`: onStart(data), onDelta(text), onError(data),
+   * `url`: the stream's events URL. `handlers`: onStart(data), onDelta(text),
+   * onReasoning(text) (the model's thinking, before its answer), onError(data),
    * onEnd(data), onConnection(state) with state "open", "reconnecting" or "closed" (the
    * browser gave up: the stream is gone or refused; `reopen()` tries again from where it was).
    */
@@ -43,6 +44,9 @@ export class Follower {
     });
     on("delta", (event) => {
       if (this.fresh(event)) this.handlers.onDelta?.(parse(event).text ?? "");
+    });
+    on("reasoning", (event) => {
+      if (this.fresh(event)) this.handlers.onReasoning?.(parse(event).text ?? "");
     });
     on("end", (event) => {
       if (!this.fresh(event)) return;
