@@ -10,6 +10,7 @@ import pytest
 from helpers import logged_events
 from typewriter.assistants import Assistant, Timeouts
 from typewriter.chat import Chat, Question
+from typewriter.chat.generation import _Progress
 from typewriter.config import load_settings
 from typewriter.events import ToolCall
 from typewriter.messages import ChatMessage
@@ -198,3 +199,17 @@ async def test_tool_call_fragments_are_relayed_one_for_one_and_count_as_the_answ
     cut = await run_scripted(ScriptedModel(calls, "tool_calls"), max_answer_chars=7)
     assert [e["arguments"] for n, e in cut if n == "tool_call"] == ["", "", '{"x":', '{"']
     assert cut[-1][1]["finish_reason"] == "length"
+
+
+def test_what_redis_refused_is_cut_by_each_pieces_own_number() -> None:
+    """Redis holds events up to 5: the pieces numbered after it were never seen, whatever
+    their kind, and are not stored; hidden reasoning never was on the stream and stays."""
+    progress = _Progress(["a", "b", "c"])
+    progress.seqs = [3, 5, 7]  # 4 and 6 are reasoning (or tool calls) between the deltas
+    progress.reasoning = ["r1", "r2", "secret", "r3"]
+    progress.reasoning_seqs = [2, 4, None, 6]
+    progress.shown(5)
+    assert progress.parts == ["a", "b"]
+    assert progress.reasoning == ["r1", "r2", "secret"]
+    progress.shown(1)
+    assert progress.parts == [] and progress.reasoning == ["secret"]

@@ -11,6 +11,7 @@ period) and, on every exit path, closes the model's iterator and appends
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -65,15 +66,22 @@ class _Progress:
     reasoning: list[str] = field(default_factory=list)  # the model's thinking, kept apart
     arguments: list[str] = field(default_factory=list)  # its tool calls' argument pieces
     first_at: float | None = None
-    first_seq: int | None = None  # the stream's number of the first delta (parts[0])
+    seqs: list[int] = field(default_factory=list)  # each part's number in the stream
+    # each reasoning piece's number in the stream; None: hidden, never on the stream
+    reasoning_seqs: list[int | None] = field(default_factory=list)
     timing: timing.ModelTiming | None = None
     usage: Usage | None = None  # the last usage the model sent (vLLM's continuous usage)
 
     def shown(self, written: int) -> None:
-        """Keep only the parts whose deltas the stream holds (up to event ``written``): the
-        rest were refused (Redis full), so nobody saw them and they are not stored."""
-        kept = 0 if self.first_seq is None else max(0, written - self.first_seq + 1)
-        del self.parts[kept:]
+        """Keep only the pieces whose events the stream holds (up to event ``written``):
+        the rest were refused (Redis full), so nobody saw them and they are not stored.
+        Hidden reasoning was never on the stream, so it is kept."""
+        kept = bisect.bisect_right(self.seqs, written)
+        del self.parts[kept:], self.seqs[kept:]
+        pieces = zip(self.reasoning, self.reasoning_seqs, strict=True)
+        kept_reasoning = [(t, n) for t, n in pieces if n is None or n <= written]
+        self.reasoning[:] = [t for t, _ in kept_reasoning]
+        self.reasoning_seqs[:] = [n for _, n in kept_reasoning]
 
 
 @dataclass(slots=True)
@@ -282,8 +290,7 @@ class Generation:
                             except OverBudget:  # running answers fill the broker's memory
                                 parts.pop()  # never appended: what was shown is what is stored
                                 return Outcome("length")
-                            if progress.first_seq is None:
-                                progress.first_seq = seq
+                            progress.seqs.append(seq)
                         if chunk.tool_calls and not cut:
                             try:
                                 room = await self._call(
@@ -317,9 +324,12 @@ class Generation:
         left under ``max_reasoning_chars``. Reasoning past that bound is dropped and the
         answer goes on: the thinking is the model's working, the answer is what was asked."""
         text = text[:room]
-        progress.reasoning.append(text)
+        seq = None
         if shown:
-            await self.broker.append(stream_id, "reasoning", events.encode(events.Reasoning(text)))
+            reasoning = events.encode(events.Reasoning(text))
+            seq = await self.broker.append(stream_id, "reasoning", reasoning)
+        progress.reasoning.append(text)
+        progress.reasoning_seqs.append(seq)
         return room - len(text)
 
     async def _call(
