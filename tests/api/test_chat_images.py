@@ -100,5 +100,8 @@ async def test_images_are_refused_to_an_assistant_that_does_not_read_them(
         assert bad.json()["error"]["fields"][0]["field"] == "images.0.data_url"
         text = await client.post("/v1/chat", json={"message": "x" * 9000, "assistant": "echo"})
         assert text.status_code == 413  # no image: max_body_bytes holds
+        beside = {"message": "x" * 9000, "assistant": "echo", "images": [{"data_url": png_uri()}]}
+        text = await client.post("/v1/chat", json=beside)
+        assert text.status_code == 413  # an image earns room for itself, not for the text
         listed = (await client.get("/v1/conversations")).json()["data"]
         assert listed == []  # nothing was recorded

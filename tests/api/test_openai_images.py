@@ -153,6 +153,16 @@ def test_a_body_with_an_image_may_pass_max_body_bytes(make_server: ServerFactory
                 model="echo", messages=[{"role": "user", "content": quoted}]
             )
         assert caught.value.status_code == 413
+        # an image early in the body earns room for itself only, not for text beside it
+        early: Any = [{"type": "image_url", "image_url": {"url": png_uri()}}, *padding]
+        by_url: Any = [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]
+        for content in (early, [*by_url, *padding]):
+            with pytest.raises(openai.APIStatusError) as caught:
+                sdk.chat.completions.create(
+                    model="echo", messages=[{"role": "user", "content": content}]
+                )
+            assert caught.value.status_code == 413
+            assert "besides its images" in str(caught.value.message)
         huge = png_uri(png() + b"\x00" * 120_000)
         with pytest.raises(openai.APIStatusError) as caught:
             sdk.chat.completions.create(

@@ -162,6 +162,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"tools": []}, "tools"),
     ({"tools": {"type": "function"}}, "tools"),
     ({"tools": [TIME, TIME]}, "tools"),
+    (  # OpenAI's limit, checked before the tools themselves (each costs its validation)
+        {"tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]},
+        "tools",
+    ),
     ({"tool_choice": "auto"}, "tool_choice"),  # without tools
     ({"tools": [TIME], "tool_choice": "sometimes"}, "tool_choice"),
     ({"tools": [TIME], "tool_choice": {"type": "function"}}, "tool_choice"),
@@ -576,3 +580,9 @@ async def test_the_streamed_bytes_are_openais_tool_call_chunks(
         chunk({}, "tool_calls"),
     ]  # fmt: skip
     assert received(upstream)["tools"] == [WEATHER, TIME]
+
+
+def test_a_hundred_and_twenty_eight_tools_are_taken(sdk: openai.OpenAI, upstream: Upstream) -> None:
+    tools = [{"type": "function", "function": {"name": f"f{i}"}} for i in range(128)]
+    sdk.chat.completions.create(model="up", messages=USER, tools=tools)  # type: ignore[arg-type]
+    assert upstream.requests()[-1]["body"]["tools"] == tools

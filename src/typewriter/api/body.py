@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -30,23 +30,26 @@ M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
-class ImageBodies(Generic[M]):
+class ImageBodies:
     """How far past ``max_body_bytes`` a body that carries images may go, and how to tell.
 
     A body is read on past ``max_body_bytes`` (up to ``max_bytes``) only when its first
     ``max_body_bytes`` hold ``marker``, the JSON key its images come under: the bytes
     before the first image must fit the ordinary limit, so a body of text alone is
-    refused as soon as it passes it, as before. Once parsed, a large body must really
-    carry an image (``carries``): the marker quoted in a text earns nothing.
+    refused as soon as it passes it, as before. Once parsed, and before any field is
+    validated, the body less its images' bytes (``image_bytes`` of the parsed JSON:
+    the ``data:`` URIs it carries) must fit ``max_body_bytes`` too: an image earns
+    room for itself, never for text or tools beside it, and the marker quoted in a
+    text earns nothing.
     """
 
     max_bytes: int
     marker: bytes
-    carries: Callable[[M], bool]
+    image_bytes: Callable[[Any], int]
 
 
 async def read_json(
-    request: Request, model: type[M], max_bytes: int, images: ImageBodies[M] | None = None
+    request: Request, model: type[M], max_bytes: int, images: ImageBodies | None = None
 ) -> M:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
@@ -62,21 +65,20 @@ async def read_json(
         raise BadRequest("the JSON body is nested too deeply", code="invalid_json") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit integer
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    if len(body) > max_bytes:  # read on for images (``ImageBodies``): they alone may pass it
+        besides = len(body) - (images.image_bytes(value) if images is not None else 0)
+        if besides > max_bytes:
+            raise PayloadTooLarge(
+                f"the body has {besides} bytes besides its images; the limit is {max_bytes}"
+            )
     try:
-        parsed = model.model_validate(value)
+        return model.model_validate(value)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         raise InvalidField.of(field_errors(errors)) from None
-    if len(body) > max_bytes and (images is None or not images.carries(parsed)):
-        raise PayloadTooLarge(
-            f"the body has {len(body)} bytes and carries no image; the limit is {max_bytes}"
-        )
-    return parsed
 
 
-async def _read_bounded(
-    request: Request, max_bytes: int, images: ImageBodies[Any] | None = None
-) -> bytes:
+async def _read_bounded(request: Request, max_bytes: int, images: ImageBodies | None) -> bytes:
     ceiling = max(max_bytes, images.max_bytes) if images is not None else max_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > ceiling:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -35,7 +36,10 @@ from typewriter.upstreams import PASSED_FIELDS
 
 from .schemas import encodable
 
-__all__ = ["CompletionRequest", "Message"]
+__all__ = ["MAX_TOOLS", "CompletionRequest", "Message"]
+
+MAX_TOOLS = 128
+"""Most functions one request may declare: OpenAI's own limit."""
 
 # What each accepted role means to the model; OpenAI's newer "developer" role
 # is the system role under another name.
@@ -389,16 +393,19 @@ class CompletionRequest(_Lenient):
     @field_validator("tools", mode="before")
     @classmethod
     def _some_plain_tools(cls, value: Any) -> Any:
+        """Checked before any tool is validated: a list of thousands costs its validation."""
         if isinstance(value, list) and not value:
             raise ValueError("tools is empty: leave it out, or declare at least one function")
+        if isinstance(value, list) and len(value) > MAX_TOOLS:
+            raise ValueError(f"tools declares {len(value)} functions; at most {MAX_TOOLS}")
         _plain_json(value, "tools")
         return value
 
     @field_validator("tools")
     @classmethod
     def _distinct_names(cls, value: list[Tool] | None) -> list[Tool] | None:
-        names = [tool.function.name for tool in value or () if tool.function is not None]
-        twice = sorted({name for name in names if names.count(name) > 1})
+        names = Counter(tool.function.name for tool in value or () if tool.function is not None)
+        twice = sorted(name for name, count in names.items() if count > 1)
         if twice:
             raise ValueError(f"tools declares {twice[0]!r} more than once")
         return value
@@ -517,6 +524,23 @@ class CompletionRequest(_Lenient):
         if problems:
             raise InvalidField.of(problems)
         return tuple(chat)
+
+    @staticmethod
+    def image_bytes(body: Any) -> int:
+        """The characters of the ``data:`` URIs of a parsed body's image parts, before it
+        is validated (for ``ImageBodies``): an image by URL is a few bytes like text."""
+        total = 0
+        messages = body.get("messages") if isinstance(body, dict) else None
+        for message in messages if isinstance(messages, list) else ():
+            content = message.get("content") if isinstance(message, dict) else None
+            for part in content if isinstance(content, list) else ():
+                if not isinstance(part, dict) or part.get("type") != "image_url":
+                    continue
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                if isinstance(url, str) and url.startswith("data:"):
+                    total += len(url)
+        return total
 
     def first_image(self) -> str | None:
         """Where the first image part is (``messages[0].content[1]``), if there is one."""

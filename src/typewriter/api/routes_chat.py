@@ -52,9 +52,7 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
     """Ask a question. ``Accept: text/event-stream`` streams the answer in this response;
     otherwise ``202`` names the stream to follow with EventSource."""
     settings = gateway.settings
-    carrying: ImageBodies[ChatBody] = ImageBodies(
-        settings.max_image_bytes, b'"images"', lambda b: bool(b.images)
-    )
+    carrying = ImageBodies(settings.max_image_bytes, b'"images"', ChatBody.image_bytes)
     body = await read_json(request, ChatBody, settings.max_body_bytes, carrying)
     user = gateway.user_of(request)
     assistant = await answering_assistant(gateway, user, body.assistant, body.conversation_id)

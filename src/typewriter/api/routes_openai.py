@@ -215,9 +215,7 @@ async def retrieve_model(model: str, gateway: GatewayDep) -> dict[str, Any]:
 async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     """OpenAI's Chat Completions; ``model`` is an assistant's name."""
     settings = gateway.settings
-    images: ImageBodies[CompletionRequest] = ImageBodies(
-        settings.max_image_bytes, b'"image_url"', lambda b: b.first_image() is not None
-    )
+    images = ImageBodies(settings.max_image_bytes, b'"image_url"', CompletionRequest.image_bytes)
     body = await read_json(request, CompletionRequest, settings.max_body_bytes, images)
     assistant = _assistant(gateway, body.model)
     messages = body.chat_messages()

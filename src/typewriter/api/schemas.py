@@ -7,7 +7,7 @@ worse than a refusal that names it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -115,6 +115,14 @@ class ChatBody(_Strict):
     @classmethod
     def _encodable(cls, value: str) -> str:
         return encodable(value)
+
+    @staticmethod
+    def image_bytes(body: Any) -> int:
+        """The characters of a parsed body's image ``data_url``s, before it is validated
+        (for ``ImageBodies``): what may pass ``max_body_bytes``."""
+        images = body.get("images") if isinstance(body, dict) else None
+        urls = (i.get("data_url") for i in images if isinstance(i, dict)) if images else ()
+        return sum(len(url) for url in urls if isinstance(url, str) and url.startswith("data:"))
 
 
 class RegenerateBody(_Strict):
