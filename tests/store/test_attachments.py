@@ -37,6 +37,7 @@ async def turn(
     *images: bytes,
     conversation_id: str | None = None,
     sees: bool = True,
+    image_budget: int = 20 << 20,
 ) -> Turn:
     return await store.start_turn(
         "alice",
@@ -48,6 +49,7 @@ async def turn(
         conversation_id=conversation_id,
         images=tuple(Image("image/png", data) for data in images),
         sees_images=sees,
+        image_budget=image_budget,
     )
 
 
@@ -116,3 +118,24 @@ async def test_regenerating_sends_the_questions_images_again(store: SqlStore) ->
         sees_images=True,
     )
     assert again.history == (with_pngs("describe", RED),)
+
+
+async def test_the_history_carries_the_newest_images_up_to_the_budget(store: SqlStore) -> None:
+    """A conversation of many images never loads them all: the newest go while their bytes
+    fit ``max_image_bytes`` (the most one request may carry); older ones stay out, their
+    text kept."""
+    first = await turn(store, "one", RED)
+    await store.finish(first.answer_id, "a", "stop", None, None)
+    second = await turn(store, "two", BLUE, conversation_id=first.conversation_id)
+    await store.finish(second.answer_id, "b", "stop", None, None)
+    budget = len(RED) + len(BLUE)  # room for two of the three images
+    third = await turn(
+        store, "three", RED, conversation_id=first.conversation_id, image_budget=budget
+    )
+    assert third.history == (
+        ChatMessage("user", "one"),  # its image left out: its text goes alone
+        ChatMessage("assistant", "a"),
+        with_pngs("two", BLUE),
+        ChatMessage("assistant", "b"),
+        with_pngs("three", RED),
+    )

@@ -216,6 +216,7 @@ class Chat:
                 regenerate=question.regenerate,
                 images=question.images,
                 sees_images=assistant.accepts_images,
+                image_budget=self.settings.max_image_bytes,
             )
 
         try:

@@ -114,17 +114,27 @@ def with_images(message: ChatMessage, stored: Iterable[Attachment]) -> ChatMessa
 
 
 async def with_image_data(
-    db: AsyncConnection, history: Sequence[ChatMessage]
+    db: AsyncConnection, history: Sequence[ChatMessage], budget: int
 ) -> tuple[ChatMessage, ...]:
-    """The history with every placeholder replaced by its image as a ``data:`` URI."""
-    wanted = [
+    """The history with its placeholders replaced by their images as ``data:`` URIs, the
+    newest first while their bytes fit ``budget``; the older ones are left out (their
+    text stays), so a conversation of many photos never loads them all at once."""
+    placed = [
         part.url.removeprefix(PLACEHOLDER)
-        for message in history
-        for part in message.images
+        for message in reversed(history)
+        for part in reversed(message.images)
         if part.url.startswith(PLACEHOLDER)
     ]
-    if not wanted:
+    if not placed:
         return tuple(history)
+    sizes = sa.select(attachments.c.id, attachments.c.size).where(attachments.c.id.in_(placed))
+    size_of = {r.id: r.size for r in (await db.execute(sizes)).all()}
+    wanted, used = [], 0
+    for attachment_id in placed:
+        used += size_of.get(attachment_id, 0)
+        if used > budget:
+            break
+        wanted.append(attachment_id)
     query = sa.select(attachments.c.id, attachments.c.media_type, attachments.c.data).where(
         attachments.c.id.in_(wanted)
     )
@@ -142,5 +152,6 @@ async def with_image_data(
             result.append(message)
             continue
         parts = tuple(p for p in (filled(part) for part in message.parts) if p is not None)
-        result.append(ChatMessage(message.role, message.content, parts))
+        has_image = any(p.type == "image_url" for p in parts)  # else its text goes alone
+        result.append(ChatMessage(message.role, message.content, parts if has_image else ()))
     return tuple(result)

@@ -204,6 +204,7 @@ class SqlStore(Database):
         regenerate: str | None = None,
         images: Sequence[Image] = (),
         sees_images: bool = False,
+        image_budget: int = 20 << 20,
     ) -> Turn:
         """Record the question (or find it, to regenerate) and open the answer.
 
@@ -213,7 +214,9 @@ class SqlStore(Database):
 
         ``images`` are stored with a new question as its attachments. ``sees_images``:
         the answering model reads images, so the history's questions (this one too) carry
-        theirs as ``data:`` URIs; otherwise every image is left out, the text kept.
+        theirs as ``data:`` URIs, the newest first up to ``image_budget`` bytes in all (the
+        most one request may carry: older ones are left out, their text kept); otherwise
+        every image is left out, the text kept.
         """
         now = time.time()
         async with self.transaction() as db:
@@ -248,7 +251,7 @@ class SqlStore(Database):
                 shown = with_images(shown, await attachments_of(db, asked.id))
             history = within_budget(prior, shown, budget_chars)
             if sees_images:
-                history = await with_image_data(db, history)
+                history = await with_image_data(db, history, image_budget)
         return Turn(asked.conversation_id, asked.id, answer.id, history)
 
     async def attachment(self, owner: str, attachment_id: str) -> Image:
