@@ -65,10 +65,13 @@ class Completion:
     name DeepSeek's API and vLLM gave it and clients read), tool-call fragments one
     for one as the upstream streamed them, and the ``logprobs`` of each piece. For a
     response that is not streamed it gathers them: the reasoning joined, each call's
-    fragments joined by ``index``, the logprobs' ``content`` lists one after another.
+    fragments joined by ``index``, the logprobs' ``content`` lists one after another
+    (``gather``: only then, a streamed answer keeps none of it).
     """
 
-    def __init__(self, message_id: str, model: str, include_usage: bool) -> None:
+    def __init__(
+        self, message_id: str, model: str, include_usage: bool, *, gather: bool = True
+    ) -> None:
         self.id = "chatcmpl-" + message_id.removeprefix("msg_")  # ties it to the stored message
         self.created = int(time.time())
         self.model = model
@@ -77,20 +80,23 @@ class Completion:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.error: tuple[int, dict[str, Any]] | None = None  # (status, OpenAI error body)
+        self.gather = gather
         self._reasoning: list[str] = []
-        self._calls: dict[int, dict[str, Any]] = {}
+        self._calls: dict[int, _Call] = {}
         self._logprobs: list[Any] | None = None
 
     def apply(self, event: AnswerEvent) -> str:
         """Take one event in; return the text it adds to the answer."""
         if isinstance(event, Delta):
-            if event.logprobs is not None:
+            if event.logprobs is not None and self.gather:
                 self._gather_logprobs(event.logprobs)
             return event.text
         if isinstance(event, Reasoning):
-            self._reasoning.append(event.text)
+            if self.gather:
+                self._reasoning.append(event.text)
         elif isinstance(event, ToolCall):
-            self._gather_call(event)
+            if self.gather:
+                self._calls.setdefault(event.index, _Call()).add(event)
         elif isinstance(event, Error):
             self.error = _error(event.code, event.message)
         elif isinstance(event, End):
@@ -101,21 +107,12 @@ class Completion:
                 self.error = _error("upstream_error", f"the answer ended {event.finish_reason!r}")
         return ""
 
-    def _gather_call(self, call: ToolCall) -> None:
-        gathered = self._calls.setdefault(
-            call.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
-        )
-        if call.id is not None:
-            gathered["id"] = call.id
-        function = gathered["function"]
-        if call.function is not None:
-            function["name"] += call.function
-        function["arguments"] += call.arguments
-
     def _gather_logprobs(self, logprobs: dict[str, Any]) -> None:
         content = logprobs.get("content")
         if isinstance(content, list):
-            self._logprobs = (self._logprobs or []) + content
+            if self._logprobs is None:
+                self._logprobs = []
+            self._logprobs.extend(content)
 
     def _envelope(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {
@@ -159,7 +156,7 @@ class Completion:
         return _error("interrupted", "the server is shutting down; ask again")
 
     def completion(self, text: str) -> dict[str, Any]:
-        calls = [self._calls[index] for index in sorted(self._calls)]
+        calls = [self._calls[index].body() for index in sorted(self._calls)]
         message: dict[str, Any] = {
             "role": "assistant",
             "content": text if text or not calls else None,
@@ -177,6 +174,28 @@ class Completion:
             "finish_reason": self.finish_reason,
         }
         return self._envelope("chat.completion", choices=[choice], usage=self.usage)
+
+
+class _Call:
+    """One call's fragments, gathered for a response that is not streamed."""
+
+    __slots__ = ("id", "names", "arguments")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.names: list[str] = []
+        self.arguments: list[str] = []
+
+    def add(self, fragment: ToolCall) -> None:
+        if fragment.id is not None:
+            self.id = fragment.id
+        if fragment.function is not None:
+            self.names.append(fragment.function)
+        self.arguments.append(fragment.arguments)
+
+    def body(self) -> dict[str, Any]:
+        function = {"name": "".join(self.names), "arguments": "".join(self.arguments)}
+        return {"id": self.id, "type": "function", "function": function}
 
 
 def tool_call_fragment(call: ToolCall) -> dict[str, Any]:

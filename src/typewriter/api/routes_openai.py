@@ -254,7 +254,9 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     async def stop_generating() -> None:
         await gateway.control.cancel(answer.stream_id, user)
 
-    completion = Completion(answer.message_id, assistant.name, body.include_usage)
+    completion = Completion(
+        answer.message_id, assistant.name, body.include_usage, gather=not body.stream
+    )
     common: dict[str, Any] = {
         "registry": gateway.open_streams,
         "heartbeat": gateway.settings.heartbeat,
