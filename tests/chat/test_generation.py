@@ -196,8 +196,9 @@ async def test_tool_call_fragments_are_relayed_one_for_one_and_count_as_the_answ
         {"index": 0, "arguments": " 1}"},
     ]
     assert got[-1][1]["finish_reason"] == "tool_calls"
-    cut = await run_scripted(ScriptedModel(calls, "tool_calls"), max_answer_chars=7)
-    assert [e["arguments"] for n, e in cut if n == "tool_call"] == ["", "", '{"x":', '{"']
+    # ids and names count too: 7 + 7 of the 20, then 5 of '{"x":' leave 1 for '{"y": 2}'
+    cut = await run_scripted(ScriptedModel(calls, "tool_calls"), max_answer_chars=20)
+    assert [e["arguments"] for n, e in cut if n == "tool_call"] == ["", "", '{"x":', "{"]
     assert cut[-1][1]["finish_reason"] == "length"
 
 

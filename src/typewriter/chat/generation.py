@@ -264,7 +264,7 @@ class Generation:
                     if chunk.usage is not None:
                         progress.usage = chunk.usage
                     if chunk.reasoning and reasoning_room:
-                        if progress.first_at is None:
+                        if progress.first_at is None and shown:  # what a client saw first
                             self._first_piece(progress, loop.time(), asked_at)
                         try:
                             reasoning_room = await self._reason(
@@ -336,12 +336,16 @@ class Generation:
         self, stream_id: str, calls: tuple[events.ToolCall, ...], room: int, kept: list[str]
     ) -> int:
         """Append a chunk's tool-call fragments, as they came; the room left under
-        ``max_answer_chars`` (the arguments are the answer), negative when a fragment did
-        not fit: it was cut there, and the answer ends ``length``."""
+        ``max_answer_chars`` (the calls are the answer: their ids and names count with
+        their arguments), negative when a fragment did not fit: its arguments were cut
+        there, and the answer ends ``length``."""
         for call in calls:
             arguments = call.arguments
-            if len(arguments) > room:
-                call = events.ToolCall(call.index, arguments[:room], call.id, call.function)
+            room -= len(call.id or "") + len(call.function or "")
+            if len(arguments) > max(room, 0):
+                call = events.ToolCall(
+                    call.index, arguments[: max(room, 0)], call.id, call.function
+                )
             room -= len(arguments)
             await self.broker.append(stream_id, call.name, events.encode(call))
             kept.append(call.arguments)
