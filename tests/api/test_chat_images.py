@@ -62,7 +62,7 @@ async def test_an_image_is_asked_stored_and_served(server: RunningServer) -> Non
         assert served.headers["content-type"] == "image/png"
         assert served.headers["x-content-type-options"] == "nosniff"
         assert "sandbox" in served.headers["content-security-policy"]
-        assert served.headers["cache-control"].startswith("private")
+        assert served.headers["cache-control"] == "private, no-store"
         missing = await client.get("/v1/attachments/att_nothere")
         assert (missing.status_code, missing.json()["error"]["code"]) == (
             404,

@@ -58,7 +58,7 @@ async def list_conversations(
 _ATTACHMENT_HEADERS = {
     "x-content-type-options": "nosniff",
     "content-security-policy": "default-src 'none'; sandbox",
-    "cache-control": "private, max-age=3600",
+    "cache-control": "private, no-store",
     "cross-origin-resource-policy": "same-origin",
 }
 
