@@ -35,7 +35,6 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -105,16 +104,10 @@ async def read_chunks(
                 # rides with the text, so an answer ended early still has the exact count.
                 running = _usage(payload["usage"]) if payload.get("usage") else None
                 usage = running or usage
-                for choice in _choices(payload, event.data, pairs):
-                    if choice.text or choice.reasoning or choice.tool_calls:
-                        yield Chunk(
-                            text=choice.text,
-                            usage=running,
-                            reasoning=choice.reasoning,
-                            tool_calls=choice.tool_calls,
-                            logprobs=choice.logprobs,
-                        )
-                    finish_reason = choice.finish_reason or finish_reason
+                for chunk, reason in _choices(payload, event.data, pairs, running):
+                    if chunk is not None:
+                        yield chunk
+                    finish_reason = reason or finish_reason
     except sse.EventTooLarge:
         raise UpstreamEventTooLarge(
             f"the upstream sent an event over {max_event_chars} characters, its max_event_chars;"
@@ -190,36 +183,34 @@ def _parse(data: str) -> dict[str, Any]:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class _Choice:
-    text: str
-    reasoning: str
-    tool_calls: tuple[ToolCall, ...]
-    logprobs: dict[str, Any] | None
-    finish_reason: str | None
-
-
-def _choices(payload: dict[str, Any], raw: str, pairs: _Pairs) -> list[_Choice]:
-    """What each choice of a chunk carries; any other shape is the upstream's error."""
-    choices = payload.get("choices") or []
-    out: list[_Choice] = []
+def _choices(
+    payload: dict[str, Any], raw: str, pairs: _Pairs, usage: Usage | None
+) -> list[tuple[Chunk | None, str | None]]:
+    """Each choice's chunk (None when it says nothing) and finish reason; any other shape
+    is the upstream's error."""
+    out: list[tuple[Chunk | None, str | None]] = []
     try:
-        for choice in choices:
+        for choice in payload.get("choices") or ():
             delta = choice.get("delta") or {}
+            text = pairs.text("content", delta.get("content"))
             reasoning = delta.get("reasoning_content")
             if reasoning is None:
                 reasoning = delta.get("reasoning")
-            logprobs = choice.get("logprobs")
+            reasoning = pairs.text("reasoning", reasoning)
+            calls = _tool_calls(delta.get("tool_calls"), pairs)
             reason = choice.get("finish_reason")
-            out.append(
-                _Choice(
-                    pairs.text("content", delta.get("content")),
-                    pairs.text("reasoning", reasoning),
-                    _tool_calls(delta.get("tool_calls"), pairs),
+            chunk = None
+            if text or reasoning or calls:
+                logprobs = choice.get("logprobs")
+                chunk = Chunk(
+                    text,
+                    None,
+                    usage,
+                    reasoning,
+                    calls,
                     logprobs if isinstance(logprobs, dict) else None,
-                    str(reason) if reason else None,
                 )
-            )
+            out.append((chunk, str(reason) if reason else None))
     except (AttributeError, TypeError, ValueError):
         raise ModelError(f"the upstream sent a chunk of an unknown shape: {raw[:80]!r}") from None
     return out
@@ -265,8 +256,10 @@ class _Pairs:
     def text(self, key: object, value: Any) -> str:
         if not value:
             return ""
-        if not isinstance(value, str):
+        if type(value) is not str:
             raise TypeError("text")
+        if not self._held and value.isascii():  # most pieces: nothing to join or mend
+            return value
         held = self._held.pop(key, None)
         if held is not None:
             value = held + value
