@@ -205,10 +205,14 @@ async def test_tool_call_fragments_are_relayed_one_for_one_and_count_as_the_answ
 def test_what_redis_refused_is_cut_by_each_pieces_own_number() -> None:
     """Redis holds events up to 5: the pieces numbered after it were never seen, whatever
     their kind, and are not stored; hidden reasoning never was on the stream and stays."""
-    progress = _Progress(["a", "b", "c"])
-    progress.seqs = [3, 5, 7]  # 4 and 6 are reasoning (or tool calls) between the deltas
+    progress = _Progress(["a", "b", "c", "d"])
+    progress.jumps = [(0, 3), (1, 5), (3, 8)]  # 4, 7 are reasoning (or tool calls) between
     progress.reasoning = ["r1", "r2", "secret", "r3"]
     progress.reasoning_seqs = [2, 4, None, 6]
+    progress.shown(9)
+    assert progress.parts == ["a", "b", "c", "d"]
+    progress.shown(7)
+    assert progress.parts == ["a", "b", "c"]  # c is 6
     progress.shown(5)
     assert progress.parts == ["a", "b"]
     assert progress.reasoning == ["r1", "r2", "secret"]

@@ -66,7 +66,10 @@ class _Progress:
     reasoning: list[str] = field(default_factory=list)  # the model's thinking, kept apart
     arguments: list[str] = field(default_factory=list)  # its tool calls' argument pieces
     first_at: float | None = None
-    seqs: list[int] = field(default_factory=list)  # each part's number in the stream
+    # (part index, its number in the stream) where the numbering of the parts jumps (the
+    # first part, and one after reasoning or a tool call): the others follow by one
+    jumps: list[tuple[int, int]] = field(default_factory=list)
+    last_seq: int = -1  # the number of the last part
     # each reasoning piece's number in the stream; None: hidden, never on the stream
     reasoning_seqs: list[int | None] = field(default_factory=list)
     timing: timing.ModelTiming | None = None
@@ -76,8 +79,14 @@ class _Progress:
         """Keep only the pieces whose events the stream holds (up to event ``written``):
         the rest were refused (Redis full), so nobody saw them and they are not stored.
         Hidden reasoning was never on the stream, so it is kept."""
-        kept = bisect.bisect_right(self.seqs, written)
-        del self.parts[kept:], self.seqs[kept:]
+        at = bisect.bisect_right(self.jumps, written, key=lambda jump: jump[1]) - 1
+        if at < 0:
+            kept = 0
+        else:
+            index, seq = self.jumps[at]
+            run_end = self.jumps[at + 1][0] if at + 1 < len(self.jumps) else len(self.parts)
+            kept = index + min(run_end - index, written - seq + 1)
+        del self.parts[kept:], self.jumps[at + 1 :]
         pieces = zip(self.reasoning, self.reasoning_seqs, strict=True)
         kept_reasoning = [(t, n) for t, n in pieces if n is None or n <= written]
         self.reasoning[:] = [t for t, _ in kept_reasoning]
@@ -290,7 +299,9 @@ class Generation:
                             except OverBudget:  # running answers fill the broker's memory
                                 parts.pop()  # never appended: what was shown is what is stored
                                 return Outcome("length")
-                            progress.seqs.append(seq)
+                            if seq != progress.last_seq + 1:
+                                progress.jumps.append((len(parts) - 1, seq))
+                            progress.last_seq = seq
                         if chunk.tool_calls and not cut:
                             try:
                                 room = await self._call(
