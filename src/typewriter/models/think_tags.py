@@ -155,6 +155,9 @@ async def split_think_tags(chunks: AsyncIterator[Chunk]) -> AsyncGenerator[Chunk
             if chunk.finish_reason is not None:
                 end = splitter.close()
                 split = Split(split.reasoning + end.reasoning, split.text + end.text)
+            if split.text == chunk.text and not split.reasoning:
+                yield chunk  # the answer's text as it came (past the reasoning: every chunk)
+                continue
             yield dataclasses.replace(
                 chunk, text=split.text, reasoning=chunk.reasoning + split.reasoning
             )
