@@ -69,7 +69,8 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
         )
     question = Question(
         owner=user,
-        messages=(question_message(body.message, images),),
+        # With a store the model's history (this question's images too) is read from it.
+        messages=(question_message(body.message, () if gateway.store else images),),
         images=images,
         assistant=assistant.name,
         conversation_id=body.conversation_id,
