@@ -124,11 +124,12 @@ class SqlStore(Database):
             return await insert_conversation(db, owner, title or "New chat", assistant)
 
     async def list_conversations(
-        self, owner: str, limit: int, cursor: str | None
+        self, owner: str, limit: int, cursor: str | None, search: str | None = None
     ) -> tuple[list[Conversation], str | None]:
-        """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page."""
+        """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page.
+        With ``search``, only those whose title or messages hold it (``store.search``)."""
         async with self.transaction() as db:
-            return await conversation_page(db, owner, limit, cursor)
+            return await conversation_page(db, owner, limit, cursor, search)
 
     async def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
         async with self.transaction() as db:
