@@ -81,6 +81,12 @@ async def test_search_finds_titles_and_message_text_in_any_case_and_script(
     assert await found(alice, "holiday plans") == [holiday]  # the title, no message at all
     assert await found(alice, "  ENTRIES ") == [redis]  # trimmed, any case
     assert await found(alice, "nowhere to be seen") == []
+    results = (await alice.get("/v1/conversations", params={"q": "streams"})).json()["data"]
+    assert [(c["title"], c["snippet"]) for c in results] == [
+        ("Tell me", "Tell me how Redis Streams keep their entries")
+    ]
+    by_title = (await alice.get("/v1/conversations", params={"q": "plans"})).json()["data"]
+    assert [(c["id"], c["snippet"]) for c in by_title] == [(holiday, None)]
     listed = await alice.get("/v1/conversations", params={"q": ""})
     assert [c["id"] for c in listed.json()["data"]] == [holiday, redis, chinese]
 

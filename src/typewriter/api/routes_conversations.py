@@ -54,12 +54,15 @@ async def list_conversations(
     """The caller's conversations, newest first; follow ``next_cursor`` for more.
 
     With ``q``, only those whose title or any message holds it: a substring, ignoring
-    case, in any script (``store.search``)."""
-    search = q.strip() if q else None
-    page, next_cursor = await store_of(gateway).list_conversations(
-        gateway.user_of(request), limit, cursor, search or None
-    )
-    return {"data": [c.public() for c in page], "next_cursor": next_cursor}
+    case, in any script (``store.search``); each with the ``snippet`` of the first message
+    holding it (``null``: found by its title alone)."""
+    store, user, search = store_of(gateway), gateway.user_of(request), (q or "").strip()
+    if not search:
+        page, next_cursor = await store.list_conversations(user, limit, cursor)
+        return {"data": [c.public() for c in page], "next_cursor": next_cursor}
+    page, next_cursor, found = await store.search_conversations(user, search, limit, cursor)
+    data = [{**c.public(), "snippet": found.get(c.id)} for c in page]
+    return {"data": data, "next_cursor": next_cursor}
 
 
 _ATTACHMENT_HEADERS = {

@@ -69,6 +69,11 @@ function linkTo(conversation) {
   link.href = `/?c=${encodeURIComponent(conversation.id)}`;
   link.dataset.id = conversation.id;
   link.title = conversation.title;
+  if (conversation.snippet) {
+    // a search result found in its messages: the words around the match, under the title
+    link.replaceChildren(h("span", "conversation-title", conversation.title));
+    link.append(h("span", "snippet", conversation.snippet));
+  }
   item.append(link);
   return item;
 }
