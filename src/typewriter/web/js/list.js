@@ -26,6 +26,7 @@ let query = ""; // the search box's text when the last search started: "" lists 
 
 /** Search for `text` from now on ("": the whole list); the caller loads the list. */
 export function searchFor(text) {
+  if (!text && query) scrolledTo = null; // the whole list again: show the open one in it
   query = text;
 }
 
