@@ -25,12 +25,12 @@ _ENDINGS = {
     "error": "failed",
     "content_filter": "withheld by the model's filter",
 }
-_UNSAFE = re.compile(r"[^\w.-]+")
+_UNSAFE = re.compile(r"[^\w-]+")
 
 
 def markdown_of(conversation: Conversation, messages: list[Message]) -> str:
     """The conversation as Markdown: ``# title``, then one section per message."""
-    parts = [f"# {conversation.title}", ""]
+    parts = [f"# {' '.join(conversation.title.split()) or 'Untitled'}", ""]
     for message in messages:
         heading = f"## {_SPEAKERS.get(message.role, message.role.title())}"
         if message.role == "assistant" and message.model:
@@ -67,12 +67,12 @@ def attachment_disposition(conversation: Conversation, extension: str) -> str:
     """``Content-Disposition`` for a download named after the title.
 
     The ASCII ``filename`` carries the id (safe anywhere); ``filename*`` the title, with
-    every character but letters, digits, ``.``, ``-`` and ``_`` made a ``-``, so no name
-    given by a user can reach outside the folder it is saved in or hide its extension.
+    every run of characters but letters, digits, ``-`` and ``_`` made one ``-`` (dots too),
+    so no title can reach outside the folder it is saved in or pass for another type.
     """
     ascii_name = f"conversation-{conversation.id}.{extension}"
     title = unicodedata.normalize("NFC", conversation.title)
-    stem = _UNSAFE.sub("-", title).strip(".-_")[:60].strip(".-_") or "conversation"
+    stem = _UNSAFE.sub("-", title).strip("-_")[:60].strip("-_") or "conversation"
     return (
         f'attachment; filename="{ascii_name}"; '
         f"filename*=UTF-8''{quote(f'{stem}.{extension}', safe='')}"

@@ -8,13 +8,14 @@ import { makeButton, ui } from "./dom.js";
 import { announce, showError } from "./notice.js";
 import { state } from "./state.js";
 
-/** A file name from the title, as the server makes it: letters, digits, `.`, `-`, `_`. */
+/** A file name from the title, as the server makes it: letters, digits, `-` and `_`. */
 function fileName(title) {
   const stem = title
     .normalize("NFC")
-    .replace(/[^\p{L}\p{N}._-]+/gu, "-")
-    .replace(/^[.\-_]+|[.\-_]+$/g, "")
-    .slice(0, 60);
+    .replace(/[^\p{L}\p{N}_-]+/gu, "-")
+    .replace(/^[-_]+|[-_]+$/g, "")
+    .slice(0, 60)
+    .replace(/[-_]+$/, "");
   return `${stem || "conversation"}.md`;
 }
 
