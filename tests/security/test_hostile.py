@@ -367,6 +367,8 @@ CASES: list[Case] = [
          "conversation_not_found", key="bob", twin={"conv_a": "random_conv"}),
     Case("bob clears alice's messages", "DELETE", "/v1/conversations/$conv_b/messages", 404,
          "conversation_not_found", key="bob", twin={"conv_b": "random_conv"}),
+    Case("bob exports alice's conversation", "GET", "/v1/conversations/$conv_b/export", 404,
+         "conversation_not_found", key="bob", twin={"conv_b": "random_conv"}),
     Case("bob regenerates alice's answer", "POST", "/v1/messages/$msg_b/regenerate", 404,
          "message_not_found", key="bob", body="{}", twin={"msg_b": "random_msg"}),
     Case("bob rates alice's answer", "POST", "/v1/messages/$msg_b/feedback", 404,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
@@ -13,9 +13,11 @@ from typewriter.chat import Question
 from typewriter.errors import NotFound, TypewriterError
 from typewriter.ids import is_valid_id
 from typewriter.images import IMAGE_TYPES
+from typewriter.store.search import SEARCH_LENGTH
 from typewriter.store.sql import SqlStore
 
 from .body import body_schema, read_json
+from .export import attachment_disposition, markdown_of
 from .gateway import Gateway, GatewayDep
 from .limit_key import limit_key
 from .routes_chat import ANSWER_IN_PROGRESS, answer_response, answering_assistant, checked_options
@@ -47,12 +49,20 @@ async def list_conversations(
     gateway: GatewayDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    q: Annotated[str | None, Query(max_length=SEARCH_LENGTH)] = None,
 ) -> dict[str, Any]:
-    """The caller's conversations, newest first; follow ``next_cursor`` for more."""
-    page, next_cursor = await store_of(gateway).list_conversations(
-        gateway.user_of(request), limit, cursor
-    )
-    return {"data": [c.public() for c in page], "next_cursor": next_cursor}
+    """The caller's conversations, newest first; follow ``next_cursor`` for more.
+
+    With ``q``, only those whose title or any message holds it: a substring, ignoring
+    case, in any script (``store.search``); each with the ``snippet`` of the first message
+    holding it (``null``: found by its title alone)."""
+    store, user, search = store_of(gateway), gateway.user_of(request), (q or "").strip()
+    if not search:
+        page, next_cursor = await store.list_conversations(user, limit, cursor)
+        return {"data": [c.public() for c in page], "next_cursor": next_cursor}
+    page, next_cursor, found = await store.search_conversations(user, search, limit, cursor)
+    data = [{**c.public(), "snippet": found.get(c.id)} for c in page]
+    return {"data": data, "next_cursor": next_cursor}
 
 
 _ATTACHMENT_HEADERS = {
@@ -103,6 +113,42 @@ async def get_conversation(
     messages = await store.messages(user, conversation_id)
     shown = [m.public(show_reasoning=_shows_reasoning(gateway, m.assistant)) for m in messages]
     return {**conversation.public(), "messages": shown}
+
+
+@router.get(
+    "/conversations/{conversation_id}/export",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/markdown": {}, "application/json": {}},
+            "description": "the conversation as a file to save",
+        }
+    },
+)
+async def export_conversation(
+    conversation_id: str,
+    request: Request,
+    gateway: GatewayDep,
+    format: Annotated[Literal["markdown", "json"], Query()] = "markdown",  # noqa: A002
+) -> Response:
+    """The conversation as a download: Markdown (its title, then each message under its
+    speaker) or JSON (what ``GET /v1/conversations/{id}`` answers)."""
+    store, user = store_of(gateway), gateway.user_of(request)
+    conversation_id = _id(conversation_id, "conversation")
+    conversation = await store.get_conversation(user, conversation_id)
+    messages = await store.messages(user, conversation_id)
+    headers = {"cache-control": "private, no-store", "x-content-type-options": "nosniff"}
+    if format == "json":
+        shown = [m.public(show_reasoning=_shows_reasoning(gateway, m.assistant)) for m in messages]
+        headers["content-disposition"] = attachment_disposition(conversation, "json")
+        body = {**conversation.public(), "messages": shown}
+        return JSONResponse(body, headers=headers)
+    headers["content-disposition"] = attachment_disposition(conversation, "md")
+    return Response(
+        markdown_of(conversation, messages),
+        media_type="text/markdown; charset=utf-8",
+        headers=headers,
+    )
 
 
 def _shows_reasoning(gateway: Gateway, assistant: str | None) -> bool:

@@ -27,6 +27,8 @@ from typewriter.store.cursor import decode_cursor, encode_cursor
 from typewriter.store.messages import delete_messages
 from typewriter.store.records import Conversation
 from typewriter.store.schema import conversations, messages
+from typewriter.store.search import matching
+from typewriter.store.titles import title_for
 
 __all__ = [
     "conversation_page",
@@ -37,16 +39,6 @@ __all__ = [
     "title_for",
     "touch_conversation",
 ]
-
-TITLE_LENGTH = 80
-
-
-def title_for(question: str) -> str:
-    """A new conversation's title: the first line of its first question, shortened."""
-    first = next((line.strip() for line in question.splitlines() if line.strip()), "")
-    if not first:
-        return "New chat"
-    return first if len(first) <= TITLE_LENGTH else first[: TITLE_LENGTH - 1] + "…"
 
 
 async def insert_conversation(
@@ -93,10 +85,14 @@ async def lock_conversation_of(
 
 
 async def conversation_page(
-    db: AsyncConnection, owner: str, limit: int, cursor: str | None
+    db: AsyncConnection, owner: str, limit: int, cursor: str | None, search: str | None = None
 ) -> tuple[list[Conversation], str | None]:
-    """Newest first, after ``cursor``; the cursor of the next page if there is one."""
+    """Newest first, after ``cursor``; the cursor of the next page if there is one.
+
+    With ``search``, only those whose title or a message's text holds it (``search``)."""
     query = sa.select(conversations).where(conversations.c.owner == owner)
+    if search:
+        query = query.where(matching(owner, search))
     if cursor is not None:
         updated_at, last_id = decode_cursor(cursor)
         query = query.where(

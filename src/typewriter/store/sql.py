@@ -63,6 +63,7 @@ from typewriter.store.messages import (
 )
 from typewriter.store.migrations import migrate
 from typewriter.store.records import Conversation, Feedback, Message, Turn
+from typewriter.store.search import snippets
 from typewriter.store.usage import DayUsage, usage_per_day
 
 __all__ = ["SqlStore"]
@@ -129,6 +130,16 @@ class SqlStore(Database):
         """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page."""
         async with self.transaction() as db:
             return await conversation_page(db, owner, limit, cursor)
+
+    async def search_conversations(
+        self, owner: str, text: str, limit: int, cursor: str | None
+    ) -> tuple[list[Conversation], str | None, dict[str, str]]:
+        """Those whose title or messages hold ``text`` (``store.search``), paged as
+        ``list_conversations``; with a snippet of the first message holding it, by id."""
+        async with self.transaction() as db:
+            page, next_cursor = await conversation_page(db, owner, limit, cursor, text)
+            found = await snippets(db, owner, [c.id for c in page], text)
+        return page, next_cursor, found
 
     async def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
         async with self.transaction() as db:

@@ -17,6 +17,7 @@ export const ui = {
   list: $("conversations"),
   noConversations: $("no-conversations"),
   loadMore: $("load-more"),
+  search: $("search"),
   title: $("title"),
   renameForm: $("rename-form"),
   renameInput: $("rename-input"),

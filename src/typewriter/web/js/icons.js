@@ -18,6 +18,7 @@ const PATHS = {
   "chevron-left": '<path d="M15 5l-7 7 7 7"/>',
   "chevron-right": '<path d="M9 5l7 7-7 7"/>',
   "arrow-down": '<path d="M12 5v14M6 13l6 6 6-6"/>',
+  download: '<path d="M12 4v11M7 10.5l5 5 5-5M5 20h14"/>',
   image: '<rect x="3.5" y="4.5" width="17" height="15" rx="2"/><circle cx="9" cy="9.5" r="1.6"/><path d="M20.5 15.5l-4.5-4.5-9 8.5"/>',
   alert: '<path d="M12 8v5M12 16.5v.01"/><path d="M10.3 4.2L2.8 17.5A2 2 0 0 0 4.5 20.5h15a2 2 0 0 0 1.7-3L13.7 4.2a2 2 0 0 0-3.4 0z"/>',
 };

@@ -1,0 +1,53 @@
+// Export: the open conversation saved as a Markdown file, as the server writes it
+// (GET /v1/conversations/{id}/export, the same file the terminal client saves). The file is
+// fetched with the API key, as every call of the page is, and saved from a data: URL: a plain
+// link could not send the key, and a download needs nothing of the page's CSP.
+
+import { fetchDataUrl } from "./api.js";
+import { makeButton, ui } from "./dom.js";
+import { announce, showError } from "./notice.js";
+import { state } from "./state.js";
+
+/** A file name from the title, as the server makes it: letters, digits, `-` and `_`. */
+function fileName(title) {
+  const stem = title
+    .normalize("NFC")
+    .replace(/[^\p{L}\p{N}_-]+/gu, "-")
+    .replace(/^[-_]+|[-_]+$/g, "")
+    .slice(0, 60)
+    .replace(/[-_]+$/, "");
+  return `${stem || "conversation"}.md`;
+}
+
+async function exportConversation() {
+  const conversation = state.conversation;
+  if (!conversation) return;
+  let url;
+  try {
+    url = await fetchDataUrl(
+      `/v1/conversations/${encodeURIComponent(conversation.id)}/export?format=markdown`,
+    );
+  } catch (error) {
+    showError(error, exportConversation);
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = fileName(conversation.title);
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  announce("Conversation exported as Markdown.");
+}
+
+/** The Export button, first of the open conversation's actions (shown with them). */
+export function wireExport() {
+  const button = makeButton("Export as Markdown", "download", {
+    className: "icon-button",
+    iconOnly: true,
+    onClick: exportConversation,
+  });
+  button.id = "export";
+  ui.actions.prepend(button);
+}
