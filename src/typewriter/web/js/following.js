@@ -29,6 +29,7 @@ export function follow(answer, url) {
   const follower = new Follower(url, {
     onStart(data) {
       if (!answer.id) answer.id = data.message_id;
+      if (!answer.assistant) answer.setAuthor(data.model, null); // `model` names the assistant
       if (answer.status === "pending") answer.status = "streaming";
     },
     onDelta(text) {
