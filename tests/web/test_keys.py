@@ -141,6 +141,13 @@ def test_shortcuts_open_a_new_chat_reach_the_message_box_and_list_themselves(
     page.keyboard.press("Escape")
     expect(help_dialog).to_be_hidden()
     expect(log).to_be_focused()  # the focus is back where it was
+    message_box(page).focus()  # from where "?" is typed: Ctrl+/
+    page.keyboard.press("Control+/")
+    expect(help_dialog).to_be_visible()
+    help_dialog.get_by_role("button", name="Close").click()
+    expect(help_dialog).to_be_hidden()
+    expect(message_box(page)).to_be_focused()
+    expect(message_box(page)).to_have_value("a/b?")
 
 
 # -- signing in ------------------------------------------------------------------------------

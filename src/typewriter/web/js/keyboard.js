@@ -3,7 +3,7 @@
 //   Esc               stop the answer being written (as Stop does: upstream too)
 //   Ctrl+Shift+O      new chat (⌘+Shift+O on a Mac; Alt+Shift+N as well, which no browser keeps)
 //   Shift+Esc, /      put the cursor in the message box ("/" only when not typing somewhere)
-//   ?                 this list (when not typing somewhere)
+//   ?, Ctrl+/         this list ("?" only when not typing somewhere)
 //
 // Esc gives way to whatever else it closes first: a dialog, the sidebar over the chat on a
 // small screen, the rename and feedback forms (their own handlers run first and claim it).
@@ -47,7 +47,10 @@ function shortcut(event) {
   if (key === "Escape" && !mod && !event.altKey) return event.shiftKey ? "focus" : "stop";
   if (mod && event.shiftKey && !event.altKey && event.code === "KeyO") return "new-chat";
   if (event.altKey && event.shiftKey && !mod && event.code === "KeyN") return "new-chat";
-  if (mod || event.altKey || typing(event.target)) return null;
+  if (mod && !event.altKey && !event.shiftKey && key === "/") return "help";
+  // a character: typed alone, or with AltGr (Ctrl+Alt) on layouts that need it
+  const plain = !event.metaKey && event.ctrlKey === event.altKey;
+  if (!plain || typing(event.target)) return null;
   if (key === "/") return "focus";
   if (key === "?") return "help";
   return null;

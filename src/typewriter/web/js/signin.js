@@ -81,6 +81,7 @@ function openDialog(reason) {
       submit.disabled = true;
       const verdict = await accepted(key);
       submit.disabled = false;
+      if (!dialog.open) return; // cancelled while the key was checked
       if (verdict === false) return fail("That key was refused: check it, or ask for a new one.");
       if (verdict === null) return fail("typewriter cannot be reached: check your connection.");
       if (!keep(key)) return fail("This browser cannot keep the key (storage is blocked).");
