@@ -197,6 +197,7 @@ def test_sign_in_refuses_a_wrong_key_and_sign_out_asks_again(
 
         sign_out = page.get_by_role("button", name="Sign out")
         expect(sign_out).to_be_visible()
+        page.screenshot(path=screenshots / "signed-in.png")
         sign_out.click()
         expect(dialog).to_be_visible()  # to switch keys
         expect(page).to_have_url(server.url + "/")
