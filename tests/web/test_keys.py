@@ -58,11 +58,12 @@ def test_each_answer_names_the_assistant_and_model_that_wrote_it(
         page.goto(server.url + "/")
         expect(page.get_by_label("Assistant")).not_to_have_value("")
         by = page.locator(".msg.assistant .answer-by")
-        simulate(page, tokens_per_second=20)  # about 2 s: the label is read while it types
-        ask(page, words(20), assistant="echo")
+        simulate(page, tokens_per_second=20)  # about 1 s: the label is read while it types
+        ask(page, words(10), assistant="echo")
         expect(page.locator(".msg.assistant.streaming .answer-by")).to_have_text("echo")
         wait_for_end(page)
         page.unroute("**/v1/chat")
+        simulate(page, tokens_per_second=1000)  # the canned answer at once
         ask(page, "And you?", assistant="default")
         wait_for_end(page)
         ask(page, "And upstream?", assistant="up")
