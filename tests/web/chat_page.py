@@ -135,3 +135,12 @@ def conversation(api: httpx.Client, cid: str) -> dict[str, Any]:
 
 def assistant_messages(api: httpx.Client, cid: str) -> list[dict[str, Any]]:
     return [m for m in conversation(api, cid)["messages"] if m["role"] == "assistant"]
+
+
+def sign_in(page: Page, key: str) -> None:
+    """Give ``key`` to the page's sign-in dialog (auth on) and wait for it to close."""
+    dialog = page.get_by_role("dialog", name="Sign in")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("API key").fill(key)
+    dialog.get_by_role("button", name="Sign in").click()
+    expect(dialog).to_be_hidden()

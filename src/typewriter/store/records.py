@@ -91,6 +91,7 @@ class Message:
             "status": self.status,
             "finish_reason": self.finish_reason,
             "model": self.model,
+            "assistant": self.assistant,
             "usage": json.loads(self.usage) if self.usage else None,
             "reply_to": self.reply_to,
             "stream_id": self.stream_id,

@@ -1,6 +1,7 @@
 // The answer view: one answer, rendered as Markdown while it streams, with its note (how it
 // ended), its actions (Copy, rating, Regenerate), the pager of its turn (turn.js) and a form
-// for a comment on it. Above it, the model's reasoning, if it shows any: a "Thinking" block
+// for a comment on it. Above it, who wrote it (its assistant and model, as stored or as the
+// page asked), and the model's reasoning, if it shows any: a "Thinking" block
 // that is open and types while the reasoning arrives, and folds when the answer begins (a
 // click opens it again). A stored answer shows it folded.
 //
@@ -34,6 +35,8 @@ export class Answer {
         finishReason: null,
         error: null,
         feedback: null,
+        assistant: null, // who wrote it: the assistant's name and its model, when known
+        model: null,
       },
       fields, // may set status and stopping too
     );
@@ -77,6 +80,19 @@ export class Answer {
     return whole ? this.text : withoutDanglingMarker(this.text);
   }
 
+  /** Who wrote this answer, once known (a live answer learns it as it starts). */
+  setAuthor(assistant, model) {
+    if (assistant) this.assistant = assistant;
+    if (model) this.model = model;
+    this.update();
+  }
+
+  /** "echo · echo-model": the assistant and its model, each once (none when unknown). */
+  get byline() {
+    const parts = [this.assistant, this.model].filter(Boolean);
+    return [...new Set(parts)].join(" · ");
+  }
+
   act(action, detail = {}) {
     const event = { bubbles: true, detail: { action, answer: this, ...detail } };
     this.el.dispatchEvent(new CustomEvent(ANSWER_ACTION, event));
@@ -85,6 +101,7 @@ export class Answer {
   build() {
     this.el = h("div", "msg assistant");
     this.el.append(h("h2", "visually-hidden", "typewriter said:"));
+    this.by = h("p", "answer-by");
     this.thinking = h("details", "thinking");
     this.thinking.append(h("summary", null, "Thinking"));
     this.thinkingText = h("div", "thinking-text"); // plain text, never HTML
@@ -119,7 +136,7 @@ export class Answer {
     this.regen = button("Regenerate", "regenerate", "action", () => this.act("regenerate"));
     this.actions.append(this.pager, this.copy, this.good, this.bad, this.regen);
 
-    this.el.append(this.thinking, this.body, this.typing, this.note, this.actions, this.buildFeedbackForm());
+    this.el.append(this.by, this.thinking, this.body, this.typing, this.note, this.actions, this.buildFeedbackForm());
     this.update();
     this.refreshTurnControls();
   }
@@ -227,6 +244,9 @@ export class Answer {
    */
   update() {
     const live = this.live;
+    const byline = this.byline;
+    if (this.by.textContent !== byline) this.by.textContent = byline;
+    this.by.hidden = !byline;
     this.el.classList.toggle("streaming", live);
     this.el.setAttribute("aria-busy", String(live));
     const thinking = this.reasoning !== "";

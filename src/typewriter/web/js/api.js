@@ -2,29 +2,10 @@
 // `eventsUrl()` for what EventSource opens. With API keys on, this is the one place that adds
 // the `Authorization` header; EventSource cannot send headers, so its URL carries a ticket that
 // the server signs (`events_url` of an answer, or POST /v1/tickets for a stream known by id).
-// The key is asked for once, on the first 401, and kept in this browser's localStorage.
+// The key is asked for on the first 401 (signin.js: a dialog), then kept in this browser's
+// localStorage, and the call that needed it is made again.
 
-const KEY_ITEM = "typewriter.apiKey";
-
-function storedKey() {
-  try {
-    return localStorage.getItem(KEY_ITEM);
-  } catch {
-    return null;
-  }
-}
-
-/** Ask for the API key (after a 401); true when one was given. */
-function askForKey(message) {
-  const key = window.prompt(`${message}\n\nAPI key (from: typewriter users add NAME):`, "");
-  if (!key || !key.trim()) return false;
-  try {
-    localStorage.setItem(KEY_ITEM, key.trim());
-  } catch {
-    return false;
-  }
-  return true;
-}
+import { signIn, storedKey } from "./signin.js";
 
 /** A failed call: `status` 0 means the network (no answer at all). */
 export class ApiError extends Error {
@@ -63,11 +44,13 @@ function retryAfterSeconds(response) {
  * `null` for an empty one (204); rejects with an ApiError carrying the server's error.
  */
 export async function api(path, options = {}) {
+  const key = storedKey();
   try {
     return await call(path, options);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401 && SIGN_IN_CODES.has(error.code)) {
-      if (askForKey(error.message)) return call(path, options);
+      // Signed in meanwhile (another call's dialog): try the new key before asking again.
+      if (storedKey() !== key || (await signIn(error.code))) return call(path, options);
     }
     throw error;
   }

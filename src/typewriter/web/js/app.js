@@ -9,6 +9,8 @@
 //   attachments.js   images attached to a question (button, paste, drop) and shown in it
 //   conversation.js  opening a conversation or a new chat; list.js and sidebar.js the list
 //   header.js        the title, rename, clear and delete; feedback.js copy and rating
+//   signin.js        the API key: the sign-in dialog, Sign out (api.js asks it after a 401)
+//   keyboard.js      the keyboard shortcuts and their help dialog ("?")
 //
 // The controls are drawn from the state in one place: the listeners registered below run
 // once after each batch of changes (state.js), whoever made them.
@@ -20,10 +22,12 @@ import { ui } from "./dom.js";
 import { wireFeedback } from "./feedback.js";
 import { refreshHeader, wireHeader } from "./header.js";
 import { decorate } from "./icons.js";
+import { wireKeyboard } from "./keyboard.js";
 import { loadList, renderList, wireList } from "./list.js";
 import { wireLog } from "./log.js";
 import { wireNotice } from "./notice.js";
 import { wireSidebar } from "./sidebar.js";
+import { wireSignIn } from "./signin.js";
 import { onChange, state } from "./state.js";
 import { refreshAnswers } from "./turn.js";
 
@@ -42,6 +46,8 @@ function wire() {
   wireHeader();
   wireList();
   wireSidebar();
+  wireSignIn();
+  wireKeyboard();
   ui.newChat.addEventListener("click", () => startNewChat({ focus: true }));
   window.addEventListener("popstate", () => {
     // a fragment link (the skip link) also fires popstate: only a new conversation matters

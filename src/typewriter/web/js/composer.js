@@ -33,6 +33,13 @@ function autosize() {
   ui.message.style.height = `${Math.min(ui.message.scrollHeight + 2, 200)}px`;
 }
 
+/** Who will write an answer asked of the picked assistant (none picked: the start event says). */
+function author() {
+  const name = ui.assistant.value || null;
+  const listed = state.assistants.find((a) => a.name === name);
+  return { assistant: name, model: listed ? listed.model || null : null };
+}
+
 function started(answer, reply) {
   answer.id = reply.message_id;
   answer.streamId = reply.stream_id;
@@ -50,7 +57,7 @@ async function send(message) {
   const images = pendingImages();
   const attached = takePending();
   const turn = new Turn({ id: null, text: message, images: images.map((i) => i.data_url) });
-  const answer = new Answer({ conversationId: conversation ? conversation.id : null });
+  const answer = new Answer({ conversationId: conversation ? conversation.id : null, ...author() });
   appendTurn(turn);
   turn.add(answer);
   if (ui.message.value === message) {
@@ -90,7 +97,8 @@ async function send(message) {
   loadList();
 }
 
-async function stopAnswer(answer = liveAnswer()) {
+/** Stop the answer being written (Stop, or Esc: keyboard.js); it stops upstream too. */
+export async function stopAnswer(answer = liveAnswer()) {
   if (!answer) return;
   answer.stopping = true;
   if (!answer.streamId) return; // asked but not started yet: stopped as soon as it starts
@@ -107,7 +115,7 @@ async function regenerate(turn) {
   if (!previous || !previous.id || busy()) return;
   hideNotice();
   const view = viewSignal();
-  const answer = new Answer({ conversationId: previous.conversationId });
+  const answer = new Answer({ conversationId: previous.conversationId, ...author() });
   turn.add(answer);
   stickToEnd();
   ui.message.focus();

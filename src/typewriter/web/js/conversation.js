@@ -44,6 +44,8 @@ function answerFrom(message) {
       conversationId: message.conversation_id,
       status: "streaming",
       feedback: message.feedback,
+      assistant: message.assistant,
+      model: message.model,
     });
     return { answer, follow: true };
   }
@@ -57,6 +59,8 @@ function answerFrom(message) {
     finishReason: message.finish_reason || (message.status === "done" ? "stop" : "error"),
     feedback: message.feedback,
     error: message.status === "interrupted" ? { code: "interrupted" } : null,
+    assistant: message.assistant,
+    model: message.model,
   });
   return { answer, follow: false };
 }

@@ -29,6 +29,11 @@ export function follow(answer, url) {
   const follower = new Follower(url, {
     onStart(data) {
       if (!answer.id) answer.id = data.message_id;
+      if (!answer.assistant) {
+        // `model` of the start event names the assistant; its model is in the list
+        const listed = state.assistants.find((a) => a.name === data.model);
+        answer.setAuthor(data.model, listed ? listed.model : null);
+      }
       if (answer.status === "pending") answer.status = "streaming";
     },
     onDelta(text) {
