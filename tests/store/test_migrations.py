@@ -190,3 +190,56 @@ async def test_messages_sharing_a_position_are_numbered_again_and_kept_apart(
                     created_at=4.0,
                 )
             )
+
+
+async def test_messages_stored_before_branches_get_the_parents_their_history_had(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before version 8 a conversation was one line: regenerating the first answer after a
+    second question left both answers in the line, and the history took the newer one."""
+    with monkeypatch.context() as patched:
+        patched.setattr(migrations, "STEPS", STEPS[:7])
+        assert await migrate(engine) == 7
+    messages = schema.messages
+    rows = [  # id, role, reply_to: q1, a1, q2, a2, a1 regenerated, q3 whose answer never came
+        ("q1", "user", None),
+        ("a1", "assistant", "q1"),
+        ("q2", "user", None),
+        ("a2", "assistant", "q2"),
+        ("a1b", "assistant", "q1"),
+        ("q3", "user", None),
+        ("q4", "user", None),
+    ]
+    async with engine.begin() as connection:
+        await connection.execute(
+            schema.conversations.insert().values(
+                id="conv_1", owner="u", title="t", assistant="echo", created_at=0.0, updated_at=0.0
+            )
+        )
+        for position, (message_id, role, reply_to) in enumerate(rows, start=1):
+            await connection.execute(
+                messages.insert().values(
+                    id=message_id,
+                    conversation_id="conv_1",
+                    owner="u",
+                    position=position,
+                    role=role,
+                    text=message_id,
+                    status="done",
+                    reply_to=reply_to,
+                    created_at=float(position),
+                )
+            )
+    assert await migrate(engine) == len(STEPS)
+    async with engine.connect() as connection:
+        found = await connection.execute(sa.select(messages.c.id, messages.c.parent_id))
+        parents = dict(found.all())
+    assert parents == {
+        "q1": None,
+        "a1": "q1",
+        "q2": "a1b",  # the newest answer to q1, as the history read it
+        "a2": "q2",
+        "a1b": "q1",
+        "q3": "a2",
+        "q4": "q3",  # q3 was never answered: q4 follows it
+    }

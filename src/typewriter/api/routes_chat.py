@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
@@ -18,17 +18,21 @@ from .body import ImageBodies, body_schema, read_json, too_long_fields
 from .gateway import Gateway, GatewayDep
 from .limit_key import limit_key
 from .routes_events import checked_stream_id, event_stream
-from .schemas import ChatBody, ChatOptions, TicketBody
+from .schemas import AskBody, ChatBody, ChatOptions, TicketBody
 
 __all__ = [
     "ANSWER_IN_PROGRESS",
     "answer_response",
     "answering_assistant",
+    "asked_images",
     "checked_options",
+    "question_message",
+    "read_ask",
     "router",
 ]
 
 router = APIRouter(prefix="/v1")
+AskT = TypeVar("AskT", bound=AskBody)
 
 _CHAT_BODY_SCHEMA = body_schema(ChatBody)
 ANSWER_IN_PROGRESS: dict[int | str, dict[str, Any]] = {
@@ -51,11 +55,44 @@ ANSWER_IN_PROGRESS: dict[int | str, dict[str, Any]] = {
 async def ask(request: Request, gateway: GatewayDep) -> Response:
     """Ask a question. ``Accept: text/event-stream`` streams the answer in this response;
     otherwise ``202`` names the stream to follow with EventSource."""
-    settings = gateway.settings
-    carrying = ImageBodies(settings.max_image_bytes, b'"images"', ChatBody.image_bytes)
-    body = await read_json(request, ChatBody, settings.max_body_bytes, carrying)
+    body = await read_ask(request, gateway, ChatBody)
     user = gateway.user_of(request)
-    assistant = await answering_assistant(gateway, user, body.assistant, body.conversation_id)
+    conversation_id = body.conversation_id
+    if body.parent_id is not None:
+        if gateway.store is None:
+            raise InvalidField.of(
+                [{"field": "parent_id", "message": "this server keeps no conversations"}]
+            )
+        if conversation_id is None:  # the answer's conversation (404 if not the caller's)
+            conversation_id = (
+                await gateway.store.get_message(user, body.parent_id)
+            ).conversation_id
+    assistant = await answering_assistant(gateway, user, body.assistant, conversation_id)
+    images = asked_images(body, assistant)
+    question = Question(
+        owner=user,
+        # With a store the model's history (this question's images too) is read from it.
+        messages=(question_message(body.message, () if gateway.store else images),),
+        images=images,
+        assistant=assistant.name,
+        conversation_id=conversation_id,
+        parent=body.parent_id,
+        options=checked_options(assistant, body.options),
+        persist=True,
+        limit_key=limit_key(request),
+    )
+    return await answer_response(request, gateway, question, body.on_disconnect)
+
+
+async def read_ask(request: Request, gateway: Gateway, schema: type[AskT]) -> AskT:
+    """A question's body, its images allowed past ``max_body_bytes`` up to their own bound."""
+    settings = gateway.settings
+    carrying = ImageBodies(settings.max_image_bytes, b'"images"', schema.image_bytes)
+    return await read_json(request, schema, settings.max_body_bytes, carrying)
+
+
+def asked_images(body: AskBody, assistant: Assistant) -> tuple[Image, ...]:
+    """The question's images, refused (422) for an assistant that does not read them."""
     images = tuple(upload.image() for upload in body.images)
     if images and not assistant.accepts_images:
         raise InvalidField.of(
@@ -67,18 +104,7 @@ async def ask(request: Request, gateway: GatewayDep) -> Response:
                 }
             ]
         )
-    question = Question(
-        owner=user,
-        # With a store the model's history (this question's images too) is read from it.
-        messages=(question_message(body.message, () if gateway.store else images),),
-        images=images,
-        assistant=assistant.name,
-        conversation_id=body.conversation_id,
-        options=checked_options(assistant, body.options),
-        persist=True,
-        limit_key=limit_key(request),
-    )
-    return await answer_response(request, gateway, question, body.on_disconnect)
+    return images
 
 
 def question_message(text: str, images: tuple[Image, ...]) -> ChatMessage:
@@ -144,6 +170,7 @@ async def answer_response(
         "stream_id": answer.stream_id,
         "conversation_id": answer.conversation_id,
         "message_id": answer.message_id,
+        "question_id": answer.question_id,
         "events_url": events_url,
     }
     return JSONResponse(content, status_code=202, headers={"location": events_url})

@@ -20,8 +20,16 @@ from .body import body_schema, read_json
 from .export import attachment_disposition, markdown_of
 from .gateway import Gateway, GatewayDep
 from .limit_key import limit_key
-from .routes_chat import ANSWER_IN_PROGRESS, answer_response, answering_assistant, checked_options
-from .schemas import FeedbackBody, NewConversation, RegenerateBody, Rename
+from .routes_chat import (
+    ANSWER_IN_PROGRESS,
+    answer_response,
+    answering_assistant,
+    asked_images,
+    checked_options,
+    question_message,
+    read_ask,
+)
+from .schemas import EditBody, FeedbackBody, NewConversation, RegenerateBody, Rename
 
 __all__ = ["router"]
 
@@ -115,6 +123,31 @@ async def get_conversation(
     return {**conversation.public(), "messages": shown}
 
 
+@router.get("/conversations/{conversation_id}/branch")
+async def get_branch(
+    conversation_id: str,
+    request: Request,
+    gateway: GatewayDep,
+    through: Annotated[str | None, Query(max_length=100)] = None,
+) -> dict[str, Any]:
+    """One branch of the conversation, root first: the path to ``through`` (default: the
+    newest message), then on down by the newest child. Each message lists its
+    ``siblings``: the branches beside it (itself included, oldest first), for a pager."""
+    store, user = store_of(gateway), gateway.user_of(request)
+    conversation_id = _id(conversation_id, "conversation")
+    conversation = await store.get_conversation(user, conversation_id)
+    branch = await store.branch(user, conversation_id, _through(through))
+    shown = [
+        {**m.public(show_reasoning=_shows_reasoning(gateway, m.assistant)), "siblings": siblings}
+        for m, siblings in branch
+    ]
+    return {**conversation.public(), "messages": shown}
+
+
+def _through(value: str | None) -> str | None:
+    return None if value is None else _id(value, "message")
+
+
 @router.get(
     "/conversations/{conversation_id}/export",
     response_class=Response,
@@ -130,13 +163,20 @@ async def export_conversation(
     request: Request,
     gateway: GatewayDep,
     format: Annotated[Literal["markdown", "json"], Query()] = "markdown",  # noqa: A002
+    through: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    """The conversation as a download: Markdown (its title, then each message under its
-    speaker) or JSON (what ``GET /v1/conversations/{id}`` answers)."""
+    """The conversation as a download: Markdown (its title, then each message of one
+    branch under its speaker: the branch through ``through``, default the newest, as
+    ``/branch`` reads it) or JSON (what ``GET /v1/conversations/{id}`` answers: every
+    message of every branch, each with its ``parent_id``)."""
     store, user = store_of(gateway), gateway.user_of(request)
     conversation_id = _id(conversation_id, "conversation")
     conversation = await store.get_conversation(user, conversation_id)
-    messages = await store.messages(user, conversation_id)
+    if format == "markdown":
+        branch = await store.branch(user, conversation_id, _through(through))
+        messages = [message for message, _ in branch]
+    else:
+        messages = await store.messages(user, conversation_id)
     headers = {"cache-control": "private, no-store", "x-content-type-options": "nosniff"}
     if format == "json":
         shown = [m.public(show_reasoning=_shows_reasoning(gateway, m.assistant)) for m in messages]
@@ -246,6 +286,34 @@ async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> 
         options=checked_options(assistant, body.options),
         persist=True,
         regenerate=message.id,
+        limit_key=limit_key(request),
+    )
+    return await answer_response(request, gateway, question, body.on_disconnect)
+
+
+@router.post(
+    "/messages/{message_id}/edit",
+    status_code=202,
+    openapi_extra=body_schema(EditBody),
+    responses=ANSWER_IN_PROGRESS,
+)
+async def edit(message_id: str, request: Request, gateway: GatewayDep) -> Response:
+    """Ask a new version of a question: it goes beside the question (a new branch, after
+    the same answer) and is answered with the history before it; like ``POST /v1/chat``."""
+    store, user = store_of(gateway), gateway.user_of(request)
+    message = await store.get_message(user, _id(message_id, "message"))
+    body = await read_ask(request, gateway, EditBody)
+    assistant = await answering_assistant(gateway, user, body.assistant, message.conversation_id)
+    given = "images" in body.model_fields_set  # else the edited question's are kept
+    question = Question(
+        owner=user,
+        messages=(question_message(body.message, ()),),
+        images=asked_images(body, assistant) if given else None,
+        assistant=assistant.name,
+        conversation_id=message.conversation_id,
+        options=checked_options(assistant, body.options),
+        persist=True,
+        edit=message.id,
         limit_key=limit_key(request),
     )
     return await answer_response(request, gateway, question, body.on_disconnect)

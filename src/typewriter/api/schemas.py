@@ -17,7 +17,9 @@ from typewriter.models.base import GenerationOptions, Simulation
 
 __all__ = [
     "encodable",
+    "AskBody",
     "ChatBody",
+    "EditBody",
     "ChatOptions",
     "FeedbackBody",
     "ImageUpload",
@@ -90,11 +92,11 @@ class ImageUpload(_Strict):
         return read_data_uri(self.data_url)
 
 
-class ChatBody(_Strict):
-    """``POST /v1/chat``. The message is kept exactly as sent: nothing is stripped."""
+class AskBody(_Strict):
+    """What every question carries: ``POST /v1/chat``'s body, and an edit's. The message is
+    kept exactly as sent: nothing is stripped."""
 
     message: str = Field(min_length=1, description="the question; any non-empty string")
-    conversation_id: str | None = Field(None, pattern=ID_PATTERN)
     assistant: str | None = Field(
         None,
         description="an assistant from GET /v1/assistants; default: the conversation's "
@@ -123,6 +125,23 @@ class ChatBody(_Strict):
         images = body.get("images") if isinstance(body, dict) else None
         urls = (i.get("data_url") for i in images if isinstance(i, dict)) if images else ()
         return sum(len(url) for url in urls if isinstance(url, str) and url.startswith("data:"))
+
+
+class ChatBody(AskBody):
+    """``POST /v1/chat``: a question, into a conversation or starting one."""
+
+    conversation_id: str | None = Field(None, pattern=ID_PATTERN)
+    parent_id: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="the answer this question follows (its branch is the history the model "
+        "sees); default: the conversation's newest message",
+    )
+
+
+class EditBody(AskBody):
+    """``POST /v1/messages/{id}/edit``: the question's new text. Without ``images`` the
+    new version keeps the edited question's images; ``"images": []`` sends it without."""
 
 
 class RegenerateBody(_Strict):

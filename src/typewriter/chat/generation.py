@@ -51,11 +51,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The ids of an answer: its stream, its conversation and its stored message."""
+    """The ids of an answer: its stream, its conversation, its stored message and the
+    question it answers (when stored)."""
 
     stream_id: str
     conversation_id: str
     message_id: str
+    question_id: str | None = None
 
 
 @dataclass(slots=True)

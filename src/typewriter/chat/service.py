@@ -65,7 +65,11 @@ class Question:
     options: GenerationOptions = GenerationOptions()
     persist: bool = False  # record in the store, and take the history from it
     regenerate: str | None = None  # answer this message's question again
-    images: tuple[Image, ...] = ()  # stored with a persisted question (its last message's)
+    parent: str | None = None  # ask after this answer (default: the newest message)
+    edit: str | None = None  # a new version of this question, beside it
+    # Stored with a persisted question (its last message's); None: an edit keeps the images
+    # of the question it edits.
+    images: tuple[Image, ...] | None = ()
     # Whom max_streams_per_user counts this answer against (``api.limit_key``: the
     # user, or with auth off the client's address); None: nobody. Every caller says.
     limit_key: str | None = field(kw_only=True)
@@ -190,7 +194,7 @@ class Chat:
         turn = await self._record(self.store, question, assistant, stream_id)
         assert self.checkpointer is not None  # made with the store
         recorder = Recorder(self.checkpointer, turn.answer_id)
-        answer = Answer(stream_id, turn.conversation_id, turn.answer_id)
+        answer = Answer(stream_id, turn.conversation_id, turn.answer_id, turn.question_id)
         return answer, recorder, turn.history
 
     async def _record(
@@ -214,6 +218,8 @@ class Chat:
                 question=None if question.regenerate else question.messages[-1].content,
                 conversation_id=question.conversation_id,
                 regenerate=question.regenerate,
+                parent=question.parent,
+                edit=question.edit,
                 images=question.images,
                 sees_images=assistant.accepts_images,
                 image_budget=self.settings.max_image_bytes,

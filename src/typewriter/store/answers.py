@@ -56,6 +56,7 @@ async def open_answer(
         now,
         model=model,
         reply_to=question.id,
+        parent_id=question.id,
         stream_id=stream_id,
         assistant=assistant,
     )

@@ -24,6 +24,7 @@ __all__ = [
     "PLACEHOLDER",
     "attachments_of",
     "conversation_attachments",
+    "copy_attachments",
     "insert_attachments",
     "owned_attachment",
     "with_images",
@@ -61,6 +62,26 @@ async def insert_attachments(
         )
         stored.append(attachment)
     return tuple(stored)
+
+
+async def copy_attachments(
+    db: AsyncConnection, source_id: str, message_id: str, now: float
+) -> None:
+    """Give ``message_id`` the images of ``source_id`` (an edited question keeps them), as
+    rows of its own: either question can go without touching the other's."""
+    query = sa.select(
+        attachments.c.owner,
+        attachments.c.position,
+        attachments.c.media_type,
+        attachments.c.size,
+        attachments.c.data,
+    ).where(attachments.c.message_id == source_id)
+    for row in (await db.execute(query.order_by(attachments.c.position))).all():
+        await db.execute(
+            attachments.insert().values(
+                id=new_id("att"), message_id=message_id, created_at=now, **row._asdict()
+            )
+        )
 
 
 async def conversation_attachments(

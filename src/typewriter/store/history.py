@@ -1,10 +1,10 @@
-"""What the model sees of a conversation: each question with its newest answer, within budget.
+"""What the model sees of a conversation: the branch a question was asked on, within budget.
 
-An answer that was regenerated stays in the conversation for the user to read,
-but only the newest answer to a question is history, so the model never sees
-two answers to one question. The newest turns that fit the budget are kept,
-oldest dropped first; the new question is always kept, even over budget, as
-there would be nothing to answer without it.
+A conversation branches where a question was edited or an answer regenerated
+(``branches``); the model sees only the path from the first question down to the new
+one, so it never reads two answers to one question, nor the question an edit replaced.
+The newest turns that fit the budget are kept, oldest dropped first; the new question is
+always kept, even over budget, as there would be nothing to answer without it.
 """
 
 from __future__ import annotations
@@ -16,45 +16,44 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from typewriter.messages import ChatMessage
 from typewriter.store.attachments import conversation_attachments, with_images
-from typewriter.store.records import Message
+from typewriter.store.branches import Node, Tree
 from typewriter.store.schema import messages
 
-__all__ = ["history_before", "within_budget"]
+__all__ = ["conversation_tree", "history_to", "within_budget"]
 
 
-async def history_before(
-    db: AsyncConnection, conversation_id: str, before: Message | None, *, images: bool = False
+async def conversation_tree(db: AsyncConnection, conversation_id: str) -> Tree:
+    """The conversation's messages as a tree (ids, roles and parents only)."""
+    query = (
+        sa.select(messages.c.id, messages.c.role, messages.c.parent_id, messages.c.reply_to)
+        .where(messages.c.conversation_id == conversation_id)
+        .order_by(messages.c.position, messages.c.created_at)
+    )
+    rows = (await db.execute(query)).all()
+    return Tree(Node(r.id, r.role, r.parent_id or r.reply_to) for r in rows)
+
+
+async def history_to(
+    db: AsyncConnection, conversation_id: str, last: str | None, *, images: bool = False
 ) -> list[ChatMessage]:
-    """The conversation as the model should see it, up to ``before`` (or all of it).
+    """The conversation as the model should see it: the path down to ``last`` (included;
+    ``None``: nothing).
 
     With ``images`` (the model reads them) a question's images follow its text, as
     placeholders whose bytes are read only for the messages the budget keeps; without,
     they are left out and the text goes alone.
     """
-    query = (
-        sa.select(
-            messages.c.id,
-            messages.c.role,
-            messages.c.text,
-            messages.c.reply_to,
-            messages.c.position,
-        )
-        .where(messages.c.conversation_id == conversation_id)
-        .order_by(messages.c.position, messages.c.created_at)
+    path = (await conversation_tree(db, conversation_id)).path_to(last)
+    if not path:
+        return []
+    query = sa.select(messages.c.id, messages.c.role, messages.c.text).where(
+        messages.c.id.in_(path)
     )
-    rows = (await db.execute(query)).all()
-    if before is not None:
-        cut = next((i for i, r in enumerate(rows) if r.id == before.id), len(rows))
-        rows = rows[:cut]
-    latest_answer: dict[str, str] = {}
-    for row in rows:
-        if row.role == "assistant" and row.reply_to:
-            latest_answer[row.reply_to] = row.id
+    rows = {row.id: row for row in (await db.execute(query)).all()}
     stored = await conversation_attachments(db, conversation_id) if images else {}
     history = []
-    for row in rows:
-        if row.role == "assistant" and latest_answer.get(row.reply_to or "") != row.id:
-            continue  # an answer that was regenerated: the newer one stands
+    for message_id in path:
+        row = rows[message_id]
         if row.text:
             history.append(with_images(ChatMessage(row.role, row.text), stored.get(row.id, ())))
     return history

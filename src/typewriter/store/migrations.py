@@ -172,6 +172,54 @@ def _v7_attachments(connection: sa.Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.attachments])
 
 
+def _v8_parents(connection: sa.Connection) -> None:
+    """Each message's parent, so that a conversation can branch (an edited question).
+
+    Messages written before were one line, with regenerated answers beside the answer they
+    replaced; the history took each question's newest answer. So an answer's parent is its
+    question, and a question's is the newest answer to the question before it (that question
+    itself when it has no answer): each conversation reads on as it did. Only rows still
+    without a parent are filled (a second run on SQLite changes nothing).
+    """
+    messages = schema.messages
+    present = {column["name"] for column in sa.inspect(connection).get_columns("messages")}
+    if "parent_id" not in present:
+        column_type = messages.c.parent_id.type.compile(dialect=connection.dialect)
+        connection.execute(sa.text(f"ALTER TABLE messages ADD COLUMN parent_id {column_type}"))
+    connection.execute(
+        messages.update()
+        .where(messages.c.role == "assistant", messages.c.parent_id.is_(None))
+        .values(parent_id=messages.c.reply_to)
+    )
+    rows = connection.execute(
+        sa.select(
+            messages.c.id,
+            messages.c.conversation_id,
+            messages.c.role,
+            messages.c.reply_to,
+            messages.c.parent_id,
+        ).order_by(messages.c.conversation_id, messages.c.position, messages.c.created_at)
+    ).all()
+    newest_answer = {row.reply_to: row.id for row in rows if row.role == "assistant"}
+    previous_question: dict[str, str] = {}  # conversation id -> its last question so far
+    parents: list[dict[str, str]] = []
+    for row in rows:
+        if row.role != "user":
+            continue
+        before = previous_question.get(row.conversation_id)
+        parent = newest_answer.get(before, before) if before else None
+        if row.parent_id is None and parent is not None:
+            parents.append({"row_id": row.id, "row_parent": parent})
+        previous_question[row.conversation_id] = row.id
+    if parents:
+        connection.execute(
+            messages.update()
+            .where(messages.c.id == sa.bindparam("row_id"))
+            .values(parent_id=sa.bindparam("row_parent")),
+            parents,
+        )
+
+
 STEPS: list[Step] = [
     _v1_initial,
     _v2_users,
@@ -180,6 +228,7 @@ STEPS: list[Step] = [
     _v5_usage_columns,
     _v6_reasoning,
     _v7_attachments,
+    _v8_parents,
 ]
 
 

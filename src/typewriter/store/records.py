@@ -78,6 +78,7 @@ class Message:
     attachments: tuple[Attachment, ...] = ()
     reasoning: str | None = None  # the model's reasoning, kept apart from the text
     assistant: str | None = None  # who answered (an answer's; a question has none)
+    parent_id: str | None = None  # the message it follows: see ``schema.messages``
 
     def public(self, *, show_reasoning: bool = True) -> dict[str, Any]:
         """The message as clients read it; ``reasoning`` is null unless ``show_reasoning``
@@ -94,6 +95,7 @@ class Message:
             "assistant": self.assistant,
             "usage": json.loads(self.usage) if self.usage else None,
             "reply_to": self.reply_to,
+            "parent_id": self.parent_id,
             "stream_id": self.stream_id,
             "created_at": self.created_at,
             "finished_at": self.finished_at,

@@ -75,6 +75,11 @@ messages = sa.Table(
     # The model's reasoning, apart from the answer's text: shown to the user (or not, per
     # assistant), never sent back to the model as history.
     sa.Column("reasoning", sa.Text),
+    # The message this one follows: a question's is the answer it was asked after (none for
+    # a conversation's first), an answer's is its question. Messages sharing a parent are
+    # the branches there (an edited question, a regenerated answer); the history the model
+    # sees is the path from the root to the question.
+    sa.Column("parent_id", sa.String(100)),
     sa.Index("ix_messages_status", "status"),
     sa.Index("ix_messages_owner_created", "owner", "created_at"),
 )

@@ -29,12 +29,15 @@ import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
 
-from typewriter.errors import StoreUnavailable
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from typewriter.errors import InvalidField, NotFound, StoreUnavailable
 from typewriter.images import Image
 from typewriter.messages import ChatMessage
 from typewriter.store import answers, schema
 from typewriter.store.attachments import (
     attachments_of,
+    copy_attachments,
     insert_attachments,
     owned_attachment,
     with_image_data,
@@ -51,7 +54,7 @@ from typewriter.store.conversations import (
 )
 from typewriter.store.database import Database
 from typewriter.store.feedback import rate
-from typewriter.store.history import history_before, within_budget
+from typewriter.store.history import conversation_tree, history_to, within_budget
 from typewriter.store.messages import (
     conversation_messages,
     delete_messages,
@@ -213,11 +216,18 @@ class SqlStore(Database):
         question: str | None = None,
         conversation_id: str | None = None,
         regenerate: str | None = None,
-        images: Sequence[Image] = (),
+        parent: str | None = None,
+        edit: str | None = None,
+        images: Sequence[Image] | None = (),
         sees_images: bool = False,
         image_budget: int = 20 << 20,
     ) -> Turn:
         """Record the question (or find it, to regenerate) and open the answer.
+
+        A new question follows ``parent`` (an answer of the conversation; default: the
+        message written last, so a conversation goes on where it was left); ``edit`` asks
+        a new version of that question beside it, after the same parent, with its images
+        when ``images`` is None. Either way the model sees the branch down to the question.
 
         One answer at a time per conversation: ``AnswerInProgress`` while one is still
         ``streaming``. The conversation stays locked from that check to the commit, so
@@ -235,24 +245,30 @@ class SqlStore(Database):
                 await lock_conversation_of(db, regenerate)
                 asked = await question_of(db, owner, regenerate)
                 await refuse_while_answering(db, asked.conversation_id)
-                prior = await history_before(
-                    db, asked.conversation_id, before=asked, images=sees_images
+                prior = await history_to(
+                    db, asked.conversation_id, asked.parent_id, images=sees_images
                 )
             else:
                 assert question is not None
-                if conversation_id is None:
-                    conversation = await insert_conversation(
-                        db, owner, title_for(question), assistant
-                    )
-                    conversation_id = conversation.id
-                else:
-                    await owned_conversation(db, owner, conversation_id, lock=True)
-                    await refuse_while_answering(db, conversation_id)
-                prior = await history_before(db, conversation_id, before=None, images=sees_images)
-                asked = await insert_message(
-                    db, conversation_id, owner, "user", question, "done", now, finished_at=now
+                conversation_id, after, copied = await self._place(
+                    db, owner, question, assistant, conversation_id, parent, edit
                 )
-                await insert_attachments(db, asked.id, owner, images, now)
+                prior = await history_to(db, conversation_id, after, images=sees_images)
+                asked = await insert_message(
+                    db,
+                    conversation_id,
+                    owner,
+                    "user",
+                    question,
+                    "done",
+                    now,
+                    finished_at=now,
+                    parent_id=after,
+                )
+                if images is None and copied is not None:
+                    await copy_attachments(db, copied, asked.id, now)
+                else:
+                    await insert_attachments(db, asked.id, owner, images or (), now)
             answer = await answers.open_answer(
                 db, owner, asked, now, model=model, stream_id=stream_id, assistant=assistant
             )
@@ -264,6 +280,60 @@ class SqlStore(Database):
             if sees_images:
                 history = await with_image_data(db, history, image_budget)
         return Turn(asked.conversation_id, asked.id, answer.id, history)
+
+    @staticmethod
+    async def _place(
+        db: AsyncConnection,
+        owner: str,
+        question: str,
+        assistant: str,
+        conversation_id: str | None,
+        parent: str | None,
+        edit: str | None,
+    ) -> tuple[str, str | None, str | None]:
+        """Where a new question goes, its conversation locked and free to answer: the
+        conversation, the message it follows, and the question it edits (whose images it
+        keeps), if any."""
+        if edit is not None:
+            await lock_conversation_of(db, edit)
+            original = await owned_message(db, owner, edit)
+            if original.role != "user":
+                raise InvalidField.of(
+                    [{"field": "message_id", "message": "only a question can be edited"}]
+                )
+            await refuse_while_answering(db, original.conversation_id)
+            return original.conversation_id, original.parent_id, original.id
+        if parent is not None:
+            await lock_conversation_of(db, parent)
+            follows = await owned_message(db, owner, parent)
+            if conversation_id not in (None, follows.conversation_id):
+                problem = "is a message of another conversation than conversation_id"
+                raise InvalidField.of([{"field": "parent_id", "message": problem}])
+            if follows.role != "assistant":
+                problem = "must be an answer (a question follows an answer)"
+                raise InvalidField.of([{"field": "parent_id", "message": problem}])
+            await refuse_while_answering(db, follows.conversation_id)
+            return follows.conversation_id, follows.id, None
+        if conversation_id is None:
+            created = await insert_conversation(db, owner, title_for(question), assistant)
+            return created.id, None, None
+        await owned_conversation(db, owner, conversation_id, lock=True)
+        await refuse_while_answering(db, conversation_id)
+        return conversation_id, (await conversation_tree(db, conversation_id)).newest, None
+
+    async def branch(
+        self, owner: str, conversation_id: str, through: str | None = None
+    ) -> list[tuple[Message, list[str]]]:
+        """The messages of the branch through ``through`` (default: the newest message),
+        root first, each with its siblings' ids (itself included): ``branches.Tree``."""
+        async with self.transaction() as db:
+            await owned_conversation(db, owner, conversation_id)
+            tree = await conversation_tree(db, conversation_id)
+            if through is not None and through not in tree.nodes:
+                raise NotFound(f"no message {through[:100]!r}", code="message_not_found")
+            path = tree.branch(through)
+            kept = {m.id: m for m in await conversation_messages(db, conversation_id, path)}
+        return [(kept[i], tree.siblings(i)) for i in path if i in kept]
 
     async def attachment(self, owner: str, attachment_id: str) -> Image:
         """The owner's stored image (``NotFound`` for anyone else's)."""
