@@ -1,5 +1,6 @@
 // The answer view: one answer, rendered as Markdown while it streams, with its note (how it
-// ended), its actions (Copy, rating, Regenerate), the pager of its turn (turn.js) and a form
+// ended), its actions (Copy, rating, Regenerate), the pager among the answers to its question
+// (turn.js: moving to another is moving to its branch) and a form
 // for a comment on it. Above it, who wrote it (its assistant and model, as stored or as the
 // page asked), and the model's reasoning, if it shows any: a "Thinking" block
 // that is open and types while the reasoning arrives, and folds when the answer begins (a
@@ -119,12 +120,12 @@ export class Answer {
     this.prev = makeButton("Previous answer", "chevron-left", {
       className: `${small} prev`,
       iconOnly: true,
-      onClick: () => this.turn?.show(this.turn.shown - 1),
+      onClick: () => this.turn?.goToAnswer(-1),
     });
     this.next = makeButton("Next answer", "chevron-right", {
       className: `${small} next`,
       iconOnly: true,
-      onClick: () => this.turn?.show(this.turn.shown + 1),
+      onClick: () => this.turn?.goToAnswer(1),
     });
     this.count = h("span", "count");
     this.pager.append(this.prev, this.count, this.next);
@@ -271,17 +272,18 @@ export class Answer {
   /** Draw what depends on the turn and the page: the pager, and Regenerate. */
   refreshTurnControls() {
     const turn = this.turn;
-    const many = turn ? turn.answers.length > 1 : false;
+    const { ids, index } = turn ? turn.answerChoices() : { ids: [], index: -1 };
+    const many = ids.length > 1;
     this.pager.hidden = !many;
     if (many) {
-      this.count.textContent = `${turn.shown + 1} / ${turn.answers.length}`;
-      this.count.setAttribute("aria-label", `Answer ${turn.shown + 1} of ${turn.answers.length}`);
-      this.prev.disabled = turn.shown <= 0;
-      this.next.disabled = turn.shown >= turn.answers.length - 1;
+      this.count.textContent = `${index + 1} / ${ids.length}`;
+      this.count.setAttribute("aria-label", `Answer ${index + 1} of ${ids.length}`);
+      this.prev.disabled = index <= 0 || busy();
+      this.next.disabled = index >= ids.length - 1 || busy();
     }
     const last = turn && state.turns[state.turns.length - 1] === turn;
-    const newest = turn && turn.answers[turn.answers.length - 1] === this;
-    this.regen.hidden = !(last && newest && !this.live && !busy());
+    const shown = turn && turn.answers[turn.shown] === this;
+    this.regen.hidden = !(last && shown && !this.live && !busy());
   }
 
   openFeedback() {

@@ -5,9 +5,10 @@
 //   log.js           the turns on screen and auto-scroll; turn.js and answer.js draw them,
 //                    endings.js says how an answer ended
 //   following.js     the answers' streams (stream.js: EventSource, resumed by Last-Event-ID)
-//   composer.js      asking, stopping, regenerating; the assistant picker
+//   composer.js      asking, stopping, regenerating, resending an edit; the assistant picker
 //   attachments.js   images attached to a question (button, paste, drop) and shown in it
-//   conversation.js  opening a conversation or a new chat; list.js and sidebar.js the list
+//   conversation.js  opening a conversation (one branch of it) or a new chat; list.js and
+//                    sidebar.js the list
 //   header.js        the title, rename, clear and delete; feedback.js copy and rating
 //   signin.js        the API key: the sign-in dialog, Sign out (api.js asks it after a 401)
 //   keyboard.js      the keyboard shortcuts and their help dialog ("?")
@@ -17,7 +18,13 @@
 
 import { refreshAttach, wireAttachments } from "./attachments.js";
 import { loadAssistants, refreshComposer, wireComposer } from "./composer.js";
-import { conversationFromUrl, refreshConversation, route, startNewChat } from "./conversation.js";
+import {
+  conversationFromUrl,
+  refreshConversation,
+  route,
+  startNewChat,
+  wireBranches,
+} from "./conversation.js";
 import { ui } from "./dom.js";
 import { wireFeedback } from "./feedback.js";
 import { refreshHeader, wireHeader } from "./header.js";
@@ -29,17 +36,18 @@ import { wireNotice } from "./notice.js";
 import { wireSidebar } from "./sidebar.js";
 import { wireSignIn } from "./signin.js";
 import { onChange, state } from "./state.js";
-import { refreshAnswers } from "./turn.js";
+import { refreshTurns } from "./turn.js";
 
 function wire() {
   onChange(refreshComposer); // Send or Stop
-  onChange(refreshAnswers); // each answer's pager and Regenerate
+  onChange(refreshTurns); // each question's and answer's pager, Edit and Regenerate
   onChange(refreshHeader); // the title and the conversation's actions
   onChange(renderList); // the conversation list, and which one is open
   onChange(refreshAttach); // Attach, for an assistant that accepts images
   decorate();
   wireNotice();
   wireLog();
+  wireBranches();
   wireComposer();
   wireAttachments();
   wireFeedback();

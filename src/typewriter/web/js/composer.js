@@ -1,7 +1,11 @@
-// The composer: the message box, Send or Stop, the assistant picker; asking, stopping and
-// regenerating.
+// The composer: the message box, Send or Stop, the assistant picker; asking, stopping,
+// regenerating, and resending a question edited in place (turn.js EDIT).
 //
-// Asking is detached: POST /v1/chat (or /regenerate) answers 202 with the stream's events_url,
+// A question goes on the branch on screen: it names the answer shown last as its parent_id, so
+// the model's history is what the reader sees. An edit is a new branch beside the question
+// edited (POST /v1/messages/{id}/edit): the turns from it on give way to the new question.
+//
+// Asking is detached: POST /v1/chat (or /regenerate, /edit) answers 202 with the stream's events_url,
 // and the answer is followed from there (following.js). The POST is never cancelled when the
 // reader opens another view meanwhile: the question is asked all the same and its answer is
 // followed in the background; only what concerns the view (the new conversation's URL, putting
@@ -18,10 +22,10 @@ import { refreshConversation, setUrl } from "./conversation.js";
 import { h, ui } from "./dom.js";
 import { follow } from "./following.js";
 import { loadList } from "./list.js";
-import { appendTurn, removeTurn, stickToEnd } from "./log.js";
+import { appendTurn, removeTurn, removeTurnsFrom, stickToEnd } from "./log.js";
 import { announce, hideNotice, showError } from "./notice.js";
 import { busy, liveAnswer, setAssistants, setConversation, state, viewSignal } from "./state.js";
-import { Turn } from "./turn.js";
+import { EDIT, Turn } from "./turn.js";
 
 const ASSISTANT_ITEM = "typewriter.assistant";
 const autosizes = !CSS.supports("field-sizing", "content");
@@ -42,6 +46,13 @@ function author() {
 
 function started(answer, reply) {
   answer.id = reply.message_id;
+  const turn = answer.turn;
+  if (turn && !turn.answerIds.includes(reply.message_id)) turn.answerIds.push(reply.message_id);
+  if (turn?.question && !turn.question.id && reply.question_id) {
+    turn.question.id = reply.question_id;
+    const siblings = turn.question.siblings || [];
+    turn.question.siblings = [...siblings.filter(Boolean), reply.question_id];
+  }
   answer.streamId = reply.stream_id;
   answer.conversationId = reply.conversation_id;
   if (answer.status === "pending") answer.status = "streaming";
@@ -56,6 +67,8 @@ async function send(message) {
   const conversation = state.conversation;
   const images = pendingImages();
   const attached = takePending();
+  const last = state.turns[state.turns.length - 1];
+  const parent = conversation ? last?.answers[last.shown]?.id : null; // the branch on screen
   const turn = new Turn({ id: null, text: message, images: images.map((i) => i.data_url) });
   const answer = new Answer({ conversationId: conversation ? conversation.id : null, ...author() });
   appendTurn(turn);
@@ -69,6 +82,7 @@ async function send(message) {
   const body = { message };
   if (ui.assistant.value) body.assistant = ui.assistant.value;
   if (conversation) body.conversation_id = conversation.id;
+  if (parent) body.parent_id = parent;
   if (images.length) body.images = images;
   let reply;
   try {
@@ -110,8 +124,51 @@ export async function stopAnswer(answer = liveAnswer()) {
   }
 }
 
+/** Ask `turn`'s question again as edited (`text`): a new branch, shown in place of the turn. */
+async function resend(turn, text) {
+  const edited = turn.question;
+  if (!edited?.id || !text.trim() || busy()) return;
+  hideNotice();
+  const view = viewSignal();
+  const conversation = state.conversation;
+  const scrolled = ui.log.scrollTop;
+  const fresh = new Turn({
+    id: null,
+    text,
+    attachments: edited.attachments || [],
+    siblings: [...(edited.siblings || [edited.id]), null],
+  });
+  const answer = new Answer({ conversationId: conversation?.id ?? null, ...author() });
+  const replaced = state.turns.slice(state.turns.indexOf(turn));
+  removeTurnsFrom(turn);
+  appendTurn(fresh);
+  fresh.add(answer);
+  stickToEnd({ scroll: true });
+  const body = { message: text };
+  if (ui.assistant.value) body.assistant = ui.assistant.value;
+  let reply;
+  try {
+    reply = await api(`/v1/messages/${encodeURIComponent(edited.id)}/edit`, {
+      method: "POST",
+      body,
+    });
+  } catch (error) {
+    if (view.aborted) return;
+    removeTurn(fresh); // the branch that was there comes back, the edit still open
+    for (const back of replaced) appendTurn(back);
+    ui.log.scrollTop = scrolled;
+    turn.startEditing();
+    turn.editBox.value = text;
+    showError(error, () => resend(turn, text));
+    if (error.code === "answer_in_progress") refreshConversation();
+    return;
+  }
+  started(answer, reply);
+  loadList();
+}
+
 async function regenerate(turn) {
-  const previous = turn && turn.answers[turn.answers.length - 1];
+  const previous = turn && turn.answers[turn.shown];
   if (!previous || !previous.id || busy()) return;
   hideNotice();
   const view = viewSignal();
@@ -206,4 +263,5 @@ export function wireComposer() {
   ui.messages.addEventListener(ANSWER_ACTION, (event) => {
     if (event.detail.action === "regenerate") regenerate(event.detail.answer.turn);
   });
+  ui.messages.addEventListener(EDIT, (event) => resend(event.detail.turn, event.detail.text));
 }

@@ -1,5 +1,10 @@
 // Opening a conversation (from the URL, the list, Back and Forward) or a new chat.
 //
+// What is shown is one branch of the conversation (GET /v1/conversations/{id}/branch): where a
+// question was edited or an answer regenerated, the pagers move to another branch, which is
+// fetched and shown in place (the log keeps its scroll, so the pager clicked stays under the
+// pointer). A refresh reads the branch through the last message shown.
+//
 // A conversation that is opened (after a reload, in a second tab, by switching back to it)
 // and still has an answer "streaming" follows that answer's stream from its first event and
 // renders it from scratch: the stream replays everything, so the answer is shown whole,
@@ -10,12 +15,12 @@ import { api, streamEventsUrl } from "./api.js";
 import { Answer } from "./answer.js";
 import { ui } from "./dom.js";
 import { follow, followedAnswer } from "./following.js";
-import { appendTurn, clearLog, stickToEnd } from "./log.js";
+import { appendTurn, clearLog, restoreScroll, stickToEnd } from "./log.js";
 import { markdownReady } from "./markdown.js";
 import { hideNotice, showError, showNotice } from "./notice.js";
 import { busy, newView, setConversation, setLoaded, state, viewSignal } from "./state.js";
 import { setSidebar } from "./sidebar.js";
-import { Turn } from "./turn.js";
+import { BRANCH, shownLeaf, Turn } from "./turn.js";
 
 const ID = /^[A-Za-z0-9_-]{1,100}$/;
 
@@ -75,6 +80,7 @@ function renderMessages(messages) {
         id: message.id,
         text: message.text,
         attachments: message.attachments || [],
+        siblings: message.siblings || [message.id],
       });
       byQuestion.set(message.id, turn);
       appendTurn(turn);
@@ -84,6 +90,7 @@ function renderMessages(messages) {
         turn = new Turn(null);
         appendTurn(turn);
       }
+      turn.answerIds = message.siblings || [message.id];
       const { answer, follow: needsFollow } = answerFrom(message);
       turn.add(answer, { show: false });
       if (needsFollow) toFollow.push(answer);
@@ -102,11 +109,37 @@ function signature(messages) {
   return messages.map((m) => `${m.id}:${m.status}`).join(",");
 }
 
-function fetchConversation(id, signal) {
-  return api(`/v1/conversations/${encodeURIComponent(id)}`, { signal });
+/** The branch of conversation `id` through message `through` (null: the newest). */
+function fetchConversation(id, signal, through = null) {
+  const query = through ? `?through=${encodeURIComponent(through)}` : "";
+  return api(`/v1/conversations/${encodeURIComponent(id)}/branch${query}`, { signal });
 }
 
-export async function openConversation(id, { push = false, quiet = false } = {}) {
+/** Show the branch through message `id` in place of the one on screen (a pager moved). */
+async function showBranch(id) {
+  const conversation = state.conversation;
+  if (!conversation || busy()) return;
+  const signal = newView();
+  let data;
+  try {
+    data = await fetchConversation(conversation.id, signal, id);
+  } catch (error) {
+    if (!signal.aborted) showError(error, () => showBranch(id));
+    return;
+  }
+  if (signal.aborted) return;
+  const scrolled = ui.log.scrollTop;
+  setLoaded(signature(data.messages));
+  renderMessages(data.messages);
+  restoreScroll(scrolled);
+}
+
+/** The pagers of the log ask for another branch (turn.js BRANCH events). */
+export function wireBranches() {
+  ui.messages.addEventListener(BRANCH, (event) => showBranch(event.detail.id));
+}
+
+export async function openConversation(id, { push = false, quiet = false, through = null } = {}) {
   const signal = newView();
   if (push) setUrl(id, "push");
   setSidebar(false);
@@ -117,7 +150,7 @@ export async function openConversation(id, { push = false, quiet = false } = {})
   ui.messages.setAttribute("aria-busy", "true");
   let data;
   try {
-    data = await fetchConversation(id, signal);
+    data = await fetchConversation(id, signal, through);
   } catch (error) {
     if (signal.aborted) return;
     ui.messages.removeAttribute("aria-busy");
@@ -147,15 +180,16 @@ export async function refreshConversation() {
   const conversation = state.conversation;
   if (!conversation || busy() || state.renaming) return;
   const signal = viewSignal();
+  const through = shownLeaf();
   let data;
   try {
-    data = await fetchConversation(conversation.id, signal);
+    data = await fetchConversation(conversation.id, signal, through);
   } catch {
     return;
   }
   if (signal.aborted || busy()) return;
   if (signature(data.messages) === state.loaded && data.title === conversation.title) return;
-  openConversation(conversation.id, { quiet: true });
+  openConversation(conversation.id, { quiet: true, through });
 }
 
 export function startNewChat({ url = "push", focus = false } = {}) {

@@ -1,4 +1,4 @@
-// Export: the open conversation saved as a Markdown file, as the server writes it
+// Export: the branch of the open conversation on screen saved as a Markdown file, as the server writes it
 // (GET /v1/conversations/{id}/export, the same file the terminal client saves). The file is
 // fetched with the API key, as every call of the page is, and saved from a data: URL: a plain
 // link could not send the key, and a download needs nothing of the page's CSP.
@@ -7,6 +7,7 @@ import { fetchDataUrl } from "./api.js";
 import { makeButton, ui } from "./dom.js";
 import { announce, showError } from "./notice.js";
 import { state } from "./state.js";
+import { shownLeaf } from "./turn.js";
 
 /** A file name from the title, as the server makes it: letters, digits, `-` and `_`. */
 function fileName(title) {
@@ -24,8 +25,10 @@ async function exportConversation() {
   if (!conversation) return;
   let url;
   try {
+    const leaf = shownLeaf(); // the branch on screen
+    const through = leaf ? `&through=${encodeURIComponent(leaf)}` : "";
     url = await fetchDataUrl(
-      `/v1/conversations/${encodeURIComponent(conversation.id)}/export?format=markdown`,
+      `/v1/conversations/${encodeURIComponent(conversation.id)}/export?format=markdown${through}`,
     );
   } catch (error) {
     showError(error, exportConversation);

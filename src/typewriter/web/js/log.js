@@ -37,6 +37,19 @@ export function stickToEnd({ scroll = false } = {}) {
   if (scroll) scrollToEnd();
 }
 
+/** Put the log back where the reader had it (after redrawing what is on screen). */
+export function restoreScroll(top) {
+  ui.log.scrollTop = top;
+  setFollowing(atBottom());
+}
+
+/** The turns from `turn` on leave the log (an edit replaces them with its own branch). */
+export function removeTurnsFrom(turn) {
+  const index = state.turns.indexOf(turn);
+  if (index < 0) return;
+  for (const gone of state.turns.slice(index)) removeTurn(gone);
+}
+
 /** An answer was painted: keep it in sight if the reader is following. */
 export function afterPaint() {
   if (state.stick) scrollToEnd();
