@@ -20,6 +20,7 @@ pytest_plugins = [
     "upstream.fixtures",
     "web.fixtures",
     "databases",
+    "store_fixtures",
     "redis_server",
     "replicas",
     "tcp_proxy",

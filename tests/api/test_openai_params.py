@@ -12,10 +12,11 @@ from typing import Any
 
 import openai
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import ValidationError
 
 from conftest import RunningServer, ServerFactory
+from refusals import refused_naming
 from typewriter.upstreams import UpstreamConfig
 from upstream.control import Upstream
 from upstream.fixtures import Gateway
@@ -136,12 +137,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
 def test_a_wrong_parameter_is_refused_naming_it(
     sdk: openai.OpenAI, upstream: Upstream, fields: dict[str, Any], param: str
 ) -> None:
-    body = {"model": "up", "messages": USER, **fields}
-    with pytest.raises(openai.BadRequestError) as caught:
-        sdk.post("/chat/completions", body=body, cast_to=ChatCompletion)
-    assert caught.value.type == "invalid_request_error"
-    assert caught.value.param == param
-    assert upstream.requests() == []
+    refused_naming(sdk, upstream, {"model": "up", "messages": USER, **fields}, param)
 
 
 def test_vendor_fields_pass_only_when_the_upstream_allows_them(

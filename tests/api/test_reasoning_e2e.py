@@ -10,6 +10,9 @@ is the request body the upstream recorded.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -73,6 +76,33 @@ async def stored_answer(server: RunningServer, conversation_id: str) -> dict[str
 
 def conversation_of(events: list[sse.Event]) -> str:
     return str(data_of(events[0])["conversation_id"])
+
+
+@dataclass
+class Listening:
+    """A client that asked, and its stream of the answer, open after the first events."""
+
+    server: RunningServer
+    client: httpx.AsyncClient
+    started: dict[str, Any]
+    response: httpx.Response
+    head: list[sse.Event]
+
+
+@asynccontextmanager
+async def listening(
+    make_server: ServerFactory, upstream: Upstream, model: dict[str, Any]
+) -> AsyncIterator[Listening]:
+    """Ask a gateway in front of ``model`` (a behaviour), open the answer's stream and read
+    its first four events: with a model paced to think slowly, the start and three reasoning
+    events, while the model is still thinking."""
+    server = gateway_for(make_server, upstream)
+    upstream.script(model)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        started = await ask(client, "hi", assistant="up")
+        async with client.stream("GET", started["events_url"]) as response:
+            head = await read_events(response, limit=4)
+            yield Listening(server, client, started, response, head)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -187,14 +217,12 @@ async def test_a_listener_resumes_mid_reasoning_with_last_event_id(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
     thought = [f"step {i}. " for i in range(12)]
-    server = gateway_for(make_server, upstream)
-    upstream.script(vllm(thought, ["Done."], per_second=16))
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        started = await ask(client, "hi", assistant="up")
-        async with client.stream("GET", started["events_url"]) as response:
-            head = await read_events(response, limit=4)  # start and three reasoning events
+    async with listening(make_server, upstream, vllm(thought, ["Done."], 16)) as listener:
+        head = listener.head  # start and three reasoning events
+        await listener.response.aclose()  # the listener goes, and comes back
         assert [e.event for e in head] == ["start"] + ["reasoning"] * 3
-        rest = await follow(client, started["events_url"], last_event_id=head[-1].id)
+        url = listener.started["events_url"]
+        rest = await follow(listener.client, url, last_event_id=head[-1].id)
     assert number(rest[0]) == number(head[-1]) + 1  # nothing twice, nothing missing
     assert rest[0].event == "reasoning"  # resumed while the model was still thinking
     events = head + rest
@@ -207,19 +235,15 @@ async def test_stop_mid_reasoning_keeps_the_reasoning_shown_so_far(
     make_server: ServerFactory, upstream: Upstream
 ) -> None:
     thought = [f"idea {i}. " for i in range(40)]
-    server = gateway_for(make_server, upstream)
-    upstream.script(vllm(thought, ["never reached"], per_second=20))
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        started = await ask(client, "hi", assistant="up")
-        async with client.stream("GET", started["events_url"]) as response:
-            head = await read_events(response, limit=4)
-            cancelled = await client.post(f"/v1/streams/{started['stream_id']}/cancel")
-            assert cancelled.status_code in (200, 202, 204), cancelled.text
-            rest = await read_events(response)
+    async with listening(make_server, upstream, vllm(thought, ["never reached"], 20)) as listener:
+        started, head = listener.started, listener.head
+        cancelled = await listener.client.post(f"/v1/streams/{started['stream_id']}/cancel")
+        assert cancelled.status_code in (200, 202, 204), cancelled.text
+        rest = await read_events(listener.response)
     events = head + rest
     assert events[-1].event == "end" and data_of(events[-1])["finish_reason"] == "cancelled"
     seen = reasoning_of(events)
     assert 3 * len("idea 0. ") <= len(seen) < len("".join(thought))
     assert text_of(events) == ""
-    stored = await stored_answer(server, started["conversation_id"])
+    stored = await stored_answer(listener.server, started["conversation_id"])
     assert (stored["text"], stored["reasoning"], stored["finish_reason"]) == ("", seen, "cancelled")

@@ -4,8 +4,6 @@ and sent to the model only when it reads images."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import sqlalchemy as sa
 
@@ -13,7 +11,6 @@ from images import png
 from typewriter.errors import NotFound
 from typewriter.images import Image, data_uri
 from typewriter.messages import ChatMessage, ContentPart
-from typewriter.store.migrations import STEPS
 from typewriter.store.records import Turn
 from typewriter.store.schema import attachments
 from typewriter.store.sql import SqlStore
@@ -21,14 +18,6 @@ from typewriter.store.sql import SqlStore
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 RED, BLUE = png(rgb=(255, 0, 0)), png(rgb=(0, 0, 255))
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    opened = SqlStore(database_url)
-    assert await opened.start() == len(STEPS)
-    yield opened
-    await opened.close()
 
 
 async def turn(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,14 +13,6 @@ from typewriter.store.records import Turn
 from typewriter.store.sql import SqlStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    opened = SqlStore(database_url)
-    assert await opened.start() == len(STEPS)
-    yield opened
-    await opened.close()
 
 
 async def turn(

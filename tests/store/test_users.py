@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
@@ -15,14 +14,6 @@ from typewriter.store.sql import SqlStore
 from typewriter.store.users import UserStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    opened = SqlStore(database_url)
-    await opened.start()
-    yield opened
-    await opened.close()
 
 
 async def insert_user(store: SqlStore, user_id: str, name: str, revoked_at: float | None) -> None:

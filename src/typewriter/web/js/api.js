@@ -98,7 +98,11 @@ async function call(path, { method = "GET", body, signal } = {}) {
 export async function fetchDataUrl(path) {
   const response = await fetch(path, { headers: headers({ Accept: "image/*" }) });
   if (!response.ok) throw new ApiError(response.status, `http_${response.status}`, response.statusText);
-  const blob = await response.blob();
+  return readAsDataUrl(await response.blob());
+}
+
+/** A blob (a fetched attachment, a file picked to attach) as a data: URL. */
+export function readAsDataUrl(blob) {
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
     reader.onload = () => resolve(reader.result);

@@ -8,7 +8,7 @@
 // fetched with the API key (an <img src> cannot send it) and shown as data: URLs too, so the
 // page's CSP needs nothing beyond `img-src 'self' data:`.
 
-import { fetchDataUrl } from "./api.js";
+import { fetchDataUrl, readAsDataUrl } from "./api.js";
 import { h, makeButton, ui } from "./dom.js";
 import { announce } from "./notice.js";
 import { state } from "./state.js";
@@ -39,15 +39,6 @@ export function takePending() {
 export function restorePending(images) {
   pending = [...images, ...pending].slice(0, MAX_IMAGES);
   drawPending();
-}
-
-function readAsDataUrl(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(blob);
-  });
 }
 
 async function attach(files) {
