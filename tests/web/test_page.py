@@ -150,9 +150,12 @@ def test_regenerate(page: Page, api: httpx.Client) -> None:
     assert [m["finish_reason"] for m in stored] == ["stop", "stop"]
     page.get_by_role("button", name="Previous answer").click()
     expect(page.locator(".pager .count")).to_have_text("1 / 2")
-    expect(page.get_by_role("button", name="Regenerate", exact=True)).to_be_hidden()
-    page.get_by_role("button", name="Next answer").click()
+    # each answer is a branch of its own: the one shown can be asked again too
     expect(page.get_by_role("button", name="Regenerate", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Previous answer")).to_be_disabled()
+    page.get_by_role("button", name="Next answer").click()
+    expect(page.locator(".pager .count")).to_have_text("2 / 2")
+    expect(page.get_by_role("button", name="Next answer")).to_be_disabled()
 
 
 def test_reload_mid_answer_shows_it_once(
@@ -354,14 +357,14 @@ def test_opening_another_conversation_leaves_the_old_view(page: Page, api: httpx
     quick = api.post("/v1/conversations", json={"title": "quick"}).json()["id"]
     page.reload()
     held: list[Route] = []
-    page.route(f"**/v1/conversations/{slow}", lambda route: held.append(route))  # unanswered
+    page.route(f"**/v1/conversations/{slow}/branch", lambda route: held.append(route))  # unanswered
     links = page.get_by_role("navigation", name="Conversation list").get_by_role("link")
-    with page.expect_request(f"**/v1/conversations/{slow}"):
+    with page.expect_request(f"**/v1/conversations/{slow}/branch"):
         links.get_by_text("slow").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("…")
     with page.expect_event("requestfailed") as failed:
         links.get_by_text("quick").click()
-    assert failed.value.url.endswith(f"/v1/conversations/{slow}")
+    assert failed.value.url.endswith(f"/v1/conversations/{slow}/branch")
     assert failed.value.failure == "net::ERR_ABORTED"
     expect(page).to_have_url(re.compile(f"c={quick}"))
     expect(page.get_by_role("heading", level=1)).to_have_text("quick")
