@@ -33,6 +33,7 @@ import { wireKeyboard } from "./keyboard.js";
 import { loadList, renderList, wireList } from "./list.js";
 import { wireLog } from "./log.js";
 import { wireNotice } from "./notice.js";
+import { wireSearch } from "./search.js";
 import { wireSidebar } from "./sidebar.js";
 import { wireSignIn } from "./signin.js";
 import { onChange, state } from "./state.js";
@@ -53,6 +54,7 @@ function wire() {
   wireFeedback();
   wireHeader();
   wireList();
+  wireSearch(); // the list's search box (it asks list.js for each search)
   wireSidebar();
   wireSignIn();
   wireKeyboard();

@@ -14,7 +14,6 @@ import { groupByDate } from "./dates.js";
 import { wireExport } from "./export.js";
 import { h, ui } from "./dom.js";
 import { showError } from "./notice.js";
-import { wireSearch } from "./search.js";
 import { retitle, setList, state } from "./state.js";
 import { setSidebar } from "./sidebar.js";
 
@@ -131,6 +130,5 @@ export function wireList() {
     if (state.conversation && state.conversation.id === link.dataset.id) setSidebar(false);
     else openConversation(link.dataset.id, { push: true });
   });
-  wireSearch(); // the list's search box
   wireExport(); // the open conversation's Export action (header)
 }
