@@ -46,8 +46,10 @@ async def history_to(
     path = (await conversation_tree(db, conversation_id)).path_to(last)
     if not path:
         return []
+    # The whole conversation's rows, not ``IN (path)``: a branch may be longer than the
+    # most parameters one statement takes.
     query = sa.select(messages.c.id, messages.c.role, messages.c.text).where(
-        messages.c.id.in_(path)
+        messages.c.conversation_id == conversation_id
     )
     rows = {row.id: row for row in (await db.execute(query)).all()}
     stored = await conversation_attachments(db, conversation_id) if images else {}

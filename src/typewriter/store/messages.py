@@ -11,7 +11,6 @@ user's message is ``NotFound``, the same as one that does not exist.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,18 +126,13 @@ async def streaming_streams(db: AsyncConnection, conversation_id: str) -> list[s
     return [row.stream_id for row in (await db.execute(query)).all()]
 
 
-async def conversation_messages(
-    db: AsyncConnection, conversation_id: str, only: Collection[str] | None = None
-) -> list[Message]:
-    """The messages in order (``only`` those ids, if given), each with its rating and its
-    attachments' metadata."""
+async def conversation_messages(db: AsyncConnection, conversation_id: str) -> list[Message]:
+    """The messages in order, each with its rating and its attachments' metadata."""
     query = (
         with_feedback()
         .where(messages.c.conversation_id == conversation_id)
         .order_by(messages.c.position, messages.c.created_at)
     )
-    if only is not None:
-        query = query.where(messages.c.id.in_(only))
     rows = (await db.execute(query)).all()
     stored = await conversation_attachments(db, conversation_id)
     return [dataclasses.replace(m, attachments=stored.get(m.id, ())) for m in map(_message, rows)]

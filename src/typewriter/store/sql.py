@@ -332,7 +332,7 @@ class SqlStore(Database):
             if through is not None and through not in tree.nodes:
                 raise NotFound(f"no message {through[:100]!r}", code="message_not_found")
             path = tree.branch(through)
-            kept = {m.id: m for m in await conversation_messages(db, conversation_id, path)}
+            kept = {m.id: m for m in await conversation_messages(db, conversation_id)}
         return [(kept[i], tree.siblings(i)) for i in path if i in kept]
 
     async def attachment(self, owner: str, attachment_id: str) -> Image:
