@@ -4,6 +4,7 @@
 
 import { showStoredImages } from "./attachments.js";
 import { h } from "./dom.js";
+import { t } from "./i18n.js";
 import { changed, state } from "./state.js";
 
 export class Turn {
@@ -16,7 +17,7 @@ export class Turn {
     this.el = h("article", "turn");
     if (question) {
       const msg = h("div", "msg user");
-      msg.append(h("h2", "visually-hidden", "You said:"));
+      msg.append(h("h2", "visually-hidden", t("question.heading")));
       const bubble = h("div", "bubble", question.text); // text, never HTML
       const images = question.images || [];
       const stored = question.attachments || [];
@@ -25,7 +26,7 @@ export class Turn {
         for (const src of images) {
           const img = h("img", "question-image");
           img.src = src;
-          img.alt = "Attached image";
+          img.alt = t("image.attached");
           gallery.append(img);
         }
         showStoredImages(gallery, stored);
