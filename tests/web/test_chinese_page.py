@@ -116,17 +116,18 @@ def overflowing(page: Page) -> list[str]:
 
 
 def chinese_context(browser: Browser, **options: Any) -> BrowserContext:
-    return open_context(browser, locale="zh-CN", **options)
-
-
-@pytest.fixture
-def zh_page(browser: Browser, server: RunningServer) -> Iterator[Page]:
+    """A browser that prefers Chinese, with a font to show it in the screenshots."""
     if not CJK_FONT.exists():
         pytest.fail(
             f"{CJK_FONT} is missing: run `make test` (scripts/ensure-test-services.sh installs "
             "Debian's fonts-noto-cjk)",
             pytrace=False,
         )
+    return open_context(browser, locale="zh-CN", **options)
+
+
+@pytest.fixture
+def zh_page(browser: Browser, server: RunningServer) -> Iterator[Page]:
     context = chinese_context(browser)
     try:
         page = context.new_page()
@@ -487,6 +488,22 @@ def test_the_chinese_page_has_no_english_and_fits(
         assert not errors, errors
     finally:
         phone_context.close()
+
+    # how an answer ended, and the notice above the message box
+    page.unroute("**/v1/chat")
+    simulate(page, tokens_per_second=10)
+    ask(page, "请慢慢地把这句话重复一遍，一个字一个字地写出来，不要着急。")
+    expect(page.locator(".msg.assistant.streaming")).to_have_count(1)
+    page.get_by_role("button", name="停止", exact=True).click()
+    wait_for_answer(page)
+    expect(page.locator(".answer-note").last).to_have_text("已停止。")
+    page.context.set_offline(True)
+    expect(page.get_by_role("alert")).to_contain_text("你已离线。")
+    assert english_on_screen(page) == []
+    assert overflowing(page) == []
+    page.screenshot(path=screenshots / "zh-stopped-offline.png")
+    page.context.set_offline(False)
+    expect(page.get_by_role("alert")).to_be_hidden()
 
 
 def test_signing_in_in_chinese(
