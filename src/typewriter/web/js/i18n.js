@@ -370,11 +370,13 @@ export function translate(root = document) {
 function switchTo(choice) {
   if (choice === language) return;
   try {
-    storage("local")?.setItem(LANGUAGE_ITEM, choice);
+    storage("local").setItem(LANGUAGE_ITEM, choice);
     const draft = document.getElementById("message")?.value;
     if (draft) storage("session")?.setItem(DRAFT_ITEM, draft);
   } catch {
-    // storage blocked: the choice lasts for this load only (there is no other way to keep it)
+    // storage blocked: nothing could carry the choice over a reload
+    document.getElementById("language").value = language;
+    return;
   }
   location.reload();
 }
