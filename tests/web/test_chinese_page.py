@@ -462,6 +462,16 @@ def test_the_chinese_page_has_no_english_and_fits(
     assert english_on_screen(page, theirs=QUESTION) == []
     confirm.get_by_role("button", name="取消").click()
 
+    page.get_by_role("button", name="重命名对话").click()
+    expect(page.get_by_role("textbox", name="对话标题")).to_be_focused()
+    assert english_on_screen(page) == []
+    page.get_by_role("button", name="取消", exact=True).click()
+    page.get_by_role("searchbox", name="搜索对话").fill("没有这句话")
+    expect(page.locator("#no-conversations")).to_have_text("没有包含“没有这句话”的对话。")
+    assert english_on_screen(page) == []
+    page.get_by_role("searchbox", name="搜索对话").fill("")
+    expect(page.locator("a.conversation")).to_have_count(3)
+
     # a phone: the same conversation, then the list over it
     phone_context = chinese_context(browser, viewport={"width": 390, "height": 844})
     try:
