@@ -128,6 +128,8 @@ main() {
     ensure_package redis-server redis-server
     # The web page's tests drive Debian's Chromium with Playwright (never its own browser build).
     ensure_package chromium chromium
+    # The page's Chinese test shows Chinese text in its screenshots: a font that has it.
+    ensure_package /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc fonts-noto-cjk
     # tests/deploy puts Debian's nginx in front of replicas; /usr/sbin is not on every PATH.
     PORT_80_WAS_OPEN=0
     if port_open 80; then

@@ -30,6 +30,7 @@ class PageErrors(list[str]):
 
 def open_context(browser: Browser, **options: Any) -> BrowserContext:
     options.setdefault("viewport", {"width": 1280, "height": 800})
+    options.setdefault("locale", "en-US")  # the page speaks the browser's language: English
     context = browser.new_context(**options)
     context.set_default_timeout(WAIT_MS)
     return context

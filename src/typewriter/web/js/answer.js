@@ -13,6 +13,7 @@
 // state (it decides Send or Stop, and Regenerate), so changing it calls changed().
 
 import { h, makeButton } from "./dom.js";
+import { t } from "./i18n.js";
 import { ending, failureOf } from "./endings.js";
 import { afterPaint } from "./log.js";
 import { MarkdownView, withoutDanglingMarker } from "./markdown.js";
@@ -101,28 +102,28 @@ export class Answer {
 
   build() {
     this.el = h("div", "msg assistant");
-    this.el.append(h("h2", "visually-hidden", "typewriter said:"));
+    this.el.append(h("h2", "visually-hidden", t("answer.heading")));
     this.by = h("p", "answer-by");
     this.thinking = h("details", "thinking");
-    this.thinking.append(h("summary", null, "Thinking"));
+    this.thinking.append(h("summary", null, t("answer.thinking")));
     this.thinkingText = h("div", "thinking-text"); // plain text, never HTML
     this.thinking.append(this.thinkingText);
     this.body = h("div", "md");
     this.view = new MarkdownView(this.body);
     this.typing = h("p", "typing");
-    this.typing.append(h("span"), h("span"), h("span"), h("span", "visually-hidden", "Writing…"));
+    this.typing.append(h("span"), h("span"), h("span"), h("span", "visually-hidden", t("answer.writing")));
     this.note = h("p", "answer-note");
     this.note.hidden = true;
 
     const small = "icon-button small";
     this.actions = h("div", "answer-actions");
     this.pager = h("div", "pager");
-    this.prev = makeButton("Previous answer", "chevron-left", {
+    this.prev = makeButton(t("answer.previous"), "chevron-left", {
       className: `${small} prev`,
       iconOnly: true,
       onClick: () => this.turn?.goToAnswer(-1),
     });
-    this.next = makeButton("Next answer", "chevron-right", {
+    this.next = makeButton(t("answer.next"), "chevron-right", {
       className: `${small} next`,
       iconOnly: true,
       onClick: () => this.turn?.goToAnswer(1),
@@ -131,10 +132,10 @@ export class Answer {
     this.pager.append(this.prev, this.count, this.next);
     const button = (label, iconName, className, onClick) =>
       makeButton(label, iconName, { className, iconOnly: className === small, onClick });
-    this.copy = button("Copy", "copy", "action", () => this.act("copy"));
-    this.good = button("Good answer", "thumb-up", small, () => this.act("rate", { rating: 1 }));
-    this.bad = button("Bad answer", "thumb-down", small, () => this.act("rate", { rating: -1 }));
-    this.regen = button("Regenerate", "regenerate", "action", () => this.act("regenerate"));
+    this.copy = button(t("answer.copy"), "copy", "action", () => this.act("copy"));
+    this.good = button(t("answer.good"), "thumb-up", small, () => this.act("rate", { rating: 1 }));
+    this.bad = button(t("answer.bad"), "thumb-down", small, () => this.act("rate", { rating: -1 }));
+    this.regen = button(t("answer.regenerate"), "regenerate", "action", () => this.act("regenerate"));
     this.actions.append(this.pager, this.copy, this.good, this.bad, this.regen);
 
     this.el.append(this.by, this.thinking, this.body, this.typing, this.note, this.actions, this.buildFeedbackForm());
@@ -145,15 +146,15 @@ export class Answer {
   buildFeedbackForm() {
     this.feedbackForm = h("form", "feedback-form");
     this.feedbackForm.hidden = true;
-    const label = h("label", "feedback-label", "Comment (optional)");
+    const label = h("label", "feedback-label", t("answer.comment"));
     this.comment = h("textarea");
     this.comment.rows = 2;
     this.comment.maxLength = 10000;
     label.append(this.comment);
     const row = h("div", "feedback-row");
-    const submit = h("button", "button primary small", "Send feedback");
+    const submit = h("button", "button primary small", t("answer.sendFeedback"));
     submit.type = "submit";
-    const close = makeButton("Close", null, {
+    const close = makeButton(t("common.close"), null, {
       className: "button subtle small",
       onClick: () => this.closeFeedback(),
     });
@@ -277,7 +278,7 @@ export class Answer {
     this.pager.hidden = !many;
     if (many) {
       this.count.textContent = `${index + 1} / ${ids.length}`;
-      this.count.setAttribute("aria-label", `Answer ${index + 1} of ${ids.length}`);
+      this.count.setAttribute("aria-label", t("answer.count", { n: index + 1, total: ids.length }));
       this.prev.disabled = index <= 0 || busy();
       this.next.disabled = index >= ids.length - 1 || busy();
     }

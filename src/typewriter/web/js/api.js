@@ -5,6 +5,7 @@
 // The key is asked for on the first 401 (signin.js: a dialog), then kept in this browser's
 // localStorage, and the call that needed it is made again.
 
+import { t } from "./i18n.js";
 import { signIn, storedKey } from "./signin.js";
 
 /** A failed call: `status` 0 means the network (no answer at all). */
@@ -67,7 +68,7 @@ async function call(path, { method = "GET", body, signal } = {}) {
     response = await fetch(path, init);
   } catch (error) {
     if (error.name === "AbortError") throw error;
-    throw new ApiError(0, "network", "typewriter cannot be reached: check your connection.");
+    throw new ApiError(0, "network", t("notice.networkShort"));
   }
   const text = await response.text().catch((error) => {
     if (error.name === "AbortError") throw error; // cancelled while the body was read

@@ -10,6 +10,7 @@
 
 import { fetchDataUrl, readAsDataUrl } from "./api.js";
 import { h, makeButton, ui } from "./dom.js";
+import { t } from "./i18n.js";
 import { announce } from "./notice.js";
 import { state } from "./state.js";
 
@@ -43,13 +44,13 @@ export function restorePending(images) {
 
 async function attach(files) {
   const images = [...files].filter((file) => TYPES.has(file.type));
-  if (images.length < files.length) announce("Only PNG, JPEG, GIF and WebP images can be attached.");
+  if (images.length < files.length) announce(t("attach.types"));
   for (const file of images) {
     if (pending.length >= MAX_IMAGES) {
-      announce(`At most ${MAX_IMAGES} images go with one message.`);
+      announce(t("attach.tooMany", { count: MAX_IMAGES }));
       break;
     }
-    pending.push({ name: file.name || "image", dataUrl: await readAsDataUrl(file) });
+    pending.push({ name: file.name || t("attach.image"), dataUrl: await readAsDataUrl(file) });
   }
   drawPending();
 }
@@ -60,7 +61,7 @@ function drawPending() {
     const img = h("img");
     img.src = image.dataUrl;
     img.alt = image.name;
-    const remove = makeButton(`Remove ${image.name}`, "close", {
+    const remove = makeButton(t("attach.remove", { name: image.name }), "close", {
       className: "thumb-remove",
       iconOnly: true,
       onClick: () => {
@@ -82,7 +83,7 @@ export function refreshAttach() {
   ui.attach.hidden = !accepts;
   if (!accepts && pending.length) {
     takePending();
-    announce("The images were removed: this assistant does not accept images.");
+    announce(t("attach.dropped"));
   }
 }
 
@@ -90,14 +91,14 @@ export function refreshAttach() {
 export function showStoredImages(container, attachments) {
   for (const attachment of attachments) {
     const img = h("img", "question-image");
-    img.alt = "Attached image";
+    img.alt = t("image.attached");
     container.append(img);
     fetchDataUrl(attachment.url).then(
       (url) => {
         img.src = url;
       },
       () => {
-        img.alt = "Attached image (could not be loaded)";
+        img.alt = t("image.failed");
       },
     );
   }

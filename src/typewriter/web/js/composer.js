@@ -21,6 +21,7 @@ import { pendingImages, refreshAttach, restorePending, takePending } from "./att
 import { refreshConversation, setUrl } from "./conversation.js";
 import { h, ui } from "./dom.js";
 import { follow } from "./following.js";
+import { t } from "./i18n.js";
 import { loadList } from "./list.js";
 import { appendTurn, removeTurn, removeTurnsFrom, stickToEnd } from "./log.js";
 import { announce, hideNotice, showError } from "./notice.js";
@@ -102,7 +103,7 @@ async function send(message) {
   if (!view.aborted && !state.conversation) {
     setConversation({
       id: reply.conversation_id,
-      title: message.trim().split("\n")[0].slice(0, 80) || "New chat",
+      title: message.trim().split("\n")[0].slice(0, 80) || t("chat.new"),
       assistant: body.assistant || null,
     });
     setUrl(reply.conversation_id, "push");
@@ -198,7 +199,7 @@ function submitMessage() {
   const message = ui.message.value;
   if (!message.trim()) return;
   if (busy()) {
-    announce("An answer is being written: wait for it, or stop it.");
+    announce(t("composer.busy"));
     return;
   }
   send(message);

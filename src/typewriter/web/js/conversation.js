@@ -15,6 +15,7 @@ import { api, streamEventsUrl } from "./api.js";
 import { Answer } from "./answer.js";
 import { ui } from "./dom.js";
 import { follow, followedAnswer } from "./following.js";
+import { t } from "./i18n.js";
 import { appendTurn, clearLog, restoreScroll, stickToEnd } from "./log.js";
 import { markdownReady } from "./markdown.js";
 import { hideNotice, showError, showNotice } from "./notice.js";
@@ -156,7 +157,7 @@ export async function openConversation(id, { push = false, quiet = false, throug
     ui.messages.removeAttribute("aria-busy");
     if (error.status === 404) {
       startNewChat({ url: "replace" });
-      showNotice("That conversation does not exist (any more).");
+      showNotice(t("notice.noConversation"));
     } else {
       showError(error, () => openConversation(id));
     }

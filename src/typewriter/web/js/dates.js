@@ -2,7 +2,9 @@
 // conversation goes by its last activity (updated_at), in the browser's own time zone, with
 // days counted by the calendar (a change of clock for summer time moves no day's boundary).
 
-export const GROUPS = ["Today", "Yesterday", "Previous 7 days", "Older"];
+import { t } from "./i18n.js";
+
+export const GROUPS = [t("date.today"), t("date.yesterday"), t("date.week"), t("date.older")];
 
 function daysBefore(today, days) {
   const day = new Date(today);

@@ -6,15 +6,17 @@
 // from the history has no error event: its status (`interrupted`) and finish reason
 // (`timeout`, `error`) say the same in fewer words.
 
+import { t } from "./i18n.js";
+
 const FAILURES = new Map([
-  ["interrupted", "The server stopped this answer."],
-  ["upstream_unavailable", "The model is not reachable right now."],
-  ["upstream_error", "The model failed while answering."],
-  ["upstream_timeout", "The model took too long to answer."],
-  ["upstream_event_too_large", "The model sent more than the server passes on at once."],
-  ["upstream_incomplete", "The model's answer broke off before its end."],
-  ["broker_unavailable", "The server lost track of this answer."],
-  ["internal_error", "Something went wrong on the server."],
+  ["interrupted", t("ending.interrupted")],
+  ["upstream_unavailable", t("ending.unavailable")],
+  ["upstream_error", t("ending.upstreamError")],
+  ["upstream_timeout", t("ending.timeout")],
+  ["upstream_event_too_large", t("ending.tooLarge")],
+  ["upstream_incomplete", t("ending.incomplete")],
+  ["broker_unavailable", t("ending.broker")],
+  ["internal_error", t("ending.internal")],
 ]);
 
 // finish reasons that are failures even without an error event (an answer from the history)
@@ -24,7 +26,7 @@ const FAILED_BY_REASON = new Map([
   ["error", ""],
 ]);
 
-const RETRY = "Regenerate to try again.";
+const RETRY = t("ending.retry");
 
 /** The failure code of an ended answer: "" for an unknown failure, null for no failure. */
 export function failureOf({ error, finishReason }) {
@@ -47,21 +49,21 @@ function sentence(text) {
 export function ending({ error, finishReason, text }) {
   const failure = failureOf({ error, finishReason });
   if (failure !== null) {
-    const said = FAILURES.get(failure) || sentence(error?.message || "") || "The answer failed.";
-    return { text: `${said} ${RETRY}`, kind: failure === "interrupted" ? "cut" : "failed" };
+    const said = FAILURES.get(failure) || sentence(error?.message || "") || t("ending.failed");
+    return { text: t("ending.withRetry", { said, retry: RETRY }), kind: failure === "interrupted" ? "cut" : "failed" };
   }
   if (!finishReason || finishReason === "stop") return { text: "", kind: "info" };
   if (finishReason === "cancelled") {
-    return { text: text ? "Stopped." : "Stopped before any text was written.", kind: "info" };
+    return { text: text ? t("ending.stopped") : t("ending.stoppedEmpty"), kind: "info" };
   }
   if (finishReason === "length") {
-    return { text: "Cut short: the answer reached its length limit.", kind: "info" };
+    return { text: t("ending.length"), kind: "info" };
   }
   if (finishReason === "content_filter") {
-    return { text: "Stopped by the model's content filter.", kind: "info" };
+    return { text: t("ending.filter"), kind: "info" };
   }
   if (finishReason === "tool_calls") {
-    return { text: "The model asked for a tool, which this page cannot run.", kind: "info" };
+    return { text: t("ending.tool"), kind: "info" };
   }
-  return { text: `Ended: ${finishReason}.`, kind: "info" };
+  return { text: t("ending.other", { reason: finishReason }), kind: "info" };
 }

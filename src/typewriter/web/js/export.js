@@ -5,6 +5,7 @@
 
 import { fetchDataUrl } from "./api.js";
 import { makeButton, ui } from "./dom.js";
+import { t } from "./i18n.js";
 import { announce, showError } from "./notice.js";
 import { state } from "./state.js";
 import { shownLeaf } from "./turn.js";
@@ -17,7 +18,7 @@ function fileName(title) {
     .replace(/^[-_]+|[-_]+$/g, "")
     .slice(0, 60)
     .replace(/[-_]+$/, "");
-  return `${stem || "conversation"}.md`;
+  return `${stem || t("export.file")}.md`;
 }
 
 async function exportConversation() {
@@ -41,12 +42,12 @@ async function exportConversation() {
   document.body.append(link);
   link.click();
   link.remove();
-  announce("Conversation exported as Markdown.");
+  announce(t("export.done"));
 }
 
 /** The Export button, first of the open conversation's actions (shown with them). */
 export function wireExport() {
-  const button = makeButton("Export as Markdown", "download", {
+  const button = makeButton(t("export.button"), "download", {
     className: "icon-button",
     iconOnly: true,
     onClick: exportConversation,

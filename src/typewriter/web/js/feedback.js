@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { ANSWER_ACTION } from "./answer.js";
 import { ui } from "./dom.js";
+import { t } from "./i18n.js";
 import { icon } from "./icons.js";
 import { copyText } from "./markdown.js";
 import { announce, showError } from "./notice.js";
@@ -21,7 +22,7 @@ function flashCopied(button) {
 
 async function copyAnswer(answer) {
   const ok = await copyText(answer.shownText);
-  announce(ok ? "Copied the answer." : "Could not copy the answer.");
+  announce(ok ? t("feedback.copied") : t("feedback.copyFailed"));
   if (ok) flashCopied(answer.copy);
 }
 
@@ -39,7 +40,7 @@ async function rate(answer, rating) {
   const comment = answer.feedback && answer.feedback.rating === rating ? answer.feedback.comment : null;
   answer.feedback = { rating, comment };
   answer.update();
-  announce("Thanks for the feedback. You can add a comment.");
+  announce(t("feedback.thanks"));
   answer.openFeedback();
 }
 
@@ -54,7 +55,7 @@ async function sendComment(answer) {
   }
   answer.feedback = { rating, comment };
   answer.closeFeedback();
-  announce("Feedback sent. Thank you.");
+  announce(t("feedback.sent"));
 }
 
 export function wireFeedback() {

@@ -8,6 +8,7 @@
 
 import { api } from "./api.js";
 import { ending } from "./endings.js";
+import { t } from "./i18n.js";
 import { announce, describe, hideNotice, showNotice } from "./notice.js";
 import { state } from "./state.js";
 import { Follower } from "./stream.js";
@@ -50,7 +51,7 @@ export function follow(answer, url) {
       answer.finish(data);
       if (inView(answer)) {
         hideNotice("connection");
-        announce(ending(answer).text || "Answer complete.");
+        announce(ending(answer).text || t("follow.complete"));
       }
     },
     onConnection(connection) {
@@ -78,7 +79,7 @@ function connectionChanged(answer, connection) {
   if (connection === "open") {
     hideNotice("connection");
   } else if (connection === "reconnecting") {
-    showNotice("Connection lost. Reconnecting…", {
+    showNotice(t("follow.reconnecting"), {
       kind: "connection",
       retry: () => answer.follower.open(),
     });
@@ -104,9 +105,9 @@ async function recover(answer) {
       hideNotice("connection");
       return;
     }
-    showNotice("Lost the connection to this answer.", { kind: "connection", retry });
+    showNotice(t("follow.lost"), { kind: "connection", retry });
   } catch (error) {
-    showNotice(`Lost the connection to this answer. ${describe(error)}`, {
+    showNotice(t("follow.lostBecause", { reason: describe(error) }), {
       kind: "connection",
       retry,
     });

@@ -8,6 +8,7 @@ import { api } from "./api.js";
 import { startNewChat } from "./conversation.js";
 import { ui } from "./dom.js";
 import { dropLive } from "./following.js";
+import { t } from "./i18n.js";
 import { forget, loadList } from "./list.js";
 import { clearLog } from "./log.js";
 import { announce, showError } from "./notice.js";
@@ -16,7 +17,7 @@ import { retitle, setLoaded, setRenaming, state, viewSignal } from "./state.js";
 /** The title, and the actions shown or not, from the state (a listener of onChange). */
 export function refreshHeader() {
   const conversation = state.conversation;
-  const title = conversation ? conversation.title : "New chat";
+  const title = conversation ? conversation.title : t("chat.new");
   ui.title.textContent = title;
   ui.actions.hidden = !conversation || state.renaming;
   document.title = conversation ? `${title} · typewriter` : "typewriter";
@@ -58,7 +59,7 @@ async function saveRename() {
     return;
   }
   endRename({ focus: true });
-  announce("Conversation renamed.");
+  announce(t("header.renamed"));
   loadList();
 }
 
@@ -83,9 +84,9 @@ async function deleteConversation() {
   const conversation = state.conversation;
   if (!conversation) return;
   const sure = await confirmed({
-    title: "Delete this conversation?",
-    text: `“${conversation.title}” and all its messages will be deleted. This cannot be undone.`,
-    ok: "Delete",
+    title: t("header.deleteTitle"),
+    text: t("header.deleteText", { title: conversation.title }),
+    ok: t("header.deleteOk"),
     back: ui.remove,
   });
   if (!sure) return;
@@ -98,7 +99,7 @@ async function deleteConversation() {
   }
   forget(conversation.id);
   startNewChat({ url: "replace", focus: true });
-  announce("Conversation deleted.");
+  announce(t("header.deleted"));
   loadList();
 }
 
@@ -107,9 +108,9 @@ async function clearHistory() {
   if (!conversation) return;
   const view = viewSignal();
   const sure = await confirmed({
-    title: "Clear this conversation's history?",
-    text: "Its messages are deleted and the assistant forgets them; the conversation stays.",
-    ok: "Clear history",
+    title: t("header.clearTitle"),
+    text: t("header.clearText"),
+    ok: t("header.clear"),
     back: ui.clear,
   });
   if (!sure) return;
@@ -126,7 +127,7 @@ async function clearHistory() {
   clearLog();
   setLoaded("");
   ui.message.focus();
-  announce("History cleared.");
+  announce(t("header.cleared"));
 }
 
 export function wireHeader() {

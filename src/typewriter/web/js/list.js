@@ -13,12 +13,13 @@ import { openConversation } from "./conversation.js";
 import { groupByDate } from "./dates.js";
 import { wireExport } from "./export.js";
 import { h, ui } from "./dom.js";
+import { t } from "./i18n.js";
 import { showError } from "./notice.js";
 import { retitle, setList, state } from "./state.js";
 import { setSidebar } from "./sidebar.js";
 
 const LOOK_FOR_OPEN = 200; // conversations loaded at most to find the open one in the list
-const EMPTY = "No conversations yet.";
+const EMPTY = t("list.empty");
 
 let loading = new AbortController(); // the load under way, if any
 let query = ""; // the search box's text when the last search started: "" lists them all
@@ -101,7 +102,7 @@ export function renderList() {
     const focusedId = ui.list.contains(focused) ? focused.dataset.id : null;
     const groups = groupByDate(drawn.items).map(groupItem);
     ui.list.replaceChildren(...groups);
-    ui.noConversations.textContent = query ? `No conversation holds “${query}”.` : EMPTY;
+    ui.noConversations.textContent = query ? t("list.none", { query }) : EMPTY;
     ui.noConversations.hidden = drawn.items.length > 0;
     ui.loadMore.hidden = !drawn.cursor;
     if (focusedId) ui.list.querySelector(`a[data-id="${focusedId}"]`)?.focus();

@@ -6,6 +6,7 @@
 // down resumes it.
 
 import { ui } from "./dom.js";
+import { t } from "./i18n.js";
 import { copyText } from "./markdown.js";
 import { announce } from "./notice.js";
 import { addTurn, clearTurns, dropTurn, setStick, state } from "./state.js";
@@ -78,12 +79,12 @@ export function clearLog() {
 async function copyCode(button) {
   const code = button.closest(".code-block")?.querySelector("code, pre");
   const ok = await copyText(code ? code.textContent : "");
-  announce(ok ? "Copied the code." : "Could not copy the code.");
+  announce(ok ? t("code.copiedSaid") : t("code.copyFailed"));
   if (!ok) return;
   button.classList.add("done");
-  button.textContent = "Copied";
+  button.textContent = t("code.copied");
   setTimeout(() => {
-    button.textContent = "Copy code";
+    button.textContent = t("code.copy");
     button.classList.remove("done");
   }, 1500);
 }

@@ -11,6 +11,8 @@
 // keep their DOM nodes, so nothing above the growing end flickers, and the cost of a frame
 // stays the size of the last block, not of the whole answer.
 
+import { t } from "./i18n.js";
+
 let lib = null; // { md, purify } once the libraries are loaded; null: show answers as text
 
 function escapeHtml(text) {
@@ -67,11 +69,11 @@ function decorateCode(fragment) {
     const language = document.createElement("span");
     language.className = "code-lang";
     const match = code && /(?:^|\s)language-([\w+#.-]+)/.exec(code.className);
-    language.textContent = match ? match[1] : "code";
+    language.textContent = match ? match[1] : t("code.language");
     const button = document.createElement("button");
     button.type = "button";
     button.className = "copy-code";
-    button.textContent = "Copy code";
+    button.textContent = t("code.copy");
     head.append(language, button);
     pre.replaceWith(wrapper);
     wrapper.append(head, pre);

@@ -3,6 +3,7 @@
 // The notice's retry action and countdown timer are this widget's own and stay in here.
 
 import { ui } from "./dom.js";
+import { t } from "./i18n.js";
 
 let announceFlip = false;
 
@@ -15,12 +16,12 @@ export function announce(text) {
 
 /** A failed call in words a reader can act on. */
 export function describe(error) {
-  if (error.network) return "typewriter cannot be reached. Check your connection.";
+  if (error.network) return t("notice.network");
   if (error.code === "answer_in_progress") {
-    return "An answer is still being written in this conversation. Wait for it, or stop it.";
+    return t("notice.inProgress");
   }
-  if (error.status === 429) return "Too many requests right now.";
-  if (error.status >= 500) return `The server could not do that (${error.status}): ${error.message}`;
+  if (error.status === 429) return t("notice.tooMany");
+  if (error.status >= 500) return t("notice.server", { status: error.status, message: error.message });
   return error.message || String(error);
 }
 
@@ -35,13 +36,13 @@ export function showNotice(text, { retry = null, kind = "error", retryAfter = nu
   ui.noticeRetry.hidden = !retry;
   ui.noticeText.textContent = text;
   const label = ui.noticeRetry.querySelector(".label") || ui.noticeRetry;
-  label.textContent = "Retry";
+  label.textContent = t("notice.retry");
   if (retry && retryAfter) {
     // The countdown is on the button only: the alert itself is announced once.
     let left = Math.ceil(retryAfter);
-    ui.noticeText.textContent = `${text} Wait ${left} s, then retry.`;
+    ui.noticeText.textContent = t("notice.wait", { text, seconds: left });
     const tick = () => {
-      label.textContent = left > 0 ? `Retry (${left} s)` : "Retry";
+      label.textContent = left > 0 ? t("notice.retryIn", { seconds: left }) : t("notice.retry");
       if (left <= 0) clearInterval(notice.timer);
       left -= 1;
     };
@@ -77,7 +78,7 @@ export function wireNotice() {
     ui.message.focus();
   });
   window.addEventListener("offline", () =>
-    showNotice("You are offline. The answer carries on when the connection is back.", {
+    showNotice(t("notice.offline"), {
       kind: "connection",
     }),
   );

@@ -8,6 +8,8 @@
 // 401 and retries its call when it resolves true. Every call that fails at once waits for the
 // same dialog, so a page that starts with three calls asks once.
 
+import { t } from "./i18n.js";
+
 const KEY_ITEM = "typewriter.apiKey";
 const CHECK_PATH = "/v1/assistants"; // a call every key may make, and cheap
 
@@ -76,15 +78,15 @@ function openDialog(reason) {
     const onSubmit = async (event) => {
       event.preventDefault();
       const key = input.value.trim();
-      if (!key) return fail("Enter an API key.");
+      if (!key) return fail(t("signin.empty"));
       const submit = $("sign-in-submit");
       submit.disabled = true;
       const verdict = await accepted(key);
       submit.disabled = false;
       if (!dialog.open) return; // cancelled while the key was checked
-      if (verdict === false) return fail("That key was refused: check it, or ask for a new one.");
-      if (verdict === null) return fail("typewriter cannot be reached: check your connection.");
-      if (!keep(key)) return fail("This browser cannot keep the key (storage is blocked).");
+      if (verdict === false) return fail(t("signin.refused"));
+      if (verdict === null) return fail(t("notice.networkShort"));
+      if (!keep(key)) return fail(t("signin.storage"));
       done(true);
     };
     const onShow = () => {
@@ -114,8 +116,8 @@ function openDialog(reason) {
 }
 
 const REASONS = {
-  missing_api_key: "This typewriter needs an API key.",
-  invalid_api_key: "The API key this browser kept was refused (revoked, or mistyped).",
+  missing_api_key: t("signin.needed"),
+  invalid_api_key: t("signin.revoked"),
 };
 
 /** Ask for an API key (after a 401 with `code`); true once a key the server accepts is kept. */
@@ -138,8 +140,8 @@ export function wireSignIn() {
   signOutButton.type = "button";
   signOutButton.id = "sign-out";
   signOutButton.className = "button subtle small sign-out";
-  signOutButton.textContent = "Sign out";
-  signOutButton.title = "Forget this browser's API key (to sign in with another)";
+  signOutButton.textContent = t("signin.out");
+  signOutButton.title = t("signin.outTitle");
   signOutButton.addEventListener("click", signOut);
   document.querySelector(".topbar").append(signOutButton);
   refreshSignOut();

@@ -11,6 +11,7 @@
 
 import { showStoredImages } from "./attachments.js";
 import { h, makeButton } from "./dom.js";
+import { t } from "./i18n.js";
 import { copyText } from "./markdown.js";
 import { announce } from "./notice.js";
 import { busy, changed, state } from "./state.js";
@@ -38,7 +39,7 @@ export class Turn {
 
   buildQuestion(question) {
     const msg = h("div", "msg user");
-    msg.append(h("h2", "visually-hidden", "You said:"));
+    msg.append(h("h2", "visually-hidden", t("question.heading")));
     const images = question.images || [];
     const stored = question.attachments || [];
     if (images.length || stored.length) {
@@ -46,7 +47,7 @@ export class Turn {
       for (const src of images) {
         const img = h("img", "question-image");
         img.src = src;
-        img.alt = "Attached image";
+        img.alt = t("image.attached");
         gallery.append(img);
       }
       showStoredImages(gallery, stored);
@@ -63,24 +64,24 @@ export class Turn {
   buildQuestionActions() {
     const actions = h("div", "question-actions");
     this.questionPager = h("div", "version-pager");
-    this.questionPrev = makeButton("Previous version", "chevron-left", {
+    this.questionPrev = makeButton(t("question.previous"), "chevron-left", {
       className: `${small} prev`,
       iconOnly: true,
       onClick: () => this.goToQuestion(-1),
     });
-    this.questionNext = makeButton("Next version", "chevron-right", {
+    this.questionNext = makeButton(t("question.next"), "chevron-right", {
       className: `${small} next`,
       iconOnly: true,
       onClick: () => this.goToQuestion(1),
     });
     this.questionCount = h("span", "count");
     this.questionPager.append(this.questionPrev, this.questionCount, this.questionNext);
-    this.copyQuestion = makeButton("Copy message", "copy", {
+    this.copyQuestion = makeButton(t("question.copy"), "copy", {
       className: small,
       iconOnly: true,
       onClick: () => this.copy(),
     });
-    this.editQuestion = makeButton("Edit message", "pencil", {
+    this.editQuestion = makeButton(t("question.edit"), "pencil", {
       className: small,
       iconOnly: true,
       onClick: () => this.startEditing(),
@@ -94,13 +95,13 @@ export class Turn {
     form.hidden = true;
     this.editBox = h("textarea", "edit-box");
     this.editBox.rows = 3;
-    this.editBox.setAttribute("aria-label", "Edit your message");
+    this.editBox.setAttribute("aria-label", t("question.editBox"));
     const row = h("div", "edit-row");
-    const cancel = makeButton("Cancel", null, {
+    const cancel = makeButton(t("common.cancel"), null, {
       className: "button subtle small",
       onClick: () => this.stopEditing(),
     });
-    const send = h("button", "button primary small", "Send");
+    const send = h("button", "button primary small", t("composer.send"));
     send.type = "submit";
     row.append(cancel, send);
     form.append(this.editBox, row);
@@ -123,7 +124,7 @@ export class Turn {
 
   async copy() {
     const ok = await copyText(this.question.text);
-    announce(ok ? "Copied your message." : "Could not copy your message.");
+    announce(ok ? t("question.copied") : t("question.copyFailed"));
   }
 
   startEditing() {
@@ -145,7 +146,7 @@ export class Turn {
     const text = this.editBox.value;
     if (!text.trim()) return;
     if (busy()) {
-      announce("An answer is being written: wait for it, or stop it.");
+      announce(t("composer.busy"));
       return;
     }
     this.el.dispatchEvent(new CustomEvent(EDIT, { bubbles: true, detail: { turn: this, text } }));
@@ -221,7 +222,10 @@ export class Turn {
     this.questionPager.hidden = !many;
     if (many) {
       this.questionCount.textContent = `${index + 1} / ${ids.length}`;
-      this.questionCount.setAttribute("aria-label", `Version ${index + 1} of ${ids.length}`);
+      this.questionCount.setAttribute(
+        "aria-label",
+        t("question.count", { n: index + 1, total: ids.length }),
+      );
       this.questionPrev.disabled = index <= 0 || busy();
       this.questionNext.disabled = index >= ids.length - 1 || busy();
     }
