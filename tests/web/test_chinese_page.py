@@ -43,7 +43,7 @@ SCRIPTS = WEB / "js"
 CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 
 # ASCII words a Chinese page may show: the product's name, key names, formats.
-ALLOWED = ["typewriter", "API", "Enter", "Shift", "Markdown"]
+ALLOWED = ["typewriter", "API", "Enter", "Shift", "Ctrl", "Markdown"]
 
 QUESTION = (
     "请用 Python 写一个函数，计算斐波那契数列的第 n 项，并说明它的时间复杂度和空间复杂度，"
