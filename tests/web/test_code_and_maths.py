@@ -7,7 +7,8 @@ the light and the dark scheme, and other code stays plain; formulas ($â€¦$, \\(â
 give nothing that links or runs. Without the two libraries the page still answers. While an
 answer types, half-written Markdown (a lone backtick, an open bold, half a formula, a table
 before its delimiter row) never shows as raw syntax: each prefix of an answer is rendered as
-the page renders a live one, and a streamed answer is watched on every DOM change.
+the page renders a live one, and a streamed answer is watched on every DOM change; a finished
+answer shows its text as written.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ FORMULAS = (
     "Euler's identity $e^{i\\pi} + 1 = 0$ and Pythagoras \\(a^2 + b^2 = c^2\\) inline.\n\n"
     "$$\\int_0^1 x^2\\,dx = \\frac{1}{3}$$\n\n"
     "\\[\\sum_{n=1}^{\\infty} \\frac{1}{n^2} = \\frac{\\pi^2}{6}\\]\n\n"
-    "It costs $5 and $10, and `$x$` in code is code.\n"
+    "It costs $5 and $10, and `$x$` in code is code. A slip, $x^^2$, stays as written.\n"
 )
 
 # What a live answer goes through while it types: prefixes of it, one character at a time.
@@ -188,7 +189,8 @@ def test_formulas_are_typeset_as_mathml(page: Page, screenshots: Path) -> None:
     for source in ("\\frac", "e^{i", "\\int", "\\sum", "a^2 + b^2", "\\(", "\\["):
         assert source not in text, f"{source!r} shown as text: {text!r}"
     assert "It costs $5 and $10, and $x$ in code is code." in text  # prices and code: as written
-    expect(answer.locator("code")).to_have_text("$x$")
+    expect(answer.locator("code")).to_have_text(["$x$", "$x^^2$"])
+    expect(answer.locator(".maths-error")).to_have_text("$x^^2$")  # KaTeX refused it
     for formula in maths.all():
         box = formula.bounding_box()
         assert box and box["width"] > 20 and box["height"] > 10, box
@@ -230,7 +232,10 @@ def test_without_highlighter_and_typesetter_the_page_still_answers(
         page = context.new_page()
         errors = watch(page)
 
+        refused: list[str] = []
+
         def refuse(route: Route) -> None:
+            refused.append(route.request.url.rsplit("/", 1)[-1])
             route.fulfill(status=404, body="")
 
         page.route("**/vendor/highlight.js", refuse)
@@ -243,6 +248,7 @@ def test_without_highlighter_and_typesetter_the_page_still_answers(
         expect(answer).to_contain_text("$x^2$ as written.")
         expect(answer.locator("pre code")).to_have_text("def f(): pass\n")
         assert answer.locator("pre code span, math").count() == 0
+        assert set(refused) == {"highlight.js", "katex.js"}  # asked for, and done without
         assert not errors, errors
     finally:
         context.close()
@@ -283,6 +289,18 @@ def test_the_growing_end_is_settled(page: Page) -> None:
         list(cases),
     )
     assert settled == cases
+    # a finished answer is shown as written, unfinished syntax and all
+    written = ["a **b", "costs $5", "| a | b |", "x `y"]
+    shown: list[str] = evaluate(
+        page,
+        """(m, texts) => texts.map((text) => {
+            const box = document.createElement('div');
+            new m.MarkdownView(box).render(text);
+            return box.textContent;
+        })""",
+        written,
+    )
+    assert [s.strip() for s in shown] == written
 
 
 def test_unfinished_markdown_never_shows_as_syntax(page: Page) -> None:
@@ -322,19 +340,6 @@ def test_unfinished_markdown_never_shows_as_syntax(page: Page) -> None:
     assert frames["lost"] == [], frames["lost"]
     final = frames["final"]
     assert (final["table"], final["math"], final["pre"]) == (1, 3, 1), final
-
-
-def test_a_finished_answer_shows_its_text_as_written(page: Page) -> None:
-    shown: list[str] = evaluate(
-        page,
-        """(m, texts) => texts.map((text) => {
-            const box = document.createElement('div');
-            new m.MarkdownView(box).render(text);
-            return box.innerText;
-        })""",
-        ["a **b", "costs $5", "| a | b |", "x `y"],
-    )
-    assert [s.strip() for s in shown] == ["a **b", "costs $5", "| a | b |", "x `y"]
 
 
 WATCH_RAW = """(raw) => {
