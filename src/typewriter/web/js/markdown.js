@@ -86,6 +86,7 @@ function maths(katex) {
         throwOnError: true,
         trust: false,
         strict: "ignore",
+        maxSize: 20, // em: no \rule or \kern as wide as a wall
       });
     } catch {
       return `<code class="maths-error">${escapeHtml(token.raw.trim())}</code>`;
