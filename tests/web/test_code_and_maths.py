@@ -25,7 +25,7 @@ from web.chat_page import answers, ask, open_context, simulate, wait_for_end, wa
 pytestmark = pytest.mark.integration
 
 CODE = (
-    "Some Python:\n\n"
+    "Some Python, for $e^{i\\pi} + 1 = 0$:\n\n"
     "```python\n"
     "def greet(name: str) -> str:\n"
     '    """Say hello."""\n'
@@ -124,6 +124,9 @@ def test_code_in_a_known_language_is_highlighted_in_light_and_dark(
             plain = python.evaluate("e => getComputedStyle(e).color")
             assert keyword != plain, "keywords are not coloured"
             colors[scheme] = (keyword, color(page, ".md .hljs-string"), plain)
+            # a formula takes the text's colour, whichever the scheme
+            expect(answer.locator("math")).to_be_visible()
+            assert color(page, ".md math") == answer.evaluate("e => getComputedStyle(e).color")
             page.screenshot(path=screenshots / f"code-{scheme}.png")
             assert not errors, errors
         finally:
