@@ -40,7 +40,8 @@ CODE = (
 )
 
 FORMULAS = (
-    "Euler's identity $e^{i\\pi} + 1 = 0$ and Pythagoras \\(a^2 + b^2 = c^2\\) inline.\n\n"
+    "Euler's identity $e^{i\\pi} + 1 = 0$ and Pythagoras \\(a^2 + b^2 = c^2\\) inline,"
+    " \\(p and q\\) too.\n\n"
     "$$\\int_0^1 x^2\\,dx = \\frac{1}{3}$$\n\n"
     "\\[\\sum_{n=1}^{\\infty} \\frac{1}{n^2} = \\frac{\\pi^2}{6}\\]\n\n"
     "It costs $5 and $10, and `$x$` in code is code. A slip, $x^^2$, stays as written.\n"
@@ -184,12 +185,12 @@ def test_formulas_are_typeset_as_mathml(page: Page, screenshots: Path) -> None:
     wait_for_end(page)
     answer = answers(page).last
     maths = answer.locator("math")
-    expect(maths).to_have_count(4)
+    expect(maths).to_have_count(5)
     expect(answer.locator('math[display="block"]')).to_have_count(2)
     expect(answer.locator("mfrac")).to_have_count(3)
     expect(answer.locator("msup").first).to_be_visible()
     text = answer.inner_text()
-    for source in ("\\frac", "e^{i", "\\int", "\\sum", "a^2 + b^2", "\\(", "\\["):
+    for source in ("\\frac", "e^{i", "\\int", "\\sum", "a^2 + b^2", "\\(", "\\[", "p and q"):
         assert source not in text, f"{source!r} shown as text: {text!r}"
     assert "It costs $5 and $10, and $x$ in code is code." in text  # prices and code: as written
     expect(answer.locator("code")).to_have_text(["$x$", "$x^^2$"])

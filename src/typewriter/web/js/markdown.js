@@ -57,14 +57,15 @@ function highlighter(hljs) {
   };
 }
 
-// Inline maths; a "$" opens only before a non-space and closes only after one, never before a
-// digit, so prices ("$5 and $10") stay text.
+// Inline maths: [pattern, display]. A lone "$" opens only before a non-space and closes only
+// after one, never before a digit, and holds no prose: prices ("$5 and $10") stay text.
 const INLINE_MATHS = [
   [/^\$\$(?!\$)((?:\\[^]|[^\\$])+?)\$\$/, true],
   [/^\\\[([^]+?)\\\]/, true],
   [/^\\\(([^]+?)\\\)/, false],
   [/^\$(?![\s$])((?:\\[^]|[^\\$\n`])+?)(?<!\s)\$(?!\d)/, false],
 ];
+const DOLLAR = INLINE_MATHS[3][0];
 // Between two "$", a word outside braces is prose ("$5 and $10"), not maths ("\text{and}" is).
 const PROSE_WORD = /\s[A-Za-z]{3,}[\s,.;:!?]/;
 const BRACES = /\{[^{}]*\}/g;
@@ -111,7 +112,7 @@ function maths(katex) {
       tokenizer(src) {
         for (const [pattern, display] of INLINE_MATHS) {
           const match = pattern.exec(src);
-          if (match && (display || match[0][1] === "\\" || !prose(match[1]))) {
+          if (match && !(pattern === DOLLAR && prose(match[1]))) {
             return { type: "maths", raw: match[0], tex: match[1], display };
           }
         }
