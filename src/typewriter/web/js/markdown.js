@@ -41,6 +41,8 @@ function optional(loading, what) {
   );
 }
 
+const HIGHLIGHT_LIMIT = 20_000; // characters of code; more is left plain (a long pause otherwise)
+
 /**
  * Code in a language highlight.js knows, as highlighted HTML; false: marked's plain block.
  * A code block still being typed stays plain, and is coloured once its fence closes: colouring
@@ -51,6 +53,7 @@ function highlighter(hljs) {
   return (token) => {
     const language = /^\S*/.exec(token.lang || "")[0];
     if (token.growing || !language || !hljs.getLanguage(language)) return false;
+    if (token.text.length > HIGHLIGHT_LIMIT) return false;
     const code = token.text.replace(/\n$/, "");
     const html = hljs.highlight(code, { language, ignoreIllegals: true }).value;
     return `<pre><code class="hljs language-${escapeHtml(language)}">${html}\n</code></pre>\n`;
@@ -426,7 +429,7 @@ export class MarkdownView {
     if (growing && last?.type === "code" && !CLOSED_FENCE.test(last.raw)) last.growing = true;
     let index = 0;
     for (const token of items) {
-      const key = `${token.type}\u0000${token.raw}`;
+      const key = `${token.type}\u0000${token.growing ? "growing\u0000" : ""}${token.raw}`;
       const block = this.blocks[index];
       if (!block || block.key !== key) {
         const list = [token];
