@@ -1,9 +1,10 @@
 """The committed browser modules are exactly what package-lock.json gives.
 
 The page's Markdown renderer, sanitizer, code highlighter and maths typesetter are committed
-under ``web/vendor/`` so that a clone, a wheel or an sdist serves the full page without Node. Committed copies can drift from the lock
-(a hand edit, a lock bump without ``make vendor``); this test reruns the vendoring recipe on the
-packages ``npm ci`` installed (``make test`` runs it) and compares byte for byte.
+under ``web/vendor/`` so that a clone, a wheel or an sdist serves the full page without Node.
+Committed copies can drift from the lock (a hand edit, a lock bump without ``make vendor``);
+this test reruns the vendoring recipe on the packages ``npm ci`` installed (``make test`` runs
+it) and compares byte for byte.
 """
 
 from __future__ import annotations
