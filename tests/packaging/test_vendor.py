@@ -1,9 +1,10 @@
 """The committed browser modules are exactly what package-lock.json gives.
 
-The page's Markdown renderer and sanitizer are committed under ``web/vendor/`` so that a clone,
-a wheel or an sdist serves the full page without Node. Committed copies can drift from the lock
-(a hand edit, a lock bump without ``make vendor``); this test reruns the vendoring recipe on the
-packages ``npm ci`` installed (``make test`` runs it) and compares byte for byte.
+The page's Markdown renderer, sanitizer, code highlighter and maths typesetter are committed
+under ``web/vendor/`` so that a clone, a wheel or an sdist serves the full page without Node.
+Committed copies can drift from the lock (a hand edit, a lock bump without ``make vendor``);
+this test reruns the vendoring recipe on the packages ``npm ci`` installed (``make test`` runs
+it) and compares byte for byte.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import pytest
 ROOT = Path(__file__).parents[2]
 VENDOR = ROOT / "src" / "typewriter" / "web" / "vendor"
 RECIPE = ROOT / "scripts" / "vendor-web.sh"
-SHIPPED = {"marked.js", "marked-LICENSE.txt", "dompurify.js", "dompurify-LICENSE.txt"}
+SHIPPED = {
+    "marked.js",
+    "marked-LICENSE.txt",
+    "dompurify.js",
+    "dompurify-LICENSE.txt",
+    "highlight.js",
+    "highlight-LICENSE.txt",
+    "katex.js",
+    "katex-LICENSE.txt",
+}
 
 
 def vendored(folder: Path) -> set[str]:

@@ -207,7 +207,7 @@ export class Answer {
   paint() {
     if (!this.el.isConnected) return; // off screen: rendered when shown again
     this.paintReasoning();
-    this.view.render(this.shownText);
+    this.view.render(this.shownText, { growing: this.live });
     this.update();
     afterPaint();
   }

@@ -6,10 +6,18 @@
 // Content-Security-Policy forbids inline script on top of that. Links open in a new tab with
 // rel="noopener noreferrer".
 //
+// Code blocks in a language highlight.js knows are coloured (classes only: code.css holds the
+// colours); others stay plain. Maths ($…$, \(…\), $$…$$, \[…\]) is typeset by KaTeX as MathML,
+// which the browser lays out itself: no KaTeX CSS, fonts or inline styles (the CSP allows
+// none), and KaTeX's untrusted mode, so \href, \includegraphics and \html… make nothing
+// that links or runs. Both libraries' output goes through DOMPurify like the rest. Either may
+// fail to load: code is then plain and maths stays as written.
+//
 // While an answer streams it is re-rendered at most once per animation frame, and only from
 // the first top-level block (paragraph, list, code block…) that changed: the blocks above it
 // keep their DOM nodes, so nothing above the growing end flickers, and the cost of a frame
-// stays the size of the last block, not of the whole answer.
+// stays the size of the last block, not of the whole answer. The growing end itself is shown
+// settled (settleGrowingEnd): no half-typed Markdown syntax flashes before it means anything.
 
 import { t } from "./i18n.js";
 
@@ -24,11 +32,110 @@ function escapeHtml(text) {
     .replaceAll("'", "&#39;");
 }
 
+/** A library the page can do without: its module's default export, or null (and a warning). */
+function optional(loading, what) {
+  return loading.then(
+    (module) => module.default,
+    (error) => {
+      console.warn(`typewriter: ${what} unavailable`, error);
+      return null;
+    },
+  );
+}
+
+const HIGHLIGHT_LIMIT = 20_000; // characters of code; more is left plain (a long pause otherwise)
+
+/**
+ * Code in a language highlight.js knows, as highlighted HTML; false: marked's plain block.
+ * A code block still being typed stays plain, and is coloured once its fence closes: colouring
+ * it anew at every frame costs tens of milliseconds a frame once it is a few hundred lines
+ * long (mostly sanitizing its many spans), and a frame has sixteen.
+ */
+function highlighter(hljs) {
+  return (token) => {
+    const language = /^\S*/.exec(token.lang || "")[0];
+    if (token.growing || !language || !hljs.getLanguage(language)) return false;
+    if (token.text.length > HIGHLIGHT_LIMIT) return false;
+    const code = token.text.replace(/\n$/, "");
+    const html = hljs.highlight(code, { language, ignoreIllegals: true }).value;
+    return `<pre><code class="hljs language-${escapeHtml(language)}">${html}\n</code></pre>\n`;
+  };
+}
+
+// Inline maths: [pattern, display]. A lone "$" opens only before a non-space and closes only
+// after one, never before a digit, and holds no prose: prices ("$5 and $10") stay text.
+const INLINE_MATHS = [
+  [/^\$\$(?!\$)((?:\\[^]|[^\\$])+?)\$\$/, true],
+  [/^\\\[([^]+?)\\\]/, true],
+  [/^\\\(([^]+?)\\\)/, false],
+  [/^\$(?![\s$])((?:\\[^]|[^\\$\n`])+?)(?<!\s)\$(?!\d)/, false],
+];
+const DOLLAR = INLINE_MATHS[3][0];
+// Between two "$", a word outside braces is prose ("$5 and $10"), not maths ("\text{and}" is).
+const PROSE_WORD = /\s[A-Za-z]{3,}[\s,.;:!?]/;
+const BRACES = /\{[^{}]*\}/g;
+
+function prose(tex) {
+  let bare = tex;
+  for (let before = ""; before !== bare; ) [before, bare] = [bare, bare.replace(BRACES, "")];
+  return PROSE_WORD.test(bare);
+}
+const BLOCK_MATHS = /^ {0,3}(?:\$\$((?:\\[^]|[^\\$])+?)\$\$|\\\[([^]+?)\\\])[ \t]*(?:\n|$)/;
+
+/** The marked extensions that typeset maths with KaTeX (MathML only, untrusted). */
+function maths(katex) {
+  const typeset = (token) => {
+    try {
+      return katex.renderToString(token.tex, {
+        output: "mathml",
+        displayMode: token.display,
+        throwOnError: true,
+        trust: false,
+        strict: "ignore",
+        maxSize: 20, // em: no \rule or \kern as wide as a wall
+      });
+    } catch {
+      return `<code class="maths-error">${escapeHtml(token.raw.trim())}</code>`;
+    }
+  };
+  return [
+    {
+      name: "mathsBlock",
+      level: "block",
+      start: (src) => /^ {0,3}(?:\$\$|\\\[)/m.exec(src)?.index,
+      tokenizer(src) {
+        const match = BLOCK_MATHS.exec(src);
+        if (!match) return undefined;
+        return { type: "mathsBlock", raw: match[0], tex: match[1] ?? match[2], display: true };
+      },
+      renderer: (token) => `<div class="maths">${typeset(token)}</div>\n`,
+    },
+    {
+      name: "maths",
+      level: "inline",
+      start: (src) => /\$|\\[[(]/.exec(src)?.index,
+      tokenizer(src) {
+        for (const [pattern, display] of INLINE_MATHS) {
+          const match = pattern.exec(src);
+          if (match && !(pattern === DOLLAR && prose(match[1]))) {
+            return { type: "maths", raw: match[0], tex: match[1], display };
+          }
+        }
+        return undefined;
+      },
+      renderer: typeset,
+    },
+  ];
+}
+
 async function load() {
+  const highlighting = optional(import("../vendor/highlight.js"), "code highlighting");
+  const typesetting = optional(import("../vendor/katex.js"), "maths typesetting");
   const [{ Marked }, { default: DOMPurify }] = await Promise.all([
     import("../vendor/marked.js"),
     import("../vendor/dompurify.js"),
   ]);
+  const [hljs, katex] = await Promise.all([highlighting, typesetting]);
   const md = new Marked({ gfm: true, breaks: true, async: false });
   md.use({
     renderer: {
@@ -37,8 +144,10 @@ async function load() {
         const text = escapeHtml(token.text);
         return token.block ? `<p class="raw-html">${text}</p>` : text;
       },
+      ...(hljs ? { code: highlighter(hljs) } : {}),
     },
   });
+  if (katex) md.use({ extensions: maths(katex) });
   const purify = DOMPurify(window);
   purify.addHook("afterSanitizeAttributes", (node) => {
     if (node.nodeName === "A" && node.hasAttribute("href")) {
@@ -80,12 +189,22 @@ function decorateCode(fragment) {
   }
 }
 
+// KaTeX's MathML keeps the TeX in <semantics><annotation> (not shown, but read by assistive
+// tools); DOMPurify leaves both out by default and would show the TeX as text. No style
+// attribute ever: the CSP refuses inline styles, and Markdown needs none.
+const PURIFY = {
+  RETURN_DOM_FRAGMENT: true,
+  ADD_TAGS: ["semantics", "annotation"],
+  FORBID_ATTR: ["style"],
+};
+
 function sanitize(html) {
-  const fragment = lib.purify.sanitize(html, { RETURN_DOM_FRAGMENT: true });
+  const fragment = lib.purify.sanitize(html, PURIFY);
   decorateCode(fragment);
   return fragment;
 }
 
+const CLOSED_FENCE = /\n {0,3}(?:`{3,}|~{3,})[ \t]*\n*$/;
 const LIST_MARKER_ALONE = /^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]*$/;
 const FENCE = /^[ \t]*(?:```|~~~)/gm;
 
@@ -100,6 +219,178 @@ export function withoutDanglingMarker(text) {
   const before = text.slice(0, start);
   const fences = before.match(FENCE)?.length ?? 0;
   return fences % 2 === 0 ? before : text;
+}
+
+// The growing end of an answer being typed, settled: what would flash as raw syntax and then
+// jump into shape is held back (or closed) until the model writes the rest. Only the growing
+// end of a live answer goes through this; a finished answer is rendered as written.
+const FENCE_LINE = /^ {0,3}(`{3,}|~{3,})(.*)$/;
+const MARKER_ALONE = /^[ \t]*(?:[-*+]|\d{1,9}[.)]|#{1,6}|>)[ \t]*$/;
+const TABLE_ROW = /^ {0,3}\|/;
+const DELIMITER_START = /^ {0,3}\|?[ \t:|-]*$/;
+const DELIMITER_CELL = /^[ \t]*:?-+:?[ \t]*$/;
+const INLINE_MATHS_LIMIT = 200; // an unclosed "$" further back than this was not maths
+const PROSE_WORD_AT = new RegExp(PROSE_WORD.source, "y");
+
+/** Where the last block's text starts (after the last blank line or code fence), and whether
+ * the text ends inside a fenced code block, on its opening line or in its code. */
+function lastBlock(text) {
+  let start = 0;
+  let fence = null; // { marker, line }: the open fence
+  let at = 0;
+  const lines = text.split("\n");
+  for (const [index, line] of lines.entries()) {
+    const next = at + line.length + 1;
+    const match = FENCE_LINE.exec(line);
+    if (fence) {
+      const closing = match && match[1][0] === fence.marker[0];
+      if (closing && match[1].length >= fence.marker.length && !match[2].trim()) {
+        fence = null;
+        start = next;
+      }
+    } else if (match && !(match[1][0] === "`" && match[2].includes("`"))) {
+      fence = { marker: match[1], line: at };
+    } else if (!line.trim() && index < lines.length - 1) {
+      start = next; // a blank line ends the block above (the last line is only begun)
+    }
+    at = next;
+  }
+  const lastLine = text.lastIndexOf("\n") + 1;
+  return { start: Math.min(start, text.length), fence, lastLine };
+}
+
+function cells(row) {
+  return row.trim().replace(/^\|/, "").replace(/(?<!\\)\|$/, "").split(/(?<!\\)\|/);
+}
+
+/** `block` without a table's first lines while its delimiter row is not whole yet: pipes
+ * that are about to become a table are not shown as text first. */
+function withoutHalfTable(block) {
+  const lines = block.split("\n");
+  const last = lines.length - 1;
+  // a table above line `k`, up to it: its rows are typed in place, cell by cell
+  const tableUpTo = (k) => lines.some((line, i) => i < k && isDelimiter(lines[i + 1], line));
+  if (last >= 1 && TABLE_ROW.test(lines[last - 1]) && DELIMITER_START.test(lines[last])) {
+    // a delimiter row begun under a header row (or a new row begun under a table's row)
+    return tableUpTo(last) ? block : lines.slice(0, last - 1).join("\n");
+  }
+  if (TABLE_ROW.test(lines[last])) {
+    return tableUpTo(last - 1) ? block : lines.slice(0, last).join("\n");
+  }
+  return block;
+}
+
+function isDelimiter(line, header) {
+  if (!DELIMITER_START.test(line) || !line.includes("-") || !TABLE_ROW.test(header)) return false;
+  const parts = cells(line);
+  return parts.every((cell) => DELIMITER_CELL.test(cell)) && parts.length === cells(header).length;
+}
+
+function runOf(text, at, char) {
+  let end = at;
+  while (text[end] === char) end += 1;
+  return end - at;
+}
+
+const SPACE = /\s/;
+const OPENS_AFTER = /[\s([{"'>~-]/; // what emphasis follows here ("2*3" is no emphasis)
+
+/** The inline syntax left open at the end of `block`: code spans are closed, emphasis is
+ * closed, maths not closed yet is held back (half a formula cannot be typeset). */
+function settleInline(block) {
+  let code = null; // { at, ticks }
+  let maths = null; // { at, close, depth }: depth of braces, for "$"
+  const emphasis = []; // { at, marker } open "*" and "**", innermost last
+  let i = 0;
+  while (i < block.length) {
+    const c = block[i];
+    if (code) {
+      const run = c === "`" ? runOf(block, i, "`") : 1;
+      if (c === "`" && run === code.ticks) code = null;
+      i += run;
+    } else if (maths) {
+      const inline = maths.close === "$" || maths.close === "\\)";
+      if (c === "{") maths.depth += 1;
+      if (c === "}") maths.depth -= 1;
+      const dollar = maths.close === "$";
+      PROSE_WORD_AT.lastIndex = i;
+      const prose = dollar && maths.depth === 0 && PROSE_WORD_AT.test(block);
+      const far = i - maths.at > INLINE_MATHS_LIMIT;
+      if (inline && (c === "\n" || (dollar && c === "`") || prose || far)) {
+        i = maths.at + 1; // not maths after all: read on after its "$"
+        maths = null;
+      } else if (block.startsWith(maths.close, i) && !(dollar && SPACE.test(block[i - 1]))) {
+        i += maths.close.length;
+        maths = null;
+      } else {
+        i += c === "\\" ? 2 : 1;
+      }
+    } else if (c === "\\") {
+      const next = block[i + 1];
+      if (next === "(" || next === "[") {
+        maths = { at: i, close: next === "(" ? "\\)" : "\\]", depth: 0 };
+      }
+      if (next === undefined) return settleInline(block.slice(0, i)); // perhaps "\(" to come
+      i += 2;
+    } else if (c === "`") {
+      code = { at: i, ticks: runOf(block, i, "`") };
+      i += code.ticks;
+    } else if (c === "$") {
+      const double = block[i + 1] === "$";
+      if (double || i + 1 === block.length || !SPACE.test(block[i + 1])) {
+        maths = { at: i, close: double ? "$$" : "$", depth: 0 };
+      }
+      i += double ? 2 : 1;
+    } else if (c === "*") {
+      const run = runOf(block, i, "*");
+      const before = i === 0 || OPENS_AFTER.test(block[i - 1]);
+      const after = i + run === block.length || SPACE.test(block[i + run]);
+      const markers = run >= 3 ? ["**", "*"] : [c.repeat(Math.min(run, 2))];
+      for (const marker of markers) {
+        const open = emphasis.findLastIndex((e) => e.marker === marker);
+        if (open >= 0 && !SPACE.test(block[i - 1])) emphasis.splice(open);
+        else if (before && (!after || i + run === block.length)) emphasis.push({ at: i, marker });
+      }
+      i += run;
+    } else {
+      i += 1;
+    }
+  }
+  if (maths) return settleInline(block.slice(0, maths.at));
+  let end = block;
+  if (code) {
+    const content = block.slice(code.at + code.ticks).replace(/`+$/, "");
+    const ticks = "`".repeat(code.ticks);
+    end = block.slice(0, code.at);
+    if (content.trim()) end += ticks + content + ticks;
+  }
+  while (emphasis.length) {
+    const { at, marker } = emphasis.pop();
+    if (at >= end.length) continue;
+    const content = end.slice(at + marker.length).replace(/[*\s]+$/, "");
+    end = content ? end.slice(0, at + marker.length) + content + marker : end.slice(0, at);
+  }
+  return end;
+}
+
+/**
+ * `text`, the answer typed so far, as it should show while the rest is still coming: an
+ * opening code fence waits for its line's end (its language is not known before), a table
+ * waits for its delimiter row, a formula for its closing delimiter, a lone marker ("- ", "#",
+ * ">", "`", "*", "$") for its text; an open code span or bold is shown closed. Inside an open
+ * code block everything is code and stays.
+ */
+export function settleGrowingEnd(text) {
+  const { start, fence, lastLine } = lastBlock(text);
+  if (fence) {
+    if (fence.line === lastLine) return text.slice(0, fence.line);
+    // a closing fence half typed ("``") is not a line of code
+    const closing = /^ {0,3}(`+|~+)$/.exec(text.slice(lastLine));
+    return closing && closing[1][0] === fence.marker[0] ? text.slice(0, lastLine - 1) : text;
+  }
+  if (MARKER_ALONE.test(text.slice(lastLine))) return settleGrowingEnd(text.slice(0, lastLine));
+  const block = withoutHalfTable(text.slice(start));
+  return text.slice(0, start) + settleInline(block);
 }
 
 /** Markdown to a safe DocumentFragment, all at once (for text that is not streaming). */
@@ -120,13 +411,14 @@ export class MarkdownView {
     this.linksKey = "";
   }
 
-  render(text) {
+  /** Show `text`; `growing`: more is still coming, so its end is shown settled. */
+  render(text, { growing = false } = {}) {
     if (!lib) {
       this.container.classList.add("plain");
       this.container.textContent = text;
       return;
     }
-    const tokens = lib.md.lexer(text);
+    const tokens = lib.md.lexer(growing ? settleGrowingEnd(text) : text);
     const links = tokens.links || {};
     const linksKey = JSON.stringify(links);
     if (linksKey !== this.linksKey) {
@@ -135,9 +427,11 @@ export class MarkdownView {
       this.reset();
     }
     const items = tokens.filter((token) => token.type !== "space");
+    const last = items[items.length - 1];
+    if (growing && last?.type === "code" && !CLOSED_FENCE.test(last.raw)) last.growing = true;
     let index = 0;
     for (const token of items) {
-      const key = `${token.type}\u0000${token.raw}`;
+      const key = `${token.type}\u0000${token.growing ? "growing\u0000" : ""}${token.raw}`;
       const block = this.blocks[index];
       if (!block || block.key !== key) {
         const list = [token];
