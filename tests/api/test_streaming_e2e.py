@@ -26,7 +26,13 @@ async def test_detached_answer_streams_with_the_contract_headers(
     client: httpx.AsyncClient,
 ) -> None:
     started = await ask(client, MESSAGE, assistant="echo", options=FAST)
-    assert set(started) == {"stream_id", "conversation_id", "message_id", "events_url"}
+    assert set(started) == {
+        "stream_id",
+        "conversation_id",
+        "message_id",
+        "question_id",
+        "events_url",
+    }
     async with client.stream("GET", started["events_url"]) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
