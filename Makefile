@@ -6,6 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+# LiteLLM's proxy, the relay benchmark's other gateway, in an environment of its own (it pins
+# versions, rich among them, that must not change the typewriter being measured).
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 # The page's Markdown and sanitizer libraries are committed under web/vendor/ (so a clone, a
 # wheel and an sdist serve the full page without Node). `make vendor` refreshes them from
 # package-lock.json; `make test` runs `npm ci` so a test can check they still match the lock.
@@ -50,8 +54,13 @@ test: lint $(NODE_STAMP)
 	bash scripts/ensure-test-services.sh
 	$(BIN)/python -m pytest
 
-bench: $(DEV_STAMP)
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(DEV_STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis node_modules
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis node_modules

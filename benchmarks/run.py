@@ -35,6 +35,7 @@ import uvloop
 import bench_fanout
 import bench_idle
 import bench_latency
+import bench_relay
 import bench_stop
 import bench_store
 import bench_upstream
@@ -80,6 +81,8 @@ SCENARIOS: dict[str, list[Part]] = {
     "idle": [Part(KINDS, bench_idle.run)],
     "stop": [Part(TYPEWRITER_KINDS, bench_stop.run)],
     "upstream": [Part(TYPEWRITER_KINDS, own=bench_upstream.run)],
+    # its own gateways: the model server directly, typewriter (memory broker), LiteLLM
+    "relay": [Part(("typewriter",), own=bench_relay.run)],
     # memory broker only: at the Redis broker's append rate the store's share of the
     # token path would be lost in Redis's, and 10 runs of 400,000 events would take minutes
     "store": [Part(("typewriter",), own=bench_store.run)],
@@ -242,6 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         "sse-starlette",
         report.Ratio("typewriter", "sse-starlette", "memory / sse-starlette"),
     ]
+    rows = [row for outcome in outcomes.values() for row in outcome.rows]
+    measured = {kind for row in rows for kind in row.values}
+    if bench_relay.DIRECT in measured:
+        columns += [
+            bench_relay.DIRECT,
+            report.Ratio("typewriter", bench_relay.DIRECT, "memory / direct"),
+        ]
+    if bench_relay.LITELLM in measured:
+        columns += [
+            bench_relay.LITELLM,
+            report.Ratio("typewriter", bench_relay.LITELLM, "memory / LiteLLM"),
+        ]
     text = report.render(outcomes, columns, command, time.perf_counter() - started, context)
     print()
     print(text)
