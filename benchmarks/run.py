@@ -42,6 +42,7 @@ import bench_upstream
 import report
 from measure import Outcome
 from servers import (
+    BARE,
     KINDS,
     LOAD_CORE,
     REDIS,
@@ -73,7 +74,8 @@ WITHOUT_REDIS = tuple(kind for kind in KINDS if kind != REDIS)
 SCENARIOS: dict[str, list[Part]] = {
     "fanout": [Part(KINDS, bench_fanout.run)],
     "latency": [
-        Part(KINDS, functools.partial(bench_latency.run, streams=1000)),
+        # and the framework's floor beside them: sse-starlette with nothing behind it
+        Part((*KINDS, BARE), functools.partial(bench_latency.run, streams=1000)),
         Part(KINDS, functools.partial(bench_latency.run, streams=250)),
         # 1,000 events/s: a load every kind carries on one core, Redis included
         Part(KINDS, functools.partial(bench_latency.run, streams=50)),
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     python = os.path.relpath(sys.executable)
     command = shlex.join([python if not python.startswith("..") else sys.executable, *sys.argv])
-    enabled = tuple(kind for kind in KINDS if not (args.without_redis and kind == REDIS))
+    enabled = tuple(kind for kind in (*KINDS, BARE) if not (args.without_redis and kind == REDIS))
     started = time.perf_counter()
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -247,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = [row for outcome in outcomes.values() for row in outcome.rows]
     measured = {kind for row in rows for kind in row.values}
+    if BARE in measured:
+        columns += [BARE, report.Ratio("typewriter", BARE, "memory / bare")]
     if bench_relay.DIRECT in measured:
         columns += [
             bench_relay.DIRECT,

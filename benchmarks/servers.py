@@ -50,6 +50,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from loadgen import HttpError, request
 
 __all__ = [
+    "BARE",
     "KINDS",
     "LOAD_CORE",
     "REDIS",
@@ -72,6 +73,7 @@ REDIS = "typewriter+redis"
 REDIS_POOL = 10_000  # the broker's redis-py pool size; see the module docstring
 TYPEWRITER_KINDS = ("typewriter", REDIS)  # the same server, memory broker and Redis broker
 KINDS = (*TYPEWRITER_KINDS, "sse-starlette")
+BARE = "sse-starlette (bare)"  # the framework's floor (sse_starlette_bare.py): latency only
 _UNLIMITED = {
     "TYPEWRITER_MAX_STREAMS_PER_USER": "1000000",
     "TYPEWRITER_REQUESTS_PER_MINUTE": "100000000",
@@ -289,6 +291,8 @@ def _command(kind: str, port: int, nofile: int) -> list[str]:
         serve = [str(BIN / "typewriter"), "serve", "--port", str(port), "--log-level", "warning"]
     elif kind == "sse-starlette":
         serve = [sys.executable, str(HERE / "sse_starlette_app.py"), "--port", str(port)]
+    elif kind == BARE:
+        serve = [sys.executable, str(HERE / "sse_starlette_bare.py"), "--port", str(port)]
     else:
         raise ValueError(f"unknown server kind {kind!r}")
     pin = ["taskset", "-c", str(SERVER_CORE)]
