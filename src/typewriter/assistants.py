@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from typewriter.config import Settings
 from typewriter.errors import ConfigError
@@ -26,6 +24,9 @@ from typewriter.models.base import GenerationOptions, ModelBackend
 from typewriter.models.health import QUIET, UpstreamEvents
 from typewriter.models.simulated import SimulatedModel
 from typewriter.upstreams import AssistantConfig
+
+if TYPE_CHECKING:
+    from typewriter.models.openai import UpstreamClient
 
 __all__ = ["Assistant", "Catalog", "Timeouts", "build_catalog"]
 
@@ -101,7 +102,7 @@ class Catalog:
 
     assistants: Mapping[str, Assistant]
     default: str
-    http: httpx.AsyncClient | None = None
+    http: UpstreamClient | None = None
 
     async def aclose(self) -> None:
         if self.http is not None:
@@ -118,9 +119,9 @@ def build_catalog(settings: Settings, events: UpstreamEvents = QUIET) -> Catalog
         assistants.update(_simulated(default_timeouts))
     http = None
     if settings.assistants:
-        http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
-        )
+        from typewriter.models.openai import UpstreamClient
+
+        http = UpstreamClient()  # its session is made on first use, in the server's loop
         assistants.update(_configured(settings, http, default_timeouts, events))
     return Catalog(assistants, _default_name(settings, assistants), http)
 
@@ -167,7 +168,7 @@ def _simulated(timeouts: Timeouts) -> dict[str, Assistant]:
 
 
 def _configured(
-    settings: Settings, http: httpx.AsyncClient, defaults: Timeouts, events: UpstreamEvents
+    settings: Settings, http: UpstreamClient, defaults: Timeouts, events: UpstreamEvents
 ) -> dict[str, Assistant]:
     from typewriter.models.openai import OpenAIBackend, Upstream
 

@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,25 +17,25 @@ from typewriter.models.openai_chunks import read_chunks
 
 pytestmark = pytest.mark.anyio
 
+EVENT_STREAM = {"content-type": "text/event-stream"}
+
+
+async def arriving(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    """A response body that arrives in exactly these pieces."""
+    for piece in pieces:
+        yield piece
+
 
 async def read(
     body: bytes, content_type: str = "text/event-stream", cap: int = 4 << 20
 ) -> list[Chunk]:
-    response = httpx.Response(200, headers={"content-type": content_type}, content=body)
-    return [chunk async for chunk in read_chunks(response, cap)]
+    headers = {"content-type": content_type}
+    return [chunk async for chunk in read_chunks(headers, arriving([body]), cap)]
 
 
 async def read_pieces(pieces: list[bytes]) -> list[Chunk]:
     """The chunks of a stream that arrives in exactly these pieces."""
-
-    async def arriving() -> AsyncIterator[bytes]:
-        for piece in pieces:
-            yield piece
-
-    response = httpx.Response(
-        200, headers={"content-type": "text/event-stream"}, content=arriving()
-    )
-    return [chunk async for chunk in read_chunks(response, 4 << 20)]
+    return [chunk async for chunk in read_chunks(EVENT_STREAM, arriving(pieces), 4 << 20)]
 
 
 async def test_valid_stream_with_usage_and_unusual_but_legal_chunks() -> None:
@@ -186,16 +185,8 @@ async def test_tokens_in_the_same_read_as_an_oversize_event_are_kept() -> None:
     line = len(one_event(0)) - 2
     pieces = [one_event(3) + one_event(4096 - line + 1)]  # one read: a token, then too much
     kept: list[Chunk] = []
-
-    async def arriving() -> AsyncIterator[bytes]:
-        for piece in pieces:
-            yield piece
-
-    response = httpx.Response(
-        200, headers={"content-type": "text/event-stream"}, content=arriving()
-    )
     with pytest.raises(ModelError) as raised:
-        async for chunk in read_chunks(response, 4096):
+        async for chunk in read_chunks(EVENT_STREAM, arriving(pieces), 4096):
             kept.append(chunk)
     assert [c.text for c in kept] == ["xxx"] and raised.value.code == "upstream_event_too_large"
 
@@ -210,9 +201,8 @@ async def test_a_line_that_never_ends_stops_the_reading_at_the_cap() -> None:
             served += 1000
             yield b"x" * 1000
 
-    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=endless())
     with pytest.raises(ModelError, match="max_event_chars"):
-        [chunk async for chunk in read_chunks(response, 10_000)]
+        [chunk async for chunk in read_chunks(EVENT_STREAM, endless(), 10_000)]
     assert served <= 11_000
 
 
@@ -264,3 +254,11 @@ async def test_byte_by_byte() -> None:
     tokens = ["a\u2028b", "\r\n", "é🎉", "\x85\u2029"]
     wire = upstream_stream(tokens, "\r\n", comments=True)
     check_answer(await read_pieces([wire[i : i + 1] for i in range(len(wire))]), tokens)
+
+
+async def test_a_compressed_stream_is_an_error_not_garbage() -> None:
+    """Identity is asked for and bodies are read as sent: a stream compressed anyway
+    is named as such rather than parsed as if it were text."""
+    headers = {**EVENT_STREAM, "content-encoding": "gzip"}
+    with pytest.raises(ModelError, match="compressed"):
+        [chunk async for chunk in read_chunks(headers, arriving([b"\x1f\x8b"]), 4096)]

@@ -21,9 +21,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 MiB = 2**20
 DEFAULT_CAP = 4 * MiB  # UpstreamConfig.max_event_chars
-# What the process holds besides the event's characters. Mostly socket reads not yet
-# handed to httpx: under uvloop one readable event on a busy socket is up to 32 reads of
-# 256 KiB (libuv's read loop), queued by anyio until httpx asks; measured up to ~6 MiB.
+# What the process holds besides the event's characters: socket reads not yet handed to
+# the reader (aiohttp pauses reading past 128 KiB; under httpx, anyio queued up to ~6 MiB),
+# the test's own client, and the allocator's slack.
 OVERHEAD = 10 * MiB
 
 

@@ -34,10 +34,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from typewriter import sse
 from typewriter.errors import (
@@ -74,24 +74,30 @@ _WARN_MAX = 64
 
 
 async def read_chunks(
-    response: httpx.Response, max_event_chars: int
+    headers: Mapping[str, str], body: AsyncIterator[bytes], max_event_chars: int
 ) -> AsyncGenerator[Chunk, None]:
     """The answer's text chunks, then one chunk with its finish reason and usage.
 
+    ``headers`` and ``body`` are the upstream response's: headers looked up by
+    lower-case names (aiohttp's are case-insensitive), the body's pieces as they
+    arrive, raising aiohttp's errors.
     Raises ModelError for anything that is not a well-formed stream of chunks (its
     code ``upstream_event_too_large`` when one event outgrows ``max_event_chars``),
     ModelTimeout when the upstream stops sending.
     """
-    content_type = response.headers.get("content-type")
+    content_type = headers.get("content-type")
     # The media type must contain text/event-stream, as the SSE library read before did.
     if "text/event-stream" not in (content_type or "").partition(";")[0]:
         raise ModelError(f"the upstream answered {content_type!r}, not an event stream")
+    coding = headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):  # identity was asked for; bytes are read as sent
+        raise ModelError(f"the upstream compressed its event stream ({coding[:40]!r})")
     finish_reason: str | None = None
     usage: Usage | None = None
     done = False
     pairs = _Pairs()
     try:
-        async with contextlib.aclosing(_events(response, max_event_chars)) as events:
+        async with contextlib.aclosing(_events(body, max_event_chars)) as events:
             async for event in events:
                 if event.data == _DONE:
                     done = True
@@ -113,9 +119,9 @@ async def read_chunks(
             f"the upstream sent an event over {max_event_chars} characters, its max_event_chars;"
             " the answer was ended"
         ) from None
-    except httpx.TimeoutException:
+    except aiohttp.ServerTimeoutError:  # first: it is a connection error too
         raise ModelTimeout("the upstream stopped sending") from None
-    except httpx.TransportError as exc:  # its class is for the log (``OpenAIBackend.stream``)
+    except aiohttp.ClientError as exc:  # its class is for the log (``OpenAIBackend.stream``)
         if finish_reason is None:
             raise ModelError("the connection to the model broke mid-answer") from exc
         # The model had said it was done: the text is whole, only the end of the body was lost.
@@ -149,11 +155,11 @@ def finish_reason_of(upstream_reason: str) -> str:
 
 
 async def _events(
-    response: httpx.Response, max_event_chars: int
+    body: AsyncIterator[bytes], max_event_chars: int
 ) -> AsyncGenerator[sse.Event, None]:
     """Events as their blank lines arrive; an event the stream never finished is dropped."""
     parser = sse.Parser(max_event_chars)
-    async for piece in response.aiter_bytes():
+    async for piece in body:
         try:
             dispatched = parser.feed(piece)
         except sse.EventTooLarge as too_large:
