@@ -236,7 +236,9 @@ def _limits(settings: Settings, broker: Broker) -> tuple[RequestLimiter, StreamS
     return rate, slots
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    """The app's gateway, for ``Depends``. ``async`` on purpose: FastAPI runs a plain ``def``
+    dependency in a worker thread, a thread hop on every request for one attribute read."""
     gateway: Gateway = request.app.state.gateway
     return gateway
 
