@@ -41,7 +41,7 @@ from measure import Outcome, Row, percentile
 from relay_upstream import answer_text
 from servers import LOAD_CORE, SERVER_CORE, cpu_seconds, free_port, raise_nofile, running
 
-__all__ = ["run"]
+__all__ = ["FIRST_TEXT", "ask", "completions_request", "load", "run", "serve_process"]
 
 CHUNKS = 40
 RATE = 40.0
@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 BENCH_VENV = HERE.parent / ".venv-bench"
 DIRECT, TYPEWRITER, LITELLM = "upstream (direct)", "typewriter", "litellm"
 _MASTER_KEY = "sk-relay-benchmark"
-_FIRST_TEXT = b'"content":"w'  # every chunk's text starts "w0001 ", "w0002 "… (relay_upstream)
+FIRST_TEXT = b'"content":"w'  # every chunk's text starts "w0001 ", "w0002 "… (relay_upstream)
 
 
 @dataclass
@@ -81,7 +81,7 @@ class _Stream(Connection):
         self.first_text = 0.0
 
     def data_received(self, data: bytes) -> None:
-        if not self.first_text and _FIRST_TEXT in data.replace(b'": "', b'":"'):
+        if not self.first_text and FIRST_TEXT in data.replace(b'": "', b'":"'):
             self.first_text = time.perf_counter() - self.sent
         super().data_received(data)
 
@@ -103,7 +103,7 @@ def _read(stream: _Stream) -> Answer:
     return answer
 
 
-async def _ask(port: int, raw: bytes) -> Answer:
+async def ask(port: int, raw: bytes) -> Answer:
     loop = asyncio.get_running_loop()
     _, stream = await loop.create_connection(lambda: _Stream(raw), "127.0.0.1", port)
     try:
@@ -115,7 +115,7 @@ async def _ask(port: int, raw: bytes) -> Answer:
     return _read(stream)
 
 
-async def _load(
+async def load(
     port: int, raw: bytes, concurrency: int, answers_each: int, server_pid: int, upstream_pid: int
 ) -> Result:
     """``concurrency`` clients, each asking ``answers_each`` answers one after another; their
@@ -127,7 +127,7 @@ async def _load(
         await asyncio.sleep(length * index / concurrency)
         for _ in range(answers_each):
             try:
-                result.answers.append(await _ask(port, raw))
+                result.answers.append(await ask(port, raw))
             except (OSError, HttpError, ValueError) as exc:
                 result.problems.append(f"{type(exc).__name__}: {exc}")
 
@@ -141,7 +141,7 @@ async def _load(
     return result
 
 
-def _completions(port: int, model: str, key: str | None = None) -> bytes:
+def completions_request(port: int, model: str, key: str | None = None) -> bytes:
     body = json.dumps(
         {"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}]}
     ).encode()
@@ -158,7 +158,7 @@ def _die_with_parent() -> None:
 
 
 @contextlib.asynccontextmanager
-async def _process(
+async def serve_process(
     command: list[str], core: int, port: int, ready_path: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
     """A server process pinned to ``core``, answering ``ready_path`` with 200, stopped after."""
@@ -228,7 +228,7 @@ async def _litellm(upstream_port: int) -> AsyncIterator[tuple[int, int]]:
     }
     command = [str(binary), "--config", str(config), "--port", str(port), "--num_workers", "1"]
     try:
-        async with _process(command, SERVER_CORE, port, "/health/liveliness", env) as process:
+        async with serve_process(command, SERVER_CORE, port, "/health/liveliness", env) as process:
             yield port, process.pid
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -270,13 +270,13 @@ async def run(kinds: tuple[str, ...], quick: bool) -> Outcome:
         ),
         "TYPEWRITER_ASSISTANTS": json.dumps([{"name": "relay", "model": "relay"}]),
     }
-    async with _process(command, LOAD_CORE, upstream_port, "/healthz") as upstream:
+    async with serve_process(command, LOAD_CORE, upstream_port, "/healthz") as upstream:
         for concurrency, answers_each in levels:
             wanted = concurrency * answers_each
             results: dict[str, Result] = {}
-            results[DIRECT] = await _load(
+            results[DIRECT] = await load(
                 upstream_port,
-                _completions(upstream_port, "relay"),
+                completions_request(upstream_port, "relay"),
                 concurrency,
                 answers_each,
                 upstream.pid,
@@ -284,9 +284,9 @@ async def run(kinds: tuple[str, ...], quick: bool) -> Outcome:
             )
             async with running((TYPEWRITER,), nofile, settings) as servers:
                 server = servers[TYPEWRITER]
-                results[TYPEWRITER] = await _load(
+                results[TYPEWRITER] = await load(
                     server.port,
-                    _completions(server.port, "relay"),
+                    completions_request(server.port, "relay"),
                     concurrency,
                     answers_each,
                     server.pid,
@@ -295,9 +295,9 @@ async def run(kinds: tuple[str, ...], quick: bool) -> Outcome:
                 outcome.problems += [f"typewriter log: {x}" for x in server.log_problems()[:5]]
             if _litellm_binary() is not None:
                 async with _litellm(upstream_port) as (port, pid):
-                    results[LITELLM] = await _load(
+                    results[LITELLM] = await load(
                         port,
-                        _completions(port, "relay", _MASTER_KEY),
+                        completions_request(port, "relay", _MASTER_KEY),
                         concurrency,
                         answers_each,
                         pid,
