@@ -7,10 +7,11 @@
 ``--streams`` clients asking ``/v1/chat/completions`` answer after answer. ``ask``: one client
 asking the simulated ``echo`` through ``/v1/chat/completions``, one answer at a time, so the
 samples are the ask path of an idle server. Server on core 0, load on core 1, as in the
-benchmarks. py-spy (``pip install py-spy``; it reads the server's memory, so it runs as root
-or with ptrace allowed) samples the server for ``--seconds`` while the load runs; the stacks
-are summed into self time per library and per function and printed, with the load's own
-figures (CPU per chunk, time to first token). ``--raw FILE`` keeps the collapsed stacks.
+benchmarks. py-spy (``make bench`` installs it in ``.venv-bench``; it reads the server's
+memory, so it runs as root or with ptrace allowed) samples the server for ``--seconds``
+while the load runs; the stacks are summed into self time per library and per function and
+printed, with the load's own figures (CPU per chunk, time to first token). ``--raw FILE``
+keeps the collapsed stacks.
 
 Coroutine stacks are as py-spy sees them: a resumed coroutine is its own root, so "self
 time" is the useful view; asyncio's own scheduling shows as ``Runner.run``.
@@ -73,9 +74,13 @@ def summarise(raw: Path, top: int) -> str:
 
 
 def _py_spy() -> str:
-    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(found).exists():
-        raise SystemExit("py-spy is not installed: pip install py-spy")
+    """py-spy from ``make bench``'s environment, this one's, or the PATH."""
+    for candidate in (bench_relay.BENCH_VENV / "bin", Path(sys.executable).parent):
+        if (candidate / "py-spy").exists():
+            return str(candidate / "py-spy")
+    found = shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("py-spy is not installed: make bench (or pip install py-spy)")
     return found
 
 
