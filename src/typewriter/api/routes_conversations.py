@@ -9,10 +9,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
 
+from typewriter.assistants import Assistant
 from typewriter.chat import Question
 from typewriter.errors import NotFound, TypewriterError
 from typewriter.ids import is_valid_id
 from typewriter.images import IMAGE_TYPES
+from typewriter.store.records import Message
 from typewriter.store.search import SEARCH_LENGTH
 from typewriter.store.sql import SqlStore
 
@@ -29,7 +31,7 @@ from .routes_chat import (
     question_message,
     read_ask,
 )
-from .schemas import EditBody, FeedbackBody, NewConversation, RegenerateBody, Rename
+from .schemas import ChatOptions, EditBody, FeedbackBody, NewConversation, RegenerateBody, Rename
 
 __all__ = ["router"]
 
@@ -278,16 +280,7 @@ async def regenerate(message_id: str, request: Request, gateway: GatewayDep) -> 
         else RegenerateBody()
     )
     assistant = await answering_assistant(gateway, user, body.assistant, message.conversation_id)
-    question = Question(
-        owner=user,
-        messages=(),
-        assistant=assistant.name,
-        conversation_id=message.conversation_id,
-        options=checked_options(assistant, body.options),
-        persist=True,
-        regenerate=message.id,
-        limit_key=limit_key(request),
-    )
+    question = _asked_again(request, user, message, assistant, body.options, regenerate=message.id)
     return await answer_response(request, gateway, question, body.on_disconnect)
 
 
@@ -305,18 +298,39 @@ async def edit(message_id: str, request: Request, gateway: GatewayDep) -> Respon
     body = await read_ask(request, gateway, EditBody)
     assistant = await answering_assistant(gateway, user, body.assistant, message.conversation_id)
     given = "images" in body.model_fields_set  # else the edited question's are kept
-    question = Question(
-        owner=user,
+    question = _asked_again(
+        request,
+        user,
+        message,
+        assistant,
+        body.options,
         messages=(question_message(body.message, ()),),
         images=asked_images(body, assistant) if given else None,
-        assistant=assistant.name,
-        conversation_id=message.conversation_id,
-        options=checked_options(assistant, body.options),
-        persist=True,
         edit=message.id,
-        limit_key=limit_key(request),
     )
     return await answer_response(request, gateway, question, body.on_disconnect)
+
+
+def _asked_again(
+    request: Request,
+    user: str,
+    message: Message,
+    assistant: Assistant,
+    options: ChatOptions,
+    **redo: Any,
+) -> Question:
+    """A question into ``message``'s conversation that redoes part of it (``regenerate``
+    or ``edit`` in ``redo``, with what that needs), stored, answered by ``assistant``."""
+    return Question(
+        owner=user,
+        messages=redo.pop("messages", ()),
+        assistant=assistant.name,
+        conversation_id=message.conversation_id,
+        options=checked_options(assistant, options),
+        persist=True,
+        limit_key=limit_key(request),
+        **redo,
+    )
 
 
 @router.post("/messages/{message_id}/feedback", openapi_extra=body_schema(FeedbackBody))
