@@ -48,6 +48,7 @@ from typewriter.models.base import Chunk, ModelBackend, ModelRequest
 from typewriter.models.health import QUIET, UpstreamEvents, UpstreamHealth, UpstreamState
 from typewriter.models.keys import KeyPool, fingerprint
 from typewriter.models.openai_chunks import error_message_of, read_chunks
+from typewriter.models.upstream_route import UpstreamRoute
 from typewriter.observe import timing
 from typewriter.upstreams import RetryPolicy, UpstreamConfig
 
@@ -84,7 +85,9 @@ class UpstreamClient:
                 connector=connector,
                 timeout=_NO_TOTAL,  # aiohttp's default would cut an answer at 5 minutes
                 auto_decompress=False,  # bodies are read as sent; identity is asked for
-                trust_env=True,  # HTTP(S)_PROXY, NO_PROXY and .netrc, as httpx honoured them
+                # HTTP(S)_PROXY, NO_PROXY and .netrc are read once per upstream instead
+                # (UpstreamRoute): aiohttp would read them in a thread for every request.
+                trust_env=False,
             )
         return self._session
 
@@ -112,12 +115,14 @@ class Upstream:
     config: UpstreamConfig
     keys: KeyPool
     health: UpstreamHealth
+    route: UpstreamRoute
 
     @classmethod
     def from_config(cls, config: UpstreamConfig, check_interval: float) -> Upstream:
         keys = [k.get_secret_value() for k in config.api_keys]
         health = UpstreamHealth(config.name, check_interval)
-        return cls(config, KeyPool(keys, config.key_strategy), health)
+        route = UpstreamRoute.from_environment(config.base_url)
+        return cls(config, KeyPool(keys, config.key_strategy), health, route)
 
     @property
     def url(self) -> str:
@@ -128,11 +133,12 @@ class Upstream:
         return self.config.base_url.rstrip("/") + "/models"
 
     def headers(self, key: str) -> dict[str, str]:
-        """The configured headers, and the key as a bearer token (none for ``""``)."""
+        """The configured headers, and the key as a bearer token (none for ``""``: then
+        the host's .netrc login, if it has one)."""
         headers = dict(self.config.headers)
         if key:
             headers["authorization"] = f"Bearer {key}"
-        return headers
+        return self.route.authorize(headers)
 
 
 class _Refused(Exception):
@@ -300,7 +306,12 @@ class OpenAIBackend(ModelBackend):
         try:
             async with asyncio.timeout(config.headers_timeout):
                 response = await self._client.session.post(
-                    upstream.url, data=data.encode(), headers=headers, timeout=timeout
+                    upstream.url,
+                    data=data.encode(),
+                    headers=headers,
+                    timeout=timeout,
+                    proxy=upstream.route.proxy,
+                    proxy_headers=upstream.route.proxy_headers,
                 )
         except aiohttp.ClientError as exc:  # first: aiohttp's own timeouts are TimeoutErrors
             raise _Refused(_transport_failure(exc, config.connect_timeout), "connect") from None
@@ -343,7 +354,11 @@ class OpenAIBackend(ModelBackend):
             async with (
                 asyncio.timeout(_CHECK_SECONDS),
                 self._client.session.get(
-                    upstream.models_url, headers=upstream.headers(key), timeout=timeout
+                    upstream.models_url,
+                    headers=upstream.headers(key),
+                    timeout=timeout,
+                    proxy=upstream.route.proxy,
+                    proxy_headers=upstream.route.proxy_headers,
                 ) as response,
             ):
                 status = response.status
