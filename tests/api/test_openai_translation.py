@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from typewriter.api.openai_completion import Completion
-from typewriter.events import AnswerEvent, Delta, End, Reasoning, Start, ToolCall, Usage
+from typewriter.events import AnswerEvent, Delta, End, Reasoning, Start, ToolCall, Usage, encode
 
 LOGPROBS = {"content": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": []}]}
 EVENTS: list[AnswerEvent] = [
@@ -81,3 +81,27 @@ def test_calls_without_text_have_null_content() -> None:
     plain = Completion("msg_1", "m", include_usage=False)
     plain.apply(End("stop", "msg_1"))
     assert plain.completion("")["choices"][0]["message"]["content"] == ""
+
+
+TEXTS = [
+    "Hi",
+    "",
+    'say "}"',
+    "back\\",
+    "line\nnext\ttab",
+    "中文 ✓ 🎉",
+    "\u2028\x00\x1f",
+    '{"text":"x"}',
+]
+
+
+def test_a_plain_delta_passes_as_bytes_and_reads_as_its_translation() -> None:
+    for include_usage in (False, True):
+        streamed = Completion("msg_1", "m", include_usage, gather=False)
+        for text in TEXTS:
+            data = encode(Delta(text))
+            assert streamed.plain_delta(data) == streamed.translate(Delta(text)), text
+    streamed = Completion("msg_1", "m", include_usage=False, gather=False)
+    assert streamed.plain_delta(encode(Delta("Hi", LOGPROBS))) is None  # translated instead
+    gathered = Completion("msg_1", "m", include_usage=False)
+    assert gathered.plain_delta(encode(Delta("Hi"))) is None  # its logprobs are gathered

@@ -81,6 +81,12 @@ class Completion:
         self.usage: dict[str, Any] | None = None
         self.error: tuple[int, dict[str, Any]] | None = None  # (status, OpenAI error body)
         self.gather = gather
+        # A plain delta's chunk is this head, the text's JSON string, and this tail
+        # (``plain_delta``): the same bytes as ``chunk``, without decoding the event
+        # and encoding the chunk again.
+        head, _, tail = self.chunk({"content": ""}).decode().partition('""')
+        self._delta_head = head.encode()
+        self._delta_tail = tail.encode()
         self._reasoning: list[str] = []
         self._calls: dict[int, _Call] = {}
         self._logprobs: list[Any] | None = None
@@ -132,6 +138,19 @@ class Completion:
         choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         extra = {"usage": None} if self.include_usage else {}
         return sse_data(self._envelope("chat.completion.chunk", choices=[choice], **extra))
+
+    def plain_delta(self, data: str) -> bytes | None:
+        """The chunk of a delta event from its ``data`` as the stream holds it, when that
+        is a delta without logprobs (``{"text":"…"}``, as ``events.encode`` writes one:
+        with logprobs it ends ``}}``); None for any other, which ``translate`` takes.
+
+        This is the relay's hot path, one call per token: the text's JSON string goes
+        from the stream's bytes to the client's as it is. Only for a streamed answer
+        (``gather`` off): a gathered one reads every event.
+        """
+        if self.gather or not (data.startswith('{"text":"') and data.endswith('"}')):
+            return None
+        return self._delta_head + data[8:-1].encode() + self._delta_tail
 
     def translate(self, event: AnswerEvent) -> bytes:
         """The SSE bytes an OpenAI client gets for one typewriter event."""

@@ -64,6 +64,7 @@ class _Translated(Subscription):
     def __init__(self, inner: Subscription, completion: Completion) -> None:
         self._inner = inner
         self._translate = completion.translate
+        self._plain_delta = completion.plain_delta
 
     @property
     def cursor(self) -> int:
@@ -73,7 +74,13 @@ class _Translated(Subscription):
         batch = await self._inner.next(deadline)
         if not batch:
             return batch
-        wire = b"".join([self._translate(decode(event, data)) for _, event, data, _ in batch])
+        translate, plain_delta = self._translate, self._plain_delta
+        wire = b"".join(
+            [
+                (event == "delta" and plain_delta(data)) or translate(decode(event, data))
+                for _, event, data, _ in batch
+            ]
+        )
         if not wire:
             return []  # start, or an error before its end: a wake-up with nothing to write
         seq, event, data, _ = batch[-1]
