@@ -1,6 +1,6 @@
 """One change to the relay path, measured: typewriter at two commits, turn about, in one run.
 
-    .venv/bin/python benchmarks/compare_relay.py --base HEAD~1 [--head REV] [--reps 3] [--streams 50]
+    .venv/bin/python benchmarks/compare_relay.py --base HEAD~1 [--head REV] [--reps 3]
 
 The relay benchmark's model server (``relay_upstream.py``, on the load core) serves both;
 each repetition starts typewriter from the base commit's sources and from the working
