@@ -54,10 +54,46 @@ def _library(frame: str) -> str:
     return "other"
 
 
+#: Where a relayed answer's time goes, by the frames its samples pass through: the first
+#: phase any frame of a stack names takes the sample (order matters: the response loop's
+#: stacks also pass through the router).
+_PHASES = (
+    ("store (its worker thread)", ("aiosqlite", "_connection_worker_thread", "psycopg")),
+    (
+        "response: wait, translate, send",
+        ("EventStreamResponse", "_Translated", "RequestResponseCycle.send", "_send", "sender",
+         "watched", "Completion."),
+    ),
+    (
+        "request: parse, route, ask, open upstream",
+        ("chat_completions", "solve_dependencies", "OpenAIBackend._open", "connection_made",
+         "ClientSession._request", "on_headers_complete", "on_message_complete", "on_url",
+         "require_key", "Chat.ask"),
+    ),
+    (
+        "upstream: read and parse chunks",
+        ("read_chunks", "_events", "ResponseHandler.data_received", "StreamReader",
+         "AsyncStreamIterator", "client_proto"),
+    ),
+    ("generation: pump, broker append", ("Generation._pump", "MemoryBroker", "LocalLog")),
+    ("answer start and end", ("Generation.run", "_stop_requested", "Recorder")),
+    ("uvicorn: reading requests", ("httptools_impl", "http_limits")),
+)  # fmt: skip
+
+
+def _phase(stack: str) -> str:
+    for name, marks in _PHASES:
+        if any(mark in stack for mark in marks):
+            return name
+    return "event loop and the rest"
+
+
 def summarise(raw: Path, top: int) -> str:
-    """Self time per library and per function from py-spy's collapsed (raw) stacks."""
+    """Self time per library and per function from py-spy's collapsed (raw) stacks, and
+    the samples by phase of an answer."""
     by_library: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[str] = collections.Counter()
+    by_phase: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -66,7 +102,10 @@ def summarise(raw: Path, top: int) -> str:
         leaf = stack.rpartition(";")[2]
         by_library[_library(leaf)] += samples
         by_function[leaf] += samples
-    lines = [f"{total:,} samples (not idle)", "", "self time by library:"]
+        by_phase[_phase(stack)] += samples
+    lines = [f"{total:,} samples (not idle)", "", "samples by phase:"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in by_phase.most_common()]
+    lines += ["", "self time by library:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in by_library.most_common(top)]
     lines += ["", "self time by function:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in by_function.most_common(top)]
