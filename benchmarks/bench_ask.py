@@ -195,18 +195,18 @@ async def run(kinds: tuple[str, ...], quick: bool) -> Outcome:
         for repetition in range(repetitions):
             for name, server in servers.items():
                 tag = f"r{repetition}"
-                detached = await detached(server, asks, tag)
+                asked = await detached(server, asks, tag)
                 direct = await _direct(server, asks // 4, tag)
-                problems += detached.problems + direct.problems
+                problems += asked.problems + direct.problems
                 for metric, values in (
-                    ("202 round trip", detached.times),
+                    ("202 round trip", asked.times),
                     ("direct: first delta", direct.firsts),
                     ("direct: end", direct.times),
                 ):
                     for q in (50, 99):
                         figures[name].setdefault(f"{metric} p{q}, ms", []).append(_ms(values, q))
                 if name == _STORE:
-                    problems += await _verify(server, detached.asked + direct.asked)
+                    problems += await _verify(server, asked.asked + direct.asked)
         store_server = servers[_STORE]
         assert store_server.data_dir is not None
         database = store_server.data_dir / "typewriter.db"
