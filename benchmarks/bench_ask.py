@@ -27,6 +27,7 @@ Repetitions alternate the two servers (A B A B …) and the medians are reported
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import statistics
@@ -102,7 +103,9 @@ async def _direct(server: Server, asks: int, tag: str) -> _Pass:
         message = f"{tag} streamed {i} — 保存 ✓"
         raw = build_request("POST", "/v1/chat", server.port, body=_body(message), headers=_STREAM)
         started = time.perf_counter()
-        _, response = await loop.create_connection(lambda: _Direct(raw), "127.0.0.1", server.port)
+        _, response = await loop.create_connection(
+            functools.partial(_Direct, raw), "127.0.0.1", server.port
+        )
         try:
             await response.done
         finally:
@@ -121,8 +124,9 @@ async def _direct(server: Server, asks: int, tag: str) -> _Pass:
 
 
 async def _durability(server: Server, asks: int, database: Path) -> _Pass:
-    """After each 202: the conversation as the server shows it (must hold the question),
-    then the question's row read from the file by this process, polled until there."""
+    """After each 202: the question's row read from the file by this process, polled until
+    there (timed); every other ask first asks the server for the conversation, which must
+    hold the question (read-your-writes; those asks are not timed)."""
     result = _Pass()
     reader = sqlite3.connect(f"file:{database}?mode=ro", uri=True, isolation_level=None)
     try:
@@ -134,16 +138,19 @@ async def _durability(server: Server, asks: int, database: Path) -> _Pass:
                 result.problems.append(f"ask: status {response.status}")
                 continue
             ids = json.loads(response.body())
-            shown = await request(server.port, "GET", f"/v1/conversations/{ids['conversation_id']}")
-            texts = [m["text"] for m in json.loads(shown.body()).get("messages", [])]
-            if shown.status != 200 or message not in texts:
-                result.problems.append(f"read-your-writes: {shown.status} {texts[:2]!r}")
+            if i % 2:  # every other ask: the server's own reading first (read-your-writes)
+                path = f"/v1/conversations/{ids['conversation_id']}"
+                shown = await request(server.port, "GET", path)
+                texts = [m["text"] for m in json.loads(shown.body()).get("messages", [])]
+                if shown.status != 200 or message not in texts:
+                    result.problems.append(f"read-your-writes: {shown.status} {texts[:2]!r}")
             while True:
                 row = reader.execute(
                     "SELECT 1 FROM messages WHERE id = ?", (ids["question_id"],)
                 ).fetchone()
                 if row is not None:
-                    result.durable.append((time.perf_counter() - started) * 1000)
+                    if not i % 2:  # timed only where nothing but this reader waited for it
+                        result.durable.append((time.perf_counter() - started) * 1000)
                     break
                 if time.perf_counter() - started > 5:
                     result.problems.append("question not in the file after 5 s")
@@ -210,7 +217,7 @@ async def run(kinds: tuple[str, ...], quick: bool) -> Outcome:
         store_server = servers[_STORE]
         assert store_server.data_dir is not None
         database = store_server.data_dir / "typewriter.db"
-        checked = await _durability(store_server, asks // 4, database)
+        checked = await _durability(store_server, asks // 2, database)
         problems += checked.problems + await _verify(store_server, checked.asked)
         durable = checked.durable
         for server in servers.values():
@@ -255,8 +262,7 @@ async def run(kinds: tuple[str, ...], quick: bool) -> Outcome:
     outcome.notes.append(
         f"ask: {asks} detached and {asks // 4} direct asks per repetition, {repetitions} "
         "alternating repetitions per server (median of their percentiles); durability: "
-        f"{len(durable)} asks, each followed by a GET of its conversation and polling of "
-        "the SQLite file from this process until the question's row is there"
+        f"{len(durable)} asks timed until the question's row is in the SQLite file (polled "
+        "from this process), as many others read back at once with a GET of the conversation"
     )
     return outcome
-

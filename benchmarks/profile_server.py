@@ -7,13 +7,13 @@
 ``relay``: the relay benchmark's model server (``relay_upstream.py``) behind typewriter, and
 ``--streams`` clients asking ``/v1/chat/completions`` answer after answer. ``ask``: one client
 asking the simulated ``echo`` through ``/v1/chat/completions``, one answer at a time, so the
-samples are the ask path of an idle server. ``chat``: the same through ``POST /v1/chat``
-(202, a new conversation each, kept in SQLite): the path that records the question. Server on core 0, load on core 1, as in the
-benchmarks. py-spy (``make bench`` installs it in ``.venv-bench``; it reads the server's
-memory, so it runs as root or with ptrace allowed) samples the server for ``--seconds``
-while the load runs; the stacks are summed into self time per library and per function and
-printed, with the load's own figures (CPU per chunk, time to first token). ``--raw FILE``
-keeps the collapsed stacks.
+samples are the ask path of an idle server. ``chat``: the same through ``POST /v1/chat`` (202,
+a new conversation each, kept in SQLite): the path that records the question. Server on core 0,
+load on core 1, as in the benchmarks. py-spy (``make bench`` installs it in ``.venv-bench``; it
+reads the server's memory, so it runs as root or with ptrace allowed) samples the server for
+``--seconds`` while the load runs; the stacks are summed into self time per library and per
+function and printed, with the load's own figures (CPU per chunk, time to first token). ``--raw
+FILE`` keeps the collapsed stacks.
 
 Coroutine stacks are as py-spy sees them: a resumed coroutine is its own root, so "self
 time" is the useful view; asyncio's own scheduling shows as ``Runner.run``.

@@ -11,6 +11,10 @@ regenerate, ``/v1/chat/completions``) goes through ``ask``: a message too long
 for its user, or with auth off its client (``TooManyRequests``), are refused
 before anything is recorded or streamed. An answer that reaches
 ``max_answer_chars`` is cut by the generation and ends ``length``.
+
+A question that starts a conversation is recorded after the ask returns, on SQLite
+(``store.group_commit``): its ids are made here, and its answer's ``end`` waits for
+the commit (``pending``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from typewriter.streams.base import Replicas
 
 from .generation import Answer, Generation, GenerationBroker
 from .orphans import end_orphans
+from .pending import PendingRecorder
 
 __all__ = ["Answer", "Chat", "Question"]
 
@@ -191,9 +196,21 @@ class Chat:
         if self.store is None or not question.persist:
             conversation_id = question.conversation_id or new_id("conv")
             return Answer(stream_id, conversation_id, new_id("msg")), None, question.messages
-        turn = await self._record(self.store, question, assistant, stream_id)
         assert self.checkpointer is not None  # made with the store
-        recorder = Recorder(self.checkpointer, turn.answer_id)
+        recorder: Recorder
+        if self.store.defers_new_turns and _starts_conversation(question):
+            turn, committed = self.store.defer_new_turn(
+                question.owner,
+                assistant=assistant.name,
+                model=assistant.model,
+                stream_id=stream_id,
+                question=question.messages[-1].content,
+                budget_chars=self.settings.history_budget_chars,
+            )
+            recorder = PendingRecorder(self.checkpointer, turn.answer_id, committed)
+        else:
+            turn = await self._record(self.store, question, assistant, stream_id)
+            recorder = Recorder(self.checkpointer, turn.answer_id)
         answer = Answer(stream_id, turn.conversation_id, turn.answer_id, turn.question_id)
         return answer, recorder, turn.history
 
@@ -279,6 +296,18 @@ class Chat:
     async def end_orphans(self) -> int:
         """End the streams of replicas that died (see :mod:`.orphans`); how many were ended."""
         return await end_orphans(self.broker, self.store, self.generation)
+
+
+def _starts_conversation(question: Question) -> bool:
+    """A question that starts a conversation and carries no images: recorded without
+    reading anything, so it may be written after the ask returns (``store.group_commit``)."""
+    return (
+        question.conversation_id is None
+        and question.regenerate is None
+        and question.parent is None
+        and question.edit is None
+        and not question.images
+    )
 
 
 def _check_lengths(question: Question, limit: int) -> None:
