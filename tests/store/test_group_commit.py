@@ -1,0 +1,132 @@
+"""A new conversation's question recorded after the ask returned (``store.group_commit``).
+
+On SQLite the ``202`` (and the first token) no longer waits for the question's commit.
+What must not change for it: the question is in the file before the answer's ``end`` is
+published, the server that took the ask reads it back at once, a Stop right after the
+ask keeps the question and its cancelled answer, and a commit that fails is an error
+the user sees with nothing half-stored, never an answer that looks kept and is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ServerFactory, read_events
+from helpers import ask, data_of, follow, last, text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+SLOW = {"simulate": {"tokens_per_second": 20}}
+FAST = {"simulate": {"tokens_per_second": 100_000}}
+
+
+def stored(database: Path, conversation_id: str) -> list[tuple[str, str, str, str | None]]:
+    """The conversation's rows as another process finds them in the file: (role, text,
+    status, finish reason), in order."""
+    reader = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        query = (
+            "SELECT role, text, status, finish_reason FROM messages "
+            "WHERE conversation_id = ? ORDER BY position"
+        )
+        return [tuple(row) for row in reader.execute(query, (conversation_id,))]
+    finally:
+        reader.close()
+
+
+async def test_end_is_published_only_once_the_question_is_in_the_file(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """Read at the instant ``end`` arrives, by another connection, the file holds the
+    question and its whole answer: ``end`` waits for the deferred commit. The answers
+    are short and fast, so they end well within the commit window."""
+    server = make_server(data_dir=tmp_path)
+    database = tmp_path / "typewriter.db"
+    headers = {"accept": "text/event-stream"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        for i in range(15):
+            message = f"q{i} ✓"
+            body = {"message": message, "assistant": "echo", "options": FAST}
+            async with client.stream("POST", "/v1/chat", json=body, headers=headers) as response:
+                assert response.status_code == 200
+                events = await read_events(response)
+            assert events[-1].event == "end"
+            found = stored(database, data_of(events[0])["conversation_id"])
+            assert found == [
+                ("user", message, "done", None),
+                ("assistant", message, "done", "stop"),
+            ]
+
+
+async def test_the_server_that_took_the_ask_reads_the_question_at_once(
+    make_server: ServerFactory, database_url: str
+) -> None:
+    """Right after the 202, before any commit window has passed, the conversation, its
+    list and the messages are there (both engines: PostgreSQL records before the 202)."""
+    server = make_server(database_url=database_url)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        for i in range(10):
+            started = await ask(client, f"read me back {i}", assistant="echo", options=SLOW)
+            conversation = await client.get(f"/v1/conversations/{started['conversation_id']}")
+            assert conversation.status_code == 200, conversation.text
+            messages = conversation.json()["messages"]
+            assert [m["id"] for m in messages] == [started["question_id"], started["message_id"]]
+            assert messages[0]["text"] == f"read me back {i}"
+            listed = (await client.get("/v1/conversations")).json()["data"]
+            assert listed[0]["id"] == started["conversation_id"]
+
+
+async def test_stop_right_after_the_ask_keeps_the_question_and_the_cancelled_answer(
+    make_server: ServerFactory, database_url: str
+) -> None:
+    """Stop sent before the question's commit: the answer's save waits for it, so the
+    answer is not left ``streaming`` (an update that found no row) but ends cancelled."""
+    server = make_server(database_url=database_url)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        started = await ask(client, "stop me " * 20, assistant="echo", options=SLOW)
+        stopped = await client.post(f"/v1/streams/{started['stream_id']}/cancel")
+        assert stopped.status_code == 202
+        events = await follow(client, started["events_url"])
+        assert last(events, "end")["finish_reason"] == "cancelled"
+        body = (await client.get(f"/v1/conversations/{started['conversation_id']}")).json()
+    question, answer = body["messages"]
+    assert (question["role"], question["text"]) == ("user", "stop me " * 20)
+    assert (answer["status"], answer["finish_reason"]) == ("done", "cancelled")
+    assert answer["text"] == text_of(events)
+
+
+async def test_a_commit_that_fails_ends_the_answer_with_an_error_and_stores_nothing(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout, so the deferred
+    commit fails: the user, who had their 202, sees the answer end ``error``
+    (``store_unavailable``), and no part of the turn is in the file, then or later."""
+    server = make_server(data_dir=tmp_path)
+    database = tmp_path / "typewriter.db"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        await ask(client, "warm up", assistant="echo")  # the schema, the first connection
+        locker = sqlite3.connect(database, isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")  # the one writer, until we let go
+            started = await ask(client, "never kept", assistant="echo")
+            events = await follow(client, started["events_url"])
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        error = last(events, "error")
+        assert error["code"] == "store_unavailable"
+        assert "could not be stored" in error["message"]
+        assert last(events, "end")["finish_reason"] == "error"
+        assert stored(database, started["conversation_id"]) == []
+        await asyncio.sleep(0.2)  # nothing written late either (a retry, a final save)
+        assert stored(database, started["conversation_id"]) == []
+        gone = await client.get(f"/v1/conversations/{started['conversation_id']}")
+        assert gone.status_code == 404
+        again = await ask(client, "kept now", assistant="echo")  # the store heals by itself
+        assert last(await follow(client, again["events_url"]), "end")["finish_reason"] == "stop"
+        assert stored(database, again["conversation_id"])[0][:2] == ("user", "kept now")
