@@ -8,9 +8,11 @@ with ``database_url = none`` (nothing kept), side by side on core 0. Both modes:
 - detached (``202``, the stream named for EventSource): the round trip;
 - direct (``Accept: text/event-stream``): the time to the first delta and to ``end``.
 
-Each question starts a new conversation and is answered by the simulated ``echo`` at its
-top speed, so every answer is known and checked: the 202's ids, the streamed text, and
-afterwards, in the store, every question and answer (``GET /v1/conversations/ID``).
+Each question starts a new conversation (the path a new chat takes), and then, in direct
+mode, follow-ups are asked into one conversation (the path that reads it first). The
+simulated ``echo`` answers at its top speed, so every answer is known and checked: the
+202's ids, the streamed text, and afterwards, in the store, every question and answer
+(``GET /v1/conversations/ID``).
 
 Durability is measured in a separate pass, so its reads cannot bend the round trips: after
 each 202 this process reads the SQLite file itself until the question's row is there,
@@ -47,14 +49,15 @@ _STREAM = {"content-type": "application/json", "accept": "text/event-stream"}
 _SETTINGS = {"TYPEWRITER_BUILTIN_ASSISTANTS": "true"}
 
 
-def _body(message: str) -> bytes:
-    return json.dumps(
-        {
-            "message": message,
-            "assistant": "echo",
-            "options": {"simulate": {"tokens_per_second": 100_000}},
-        }
-    ).encode()
+def _body(message: str, conversation_id: str | None = None) -> bytes:
+    asked = {
+        "message": message,
+        "assistant": "echo",
+        "options": {"simulate": {"tokens_per_second": 100_000}},
+    }
+    if conversation_id is not None:
+        asked["conversation_id"] = conversation_id
+    return json.dumps(asked).encode()
 
 
 @dataclass
@@ -65,6 +68,7 @@ class _Pass:
     firsts: list[float] = field(default_factory=list)
     durable: list[float] = field(default_factory=list)
     asked: list[tuple[str, str]] = field(default_factory=list)  # (conversation id, message)
+    followed: list[str] = field(default_factory=list)  # the follow-ups' messages, in order
     problems: list[str] = field(default_factory=list)
 
 
@@ -96,12 +100,16 @@ class _Direct(Connection):
         super().data_received(data)
 
 
-async def _direct(server: Server, asks: int, tag: str) -> _Pass:
+async def _direct(server: Server, asks: int, tag: str, *, follow_up: bool = False) -> _Pass:
+    """Direct-mode asks; with ``follow_up``, all in one conversation (each after the last
+    answer's ``end``), which is the path that reads the conversation first."""
     result = _Pass()
     loop = asyncio.get_running_loop()
+    into: str | None = None
     for i in range(asks):
         message = f"{tag} streamed {i} — 保存 ✓"
-        raw = build_request("POST", "/v1/chat", server.port, body=_body(message), headers=_STREAM)
+        body = _body(message, into)
+        raw = build_request("POST", "/v1/chat", server.port, body=body, headers=_STREAM)
         started = time.perf_counter()
         _, response = await loop.create_connection(
             functools.partial(_Direct, raw), "127.0.0.1", server.port
@@ -119,7 +127,14 @@ async def _direct(server: Server, asks: int, tag: str) -> _Pass:
         result.times.append(ended)
         result.firsts.append((response.first_delta - started) * 1000)
         start = next(e for e in events if e.event == "start")
-        result.asked.append((json.loads(start.data)["conversation_id"], message))
+        conversation_id = json.loads(start.data)["conversation_id"]
+        if follow_up:
+            if into is None:
+                result.asked.append((conversation_id, message))
+            into = conversation_id
+            result.followed.append(message)
+        else:
+            result.asked.append((conversation_id, message))
     return result
 
 
@@ -178,6 +193,17 @@ async def _verify(server: Server, asked: list[tuple[str, str]]) -> list[str]:
     return problems
 
 
+async def _verify_thread(server: Server, asked: _Pass) -> list[str]:
+    """The follow-ups' conversation: every question and its answer, in order."""
+    if not asked.followed:
+        return []
+    path = f"/v1/conversations/{asked.asked and asked.asked[0][0]}"
+    response = await request(server.port, "GET", path)
+    texts = [m["text"] for m in json.loads(response.body()).get("messages", [])]
+    wanted = [text for message in asked.followed for text in (message, message)]
+    return [] if texts == wanted else [f"follow-ups stored: {texts[:4]!r}"]
+
+
 def _ms(values: list[float], q: float) -> float:
     return percentile(sorted(values), q)
 
@@ -204,16 +230,20 @@ async def run(kinds: tuple[str, ...], quick: bool) -> Outcome:
                 tag = f"r{repetition}"
                 asked = await detached(server, asks, tag)
                 direct = await _direct(server, asks // 4, tag)
-                problems += asked.problems + direct.problems
+                later = await _direct(server, asks // 8, tag, follow_up=True)
+                problems += asked.problems + direct.problems + later.problems
                 for metric, values in (
                     ("202 round trip", asked.times),
                     ("direct: first delta", direct.firsts),
                     ("direct: end", direct.times),
+                    ("follow-up, direct: first delta", later.firsts),
+                    ("follow-up, direct: end", later.times),
                 ):
                     for q in (50, 99):
                         figures[name].setdefault(f"{metric} p{q}, ms", []).append(_ms(values, q))
                 if name == _STORE:
                     problems += await _verify(server, asked.asked + direct.asked)
+                    problems += await _verify_thread(server, later)
         store_server = servers[_STORE]
         assert store_server.data_dir is not None
         database = store_server.data_dir / "typewriter.db"
@@ -260,7 +290,8 @@ async def run(kinds: tuple[str, ...], quick: bool) -> Outcome:
             )
         )
     outcome.notes.append(
-        f"ask: {asks} detached and {asks // 4} direct asks per repetition, {repetitions} "
+        f"ask: {asks} detached and {asks // 4} direct asks per repetition, each a new "
+        f"conversation, then {asks // 8} direct follow-ups into one conversation, {repetitions} "
         "alternating repetitions per server (median of their percentiles); durability: "
         f"{len(durable)} asks timed until the question's row is in the SQLite file (polled "
         "from this process), as many others read back at once with a GET of the conversation"

@@ -45,6 +45,7 @@ from typewriter.store.attachments import (
     with_image_data,
     with_images,
 )
+from typewriter.store.branches import Tree
 from typewriter.store.conversations import (
     conversation_page,
     insert_conversation,
@@ -312,10 +313,10 @@ class SqlStore(Database):
                 )
             else:
                 assert question is not None
-                conversation_id, after, copied = await self._place(
+                conversation_id, after, copied, tree = await self._place(
                     db, owner, question, assistant, conversation_id, parent, edit
                 )
-                prior = await history_to(db, conversation_id, after, images=sees_images)
+                prior = await history_to(db, conversation_id, after, images=sees_images, tree=tree)
                 asked = await insert_message(
                     db,
                     conversation_id,
@@ -352,10 +353,11 @@ class SqlStore(Database):
         conversation_id: str | None,
         parent: str | None,
         edit: str | None,
-    ) -> tuple[str, str | None, str | None]:
+    ) -> tuple[str, str | None, str | None, Tree | None]:
         """Where a new question goes, its conversation locked and free to answer: the
-        conversation, the message it follows, and the question it edits (whose images it
-        keeps), if any."""
+        conversation, the message it follows, the question it edits (whose images it
+        keeps), if any, and the conversation's tree if it was read to find the message it
+        follows (``history_to`` then reads it no more)."""
         if edit is not None:
             await lock_conversation_of(db, edit)
             original = await owned_message(db, owner, edit)
@@ -364,7 +366,7 @@ class SqlStore(Database):
                     [{"field": "message_id", "message": "only a question can be edited"}]
                 )
             await refuse_while_answering(db, original.conversation_id)
-            return original.conversation_id, original.parent_id, original.id
+            return original.conversation_id, original.parent_id, original.id, None
         if parent is not None:
             await lock_conversation_of(db, parent)
             follows = await owned_message(db, owner, parent)
@@ -375,13 +377,14 @@ class SqlStore(Database):
                 problem = "must be an answer (a question follows an answer)"
                 raise InvalidField.of([{"field": "parent_id", "message": problem}])
             await refuse_while_answering(db, follows.conversation_id)
-            return follows.conversation_id, follows.id, None
+            return follows.conversation_id, follows.id, None, None
         if conversation_id is None:
             created = await insert_conversation(db, owner, title_for(question), assistant)
-            return created.id, None, None
+            return created.id, None, None, None
         await owned_conversation(db, owner, conversation_id, lock=True)
         await refuse_while_answering(db, conversation_id)
-        return conversation_id, (await conversation_tree(db, conversation_id)).newest, None
+        tree = await conversation_tree(db, conversation_id)
+        return conversation_id, tree.newest, None, tree
 
     async def branch(
         self, owner: str, conversation_id: str, through: str | None = None
