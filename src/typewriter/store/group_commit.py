@@ -2,10 +2,10 @@
 to a transaction.
 
 Recording a question costs an idle SQLite server most of an ask (a transaction of a
-few statements, each a hop to the driver's thread). A turn that starts a conversation
-reads nothing (``new_turns``), so the ask only queues it here and goes on: the ``202``
-and the first token do not wait for the disk. One task writes what is queued, at most
-``window`` seconds after the first of it, every turn of the batch in one transaction.
+few statements, each a hop to the driver's thread). A turn's writes are inserts whose
+ids are made in the process (``new_turns``), so the ask only queues them here and goes
+on: the ``202`` and the first token do not wait for the disk. One task writes what is
+queued, at most ``window`` seconds after the first of it, the batch in one transaction.
 
 What it promises, and who keeps each promise:
 
@@ -15,9 +15,10 @@ What it promises, and who keeps each promise:
   rows;
 - ``end`` after the commit: each turn's future says whether its batch committed, and
   the answer's final save waits for it (``chat.pending``);
-- never a silent loss: a batch that fails fails every turn's future with
-  ``StoreUnavailable``, logged once; their answers end ``error``, and nothing of
-  them is stored (one transaction);
+- never a silent loss: a batch that fails is written again one turn at a time (one
+  bad turn, say into a conversation deleted meanwhile, must not take the others with
+  it), and a turn that still fails fails its future with ``StoreUnavailable``, logged;
+  its answer ends ``error``, and nothing of it is stored (one transaction);
 - nothing queued is dropped on the way out: ``close`` writes what is left.
 """
 
@@ -102,7 +103,14 @@ class GroupCommitter(Generic[T]):
             async with self._transaction() as db:
                 await self._write(db, [item for item, _ in batch])
         except Exception as exc:
-            # The batch is one transaction: none of it is stored. Each answer is told.
+            if len(batch) > 1:  # one bad item (its conversation deleted) must not fail all
+                log.warning(
+                    "a batch of %d %s failed (%s); one at a time", len(batch), self._what, _why(exc)
+                )
+                for one in batch:
+                    await self._commit([one])
+                return
+            # The item's transaction failed: none of it is stored. Its answer is told.
             log.error("%d %s could not be stored: %s", len(batch), self._what, _why(exc))
             for _, future in batch:
                 if not future.done():

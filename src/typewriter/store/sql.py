@@ -33,12 +33,13 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from typewriter.errors import InvalidField, NotFound, StoreUnavailable
+from typewriter.errors import AnswerInProgress, InvalidField, NotFound, StoreUnavailable
 from typewriter.images import Image
 from typewriter.messages import ChatMessage
 from typewriter.store import answers, schema
 from typewriter.store.attachments import (
     attachments_of,
+    conversation_attachments,
     copy_attachments,
     insert_attachments,
     owned_attachment,
@@ -69,7 +70,7 @@ from typewriter.store.messages import (
     streaming_streams,
 )
 from typewriter.store.migrations import migrate
-from typewriter.store.new_turns import NewTurn, insert_new_turns
+from typewriter.store.new_turns import NewTurn, insert_new_turns, read_conversation
 from typewriter.store.records import Conversation, Feedback, Message, Turn
 from typewriter.store.search import snippets
 from typewriter.store.usage import DayUsage, usage_per_day
@@ -96,6 +97,8 @@ class SqlStore(Database):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.defers_new_turns = url.startswith("sqlite")
+        # conversation id -> (stream id, [answer id], asked at) of a turn queued, not written
+        self._claimed: dict[str, tuple[str, list[str], float]] = {}
         self._new_turns: GroupCommitter[NewTurn] = GroupCommitter(
             super().transaction, insert_new_turns, GROUP_COMMIT_WINDOW
         )
@@ -114,6 +117,19 @@ class SqlStore(Database):
         await self._new_turns.settled()
         async with self.transaction() as db:
             yield db
+
+    @asynccontextmanager
+    async def unclaimed_transaction(self, conversation_id: str) -> AsyncIterator[AsyncConnection]:
+        """A ``settled_transaction`` in which no turn into ``conversation_id`` is queued: a
+        deletion or a clearing that began while an ask read the conversation lets that
+        ask's turn be written first, then finds its answer ``streaming`` and stops it (as
+        when the ask held the conversation's lock first)."""
+        while True:
+            async with self.settled_transaction() as db:
+                if conversation_id not in self._claimed:
+                    yield db
+                    return
+            # claimed after this transaction waited: the next wait covers its turn
 
     def defer_new_turn(
         self,
@@ -134,6 +150,65 @@ class SqlStore(Database):
         committed = self._new_turns.submit(turn)
         history = within_budget([], ChatMessage("user", question), budget_chars)
         return Turn(turn.conversation_id, turn.question_id, turn.answer_id, history), committed
+
+    async def defer_next_turn(
+        self,
+        owner: str,
+        conversation_id: str,
+        *,
+        assistant: str,
+        model: str,
+        stream_id: str,
+        question: str,
+        budget_chars: int,
+        sees_images: bool = False,
+        image_budget: int = 20 << 20,
+    ) -> tuple[Turn, asyncio.Future[None]]:
+        """A question into ``conversation_id`` after its newest message, as ``start_turn``
+        records it, but read in one statement and written within ``GROUP_COMMIT_WINDOW``
+        (``defers_new_turns`` stores only).
+
+        One answer at a time holds as with ``start_turn``: a conversation with an answer
+        ``streaming`` (in the store, or queued here and not yet written) is refused with
+        ``AnswerInProgress``. The check and the claim are made inside the reading
+        transaction, and SQLite runs one transaction at a time on its one connection, so
+        two asks into one conversation never both pass (the store of one process)."""
+        now = time.time()
+        async with self.settled_transaction() as db:
+            await owned_conversation(db, owner, conversation_id)
+            read = await read_conversation(db, conversation_id)
+            claimed = self._claimed.get(conversation_id)
+            if claimed is not None:
+                raise AnswerInProgress(*claimed)
+            after = read.tree.newest
+            stored = await conversation_attachments(db, conversation_id) if sees_images else {}
+            prior = []
+            for message_id in read.tree.path_to(after):
+                role, text = read.texts[message_id]
+                if text:
+                    prior.append(with_images(ChatMessage(role, text), stored.get(message_id, ())))
+            history = within_budget(prior, ChatMessage("user", question), budget_chars)
+            if sees_images:
+                history = await with_image_data(db, history, image_budget)
+            turn = NewTurn.of(
+                owner,
+                question,
+                assistant,
+                model,
+                stream_id,
+                now,
+                conversation_id=conversation_id,
+                follows=after,
+                position=read.last_position + 1,
+            )
+            self._claimed[conversation_id] = (stream_id, [turn.answer_id], now)
+            try:
+                committed = self._new_turns.submit(turn)
+            except BaseException:
+                del self._claimed[conversation_id]
+                raise
+        committed.add_done_callback(lambda _: self._claimed.pop(conversation_id, None))
+        return Turn(conversation_id, turn.question_id, turn.answer_id, history), committed
 
     async def close(self) -> None:
         """Write the new turns still queued, then let the engine go."""
@@ -228,7 +303,7 @@ class SqlStore(Database):
     async def delete_conversation(self, owner: str, conversation_id: str) -> list[str]:
         """Delete it with its messages; the streams of its answers still being written,
         for the caller to stop (their rows are gone, so nothing would show them)."""
-        async with self.settled_transaction() as db:
+        async with self.unclaimed_transaction(conversation_id) as db:
             await owned_conversation(db, owner, conversation_id, lock=True)
             running = await streaming_streams(db, conversation_id)
             await remove_conversation(db, conversation_id)
@@ -236,7 +311,7 @@ class SqlStore(Database):
 
     async def clear_messages(self, owner: str, conversation_id: str) -> list[str]:
         """Delete its messages; the streams still being written, as ``delete_conversation``."""
-        async with self.settled_transaction() as db:
+        async with self.unclaimed_transaction(conversation_id) as db:
             await owned_conversation(db, owner, conversation_id, lock=True)
             running = await streaming_streams(db, conversation_id)
             await delete_messages(db, conversation_id)
