@@ -43,35 +43,41 @@ async def test_end_is_published_only_once_the_question_is_in_the_file(
     make_server: ServerFactory, tmp_path: Path
 ) -> None:
     """Read at the instant ``end`` arrives, by another connection, the file holds the
-    question and its whole answer: ``end`` waits for the deferred commit. The answers
-    are short and fast, so they end well within the commit window."""
+    question and its whole answer: ``end`` waits for the deferred commit, for a question
+    that starts a conversation and for one that follows in it. The answers are short and
+    fast, so they end well within the commit window."""
     server = make_server(data_dir=tmp_path)
     database = tmp_path / "typewriter.db"
     headers = {"accept": "text/event-stream"}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        for i in range(15):
-            message = f"q{i} ✓"
-            body = {"message": message, "assistant": "echo", "options": FAST}
-            async with client.stream("POST", "/v1/chat", json=body, headers=headers) as response:
-                assert response.status_code == 200
-                events = await read_events(response)
-            assert events[-1].event == "end"
-            found = stored(database, data_of(events[0])["conversation_id"])
-            assert found == [
-                ("user", message, "done", None),
-                ("assistant", message, "done", "stop"),
-            ]
+        for i in range(8):
+            conversation_id = None
+            rows: list[tuple[str, str, str, str | None]] = []
+            for message in (f"q{i} ✓", f"and then {i}"):
+                body = {"message": message, "assistant": "echo", "options": FAST}
+                if conversation_id is not None:
+                    body["conversation_id"] = conversation_id
+                async with client.stream(
+                    "POST", "/v1/chat", json=body, headers=headers
+                ) as response:
+                    assert response.status_code == 200
+                    events = await read_events(response)
+                assert events[-1].event == "end"
+                conversation_id = data_of(events[0])["conversation_id"]
+                rows += [("user", message, "done", None), ("assistant", message, "done", "stop")]
+                assert stored(database, conversation_id) == rows
 
 
 async def test_the_server_that_took_the_ask_reads_the_question_at_once(
     make_server: ServerFactory, database_url: str
 ) -> None:
     """Right after the 202, before any commit window has passed, the conversation, its
-    list and the messages are there (both engines: PostgreSQL records before the 202)."""
+    list and the messages are there, for a new conversation and for a question into one
+    (both engines: PostgreSQL records before the 202)."""
     server = make_server(database_url=database_url)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         for i in range(10):
-            started = await ask(client, f"read me back {i}", assistant="echo", options=SLOW)
+            started = await ask(client, f"read me back {i}", assistant="echo", options=FAST)
             conversation = await client.get(f"/v1/conversations/{started['conversation_id']}")
             assert conversation.status_code == 200, conversation.text
             messages = conversation.json()["messages"]
@@ -79,6 +85,14 @@ async def test_the_server_that_took_the_ask_reads_the_question_at_once(
             assert messages[0]["text"] == f"read me back {i}"
             listed = (await client.get("/v1/conversations")).json()["data"]
             assert listed[0]["id"] == started["conversation_id"]
+            await follow(client, started["events_url"])
+            then = await ask(
+                client, "and then", conversation_id=started["conversation_id"], assistant="echo"
+            )
+            path = f"/v1/conversations/{started['conversation_id']}/branch"
+            branch = (await client.get(path)).json()["messages"]
+            assert [m["id"] for m in branch][2:] == [then["question_id"], then["message_id"]]
+            await follow(client, then["events_url"])
 
 
 async def test_stop_right_after_the_ask_keeps_the_question_and_the_cancelled_answer(
