@@ -174,6 +174,44 @@ class SqlStore(Database):
         transaction, and SQLite runs one transaction at a time on its one connection, so
         two asks into one conversation never both pass (the store of one process)."""
         now = time.time()
+        try:
+            turn, history = await self._read_next_turn(
+                owner,
+                conversation_id,
+                assistant=assistant,
+                model=model,
+                stream_id=stream_id,
+                question=question,
+                budget_chars=budget_chars,
+                sees_images=sees_images,
+                image_budget=image_budget,
+                now=now,
+            )
+        except BaseException:
+            if self._claimed.get(conversation_id, ("",))[0] == stream_id:
+                del self._claimed[conversation_id]  # claimed, then the transaction failed
+            raise
+        # No await since the transaction: its claim and this queueing are one step.
+        committed = self._new_turns.submit(turn)
+        committed.add_done_callback(lambda _: self._claimed.pop(conversation_id, None))
+        return Turn(conversation_id, turn.question_id, turn.answer_id, history), committed
+
+    async def _read_next_turn(
+        self,
+        owner: str,
+        conversation_id: str,
+        *,
+        assistant: str,
+        model: str,
+        stream_id: str,
+        question: str,
+        budget_chars: int,
+        sees_images: bool,
+        image_budget: int,
+        now: float,
+    ) -> tuple[NewTurn, tuple[ChatMessage, ...]]:
+        """``defer_next_turn``'s reading transaction: the checks, the history, the turn's
+        rows, and the claim on the conversation."""
         async with self.settled_transaction() as db:
             await owned_conversation(db, owner, conversation_id)
             read = await read_conversation(db, conversation_id)
@@ -202,13 +240,7 @@ class SqlStore(Database):
                 position=read.last_position + 1,
             )
             self._claimed[conversation_id] = (stream_id, [turn.answer_id], now)
-            try:
-                committed = self._new_turns.submit(turn)
-            except BaseException:
-                del self._claimed[conversation_id]
-                raise
-        committed.add_done_callback(lambda _: self._claimed.pop(conversation_id, None))
-        return Turn(conversation_id, turn.question_id, turn.answer_id, history), committed
+        return turn, history
 
     async def close(self) -> None:
         """Write the new turns still queued, then let the engine go."""
