@@ -144,3 +144,37 @@ async def test_a_commit_that_fails_ends_the_answer_with_an_error_and_stores_noth
         again = await ask(client, "kept now", assistant="echo")  # the store heals by itself
         assert last(await follow(client, again["events_url"]), "end")["finish_reason"] == "stop"
         assert stored(database, again["conversation_id"])[0][:2] == ("user", "kept now")
+
+
+async def test_a_follow_up_whose_commit_fails_leaves_its_conversation_as_it_was(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """The same failure for a question into a conversation: the user sees the error, the
+    conversation keeps only what it had, and it is free for the next question (no claim
+    left behind to answer ``409`` for ever)."""
+    server = make_server(data_dir=tmp_path)
+    database = tmp_path / "typewriter.db"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        first = await ask(client, "kept", assistant="echo")
+        await follow(client, first["events_url"])
+        conversation_id = first["conversation_id"]
+        before = stored(database, conversation_id)
+        locker = sqlite3.connect(database, isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")
+            lost = await ask(client, "lost", conversation_id=conversation_id, assistant="echo")
+            events = await follow(client, lost["events_url"])
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert last(events, "error")["code"] == "store_unavailable"
+        assert last(events, "end")["finish_reason"] == "error"
+        assert stored(database, conversation_id) == before
+        again = await ask(client, "next", conversation_id=conversation_id, assistant="echo")
+        assert last(await follow(client, again["events_url"]), "end")["finish_reason"] == "stop"
+        assert [row[1] for row in stored(database, conversation_id)] == [
+            "kept",
+            "kept",
+            "next",
+            "next",
+        ]
