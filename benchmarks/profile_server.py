@@ -2,16 +2,18 @@
 
     .venv/bin/python benchmarks/profile_server.py relay [--streams 50]   # relaying a model
     .venv/bin/python benchmarks/profile_server.py ask                    # sequential asks
+    .venv/bin/python benchmarks/profile_server.py chat                   # the same, /v1/chat
 
 ``relay``: the relay benchmark's model server (``relay_upstream.py``) behind typewriter, and
 ``--streams`` clients asking ``/v1/chat/completions`` answer after answer. ``ask``: one client
 asking the simulated ``echo`` through ``/v1/chat/completions``, one answer at a time, so the
-samples are the ask path of an idle server. Server on core 0, load on core 1, as in the
-benchmarks. py-spy (``make bench`` installs it in ``.venv-bench``; it reads the server's
-memory, so it runs as root or with ptrace allowed) samples the server for ``--seconds``
-while the load runs; the stacks are summed into self time per library and per function and
-printed, with the load's own figures (CPU per chunk, time to first token). ``--raw FILE``
-keeps the collapsed stacks.
+samples are the ask path of an idle server. ``chat``: the same through ``POST /v1/chat`` (202,
+a new conversation each, kept in SQLite): the path that records the question. Server on core 0,
+load on core 1, as in the benchmarks. py-spy (``make bench`` installs it in ``.venv-bench``; it
+reads the server's memory, so it runs as root or with ptrace allowed) samples the server for
+``--seconds`` while the load runs; the stacks are summed into self time per library and per
+function and printed, with the load's own figures (CPU per chunk, time to first token). ``--raw
+FILE`` keeps the collapsed stacks.
 
 Coroutine stacks are as py-spy sees them: a resumed coroutine is its own root, so "self
 time" is the useful view; asyncio's own scheduling shows as ``Runner.run``.
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import uvloop
 
+import bench_ask
 import bench_relay
 from servers import LOAD_CORE, free_port, raise_nofile, running, stop_all
 
@@ -183,9 +186,28 @@ async def _ask(seconds: float, out: Path) -> str:
     )
 
 
+async def _chat(seconds: float, out: Path) -> str:
+    nofile = raise_nofile()
+    async with running(("typewriter",), nofile, {"TYPEWRITER_BUILTIN_ASSISTANTS": "true"}) as up:
+        server = up["typewriter"]
+        await bench_ask.detached(server, 50, "warm-up")
+        spy = _record(server.pid, seconds, out)
+        started = time.perf_counter()
+        times: list[float] = []
+        while time.perf_counter() - started < seconds:
+            asked = await bench_ask.detached(server, 20, "profile")
+            times += asked.times
+        spy.wait()
+    times.sort()
+    return (
+        f"chat (sequential POST /v1/chat, 202, SQLite): {len(times):,} asks in {seconds:g} s; "
+        f"round trip p50 {times[len(times) // 2]:.2f} ms, p90 {times[int(len(times) * 0.9)]:.2f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("load", choices=("relay", "ask"))
+    parser.add_argument("load", choices=("relay", "ask", "chat"))
     parser.add_argument("--streams", type=int, default=50, help="relay: concurrent clients")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--top", type=int, default=25)
@@ -198,6 +220,8 @@ def main() -> None:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 if args.load == "relay":
                     figures = runner.run(_relay(args.streams, args.seconds, out))
+                elif args.load == "chat":
+                    figures = runner.run(_chat(args.seconds, out))
                 else:
                     figures = runner.run(_ask(args.seconds, out))
         finally:

@@ -32,6 +32,7 @@ from types import FrameType
 
 import uvloop
 
+import bench_ask
 import bench_fanout
 import bench_idle
 import bench_latency
@@ -88,6 +89,7 @@ SCENARIOS: dict[str, list[Part]] = {
     # memory broker only: at the Redis broker's append rate the store's share of the
     # token path would be lost in Redis's, and 10 runs of 400,000 events would take minutes
     "store": [Part(("typewriter",), own=bench_store.run)],
+    "ask": [Part(("typewriter",), own=bench_ask.run)],
 }
 RESULTS = Path(__file__).resolve().parent / "results.md"
 

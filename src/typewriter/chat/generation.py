@@ -27,6 +27,7 @@ from typewriter.errors import (
     BrokerUnavailable,
     ModelError,
     ModelTimeout,
+    StoreUnavailable,
     StreamTakenOver,
     TypewriterError,
 )
@@ -181,7 +182,10 @@ class Generation:
                 if isinstance(outcome.error, BrokerFull):
                     progress.shown(outcome.error.written)
                 outcome = _counted(outcome, progress, request)
-                await self._store(recorder, progress, outcome, asked_at)
+                try:
+                    await self._store(recorder, progress, outcome, asked_at)
+                except StoreUnavailable as lost:  # its question's commit failed: nothing kept
+                    outcome = Outcome("error", outcome.usage, lost)
                 try:
                     await self.finish(answer, outcome, quiet=last_try)
                     break

@@ -11,6 +11,10 @@ regenerate, ``/v1/chat/completions``) goes through ``ask``: a message too long
 for its user, or with auth off its client (``TooManyRequests``), are refused
 before anything is recorded or streamed. An answer that reaches
 ``max_answer_chars`` is cut by the generation and ends ``length``.
+
+A question that starts a conversation, or follows a conversation's newest message,
+is recorded after the ask returns, on SQLite (``store.group_commit``): its ids are
+made first, and its answer's ``end`` waits for the commit (``pending``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from typewriter.streams.base import Replicas
 
 from .generation import Answer, Generation, GenerationBroker
 from .orphans import end_orphans
+from .pending import PendingRecorder
 
 __all__ = ["Answer", "Chat", "Question"]
 
@@ -191,9 +196,14 @@ class Chat:
         if self.store is None or not question.persist:
             conversation_id = question.conversation_id or new_id("conv")
             return Answer(stream_id, conversation_id, new_id("msg")), None, question.messages
-        turn = await self._record(self.store, question, assistant, stream_id)
         assert self.checkpointer is not None  # made with the store
-        recorder = Recorder(self.checkpointer, turn.answer_id)
+        recorder: Recorder
+        if self.store.defers_new_turns and _deferrable(question):
+            turn, committed = await self._defer(self.store, question, assistant, stream_id)
+            recorder = PendingRecorder(self.checkpointer, turn.answer_id, committed)
+        else:
+            turn = await self._record(self.store, question, assistant, stream_id)
+            recorder = Recorder(self.checkpointer, turn.answer_id)
         answer = Answer(stream_id, turn.conversation_id, turn.answer_id, turn.question_id)
         return answer, recorder, turn.history
 
@@ -232,6 +242,46 @@ class Chat:
                 raise
             await store.interrupt(busy.message_ids)
             return await start_turn()
+
+    async def _defer(
+        self, store: SqlStore, question: Question, assistant: Assistant, stream_id: str
+    ) -> tuple[Turn, asyncio.Future[None]]:
+        """As ``_record``, the rows written after the ask returns (``store.group_commit``):
+        a new conversation's first question reads nothing, a question into one reads it
+        once (refused while an answer of it is being written, as ``_record`` is)."""
+        text = question.messages[-1].content
+        budget = self.settings.history_budget_chars
+        if question.conversation_id is None:
+            return store.defer_new_turn(
+                question.owner,
+                assistant=assistant.name,
+                model=assistant.model,
+                stream_id=stream_id,
+                question=text,
+                budget_chars=budget,
+            )
+
+        async def defer_next_turn() -> tuple[Turn, asyncio.Future[None]]:
+            assert question.conversation_id is not None
+            return await store.defer_next_turn(
+                question.owner,
+                question.conversation_id,
+                assistant=assistant.name,
+                model=assistant.model,
+                stream_id=stream_id,
+                question=text,
+                budget_chars=budget,
+                sees_images=assistant.accepts_images,
+                image_budget=self.settings.max_image_bytes,
+            )
+
+        try:
+            return await defer_next_turn()
+        except AnswerInProgress as busy:
+            if not await self._ended(busy):
+                raise
+            await store.interrupt(busy.message_ids)
+            return await defer_next_turn()
 
     async def _ended(self, busy: AnswerInProgress) -> bool:
         """Whether the answer in the way is only a row: old enough to have its stream (an
@@ -279,6 +329,18 @@ class Chat:
     async def end_orphans(self) -> int:
         """End the streams of replicas that died (see :mod:`.orphans`); how many were ended."""
         return await end_orphans(self.broker, self.store, self.generation)
+
+
+def _deferrable(question: Question) -> bool:
+    """A question after a conversation's newest message (or starting one), without images:
+    its rows are inserts, written after the ask returns (``store.group_commit``). Edits,
+    regenerations, a chosen parent and images take ``start_turn``."""
+    return (
+        question.regenerate is None
+        and question.parent is None
+        and question.edit is None
+        and not question.images
+    )
 
 
 def _check_lengths(question: Question, limit: int) -> None:

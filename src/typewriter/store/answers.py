@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,9 +25,11 @@ from typewriter.store.schema import messages
 from typewriter.store.usage import usage_columns
 
 __all__ = [
+    "Ending",
     "checkpoint",
     "checkpoint_many",
     "finish",
+    "finish_many",
     "interrupt",
     "missing",
     "open_answer",
@@ -98,6 +101,43 @@ async def missing(db: AsyncConnection, message_ids: list[str]) -> set[str]:
     return set(message_ids) - {row.id for row in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """An answer's end as ``finish`` stores it."""
+
+    message_id: str
+    text: str
+    finish_reason: str
+    usage: dict[str, int] | None
+    first_token_ms: float | None
+    status: str = "done"
+    reasoning: str | None = None
+
+
+_FINISH = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("ended_id"))
+    .values(
+        {
+            column: sa.bindparam(f"ended_{column}")
+            for column in (
+                "text",
+                "reasoning",
+                "status",
+                "finish_reason",
+                "usage",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "usage_estimated",
+                "first_token_ms",
+                "finished_at",
+            )
+        }
+    )
+)
+
+
 async def finish(
     db: AsyncConnection,
     message_id: str,
@@ -111,20 +151,31 @@ async def finish(
     """Store the answer's end; ``status`` is ``interrupted`` when the server cut it short.
 
     ``reasoning`` is the model's reasoning, kept apart from the text (NULL when none)."""
-    await db.execute(
-        messages.update()
-        .where(messages.c.id == message_id)
-        .values(
-            text=text,
-            reasoning=reasoning or None,
-            status=status,
-            finish_reason=finish_reason,
-            usage=json.dumps(usage) if usage else None,
-            **usage_columns(usage),
-            first_token_ms=first_token_ms,
-            finished_at=time.time(),
-        )
-    )
+    ending = Ending(message_id, text, finish_reason, usage, first_token_ms, status, reasoning)
+    await finish_many(db, [ending])
+
+
+async def finish_many(db: AsyncConnection, endings: Sequence[Ending]) -> None:
+    """Many answers' ends as one statement run for each (``executemany``): the ends of
+    answers that finished together share a transaction (``group_commit``)."""
+    if not endings:
+        return
+    now = time.time()
+    rows = [
+        {
+            "ended_id": e.message_id,
+            "ended_text": e.text,
+            "ended_reasoning": e.reasoning or None,
+            "ended_status": e.status,
+            "ended_finish_reason": e.finish_reason,
+            "ended_usage": json.dumps(e.usage) if e.usage else None,
+            **{f"ended_{k}": v for k, v in usage_columns(e.usage).items()},
+            "ended_first_token_ms": e.first_token_ms,
+            "ended_finished_at": now,
+        }
+        for e in endings
+    ]
+    await db.execute(_FINISH, rows)
 
 
 async def still_streaming(db: AsyncConnection) -> list[tuple[str, str]]:

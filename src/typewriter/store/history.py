@@ -34,16 +34,26 @@ async def conversation_tree(db: AsyncConnection, conversation_id: str) -> Tree:
 
 
 async def history_to(
-    db: AsyncConnection, conversation_id: str, last: str | None, *, images: bool = False
+    db: AsyncConnection,
+    conversation_id: str,
+    last: str | None,
+    *,
+    images: bool = False,
+    tree: Tree | None = None,
 ) -> list[ChatMessage]:
     """The conversation as the model should see it: the path down to ``last`` (included;
     ``None``: nothing).
 
     With ``images`` (the model reads them) a question's images follow its text, as
     placeholders whose bytes are read only for the messages the budget keeps; without,
-    they are left out and the text goes alone.
+    they are left out and the text goes alone. ``tree``: the conversation's, when the
+    caller has just read it (it is not read twice).
     """
-    path = (await conversation_tree(db, conversation_id)).path_to(last)
+    if last is None:
+        return []
+    if tree is None:
+        tree = await conversation_tree(db, conversation_id)
+    path = tree.path_to(last)
     if not path:
         return []
     # The whole conversation's rows, not ``IN (path)``: a branch may be longer than the

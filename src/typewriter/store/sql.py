@@ -24,25 +24,29 @@ it composes, one job each:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from typewriter.errors import InvalidField, NotFound, StoreUnavailable
+from typewriter.errors import AnswerInProgress, InvalidField, NotFound, StoreUnavailable
 from typewriter.images import Image
 from typewriter.messages import ChatMessage
 from typewriter.store import answers, schema
 from typewriter.store.attachments import (
     attachments_of,
+    conversation_attachments,
     copy_attachments,
     insert_attachments,
     owned_attachment,
     with_image_data,
     with_images,
 )
+from typewriter.store.branches import Tree
 from typewriter.store.conversations import (
     conversation_page,
     insert_conversation,
@@ -54,6 +58,7 @@ from typewriter.store.conversations import (
 )
 from typewriter.store.database import Database
 from typewriter.store.feedback import rate
+from typewriter.store.group_commit import GroupCommitter
 from typewriter.store.history import conversation_tree, history_to, within_budget
 from typewriter.store.messages import (
     conversation_messages,
@@ -65,6 +70,7 @@ from typewriter.store.messages import (
     streaming_streams,
 )
 from typewriter.store.migrations import migrate
+from typewriter.store.new_turns import NewTurn, insert_new_turns, read_conversation
 from typewriter.store.records import Conversation, Feedback, Message, Turn
 from typewriter.store.search import snippets
 from typewriter.store.usage import DayUsage, usage_per_day
@@ -73,10 +79,174 @@ __all__ = ["SqlStore"]
 
 _WRITE_PROBE = -1
 """The ``schema_migrations`` version ``can_write`` adds and removes: no step has it."""
+GROUP_COMMIT_WINDOW = 0.002
+"""Seconds a new conversation's first turn may wait for others to share its commit
+(``group_commit``): its question is durable within this and one transaction."""
 
 
 class SqlStore(Database):
-    """One store for both engines; ``url`` is an SQLAlchemy async URL."""
+    """One store for both engines; ``url`` is an SQLAlchemy async URL.
+
+    On SQLite a question that starts a conversation is recorded after its ask returned,
+    with the others of the same few milliseconds (``new_turns``, ``group_commit``); every
+    other operation waits for those queued before it, so this server reads its own writes.
+    PostgreSQL records every question before the ask returns: replicas share it, and
+    another replica must find a conversation as soon as its id is known.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.defers_new_turns = url.startswith("sqlite")
+        # conversation id -> (stream id, [answer id], asked at) of a turn queued, not written
+        self._claimed: dict[str, tuple[str, list[str], float]] = {}
+        self._new_turns: GroupCommitter[NewTurn] = GroupCommitter(
+            super().transaction, insert_new_turns, GROUP_COMMIT_WINDOW
+        )
+        self._endings: GroupCommitter[answers.Ending] = GroupCommitter(
+            self.settled_transaction,
+            answers.finish_many,
+            0.0,
+            what="answers' ends",
+            failed="the answer's end could not be stored",
+        )
+
+    @asynccontextmanager
+    async def settled_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that begins after every new turn queued before it was written
+        (or failed): what this server said it recorded, it then finds."""
+        await self._new_turns.settled()
+        async with self.transaction() as db:
+            yield db
+
+    @asynccontextmanager
+    async def unclaimed_transaction(self, conversation_id: str) -> AsyncIterator[AsyncConnection]:
+        """A ``settled_transaction`` in which no turn into ``conversation_id`` is queued: a
+        deletion or a clearing that began while an ask read the conversation lets that
+        ask's turn be written first, then finds its answer ``streaming`` and stops it (as
+        when the ask held the conversation's lock first)."""
+        while True:
+            async with self.settled_transaction() as db:
+                if conversation_id not in self._claimed:
+                    yield db
+                    return
+            # claimed after this transaction waited: the next wait covers its turn
+
+    def defer_new_turn(
+        self,
+        owner: str,
+        *,
+        assistant: str,
+        model: str,
+        stream_id: str,
+        question: str,
+        budget_chars: int,
+    ) -> tuple[Turn, asyncio.Future[None]]:
+        """A new conversation's first question and its answer, ids and history known now,
+        written within ``GROUP_COMMIT_WINDOW`` (``defers_new_turns`` stores only); the
+        future says when it is committed, or fails with ``StoreUnavailable``.
+
+        The same rows as ``start_turn`` with no conversation, parent or images."""
+        turn = NewTurn.of(owner, question, assistant, model, stream_id, time.time())
+        committed = self._new_turns.submit(turn)
+        history = within_budget([], ChatMessage("user", question), budget_chars)
+        return Turn(turn.conversation_id, turn.question_id, turn.answer_id, history), committed
+
+    async def defer_next_turn(
+        self,
+        owner: str,
+        conversation_id: str,
+        *,
+        assistant: str,
+        model: str,
+        stream_id: str,
+        question: str,
+        budget_chars: int,
+        sees_images: bool = False,
+        image_budget: int = 20 << 20,
+    ) -> tuple[Turn, asyncio.Future[None]]:
+        """A question into ``conversation_id`` after its newest message, as ``start_turn``
+        records it, but read in one statement and written within ``GROUP_COMMIT_WINDOW``
+        (``defers_new_turns`` stores only).
+
+        One answer at a time holds as with ``start_turn``: a conversation with an answer
+        ``streaming`` (in the store, or queued here and not yet written) is refused with
+        ``AnswerInProgress``. The check and the claim are made inside the reading
+        transaction, and SQLite runs one transaction at a time on its one connection, so
+        two asks into one conversation never both pass (the store of one process)."""
+        now = time.time()
+        try:
+            turn, history = await self._read_next_turn(
+                owner,
+                conversation_id,
+                assistant=assistant,
+                model=model,
+                stream_id=stream_id,
+                question=question,
+                budget_chars=budget_chars,
+                sees_images=sees_images,
+                image_budget=image_budget,
+                now=now,
+            )
+        except BaseException:
+            if self._claimed.get(conversation_id, ("",))[0] == stream_id:
+                del self._claimed[conversation_id]  # claimed, then the transaction failed
+            raise
+        # No await since the transaction: its claim and this queueing are one step.
+        committed = self._new_turns.submit(turn)
+        committed.add_done_callback(lambda _: self._claimed.pop(conversation_id, None))
+        return Turn(conversation_id, turn.question_id, turn.answer_id, history), committed
+
+    async def _read_next_turn(
+        self,
+        owner: str,
+        conversation_id: str,
+        *,
+        assistant: str,
+        model: str,
+        stream_id: str,
+        question: str,
+        budget_chars: int,
+        sees_images: bool,
+        image_budget: int,
+        now: float,
+    ) -> tuple[NewTurn, tuple[ChatMessage, ...]]:
+        """``defer_next_turn``'s reading transaction: the checks, the history, the turn's
+        rows, and the claim on the conversation."""
+        async with self.settled_transaction() as db:
+            await owned_conversation(db, owner, conversation_id)
+            read = await read_conversation(db, conversation_id)
+            claimed = self._claimed.get(conversation_id)
+            if claimed is not None:
+                raise AnswerInProgress(*claimed)
+            after = read.tree.newest
+            stored = await conversation_attachments(db, conversation_id) if sees_images else {}
+            prior = []
+            for message_id in read.tree.path_to(after):
+                role, text = read.texts[message_id]
+                if text:
+                    prior.append(with_images(ChatMessage(role, text), stored.get(message_id, ())))
+            history = within_budget(prior, ChatMessage("user", question), budget_chars)
+            if sees_images:
+                history = await with_image_data(db, history, image_budget)
+            turn = NewTurn.of(
+                owner,
+                question,
+                assistant,
+                model,
+                stream_id,
+                now,
+                conversation_id=conversation_id,
+                follows=after,
+                position=read.last_position + 1,
+            )
+            self._claimed[conversation_id] = (stream_id, [turn.answer_id], now)
+        return turn, history
+
+    async def close(self) -> None:
+        """Write the new turns still queued, then let the engine go."""
+        await self._new_turns.close()
+        await self._endings.close()
+        await super().close()
 
     async def start(self) -> int:
         """Bring the schema up to date; answers left ``streaming`` are the caller's to judge.
@@ -105,7 +275,7 @@ class SqlStore(Database):
 
     async def streaming_answers(self) -> list[tuple[str, str]]:
         """``(message id, stream id)`` of every answer still marked ``streaming``."""
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             return await answers.still_streaming(db)
 
     async def interrupt(
@@ -116,7 +286,7 @@ class SqlStore(Database):
 
         Only answers still ``streaming``: one that was finished meanwhile keeps its end.
         """
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             return await answers.interrupt(db, message_ids, text, reasoning)
 
     # -- conversations -----------------------------------------------------------
@@ -124,14 +294,14 @@ class SqlStore(Database):
     async def create_conversation(
         self, owner: str, title: str | None, assistant: str
     ) -> Conversation:
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             return await insert_conversation(db, owner, title or "New chat", assistant)
 
     async def list_conversations(
         self, owner: str, limit: int, cursor: str | None
     ) -> tuple[list[Conversation], str | None]:
         """Newest first; ``cursor`` is the opaque ``next_cursor`` of the previous page."""
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             return await conversation_page(db, owner, limit, cursor)
 
     async def search_conversations(
@@ -139,17 +309,17 @@ class SqlStore(Database):
     ) -> tuple[list[Conversation], str | None, dict[str, str]]:
         """Those whose title or messages hold ``text`` (``store.search``), paged as
         ``list_conversations``; with a snippet of the first message holding it, by id."""
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             page, next_cursor = await conversation_page(db, owner, limit, cursor, text)
             found = await snippets(db, owner, [c.id for c in page], text)
         return page, next_cursor, found
 
     async def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             return await owned_conversation(db, owner, conversation_id)
 
     async def messages(self, owner: str, conversation_id: str) -> list[Message]:
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             await owned_conversation(db, owner, conversation_id)
             return await conversation_messages(db, conversation_id)
 
@@ -157,7 +327,7 @@ class SqlStore(Database):
         self, owner: str, conversation_id: str, title: str
     ) -> Conversation:
         now = time.time()
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             conversation = await owned_conversation(db, owner, conversation_id)
             await touch_conversation(db, conversation_id, now, title=title)
         return dataclasses.replace(conversation, title=title, updated_at=now)
@@ -165,7 +335,7 @@ class SqlStore(Database):
     async def delete_conversation(self, owner: str, conversation_id: str) -> list[str]:
         """Delete it with its messages; the streams of its answers still being written,
         for the caller to stop (their rows are gone, so nothing would show them)."""
-        async with self.transaction() as db:
+        async with self.unclaimed_transaction(conversation_id) as db:
             await owned_conversation(db, owner, conversation_id, lock=True)
             running = await streaming_streams(db, conversation_id)
             await remove_conversation(db, conversation_id)
@@ -173,14 +343,14 @@ class SqlStore(Database):
 
     async def clear_messages(self, owner: str, conversation_id: str) -> list[str]:
         """Delete its messages; the streams still being written, as ``delete_conversation``."""
-        async with self.transaction() as db:
+        async with self.unclaimed_transaction(conversation_id) as db:
             await owned_conversation(db, owner, conversation_id, lock=True)
             running = await streaming_streams(db, conversation_id)
             await delete_messages(db, conversation_id)
         return running
 
     async def get_message(self, owner: str, message_id: str) -> Message:
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             return await owned_message(db, owner, message_id)
 
     async def set_feedback(
@@ -191,7 +361,7 @@ class SqlStore(Database):
         The conversation is locked first (shared), so the message cannot vanish between
         the owner check and the write: a deletion committed before is ``404``.
         """
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             await lock_conversation_of(db, message_id, share=True)
             await owned_message(db, owner, message_id)
             return await rate(db, owner, message_id, rating, comment)
@@ -200,7 +370,7 @@ class SqlStore(Database):
         self, owner: str, first: dt.date, last: dt.date, assistant: str | None = None
     ) -> list[DayUsage]:
         """The owner's answers from ``first`` to ``last`` (UTC days), per day and assistant."""
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             return await usage_per_day(db, owner, first, last, assistant)
 
     # -- turns: what the chat use case records -----------------------------------
@@ -240,7 +410,7 @@ class SqlStore(Database):
         every image is left out, the text kept.
         """
         now = time.time()
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             if regenerate is not None:
                 await lock_conversation_of(db, regenerate)
                 asked = await question_of(db, owner, regenerate)
@@ -250,10 +420,10 @@ class SqlStore(Database):
                 )
             else:
                 assert question is not None
-                conversation_id, after, copied = await self._place(
+                conversation_id, after, copied, tree = await self._place(
                     db, owner, question, assistant, conversation_id, parent, edit
                 )
-                prior = await history_to(db, conversation_id, after, images=sees_images)
+                prior = await history_to(db, conversation_id, after, images=sees_images, tree=tree)
                 asked = await insert_message(
                     db,
                     conversation_id,
@@ -290,10 +460,11 @@ class SqlStore(Database):
         conversation_id: str | None,
         parent: str | None,
         edit: str | None,
-    ) -> tuple[str, str | None, str | None]:
+    ) -> tuple[str, str | None, str | None, Tree | None]:
         """Where a new question goes, its conversation locked and free to answer: the
-        conversation, the message it follows, and the question it edits (whose images it
-        keeps), if any."""
+        conversation, the message it follows, the question it edits (whose images it
+        keeps), if any, and the conversation's tree if it was read to find the message it
+        follows (``history_to`` then reads it no more)."""
         if edit is not None:
             await lock_conversation_of(db, edit)
             original = await owned_message(db, owner, edit)
@@ -302,7 +473,7 @@ class SqlStore(Database):
                     [{"field": "message_id", "message": "only a question can be edited"}]
                 )
             await refuse_while_answering(db, original.conversation_id)
-            return original.conversation_id, original.parent_id, original.id
+            return original.conversation_id, original.parent_id, original.id, None
         if parent is not None:
             await lock_conversation_of(db, parent)
             follows = await owned_message(db, owner, parent)
@@ -313,20 +484,21 @@ class SqlStore(Database):
                 problem = "must be an answer (a question follows an answer)"
                 raise InvalidField.of([{"field": "parent_id", "message": problem}])
             await refuse_while_answering(db, follows.conversation_id)
-            return follows.conversation_id, follows.id, None
+            return follows.conversation_id, follows.id, None, None
         if conversation_id is None:
             created = await insert_conversation(db, owner, title_for(question), assistant)
-            return created.id, None, None
+            return created.id, None, None, None
         await owned_conversation(db, owner, conversation_id, lock=True)
         await refuse_while_answering(db, conversation_id)
-        return conversation_id, (await conversation_tree(db, conversation_id)).newest, None
+        tree = await conversation_tree(db, conversation_id)
+        return conversation_id, tree.newest, None, tree
 
     async def branch(
         self, owner: str, conversation_id: str, through: str | None = None
     ) -> list[tuple[Message, list[str]]]:
         """The messages of the branch through ``through`` (default: the newest message),
         root first, each with its siblings' ids (itself included): ``branches.Tree``."""
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             await owned_conversation(db, owner, conversation_id)
             tree = await conversation_tree(db, conversation_id)
             if through is not None and through not in tree.nodes:
@@ -337,11 +509,11 @@ class SqlStore(Database):
 
     async def attachment(self, owner: str, attachment_id: str) -> Image:
         """The owner's stored image (``NotFound`` for anyone else's)."""
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             return await owned_attachment(db, owner, attachment_id)
 
     async def checkpoint(self, message_id: str, text: str) -> None:
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             await answers.checkpoint(db, message_id, text)
 
     async def checkpoint_many(
@@ -354,7 +526,7 @@ class SqlStore(Database):
         those in ``reasoning``, in one transaction: a process saves all its running answers
         with one write, however many there are. Returns which of the ``running`` answers no
         longer exist (deleted while being written)."""
-        async with self.transaction() as db:
+        async with self.settled_transaction() as db:
             await answers.checkpoint_many(db, texts, reasoning or {})
             return await answers.missing(db, running or [])
 
@@ -369,7 +541,10 @@ class SqlStore(Database):
         *,
         reasoning: str | None = None,
     ) -> None:
-        async with self.transaction() as db:
-            await answers.finish(
-                db, message_id, text, finish_reason, usage, first_token_ms, status, reasoning
-            )
+        """Store the answer's end, in one transaction with the ends of the answers that
+        finished meanwhile (``group_commit``, no window: a batch is what queued while the
+        last was written); ``StoreUnavailable`` if its batch failed."""
+        ending = answers.Ending(
+            message_id, text, finish_reason, usage, first_token_ms, status, reasoning
+        )
+        await asyncio.shield(self._endings.submit(ending))
