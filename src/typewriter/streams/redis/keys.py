@@ -153,18 +153,21 @@ return seq
 # Deltas only (never "finished"): APPEND writes the ending. One script per batch, not
 # one per event: the calls, their replies and the client's packing were most of the
 # cost of an event (see docs/benchmarks.md). The first write is an XADD, so a Redis
-# over maxmemory refuses the whole batch before any of it is written; the channel is
-# trimmed to its window once per stream, not once per entry.
+# over maxmemory refuses the whole batch before any of it is written. Each channel's
+# counter is read once and written once per batch, and the channel is trimmed to its
+# window once per batch, only when it is longer (an exact trim per entry cost more
+# than the entry's XADD).
 APPEND_MANY = (
     _EPOCH
     + """
-local token, ttl, window = ARGV[1], ARGV[2], ARGV[3]
+local token, ttl, window = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 local e = false
+local channels, counts, counters = {}, {}, {}
 local a, k = 4, 2
 while a <= #ARGV do
   local id, first, count = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local s, m, ch, chn = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local s, m, ch = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local at = a + 3
   a = at + 3 * count
   k = k + 4
@@ -184,6 +187,7 @@ while a <= #ARGV do
   else
     local from = last + 1
     at = at + 3 * (from - first)
+    local start = at
     for seq = from, upto do
       redis.call('XADD', s, '0-' .. seq, 'e', ARGV[at], 'd', ARGV[at + 1], 'w', ARGV[at + 2])
       at = at + 3
@@ -191,16 +195,25 @@ while a <= #ARGV do
     redis.call('HSET', m, 'last', upto)
     if from == 1 then redis.call('EXPIRE', s, ttl) end
     if not e then e = epoch(KEYS[1]) end
-    local n = redis.call('INCRBY', chn, upto - from + 1) - (upto - from)
-    at = at - 3 * (upto - from + 1)
+    local n = counts[ch]
+    if not n then
+      channels[#channels + 1] = ch
+      counters[ch] = KEYS[k - 1]
+      n = tonumber(redis.call('GET', KEYS[k - 1]) or '0')
+    end
+    at = start
     for seq = from, upto do
-      redis.call('XADD', ch, e .. '-' .. n, 'i', id, 'q', seq, 'e', ARGV[at], 'd', ARGV[at + 1])
       n = n + 1
+      redis.call('XADD', ch, e .. '-' .. n, 'i', id, 'q', seq, 'e', ARGV[at], 'd', ARGV[at + 1])
       at = at + 3
     end
-    redis.call('XTRIM', ch, 'MAXLEN', window)
+    counts[ch] = n
     out[#out + 1] = upto
   end
+end
+for _, ch in ipairs(channels) do
+  redis.call('SET', counters[ch], counts[ch])
+  if redis.call('XLEN', ch) > window then redis.call('XTRIM', ch, 'MAXLEN', window) end
 end
 return out
 """
