@@ -109,6 +109,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         metavar="NAME",
         help=f"run only these scenarios (repeat or comma-separate): {', '.join(SCENARIOS)}",
     )
+    parser.add_argument(
+        "--kinds",
+        default="",
+        metavar="KIND,...",
+        help=f"run only these server kinds (comma-separated): {', '.join((*KINDS, BARE))}",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
     args = parser.parse_args(argv)
     names = [n.strip() for value in args.only for n in value.split(",") if n.strip()]
@@ -116,6 +122,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
     args.names = names or list(SCENARIOS)
+    args.kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if set(args.kinds) - {*KINDS, BARE}:
+        parser.error(f"unknown kind(s) {sorted(set(args.kinds) - {*KINDS, BARE})}")
     return args
 
 
@@ -220,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     python = os.path.relpath(sys.executable)
     command = shlex.join([python if not python.startswith("..") else sys.executable, *sys.argv])
-    enabled = tuple(kind for kind in (*KINDS, BARE) if not (args.without_redis and kind == REDIS))
+    enabled = tuple(
+        kind
+        for kind in (*KINDS, BARE)
+        if not (args.without_redis and kind == REDIS) and (not args.kinds or kind in args.kinds)
+    )
     started = time.perf_counter()
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

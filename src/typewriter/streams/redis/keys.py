@@ -25,17 +25,19 @@ Keys (``tw`` is the prefix):
   the message makes Stop prompt, the flag makes it certain (a message sent
   while a replica was reconnecting is gone, the flag is read every poll).
 
-Appends are one Lua script (:data:`APPEND`): the entry, the stream's last
-number, the channel entry and (at the end) "finished", atomically, and only
-while this replica is still the producer. The script is idempotent by sequence
-number, so an append whose reply was lost is retried safely with backoff until
-Redis is back.
+Appends are Lua scripts: the entries, the stream's last number, the channel
+entries and (at the end) "finished", atomically, and only while this replica
+is still the producer. A writer's batch of deltas, of every stream it holds,
+is one :data:`APPEND_MANY`; an answer's ``error`` and ``end`` are one
+:data:`APPEND` each. Both are idempotent by sequence number, so a batch whose
+reply was lost is retried safely with backoff until Redis is back.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "APPEND",
+    "APPEND_MANY",
     "CHANNEL_HEAD",
     "CLAIM",
     "CREATE",
@@ -143,6 +145,80 @@ return seq
 """
 )
 
+# KEYS: epoch, then per stream: stream, meta, channel, channel counter
+# ARGV: token, running ttl, channel window, then per stream: stream id, first seq, count,
+#       then (event, data, wire) per event
+# Returns per stream the last seq Redis holds once written, or an error as a string
+# ('TWGONE ...', 'TWTAKEN ...', 'TWGAP ...'): the other streams of the batch go on.
+# Deltas only (never "finished"): APPEND writes the ending. One script per batch, not
+# one per event: the calls, their replies and the client's packing were most of the
+# cost of an event (see docs/benchmarks.md). The first write is an XADD, so a Redis
+# over maxmemory refuses the whole batch before any of it is written. Each channel's
+# counter is read once and written once per batch, and the channel is trimmed to its
+# window once per batch, only when it is longer (an exact trim per entry cost more
+# than the entry's XADD).
+APPEND_MANY = (
+    _EPOCH
+    + """
+local token, ttl, window = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+local e = false
+local channels, counts, counters = {}, {}, {}
+local a, k = 4, 2
+while a <= #ARGV do
+  local id, first, count = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local s, m, ch = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local at = a + 3
+  a = at + 3 * count
+  k = k + 4
+  local meta = redis.call('HMGET', m, 'producer', 'last', 'finished')
+  local last = tonumber(meta[2])
+  local upto = first + count - 1
+  if not meta[1] then
+    out[#out + 1] = 'TWGONE the stream is gone'
+  elseif meta[1] ~= token then
+    out[#out + 1] = 'TWTAKEN another replica ended it'
+  elseif upto <= last then
+    out[#out + 1] = last
+  elseif meta[3] == '1' then
+    out[#out + 1] = 'TWTAKEN the stream is finished'
+  elseif first > last + 1 then
+    out[#out + 1] = 'TWGAP an earlier event is missing'
+  else
+    local from = last + 1
+    at = at + 3 * (from - first)
+    local start = at
+    for seq = from, upto do
+      redis.call('XADD', s, '0-' .. seq, 'e', ARGV[at], 'd', ARGV[at + 1], 'w', ARGV[at + 2])
+      at = at + 3
+    end
+    redis.call('HSET', m, 'last', upto)
+    if from == 1 then redis.call('EXPIRE', s, ttl) end
+    if not e then e = epoch(KEYS[1]) end
+    local n = counts[ch]
+    if not n then
+      channels[#channels + 1] = ch
+      counters[ch] = KEYS[k - 1]
+      n = tonumber(redis.call('GET', KEYS[k - 1]) or '0')
+    end
+    at = start
+    for seq = from, upto do
+      n = n + 1
+      redis.call('XADD', ch, e .. '-' .. n, 'i', id, 'q', seq, 'e', ARGV[at], 'd', ARGV[at + 1])
+      at = at + 3
+    end
+    counts[ch] = n
+    out[#out + 1] = upto
+  end
+end
+for _, ch in ipairs(channels) do
+  redis.call('SET', counters[ch], counts[ch])
+  if redis.call('XLEN', ch) > window then redis.call('XTRIM', ch, 'MAXLEN', window) end
+end
+return out
+"""
+)
+
 # KEYS: running. ARGV: lease ms, stream ids...  (XX: a claimed or finished stream stays out)
 RENEW = f"""
 {_NOW_MS}
@@ -211,6 +287,15 @@ class Keys:
             self.tombstone(stream_id),
             self.running,
             self.epoch,
+        ]
+
+    def append_many(self, stream_id: str, owner: str) -> list[str]:
+        """The per-stream KEYS of :data:`APPEND_MANY`, in its order."""
+        return [
+            self.stream(stream_id),
+            self.meta(stream_id),
+            self.channel(owner),
+            self.channel_counter(owner),
         ]
 
     def restore(self, stream_id: str) -> list[str]:

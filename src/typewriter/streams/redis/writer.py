@@ -2,8 +2,11 @@
 
 A round trip per token and per generation was the replica's main cost (half
 its CPU at 200 streams × 20 tokens/s); one pipeline carries what all
-generations appended meanwhile. Each append is the :data:`~.keys.APPEND`
-script, idempotent by number, so a batch whose reply was lost is sent again.
+generations appended meanwhile, and the deltas in it are one call of the
+:data:`~.keys.APPEND_MANY` script (a call per delta cost more than the rest of
+the delta's path together: packing, parsing, the script's own start); each
+``error`` and ``end`` is one :data:`~.keys.APPEND`. Both are idempotent by
+number, so a batch whose reply was lost is sent again.
 A stream Redis lost while it runs is written back from what Redis had confirmed
 (:mod:`.restore`) and the refused appends are sent again, in order.
 
@@ -36,7 +39,7 @@ from typewriter.streams.redis.connection import (
 )
 from typewriter.streams.redis.followers import Mirror, StreamFollowers
 from typewriter.streams.redis.full import END_ANYWAY, ENDING_EVENTS
-from typewriter.streams.redis.keys import APPEND, RUNNING_TTL, Keys
+from typewriter.streams.redis.keys import APPEND_MANY, RUNNING_TTL, Keys
 from typewriter.streams.redis.restore import Restorer
 
 __all__ = ["Writer"]
@@ -58,6 +61,7 @@ class _Produced:
     """
 
     __slots__ = (
+        "stream_id",
         "owner",
         "queued",
         "written",
@@ -66,17 +70,20 @@ class _Produced:
         "refusals",
         "log",
         "keys",
+        "many_keys",
         "confirmed",
     )
 
     def __init__(
         self,
+        stream_id: str,
         owner: str,
         queued: int,
-        keys: list[str],
+        keys: Keys,
         log: Mirror | None,
         confirmed: list[Entry] | None,
     ) -> None:
+        self.stream_id = stream_id
         self.owner = owner
         self.queued = queued
         self.written = queued
@@ -84,33 +91,47 @@ class _Produced:
         self.full: BrokerFull | None = None
         self.refusals = 0  # deltas Redis refused for memory: writes queued before are void
         self.log = log  # what was written, for this replica's own listeners
-        self.keys = keys  # the append script's keys, made once rather than per token
+        # The scripts' keys, made once rather than per token.
+        self.keys = keys.append(stream_id, owner)
+        self.many_keys = keys.append_many(stream_id, owner)
         # Every event Redis confirmed, 1..N, to write back should Redis lose them
         # (None: not known from the start, as for a claimed stream; it cannot be).
         self.confirmed = confirmed
 
 
 class _Write:
-    """One queued append: the script's arguments (its keys are the stream's), and who waits."""
+    """One queued append, and who waits for it: nobody, for most deltas (a future made
+    per delta cost as much as its packing)."""
 
-    __slots__ = ("stream_id", "produced", "entry", "args", "done", "ending", "refusals")
+    __slots__ = ("produced", "entry", "done", "ending", "finishing", "refusals")
 
-    def __init__(
-        self,
-        stream_id: str,
-        produced: _Produced,
-        entry: Entry,
-        args: list[str | int | bytes],
-        done: asyncio.Future[int],
-        ending: bool,
-    ) -> None:
-        self.stream_id = stream_id
+    def __init__(self, produced: _Produced, entry: Entry, ending: bool, finishing: bool) -> None:
         self.produced = produced
         self.entry = entry
-        self.args = args
-        self.done = done
-        self.ending = ending  # written even when Redis is full
+        self.done: asyncio.Future[int] | None = None
+        self.ending = ending  # written even when Redis is full, by its own script call
+        self.finishing = finishing
         self.refusals = produced.refusals
+
+    def settle(self, result: int | BaseException) -> None:
+        done = self.done
+        if done is not None and not done.done():
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+
+class _Call:
+    """One script call of a batch: the deltas of several streams (``groups``, one per
+    stream, consecutive numbers each) or one ending (``groups`` holds just it)."""
+
+    __slots__ = ("groups", "args", "ending")
+
+    def __init__(self, groups: list[list[_Write]], args: list[Any], ending: bool) -> None:
+        self.groups = groups
+        self.args = args
+        self.ending = ending
 
 
 class Writer:
@@ -140,7 +161,7 @@ class Writer:
         self._tombstone_keep = self._keep + int(tombstone_ttl)
         self._channel_window = channel_window
         self._lease_ms = lease_ms
-        self._append_sha = redis.register_script(APPEND).sha
+        self._many_sha = redis.register_script(APPEND_MANY).sha
         self._end_sha = redis.register_script(END_ANYWAY).sha
         self._produced: dict[str, _Produced] = {}
         self._queue: list[_Write] = []
@@ -150,7 +171,7 @@ class Writer:
         self._restore_all = False
 
     async def load_script(self) -> None:
-        await or_unavailable(self._redis.script_load(APPEND))
+        await or_unavailable(self._redis.script_load(APPEND_MANY))
         try:
             await or_unavailable(self._redis.script_load(END_ANYWAY))
         except ResponseError as exc:  # Redis 6 reads the flags line as bad Lua
@@ -174,9 +195,7 @@ class Writer:
         """
         if confirmed is None and last == 0:
             confirmed = []
-        self._produced[stream_id] = _Produced(
-            owner, last, self._keys.append(stream_id, owner), log, confirmed
-        )
+        self._produced[stream_id] = _Produced(stream_id, owner, last, self._keys, log, confirmed)
 
     def forget(self, stream_id: str) -> None:
         self._produced.pop(stream_id, None)
@@ -230,33 +249,15 @@ class Writer:
             raise produced.broken
         produced.queued += 1
         seq = produced.queued
-        entry = encode_entry(seq, event, data)
-        write = _Write(
-            stream_id,
-            produced,
-            entry,
-            [
-                self._token,
-                seq,
-                event,
-                data,
-                entry[3],
-                1 if finishing else 0,
-                self._keep,
-                RUNNING_TTL,
-                self._tombstone_keep,
-                stream_id,
-                self._channel_window,
-            ],
-            asyncio.get_running_loop().create_future(),
-            ending,
-        )
-        write.done.add_done_callback(retrieve)
+        write = _Write(produced, encode_entry(seq, event, data), ending, finishing)
         self._queue.append(write)
         self._run()
         self._queued.set()
         if finishing or len(self._queue) > _QUEUE_LIMIT:
-            return await asyncio.shield(write.done)
+            # Made now, before the writer can run: it settles the write once sent.
+            done = write.done = asyncio.get_running_loop().create_future()
+            done.add_done_callback(retrieve)
+            return await asyncio.shield(done)
         return seq
 
     async def _write_queued(self) -> None:
@@ -273,24 +274,82 @@ class Writer:
             batch, self._queue = self._queue[:_WRITE_BATCH], self._queue[_WRITE_BATCH:]
             await self._write_batch(batch)
 
+    def _calls(self, batch: list[_Write]) -> list[_Call]:
+        """The batch as script calls, each stream's events in order: the deltas in one
+        call of :data:`~.keys.APPEND_MANY` (a stream's ending, when there is one, goes
+        after the call holding its earlier deltas), each ending in a call of its own."""
+        calls: list[_Call] = []
+        groups: dict[_Produced, list[_Write]] = {}
+
+        def deltas() -> None:
+            if not groups:
+                return
+            args: list[Any] = [self._token, RUNNING_TTL, self._channel_window]
+            keys: list[str] = [self._keys.epoch]
+            for produced, group in groups.items():
+                keys += produced.many_keys
+                args += (produced.stream_id, group[0].entry[0], len(group))
+                for write in group:
+                    entry = write.entry
+                    args += (entry[1], entry[2], entry[3])
+            calls.append(_Call(list(groups.values()), [len(keys), *keys, *args], False))
+            groups.clear()
+
+        for write in batch:
+            produced = write.produced
+            group = groups.get(produced)
+            if write.ending:
+                if group is not None:
+                    deltas()
+                calls.append(_Call([[write]], self._ending_args(write), True))
+            elif group is None:
+                groups[produced] = [write]
+            elif group[-1].entry[0] + 1 == write.entry[0]:
+                group.append(write)
+            else:  # not consecutive (not expected): the group so far goes first
+                deltas()
+                groups[produced] = [write]
+        deltas()
+        return calls
+
+    def _ending_args(self, write: _Write) -> list[Any]:
+        produced = write.produced
+        seq, event, data, wire = write.entry
+        return [
+            len(produced.keys),
+            *produced.keys,
+            self._token,
+            seq,
+            event,
+            data,
+            wire,
+            1 if write.finishing else 0,
+            self._keep,
+            RUNNING_TTL,
+            self._tombstone_keep,
+            produced.stream_id,
+            self._channel_window,
+        ]
+
     async def _write_batch(self, batch: list[_Write]) -> None:
-        """Send one batch, retrying it whole through an outage (the script is idempotent)."""
+        """Send one batch, retrying it whole through an outage (the scripts are idempotent)."""
         batch = [write for write in batch if self._current(write)]
         if not batch:
             return
+        calls = self._calls(batch)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._lease_ms / 1000
         delay = 0.05
         while True:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for write in batch:
-                        keys = write.produced.keys
-                        sha = self._end_sha if write.ending else self._append_sha
-                        pipe.evalsha(sha, len(keys), *keys, *write.args)
+                    for call in calls:
+                        sha = self._end_sha if call.ending else self._many_sha
+                        pipe.execute_command("EVALSHA", sha, *call.args)
                     results: list[Any] = await pipe.execute(raise_on_error=False)
                 if any(isinstance(r, NoScriptError) for r in results):
-                    await self._redis.script_load(APPEND)  # Redis restarted: load them again
+                    # Redis restarted: load them again
+                    await self._redis.script_load(APPEND_MANY)
                     await self._redis.script_load(END_ANYWAY)
                     continue
                 break
@@ -309,46 +368,77 @@ class Writer:
                 delay = min(delay * 2, 1.0)
         grown: dict[str, Mirror] = {}
         lost: dict[str, list[_Write]] = {}
-        for write, result in zip(batch, results, strict=True):
-            again = lost.get(write.stream_id)
-            if again is not None:  # after the loss: refused too, sent again once restored
-                again.append(write)
+        for call, result in zip(calls, results, strict=True):
+            if call.ending or isinstance(result, BaseException):
+                for group in call.groups:  # the one ending, or every delta of a refused call
+                    for write in group:
+                        self._settle(write, result, lost, grown)
                 continue
-            if not self._current(write):
-                continue  # after a delta Redis refused in this very batch: a gap, dropped
-            if is_full(result):
-                self._refuse(write)
-                continue
-            if isinstance(result, ResponseError):
-                message = str(result)
-                if message.startswith("TWGONE") and write.produced.confirmed is not None:
-                    lost[write.stream_id] = [write]  # Redis lost it: written back below
-                elif message.startswith(("TWTAKEN", "TWGONE", "TWGAP")):
-                    self._fail(write, StreamTakenOver(f"stream {write.stream_id!r}: {message}"))
+            for group, written in zip(call.groups, result, strict=True):
+                if isinstance(written, bytes):  # this stream's error; the others went on
+                    error = ResponseError(written.decode())
+                    for write in group:
+                        self._settle(write, error, lost, grown)
+                elif group[0].produced.stream_id in lost or not all(map(self._current, group)):
+                    for write in group:
+                        self._settle(write, write.entry[0], lost, grown)
                 else:
-                    log.warning("Redis refused an append to %s: %s", write.stream_id, message)
-                    self._fail(
-                        write, BrokerUnavailable("the stream broker (Redis) refused an event")
-                    )
-                continue
-            seq = write.entry[0]
-            if write.produced.confirmed is not None:
-                write.produced.confirmed.append(write.entry)
-            write.produced.written = max(write.produced.written, seq)
-            own = write.produced.log
-            if own is not None and not own.finished:
-                own.entries.append(write.entry)
-                if write.entry[1] == TERMINAL_EVENT:
-                    own.finished = True
-                    if own.subscribers == 0:
-                        self._followers.drop(write.stream_id, own)
-                grown[write.stream_id] = own
-            if not write.done.done():
-                write.done.set_result(seq)
+                    self._confirm(group, grown)
         for own in grown.values():
             own.notify()
         if lost:
             await self._restore_lost(lost)
+
+    def _confirm(self, group: list[_Write], grown: dict[str, Mirror]) -> None:
+        """Redis holds these events of one stream (consecutive, still current): its own
+        listeners here may read them."""
+        produced = group[0].produced
+        entries = [write.entry for write in group]
+        if produced.confirmed is not None:
+            produced.confirmed += entries
+        last = entries[-1]
+        produced.written = max(produced.written, last[0])
+        own = produced.log
+        if own is not None and not own.finished:
+            own.entries += entries
+            if last[1] == TERMINAL_EVENT:
+                own.finished = True
+                if own.subscribers == 0:
+                    self._followers.drop(produced.stream_id, own)
+            grown[produced.stream_id] = own
+        for write in group:
+            if write.done is not None:
+                write.settle(write.entry[0])
+
+    def _settle(
+        self,
+        write: _Write,
+        result: int | BaseException,
+        lost: dict[str, list[_Write]],
+        grown: dict[str, Mirror],
+    ) -> None:
+        """One write's outcome, ``result`` its number or what Redis answered instead."""
+        stream_id = write.produced.stream_id
+        again = lost.get(stream_id)
+        if again is not None:  # after the loss: refused too, sent again once restored
+            again.append(write)
+            return
+        if not self._current(write):
+            return  # after a delta Redis refused in this very batch: a gap, dropped
+        if is_full(result):
+            self._refuse(write)
+            return
+        if isinstance(result, BaseException):
+            message = str(result)
+            if message.startswith("TWGONE") and write.produced.confirmed is not None:
+                lost[stream_id] = [write]  # Redis lost it: written back below
+            elif message.startswith(("TWTAKEN", "TWGONE", "TWGAP")):
+                self._fail(write, StreamTakenOver(f"stream {stream_id!r}: {message}"))
+            else:
+                log.warning("Redis refused an append to %s: %s", stream_id, message)
+                self._fail(write, BrokerUnavailable("the stream broker (Redis) refused an event"))
+            return
+        self._confirm([write], grown)
 
     async def _restore_lost(self, lost: dict[str, list[_Write]]) -> None:
         """Write back the streams Redis lost, then queue their refused appends first."""
@@ -398,9 +488,8 @@ class Writer:
         produced = write.produced
         if write.refusals == produced.refusals:
             return True
-        if not write.done.done():
-            assert produced.full is not None  # only a refusal voids queued writes
-            write.done.set_exception(produced.full)
+        assert produced.full is not None  # only a refusal voids queued writes
+        write.settle(produced.full)
         return False
 
     def _refuse(self, write: _Write) -> None:
@@ -411,19 +500,17 @@ class Writer:
         if produced.full is None:
             log.warning(
                 "Redis is full (maxmemory): stream %s ends after event %d",
-                write.stream_id,
+                produced.stream_id,
                 produced.written,
             )
         produced.full = full
         produced.refusals += 1
         produced.queued = produced.written
-        if not write.done.done():
-            write.done.set_exception(full)
+        write.settle(full)
 
     def _fail(self, write: _Write, error: Exception) -> None:
-        self._break(write.stream_id, write.produced, error)
-        if not write.done.done():
-            write.done.set_exception(error)
+        self._break(write.produced.stream_id, write.produced, error)
+        write.settle(error)
 
     def _break(self, stream_id: str, produced: _Produced, error: Exception) -> None:
         produced.broken = error
