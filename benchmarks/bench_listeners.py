@@ -35,10 +35,11 @@ from servers import BARE, LOAD_CORE, raise_nofile, running, stop_all
 
 def _trees(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     now = str(Path(__file__).resolve().parent.parent / "src")
-    trees = {"now": {"PYTHONPATH": now}}
+    common = dict(item.split("=", 1) for item in args.env)
+    trees = {"now": {"PYTHONPATH": now, **common}}
     if args.before_src is not None or args.before_env:
         before = str(args.before_src.resolve()) if args.before_src is not None else now
-        trees["before"] = {"PYTHONPATH": before}
+        trees["before"] = {"PYTHONPATH": before, **common}
         trees["before"].update(item.split("=", 1) for item in args.before_env)
     return trees
 
@@ -108,6 +109,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("scenario", choices=("idle", "latency"))
     parser.add_argument("--before-src", type=Path, help="the src folder of the older tree")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a TYPEWRITER_* setting for both typewriter servers",
+    )
     parser.add_argument(
         "--before-env",
         action="append",
