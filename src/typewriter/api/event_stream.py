@@ -194,6 +194,20 @@ class EventStreamResponse(Response):
     word once the stream stopped (e.g. to tell a client that cannot resume).
     """
 
+    # Held for as long as the listener stays: slots, not a dict per response (Starlette's
+    # Response has no slots, so a subclass or ``headers`` can still add attributes).
+    __slots__ = (
+        "status_code",
+        "background",
+        "subscription",
+        "registry",
+        "heartbeat",
+        "prelude",
+        "on_disconnect",
+        "listener",
+        "raw_headers",
+    )
+
     def __init__(
         self,
         subscription: Subscription,
@@ -235,8 +249,10 @@ class EventStreamResponse(Response):
                 # A copy: middlewares (CORS) add their headers to the message's list in place.
                 head = list(self.raw_headers)
                 await send({"type": "http.response.start", "status": 200, "headers": head})
-                await send({"type": "http.response.body", "body": self.prelude, "more_body": True})
-                sent.bytes += len(self.prelude)
+                prelude, self.prelude = self.prelude, b""  # written once: not held while idle
+                await send({"type": "http.response.body", "body": prelude, "more_body": True})
+                sent.bytes += len(prelude)
+                del prelude
                 await self._follow(send, watch)
                 if not watch.disconnected:
                     epilogue = self.epilogue(watch)
