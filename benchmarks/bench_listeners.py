@@ -10,7 +10,8 @@ The servers of ``run.py`` (pinned to core 0, the load on core 1), one per source
 measured in turn, A B A B, so that the other work on a shared machine falls on both.
 ``idle``: the idle scenario's RSS growth per ``GET /v1/events`` (``bench_idle``), at
 ``--count`` connections. ``latency``: the latency scenario's 1,000 streams × 20 events/s
-(``bench_latency``, every listener verified), with the server's CPU share; ``--bare``
+(``bench_latency``, every listener verified), with the server's CPU seconds for the
+whole part (the same work each time, so less bent by a busy machine than the share); ``--bare``
 adds sse-starlette's bare floor, ``--profile`` runs py-spy on this checkout's server
 during its first repetition (collapsed stacks, summed by ``profile_server.summarise``).
 """
@@ -63,7 +64,7 @@ async def _idle(args: argparse.Namespace, nofile: int) -> None:
 
 
 async def _latency(args: argparse.Namespace, nofile: int) -> None:
-    figures: dict[str, list[tuple[float, float, float, float]]] = {}
+    figures: dict[str, list[tuple[float, float, float, float, float]]] = {}
     kinds: list[tuple[str, dict[str, str] | None]] = list(_trees(args).items())
     if args.bare:
         kinds.append((BARE, None))
@@ -75,12 +76,15 @@ async def _latency(args: argparse.Namespace, nofile: int) -> None:
                 spy = None
                 if args.profile is not None and name == "now" and rep == 0:
                     spy = _record(server.pid, args.seconds, args.profile)
+                cpu_before = server.cpu_seconds()
                 result = await bench_latency._measure(server, args.streams, 300, 20.0, 2.0)
+                cpu_seconds = server.cpu_seconds() - cpu_before
                 if spy is not None:
                     spy.wait()
                 problems = result.problems + server.log_problems()
             live = result.live
             row = (
+                cpu_seconds,
                 result.cpu.server_share,
                 percentile(live, 50) * 1000,
                 percentile(live, 99) * 1000,
@@ -88,17 +92,20 @@ async def _latency(args: argparse.Namespace, nofile: int) -> None:
             )
             figures.setdefault(name, []).append(row)
             print(
-                f"latency {name} rep {rep + 1}: CPU {row[0]:.0%}, live p50 {row[1]:.1f} / "
-                f"p99 {row[2]:.1f} / max {row[3]:.1f} ms, all connected after "
+                f"latency {name} rep {rep + 1}: server CPU {row[0]:.1f} s ({row[1]:.0%}), live "
+                f"p50 {row[2]:.1f} / p99 {row[3]:.1f} / max {row[4]:.1f} ms, all connected after "
                 f"{result.all_connected:.2f} s; {result.cpu.describe()}; "
                 f"{len(problems)} problems: {problems[:3] or 'none'}",
                 flush=True,
             )
             gc.collect()
     for name, rows in figures.items():
-        cpu, p50, p99, top = (statistics.median(column) for column in zip(*rows, strict=True))
+        seconds, cpu, p50, p99, top = (
+            statistics.median(column) for column in zip(*rows, strict=True)
+        )
         print(
-            f"latency {name}: medians of {len(rows)}: CPU {cpu:.0%}, p50 {p50:.1f}, "
+            f"latency {name}: medians of {len(rows)}: server CPU {seconds:.1f} s ({cpu:.0%}), "
+            f"p50 {p50:.1f}, "
             f"p99 {p99:.1f}, max {top:.1f} ms"
         )
     if args.profile is not None:
