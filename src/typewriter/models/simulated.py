@@ -20,7 +20,6 @@ from typewriter.errors import ModelError
 from typewriter.events import Usage
 from typewriter.messages import wire_content
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest, Simulation
-from typewriter.wakeups import wakeups
 
 __all__ = ["CANNED_ANSWER", "SimulatedModel", "echo_pieces"]
 
@@ -38,9 +37,6 @@ This answer comes from typewriter's simulated model, typed one word at a time.
 
 ECHO_PIECE = 4
 DEFAULT_RATES = {"default": 25.0, "echo": 50.0}
-PACE_RESOLUTION = 0.001
-"""Tokens due within the same millisecond share one loop timer (``wakeups``): a thousand
-streams at 20 tokens/s cost a thousand timers a second, not twenty thousand."""
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
 
 
@@ -80,7 +76,6 @@ class SimulatedModel(ModelBackend):
         limit = request.options.max_tokens
         prompt_tokens = sum(_estimate_tokens(m.content) for m in request.messages)
         loop = asyncio.get_running_loop()
-        pace = wakeups(PACE_RESOLUTION)
         start = loop.time() + sim.first_token_delay_ms / 1000.0
         sent = 0
         for index, piece in enumerate(pieces):
@@ -91,9 +86,9 @@ class SimulatedModel(ModelBackend):
             if limit is not None and sent >= limit:
                 yield Chunk(finish_reason="length", usage=Usage(prompt_tokens, sent))
                 return
-            due = start + index / rate
-            if due > loop.time():
-                await pace.sleep_until(due)
+            delay = start + index / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
             elif index % 32 == 0:
                 await asyncio.sleep(0)  # stay fair to other streams when running behind
             sent += 1
