@@ -86,7 +86,7 @@ async def _measure(server: Server, streams: int, deltas: int, rate: float, ramp:
         await asyncio.sleep(max(0.0, begin + index * ramp / streams - loop.time()))  # pacing
         status, answer = await request_json(server.port, "POST", "/v1/chat", payload)
         if status != 202:
-            raise RuntimeError(f"POST /v1/chat: HTTP {status}")
+            raise RuntimeError(f"POST /v1/chat: HTTP {status} {str(answer)[:200]}")
         connection = await open_request(
             server.port,
             "GET",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import resource
 import socket
 from types import FrameType
 
@@ -84,8 +85,26 @@ class GatewayServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+def raise_open_files() -> int:
+    """The soft descriptor limit raised to the hard one, as Go's runtime does at start.
+
+    Each open listener holds a descriptor; a soft limit of 1,024 (the usual default) would
+    lower ``max_connections`` to 768 where the hard limit allows far more. Returns the
+    soft limit in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # e.g. an unlimited hard limit above fs.nr_open
+            return soft
+        return hard
+    return soft
+
+
 def build_server(settings: Settings, *, access_log: bool = False) -> GatewayServer:
     app = create_app(settings)
+    raise_open_files()
     max_connections, cap_note = connection_cap(settings.max_connections)
     bounds = RequestBounds(
         max_header_bytes=settings.max_header_bytes,

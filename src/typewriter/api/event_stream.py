@@ -60,6 +60,11 @@ def encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
+# Shared by every response without headers of its own (the channel's, most followers'):
+# an idle listener should not hold a copy of the same three headers.
+_HEAD = encode_headers(EVENT_STREAM_HEADERS)
+
+
 class OpenStreams:
     """The responses now open, so shutdown can end them instead of waiting them out."""
 
@@ -105,6 +110,18 @@ class ClientWatch:
     answer). Registered in :class:`OpenStreams` so shutdown wakes it too. On
     exit the subscription is closed, which is what starts a grace period.
     """
+
+    __slots__ = (
+        "subscription",
+        "registry",
+        "user",
+        "disconnected",
+        "replaced",
+        "ended",
+        "_receive",
+        "_on_disconnect",
+        "_task",
+    )
 
     def __init__(
         self,
@@ -177,6 +194,20 @@ class EventStreamResponse(Response):
     word once the stream stopped (e.g. to tell a client that cannot resume).
     """
 
+    # Held for as long as the listener stays: slots, not a dict per response (Starlette's
+    # Response has no slots, so a subclass or ``headers`` can still add attributes).
+    __slots__ = (
+        "status_code",
+        "background",
+        "subscription",
+        "registry",
+        "heartbeat",
+        "prelude",
+        "on_disconnect",
+        "listener",
+        "raw_headers",
+    )
+
     def __init__(
         self,
         subscription: Subscription,
@@ -199,8 +230,10 @@ class EventStreamResponse(Response):
         self.prelude = retry + prelude
         self.on_disconnect = on_disconnect
         self.listener = listener
-        all_headers = {**EVENT_STREAM_HEADERS, **(headers or {})}
-        self.raw_headers = encode_headers(all_headers)
+        if headers:
+            self.raw_headers = encode_headers({**EVENT_STREAM_HEADERS, **headers})
+        else:
+            self.raw_headers = _HEAD
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = ClientWatch(
@@ -213,11 +246,13 @@ class EventStreamResponse(Response):
             if self.listener is not None:
                 self.registry.listeners.admit(self.listener, watch)
             try:
-                await send(
-                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-                )
-                await send({"type": "http.response.body", "body": self.prelude, "more_body": True})
-                sent.bytes += len(self.prelude)
+                # A copy: middlewares (CORS) add their headers to the message's list in place.
+                head = list(self.raw_headers)
+                await send({"type": "http.response.start", "status": 200, "headers": head})
+                prelude, self.prelude = self.prelude, b""  # written once: not held while idle
+                await send({"type": "http.response.body", "body": prelude, "more_body": True})
+                sent.bytes += len(prelude)
+                del prelude
                 await self._follow(send, watch)
                 if not watch.disconnected:
                     epilogue = self.epilogue(watch)

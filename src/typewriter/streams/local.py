@@ -20,6 +20,7 @@ from typing import TypeAlias
 from typewriter import events
 from typewriter.events import channel_data
 from typewriter.streams.base import ChannelSubscription, Entry, Subscription, encode_entry
+from typewriter.wakeups import wakeups
 
 __all__ = [
     "MAX_BATCH",
@@ -35,6 +36,10 @@ __all__ = [
 # A listener catching up gets at most this many entries per write, so its
 # write buffer stays small however far behind it is.
 MAX_BATCH = 512
+# Listeners' deadlines (their heartbeats) due within the same slot share one loop timer:
+# ten thousand idle listeners hold a few hundred timers, not ten thousand. A heartbeat
+# comes at most this much late.
+DEADLINE_RESOLUTION = 0.02
 
 ChannelEntry: TypeAlias = tuple[int, str, int, str, str]
 """One event of a user's channel: ``(cursor, stream_id, seq, event, data)``.
@@ -140,7 +145,7 @@ class LocalChannel(Feed):
 class LocalSubscription(Subscription):
     """A listener's cursor on a local log; ``on_close`` lets the broker count listeners."""
 
-    __slots__ = ("_log", "_cursor", "_waiter", "_on_close", "_closed", "_timer", "_timer_at")
+    __slots__ = ("_log", "_cursor", "_waiter", "_on_close", "_closed", "_armed", "_timer_at")
 
     def __init__(
         self, log: Feed, cursor: int, on_close: Callable[[], Awaitable[None]] | None = None
@@ -150,7 +155,7 @@ class LocalSubscription(Subscription):
         self._waiter: asyncio.Future[None] | None = None
         self._on_close = on_close
         self._closed = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._armed = False  # a wake-up is due at _timer_at
         self._timer_at = 0.0
 
     @property
@@ -172,10 +177,9 @@ class LocalSubscription(Subscription):
         loop = asyncio.get_running_loop()
         if deadline <= loop.time():
             return []
-        if self._timer is None or self._timer_at != deadline:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_at(deadline, self._deadline_passed)
+        if not self._armed or self._timer_at != deadline:
+            wakeups(DEADLINE_RESOLUTION).call_at(deadline, self._deadline_passed)
+            self._armed = True
             self._timer_at = deadline
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiter = waiter
@@ -188,7 +192,11 @@ class LocalSubscription(Subscription):
         return self._pending()
 
     def _deadline_passed(self) -> None:
-        self._timer = None
+        # Closed, or a later deadline replaced this one (its own wake-up will come); one
+        # slot of slack, so that a timer the loop fires a hair early is never lost.
+        if self._closed or asyncio.get_running_loop().time() + DEADLINE_RESOLUTION < self._timer_at:
+            return
+        self._armed = False
         self.wake()
 
     def wake(self) -> None:
@@ -199,10 +207,7 @@ class LocalSubscription(Subscription):
         if self._closed:
             return
         self._closed = True
-        self.wake()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.wake()  # a pending wake-up finds it closed and does nothing
         if self._on_close is not None:
             await self._on_close()
 
