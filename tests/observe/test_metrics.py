@@ -63,8 +63,11 @@ async def test_an_answer_moves_the_answer_families(client: httpx.AsyncClient) ->
     wire = sum(len(e.data) for e in events)
     assert moved("typewriter_sent_bytes_total") > wire
     assert value(after, "typewriter_listeners_open") == 0
-    assert moved("typewriter_store_operation_seconds_count", operation="start_turn") == 1
+    # On SQLite a new conversation's question is group-committed: its transaction is a
+    # batch (``new_turns``), as the answers' ends are (``finish_many``).
+    assert moved("typewriter_store_operation_seconds_count", operation="new_turns") == 1
     assert moved("typewriter_store_operation_seconds_count", operation="finish") == 1
+    assert moved("typewriter_store_operation_seconds_count", operation="finish_many") == 1
     assert moved("typewriter_broker_operation_seconds_count", operation="create") == 1
     assert moved("typewriter_broker_operation_seconds_count", operation="finish") == 1
     assert moved("typewriter_resumes_total") == 0

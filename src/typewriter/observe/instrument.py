@@ -28,4 +28,7 @@ def timed_broker(broker: B, metrics: Metrics) -> B:
 
 
 def timed_store(store: SqlStore | None, metrics: Metrics) -> SqlStore | None:
-    return None if store is None else timed(store, metrics.store_operation)
+    if store is None:
+        return None
+    store.report_batches(metrics.store_operation)
+    return timed(store, metrics.store_operation)

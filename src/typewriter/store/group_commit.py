@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -39,6 +40,8 @@ __all__ = ["GroupCommitter"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Report = Callable[[str, float, bool], None]
+"""``(operation, seconds, failed)``: the store's operation timing (``observe.timed``)."""
 Write = Callable[[AsyncConnection, list[T]], Awaitable[None]]
 Transaction = Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
 
@@ -56,8 +59,13 @@ class GroupCommitter(Generic[T]):
         *,
         what: str = "new question(s)",
         failed: str = NOT_STORED,
+        operation: str = "new_turns",
     ) -> None:
         self._transaction = transaction
+        self.operation = operation
+        # Set by the gateway with its metrics: a batch is a transaction no caller awaits,
+        # so the timing proxy around the store never sees it.
+        self.report: Report | None = None
         self._what = what
         self._failed = failed
         self._write = write
@@ -99,10 +107,12 @@ class GroupCommitter(Generic[T]):
                 self._writing = []
 
     async def _commit(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        started = time.perf_counter()
         try:
             async with self._transaction() as db:
                 await self._write(db, [item for item, _ in batch])
         except Exception as exc:
+            self._timed(started, failed=True)
             if len(batch) > 1:  # one bad item (its conversation deleted) must not fail all
                 log.warning(
                     "a batch of %d %s failed (%s); one at a time", len(batch), self._what, _why(exc)
@@ -121,9 +131,14 @@ class GroupCommitter(Generic[T]):
                 if not future.done():
                     future.set_exception(StoreUnavailable(self._failed))
             raise
+        self._timed(started, failed=False)
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+    def _timed(self, started: float, *, failed: bool) -> None:
+        if self.report is not None:
+            self.report(self.operation, time.perf_counter() - started, failed)
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:

@@ -58,7 +58,7 @@ from typewriter.store.conversations import (
 )
 from typewriter.store.database import Database
 from typewriter.store.feedback import rate
-from typewriter.store.group_commit import GroupCommitter
+from typewriter.store.group_commit import GroupCommitter, Report
 from typewriter.store.history import conversation_tree, history_to, within_budget
 from typewriter.store.messages import (
     conversation_messages,
@@ -108,7 +108,14 @@ class SqlStore(Database):
             0.0,
             what="answers' ends",
             failed="the answer's end could not be stored",
+            operation="finish_many",
         )
+
+    def report_batches(self, report: Report) -> None:
+        """Time each group-committed batch as a store operation (``new_turns``,
+        ``finish_many``): the transactions no caller awaits."""
+        self._new_turns.report = report
+        self._endings.report = report
 
     @asynccontextmanager
     async def settled_transaction(self) -> AsyncIterator[AsyncConnection]:
