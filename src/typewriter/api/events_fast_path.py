@@ -16,6 +16,7 @@ anything else (another method, a path of another shape) goes on to the app.
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from typewriter.errors import TypewriterError
@@ -57,18 +58,24 @@ class EventRoutes:
         if path != _CHANNEL and stream_id is None:
             await self.app(scope, receive, send)
             return
-        if stream_id is not None:
-            scope["path_params"] = {"stream_id": stream_id}
-        request = Request(scope, receive)
-        gateway = request.app.state.gateway
-        last_event_id = request.query_params.get("last_event_id")
-        header = request.headers.get("last-event-id")
-        try:
-            await key_or_ticket(request)
-            if stream_id is None:
-                response = await channel(request, gateway, last_event_id, header)
-            else:
-                response = await follow(stream_id, request, gateway, last_event_id, header)
-        except TypewriterError as exc:
-            response = error_reply(request, exc).response()
+        response = await _respond(scope, receive, stream_id)
         await response(scope, receive, send)
+
+
+async def _respond(scope: Scope, receive: Receive, stream_id: str | None) -> Response:
+    """The events URL's response (or its error reply). A function of its own so that the
+    request object and what it parsed are let go before the response starts, which for
+    an event stream is hours later."""
+    if stream_id is not None:
+        scope["path_params"] = {"stream_id": stream_id}
+    request = Request(scope, receive)
+    gateway = request.app.state.gateway
+    last_event_id = request.query_params.get("last_event_id")
+    header = request.headers.get("last-event-id")
+    try:
+        await key_or_ticket(request)
+        if stream_id is None:
+            return await channel(request, gateway, last_event_id, header)
+        return await follow(stream_id, request, gateway, last_event_id, header)
+    except TypewriterError as exc:
+        return error_reply(request, exc).response()
