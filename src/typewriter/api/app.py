@@ -4,6 +4,8 @@ Each router's dependencies are its policy, so no code matches URLs to decide
 one: ``/v1`` routes need an API key and count against the caller's rate limit,
 except those that keep an answer going, which are never refused for the rate
 (``routes_events``): EventSource's two URLs, which also take a ticket, and Stop.
+EventSource's two URLs are answered in front of the router (``events_fast_path``), with
+the same sign-in: an idle listener then holds none of the framework's request handling.
 The OpenAI routes give their errors in OpenAI's shape (``openai_errors``).
 ``/metrics`` checks its own token (``routes_metrics``). The access log wraps
 everything, the 431 of ``header_limit`` included; only the client's address is
@@ -27,6 +29,7 @@ from .auth import key_or_ticket, require_key
 from .client_address import ClientAddress, TrustedProxies
 from .cors import install_cors
 from .error_handlers import install_error_handlers
+from .events_fast_path import EventRoutes
 from .gateway import Gateway
 from .header_limit import HeaderLimit
 from .openapi import install_openapi
@@ -65,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.gateway = gateway
     install_error_handlers(app)
+    # Added first: the innermost, inside CORS and the rest (see events_fast_path).
+    app.add_middleware(EventRoutes)
     install_cors(app, gateway.settings)
     install_openapi(app)
     app.add_middleware(
