@@ -56,9 +56,11 @@ _ERRORS = {
     404: "not found, or another user's",
     410: "finished and past its retention period",
     413: "body too large",
+    414: "the URL is too long (the request line's bound)",
     415: "the body is not JSON",
     422: "invalid fields (which, and why)",
     429: "a per-user limit; see Retry-After",
+    431: "the request's headers are too large",
     502: "the model failed",
     503: "the broker, the store or the model is unavailable, or the server is stopping "
     "(draining, with Retry-After); try again later",
