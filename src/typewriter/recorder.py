@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 
 from typewriter.errors import TypewriterError
+from typewriter.store.answers import Ending
 from typewriter.store.sql import SqlStore
 
 __all__ = ["Checkpointer", "Recorder"]
@@ -51,17 +52,6 @@ class _Running:
     saved_reasoning: int = 0  # how many of the reasoning pieces it held
 
 
-@dataclass(frozen=True, slots=True)
-class _Final:
-    message_id: str
-    text: str
-    finish_reason: str
-    usage: dict[str, int] | None
-    first_token_ms: float | None
-    status: str
-    reasoning: str = ""
-
-
 class Checkpointer:
     """Every running answer's checkpoints in one write per interval, and the final saves
     until they succeed.
@@ -75,7 +65,7 @@ class Checkpointer:
         self.store = store
         self.interval = interval
         self._running: dict[str, _Running] = {}
-        self._unsaved: dict[str, _Final] = {}
+        self._unsaved: dict[str, Ending] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._failing = False
@@ -100,7 +90,7 @@ class Checkpointer:
         """Stop checkpointing without a final save (someone else stored the answer)."""
         self._running.pop(message_id, None)
 
-    async def finish(self, final: _Final) -> None:
+    async def finish(self, final: Ending) -> None:
         """Write the answer's end now if the store takes it soon, else keep it to retry.
 
         When earlier final saves are still waiting, the store is known to fail: this
@@ -219,7 +209,7 @@ class Checkpointer:
             log.info("final save of %s done after retrying", final.message_id)
         return True
 
-    async def _write_final(self, final: _Final) -> None:
+    async def _write_final(self, final: Ending) -> None:
         await self.store.finish(
             final.message_id,
             final.text,
@@ -272,5 +262,5 @@ class Recorder:
     ) -> None:
         """Store the answer's end: at once if the store takes it, else later (retried)."""
         await self.checkpointer.finish(
-            _Final(self.message_id, text, finish_reason, usage, first_token_ms, status, reasoning)
+            Ending(self.message_id, text, finish_reason, usage, first_token_ms, status, reasoning)
         )
