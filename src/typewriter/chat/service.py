@@ -23,9 +23,9 @@ import asyncio
 import contextlib
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from typewriter import events
 from typewriter.assistants import Assistant
@@ -52,6 +52,8 @@ from .orphans import end_orphans
 from .pending import PendingRecorder
 
 __all__ = ["Answer", "Chat", "Question"]
+
+_Started = TypeVar("_Started")
 
 _STREAM_CREATED_WITHIN = 30.0
 """Seconds after its answer is recorded by which its stream runs (an ask creates the stream
@@ -235,13 +237,7 @@ class Chat:
                 image_budget=self.settings.max_image_bytes,
             )
 
-        try:
-            return await start_turn()
-        except AnswerInProgress as busy:
-            if not await self._ended(busy):
-                raise
-            await store.interrupt(busy.message_ids)
-            return await start_turn()
+        return await self._past_ended_answer(store, start_turn)
 
     async def _defer(
         self, store: SqlStore, question: Question, assistant: Assistant, stream_id: str
@@ -275,13 +271,20 @@ class Chat:
                 image_budget=self.settings.max_image_bytes,
             )
 
+        return await self._past_ended_answer(store, defer_next_turn)
+
+    async def _past_ended_answer(
+        self, store: SqlStore, start: Callable[[], Awaitable[_Started]]
+    ) -> _Started:
+        """``start()``, once more after marking ``interrupted`` the answer that refused it
+        when that answer is only a row whose stream has ended (see ``_record``)."""
         try:
-            return await defer_next_turn()
+            return await start()
         except AnswerInProgress as busy:
             if not await self._ended(busy):
                 raise
             await store.interrupt(busy.message_ids)
-            return await defer_next_turn()
+            return await start()
 
     async def _ended(self, busy: AnswerInProgress) -> bool:
         """Whether the answer in the way is only a row: old enough to have its stream (an
