@@ -227,6 +227,19 @@ def test_an_expired_ticket_is_renewed_and_the_answer_continues_exactly(
     assert "ticket=" in renewed and renewed != reply["events_url"]
     answer = stored(gateway, reply["conversation_id"], key)
     assert (answer["text"], answer["finish_reason"]) == (message, "stop")
+    # A stream known only by its id is followed with a ticket the module asks for.
+    replayed = page.evaluate(REPLAY, [f"{url}/typewriter.js", key, reply["stream_id"]])
+    assert replayed == message
+
+
+REPLAY = """async ([module, key, streamId]) => {
+  const { Typewriter } = await import(module);
+  let text = "";
+  const stream = new Typewriter({ apiKey: key }).follow(
+    { stream_id: streamId }, { onDelta: (piece) => { text += piece; } });
+  await stream.finished;
+  return text;
+}"""
 
 
 CHANNEL = """async ([module, key]) => {

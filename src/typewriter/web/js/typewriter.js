@@ -214,11 +214,21 @@ class Source {
     return this.client.url(this.url);
   }
 
-  /** Open (or reopen) after the last event received. */
+  /**
+   * Open (or reopen) after the last event received. Without a URL yet (a stream known by its
+   * id, the channel) one is asked for first.
+   */
   open() {
     if (this.ended) return this;
-    this.shut();
     this.stopped = false;
+    this.renewing = false;
+    if (this.url === null) this.renew(false);
+    else this.connect();
+    return this;
+  }
+
+  connect() {
+    this.shut();
     const source = new EventSource(this.resumeUrl());
     this.source = source;
     source.addEventListener("open", () => {
@@ -238,35 +248,30 @@ class Source {
         this.handlers.onConnection?.("reconnecting");
         return;
       }
+      // EventSource gave up: the server answered something else than 200 (a refused
+      // ticket, the stream gone). A URL with a ticket is renewed once; a refusal of the
+      // renewed URL before it ever opened is final.
       this.source = null;
-      this.refused();
+      const ticketed = new URL(this.client.url(this.url)).searchParams.has("ticket");
+      if (ticketed && !this.renewing && this.client.key()) this.renew(true);
+      else this.handlers.onConnection?.("closed");
     });
-    return this;
   }
 
-  /**
-   * EventSource gave up: the server answered something else than 200 (a refused ticket, the
-   * stream gone). A URL with a ticket is renewed once and reopened; a refusal again is final.
-   */
-  async refused() {
-    const ticketed = new URL(this.url, `${this.client.baseUrl}/`).searchParams.has("ticket");
-    if (!ticketed || this.renewing || !this.client.key()) {
-      this.handlers.onConnection?.("closed");
-      return;
-    }
+  /** Ask for a fresh events URL (a new ticket) and connect with it. */
+  async renew(reconnecting) {
     this.renewing = true;
-    this.handlers.onConnection?.("reconnecting");
+    if (reconnecting) this.handlers.onConnection?.("reconnecting");
     let url;
     try {
       url = await this.renewedUrl();
     } catch {
-      this.renewing = false;
       if (!this.source && !this.ended && !this.stopped) this.handlers.onConnection?.("closed");
       return;
     }
     if (this.source || this.ended || this.stopped) return; // reopened or closed meanwhile
     this.url = url;
-    this.open();
+    this.connect();
   }
 
   /** Stop following (an open() later goes on from where it was). */
@@ -303,7 +308,7 @@ export class Stream extends Source {
     const given = typeof target === "string" ? null : target.stream_id;
     const path = url ? new URL(url, `${client.baseUrl}/`).pathname : "";
     const streamId = given ?? path.match(STREAM_EVENTS)?.[1];
-    super(client, url ?? `/v1/streams/${encodeURIComponent(given)}/events`, handlers);
+    super(client, url ?? null, handlers);
     this.streamId = streamId ? decodeURIComponent(streamId) : null;
     this.lastId = 0; // the id of the last event received
     this.finished = new Promise((resolve) => {
@@ -376,24 +381,6 @@ export class Channel extends Source {
     this.seqs = new Map(); // stream id -> last seq delivered
   }
 
-  open() {
-    if (this.url === null) {
-      // the first URL is asked for like a renewed one
-      this.stopped = false;
-      this.renewing = true;
-      this.renewedUrl().then(
-        (url) => {
-          if (this.url !== null || this.stopped) return;
-          this.url = url;
-          this.open();
-        },
-        () => this.handlers.onConnection?.("closed"),
-      );
-      return this;
-    }
-    return super.open();
-  }
-
   resumeUrl() {
     const url = new URL(this.client.url(this.url));
     if (this.cursor !== null) url.searchParams.set("last_event_id", this.cursor);
@@ -413,15 +400,16 @@ export class Channel extends Source {
   received(name, event) {
     if (event.lastEventId) this.cursor = event.lastEventId;
     const data = parse(event);
-    if (name === "connected") return this.handlers.onConnected?.(data);
-    if (name === "reset") {
+    if (name === "connected") {
+      this.handlers.onConnected?.(data);
+    } else if (name === "reset") {
       this.seqs.clear();
-      return this.handlers.onReset?.(data);
+      this.handlers.onReset?.(data);
+    } else if (!Number.isInteger(data.seq)) {
+      this.handlers.onEvent?.(name, data);
+    } else if (data.seq > (this.seqs.get(data.stream_id) ?? 0)) {
+      this.seqs.set(data.stream_id, data.seq);
+      this.handlers.onEvent?.(name, data);
     }
-    const last = this.seqs.get(data.stream_id) ?? 0;
-    if (Number.isInteger(data.seq) && data.seq <= last) return;
-    if (Number.isInteger(data.seq)) this.seqs.set(data.stream_id, data.seq);
-    this.handlers.onEvent?.(name, data);
   }
-
 }
