@@ -9,6 +9,7 @@ tickets expire for real (a server with a one-second ``ticket_ttl``).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -28,32 +29,50 @@ from web.chat_page import open_context, watch, words
 pytestmark = pytest.mark.integration
 
 PAGE = b"<!doctype html><meta charset='utf-8'><title>another origin</title><p>a page</p>"
+DOC = Path(__file__).parents[2] / "docs" / "browser.md"
+
+
+class PageServer(ThreadingHTTPServer):
+    """Serves one HTML page, the same at every path."""
+
+    page = PAGE
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 class _PageHandler(BaseHTTPRequestHandler):
+    server: PageServer
+
     def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/html; charset=utf-8")
-        self.send_header("content-length", str(len(PAGE)))
+        self.send_header("content-length", str(len(self.server.page)))
         self.end_headers()
-        self.wfile.write(PAGE)
+        self.wfile.write(self.server.page)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 @pytest.fixture
-def other_origin() -> Iterator[str]:
+def page_server() -> Iterator[PageServer]:
     """A plain page on a port of its own: another origin than any gateway's."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _PageHandler)
+    server = PageServer(("127.0.0.1", 0), _PageHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def other_origin(page_server: PageServer) -> str:
+    return page_server.origin
 
 
 @pytest.fixture
@@ -301,3 +320,26 @@ def test_the_module_is_refused_to_an_origin_not_allowed(
     served = httpx.get(f"{gateway.url}/typewriter.js", headers={"origin": other_origin})
     assert served.status_code == 200
     assert "access-control-allow-origin" not in served.headers
+
+
+def test_the_documented_example_works_as_written(
+    make_server: ServerFactory, page_server: PageServer, tab: BrowserContext
+) -> None:
+    """docs/browser.md's first example, on another origin, with only the gateway's URL (and,
+    auth being off, no key) put in."""
+    gateway = make_server(cors_origins=[page_server.origin])
+    example = re.search(r"```html\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert example, "docs/browser.md has no HTML example"
+    html = example.group(1).replace("https://chat.example", gateway.url)
+    html = html.replace('"tw_…"', "null").replace("What is SSE?", "tell me")
+    page_server.page = html.encode()
+    page = tab.new_page()
+    errors = watch(page)
+    with page.expect_console_message(lambda message: message.text == "ended: stop"):
+        page.goto(page_server.origin + "/")
+    text = page.locator("#answer").text_content()
+    assert text and len(text) > 50
+    conversations = httpx.get(f"{gateway.url}/v1/conversations").json()["data"]
+    assert len(conversations) == 1
+    assert stored(gateway, conversations[0]["id"])["text"] == text
+    assert not errors, errors
