@@ -19,12 +19,23 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from conftest import RunningServer, ServerFactory
 from helpers import add_user
 from tcp_proxy import TcpProxy
-from web.chat_page import open_context, watch, words
+from web.chat_page import (
+    ask,
+    conversation_id,
+    open_context,
+    shown,
+    sign_in,
+    simulate,
+    wait_for_end,
+    wait_for_length,
+    watch,
+    words,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -343,3 +354,30 @@ def test_the_documented_example_works_as_written(
     assert len(conversations) == 1
     assert stored(gateway, conversations[0]["id"])["text"] == text
     assert not errors, errors
+
+
+def test_the_chat_page_renews_an_expired_ticket_too(
+    proxied: tuple[ServerFactory, list[TcpProxy]], tab: BrowserContext, tmp_path: Path
+) -> None:
+    """The page streams with the same module: after its ticket expired, a cut connection
+    still ends in the whole answer on screen, with no notice left."""
+    make_server, proxies = proxied
+    key = add_user(tmp_path, "reader")
+    gateway = make_server(data_dir=tmp_path, ticket_ttl=1, retry_ms=200)
+    proxy, url = through_proxy(gateway, proxies)
+    page = tab.new_page()
+    page.goto(url + "/")
+    sign_in(page, key)
+    simulate(page, tokens_per_second=30)
+    message = words(100)
+    ask(page, message)
+    asked = time.monotonic()
+    wait_for_length(page, 20)
+    time.sleep(max(0.0, asked + 2.2 - time.monotonic()))  # the ticket's whole second is over
+    assert len(shown(page)) < len(message), "the answer ended before the ticket expired"
+    cut_for(proxy, 0.3)
+    wait_for_end(page)
+    assert shown(page) == message
+    expect(page.locator("#notice")).to_be_hidden()
+    answer = stored(gateway, conversation_id(page), key)
+    assert (answer["text"], answer["finish_reason"]) == (message, "stop")
