@@ -151,11 +151,11 @@ export class Typewriter {
   /**
    * Ask a question, detached (POST /v1/chat): resolves at once to `{stream_id, events_url,
    * conversation_id, message_id, question_id}`; follow the answer with `follow(reply)`.
-   * `options` are the other fields of the request: `assistant`, `conversation_id`,
-   * `parent_id`, `images`, `options`.
+   * `fields` are the request's other fields: `assistant`, `conversation_id`, `parent_id`,
+   * `images`, `options`.
    */
-  ask(message, options = {}, { signal } = {}) {
-    return this.request("/v1/chat", { method: "POST", body: { ...options, message }, signal });
+  ask(message, fields = {}, { signal } = {}) {
+    return this.request("/v1/chat", { method: "POST", body: { ...fields, message }, signal });
   }
 
   /** Stop an answer on the server (POST /v1/streams/{id}/cancel); it ends `cancelled`. */
