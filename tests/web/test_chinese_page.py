@@ -269,6 +269,7 @@ def literals(source: str) -> list[tuple[int, str]]:
 _CODE_WORDS = {
     "AbortError",
     "ApiError",
+    "TypewriterError",
     "ArrowUp",
     "Enter",
     "Escape",

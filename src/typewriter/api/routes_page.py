@@ -1,4 +1,4 @@
-"""The web page: ``/`` and its files under ``/static/<version>/``."""
+"""The web page: ``/``, its files under ``/static/<version>/``, and ``/typewriter.js``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ _TYPES = {
 }
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _IMMUTABLE = "public, max-age=31536000, immutable"
+# The browser module at its stable URL: other pages import it there, so an upgrade reaches
+# them within minutes while a page that imports it again and again does not ask each time.
+MODULE_PATH = "/typewriter.js"
+_MODULE_FILE = ("js", "typewriter.js")
+_MODULE_CACHE = "public, max-age=300"
 
 # Defence in depth behind the sanitizer: no inline script or handler can run, nothing is
 # loaded from elsewhere (an image in a model's answer cannot call home), no framing.
@@ -111,15 +116,28 @@ async def static_file(version: str, path: str, request: Request) -> Response:
     file = _web_root().joinpath(*parts)
     if not file.is_file():
         raise NotFound(f"no file {path[:100]!r}", code="file_not_found")
+    cache = _IMMUTABLE if version == _version() else "no-cache"
+    return _file_response(file, request, cache)
+
+
+@router.api_route(MODULE_PATH, methods=["GET", "HEAD"], include_in_schema=False)
+async def browser_module(request: Request) -> Response:
+    """The browser module (docs/browser.md) at a URL that does not change with the version.
+
+    It is served here itself, not redirected: it imports nothing, so the URL it is loaded
+    from does not matter to it, and one request is enough. A page on an origin listed in
+    ``cors_origins`` may import it, since the CORS middleware answers every route alike.
+    """
+    return _file_response(_web_root().joinpath(*_MODULE_FILE), request, _MODULE_CACHE)
+
+
+def _file_response(file: Traversable, request: Request, cache: str) -> Response:
+    """A file with its type, ETag (a 304 when the client has it) and caching."""
     content = file.read_bytes()
     etag = f'"{hashlib.sha256(content).hexdigest()[:20]}"'
-    headers = {
-        "cache-control": _IMMUTABLE if version == _version() else "no-cache",
-        "etag": etag,
-        "x-content-type-options": "nosniff",
-    }
+    headers = {"cache-control": cache, "etag": etag, "x-content-type-options": "nosniff"}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     body = b"" if request.method == "HEAD" else content
     headers["content-length"] = str(len(content))
-    return Response(body, media_type=_TYPES[Path(parts[-1]).suffix], headers=headers)
+    return Response(body, media_type=_TYPES[Path(file.name).suffix], headers=headers)

@@ -4,7 +4,8 @@
 //   dom.js           the page's elements; notice.js what the reader is told
 //   log.js           the turns on screen and auto-scroll; turn.js and answer.js draw them,
 //                    endings.js says how an answer ended
-//   following.js     the answers' streams (stream.js: EventSource, resumed by Last-Event-ID)
+//   following.js     the answers' streams (typewriter.js, the module other pages import too:
+//                    EventSource resumed by Last-Event-ID, an expired ticket renewed)
 //   composer.js      asking, stopping, regenerating, resending an edit; the assistant picker
 //   attachments.js   images attached to a question (button, paste, drop) and shown in it
 //   conversation.js  opening a conversation (one branch of it) or a new chat; list.js and

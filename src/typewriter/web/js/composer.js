@@ -15,7 +15,7 @@
 // written here, and an answer being written elsewhere (another tab) refuses the question with
 // 409 answer_in_progress; the page then says so and shows that answer, with its Stop.
 
-import { api } from "./api.js";
+import { api, client } from "./api.js";
 import { Answer, ANSWER_ACTION } from "./answer.js";
 import { pendingImages, refreshAttach, restorePending, takePending } from "./attachments.js";
 import { refreshConversation, setUrl } from "./conversation.js";
@@ -118,7 +118,7 @@ export async function stopAnswer(answer = liveAnswer()) {
   answer.stopping = true;
   if (!answer.streamId) return; // asked but not started yet: stopped as soon as it starts
   try {
-    await api(`/v1/streams/${encodeURIComponent(answer.streamId)}/cancel`, { method: "POST" });
+    await client.stop(answer.streamId);
   } catch (error) {
     answer.stopping = false;
     showError(error, () => stopAnswer(answer));

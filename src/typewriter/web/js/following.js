@@ -1,4 +1,7 @@
-// Following answers' streams (one Follower of stream.js each) while they are written.
+// Following answers' streams (one Stream of typewriter.js each) while they are written.
+//
+// typewriter.js does the streaming itself (EventSource resumed by Last-Event-ID, events
+// de-duplicated by id, an expired ticket renewed); this module says what it means for the page.
 //
 // A stream is followed until it ends, also after the reader opened another conversation: the
 // answer goes on being written into its Answer, and opening its conversation again shows that
@@ -6,12 +9,12 @@
 // connection notice, "Answer complete.") is only about the open conversation. The registry of
 // open streams is this module's own: nothing else opens or closes them.
 
-import { api } from "./api.js";
+import { api, client } from "./api.js";
 import { ending } from "./endings.js";
 import { t } from "./i18n.js";
 import { announce, describe, hideNotice, showNotice } from "./notice.js";
 import { state } from "./state.js";
-import { Follower } from "./stream.js";
+import { Stream } from "./typewriter.js";
 
 const MAX_FOLLOWED = 4; // open EventSources; browsers allow ~6 connections per host over HTTP/1.1
 const followed = new Map(); // stream id -> Answer whose stream is followed
@@ -27,7 +30,8 @@ function inView(answer) {
 
 /** Follow `answer`'s stream at `url` (its events_url) from the first event. */
 export function follow(answer, url) {
-  const follower = new Follower(url, {
+  const target = { events_url: url, stream_id: answer.streamId };
+  const follower = new Stream(client, target, {
     onStart(data) {
       if (!answer.id) answer.id = data.message_id;
       if (!answer.assistant) {
@@ -120,8 +124,6 @@ export async function dropLive(conversationId) {
     if (answer.conversationId !== conversationId) continue;
     answer.follower.close();
     followed.delete(streamId);
-    await api(`/v1/streams/${encodeURIComponent(streamId)}/cancel`, { method: "POST" }).catch(
-      () => {},
-    );
+    await client.stop(streamId).catch(() => {});
   }
 }
