@@ -28,7 +28,7 @@ from typewriter.client.errors import api_error
 
 pytestmark = pytest.mark.integration
 
-SLOW = {"simulate": {"tokens_per_second": 5}}
+SLOW = {"simulate": {"first_token_delay_ms": 60000}}  # writing until cancelled
 
 
 @both
