@@ -21,6 +21,7 @@ from browser import CHROMIUM, CHROMIUM_ARGS
 from conftest import RunningServer, ServerFactory, read_events
 from helpers import JSON, ask, follow, last, text_of
 from typewriter.client import Client
+from typewriter.events import Delta, Start
 from typewriter.models.simulated import CANNED_ANSWER
 from upstream.control import Upstream
 
@@ -124,10 +125,9 @@ async def test_a_new_conversation_takes_the_default_with_own_assistants(
 
 def test_the_python_client_works_with_own_assistants(own: RunningServer) -> None:
     with Client(own.url) as client:
-        started = client.ask("What is SSE?")
-        events = list(client.follow(started["events_url"]))
-    assert events[0].data["model"] == "first"
-    assert "".join(e.data["text"] for e in events if e.event == "delta") == HELLO
+        events = [item.event for item in client.stream("What is SSE?")]
+    assert isinstance(events[0], Start) and events[0].model == "first"
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == HELLO
 
 
 # -- a conversation keeps its assistant ----------------------------------------------------
