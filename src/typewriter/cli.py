@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from typewriter import tickets
+from typewriter.cli_conversations import conversations_app
 from typewriter.cli_help import Typer
 from typewriter.cli_keys import keys_app
 from typewriter.cli_settings import given_flags, with_setting_flags
@@ -15,12 +16,14 @@ from typewriter.cli_users import active_users, users_app
 from typewriter.config import Settings, load_settings
 from typewriter.errors import ConfigError
 from typewriter.observe.logs import configure_logging
+from typewriter.terminal.options import DEFAULT_URL, ApiKey, Url
 
 __all__ = ["app", "main"]
 
 app = Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(conversations_app, name="conversations")
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -122,22 +125,65 @@ def _check_ticket_secret(settings: Settings) -> None:
         ) from None
 
 
-@app.command()
+@app.command(no_args_is_help=False)
 def chat(
-    question: Annotated[str, typer.Argument(help="what to ask")],
-    url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:8000",
-    assistant: Annotated[
-        str | None, typer.Option(help="assistant name (default: the server's default assistant)")
-    ] = None,
-    api_key: Annotated[
+    question: Annotated[
         str | None,
-        typer.Option(envvar="TYPEWRITER_API_KEY", help="API key, when the gateway has users"),
+        typer.Argument(
+            help="what to ask, once; '-' (or a pipe) reads it from standard input; "
+            "none: a conversation at a prompt"
+        ),
+    ] = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    assistant: Annotated[
+        str | None,
+        typer.Option(
+            "-a",
+            "--assistant",
+            help="assistant name (default: the conversation's, else the server's default)",
+        ),
+    ] = None,
+    continue_last: Annotated[
+        bool, typer.Option("-c", "--continue", help="go on with your newest conversation")
+    ] = False,
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", metavar="ID", help="go on with this one")
+    ] = None,
+    list_assistants: Annotated[
+        bool, typer.Option("--list-assistants", help="list the server's assistants and exit")
+    ] = False,
+    options: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help='request options, a JSON object: \'{"temperature": 0.2, "max_tokens": 300}\'',
+        ),
     ] = None,
 ) -> None:
-    """Ask from a terminal and watch the answer type itself; Ctrl+C stops generating."""
-    from typewriter.client import ask_and_print
+    """Chat from a terminal: the answer types itself as Markdown; Ctrl+C stops it on the server.
 
-    raise typer.Exit(ask_and_print(url, question, assistant, api_key))
+    Without a question, a conversation at a prompt (/help lists its commands; Ctrl+D
+    leaves). With one, it asks once and prints the answer, plain text when standard
+    output is not a terminal. A dropped connection resumes by itself.
+
+    Exit codes: 0 answered (stop or length), 1 the answer failed or the gateway refused
+    the request, 2 a wrong command line, 3 the gateway could not be reached, 130 stopped
+    with Ctrl+C. docs/terminal.md has the rest.
+    """
+    from typewriter.terminal.chat import ChatArgs, parse_options, run
+
+    args = ChatArgs(
+        question=question,
+        url=url,
+        api_key=api_key,
+        assistant=assistant,
+        continue_last=continue_last,
+        conversation=conversation,
+        list_assistants=list_assistants,
+        options=parse_options(options),
+    )
+    raise typer.Exit(run(args))
 
 
 def main() -> None:

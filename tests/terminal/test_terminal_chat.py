@@ -1,0 +1,79 @@
+"""``typewriter chat`` at a prompt, in a real pseudo-terminal: what a person sees and what
+the server keeps.
+
+Each test reads the emulated screen (pyte) and then the stored conversation
+through the API: the text on the screen is the text stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import RunningServer
+from terminal.pty_chat import Terminals
+from terminal.stored_chat import conversations, pace, stored, words
+
+pytest_plugins = ["terminal.chat_fixtures"]
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_conversation_of_two_turns(
+    server: RunningServer, terminals: Terminals, tmp_path: Path
+) -> None:
+    term = terminals("--url", server.url, "-a", "echo")
+    term.wait_text(f"typewriter chat on {server.url}")
+    first, second = "alpha bravo charlie", "delta echo foxtrot golf"
+    row = term.ask(first)
+    term.wait_next_prompt()
+    assert term.rows_between(row, term.screen.cursor.y) == [first]
+    row = term.ask(second)
+    term.wait_next_prompt()
+    assert term.rows_between(row, term.screen.cursor.y) == [second]
+    term.ctrl_d()
+    assert term.exit_code() == 0
+    assert "Traceback" not in term.raw
+
+    [conversation] = conversations(server.url)  # both turns went into one conversation
+    messages = stored(server.url, conversation["id"])
+    assert [(m["role"], m["text"]) for m in messages] == [
+        ("user", first),
+        ("assistant", first),
+        ("user", second),
+        ("assistant", second),
+    ]
+    assert [m["finish_reason"] for m in messages if m["role"] == "assistant"] == ["stop", "stop"]
+    history = (tmp_path / "state" / "typewriter" / "chat_history").read_text()  # the prompt's
+    assert history.splitlines()[-2:] == [first, second]
+
+
+def test_ctrl_c_mid_answer_stops_it_on_the_server(
+    server: RunningServer, terminals: Terminals
+) -> None:
+    question = words(100)  # 500 characters at 20 pieces of 4 a second: 6 s, stopped long before
+    term = terminals("--url", server.url, "-a", "echo", "--options", pace(20))
+    row = term.ask(question)
+    term.wait_rows(row, "w008")
+    term.ctrl_c()
+    term.wait_next_prompt()
+    shown = term.rows_between(row, term.screen.cursor.y)
+    assert shown[-1] == "stopped"
+    shown_words = " ".join(shown[:-1]).split()
+    assert 8 < len(shown_words) < 100
+    row = term.ask("after the stop")  # back at the prompt, in the same conversation
+    term.wait_next_prompt()
+    assert term.rows_between(row, term.screen.cursor.y) == ["after the stop"]
+    term.ctrl_c()  # at the prompt: leave
+    assert term.exit_code() == 0
+    assert "Traceback" not in term.raw
+
+    [conversation] = conversations(server.url)
+    first_answer, second_answer = [
+        m for m in stored(server.url, conversation["id"]) if m["role"] == "assistant"
+    ]
+    assert first_answer["finish_reason"] == "cancelled"
+    assert first_answer["text"].split() == shown_words  # what was shown is what is kept
+    assert second_answer["finish_reason"] == "stop"
+    assert second_answer["text"] == "after the stop"
