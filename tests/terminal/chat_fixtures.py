@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.pty_chat import ChatTerminal, Terminals
+from terminal.pty_chat import ROWS, ChatTerminal, Terminals
 
 
 @pytest.fixture
@@ -16,8 +16,8 @@ def terminals(tmp_path: Path) -> Iterator[Terminals]:
     history under ``tmp_path / "state"``); all are closed after the test."""
     started: list[ChatTerminal] = []
 
-    def start(*args: str) -> ChatTerminal:
-        terminal = ChatTerminal(*args, state_dir=tmp_path / "state")
+    def start(*args: str, rows: int = ROWS) -> ChatTerminal:
+        terminal = ChatTerminal(*args, state_dir=tmp_path / "state", rows=rows)
         started.append(terminal)
         return terminal
 

@@ -86,12 +86,14 @@ class ChatTerminal:
     # -- typing -----------------------------------------------------------------------------
 
     def ask(self, line: str) -> int:
-        """Type a line at the prompt; returns the screen row where its answer begins."""
+        """Type a line at the prompt; returns the screen row where its answer begins (the
+        tests keep to one screenful: a scrolled screen would move it)."""
         self.wait_prompt()
+        row = int(self.screen.cursor.y)
         self._typed = len(self.raw)
         self.child.sendline(line)
         self.wait(lambda t: "\n" in t.raw[self._typed :], "the line typed")
-        return int(self.screen.cursor.y)
+        return row + (len("> ") + len(line)) // self.screen.columns + 1
 
     def wait_rows(self, first: int, pattern: str, timeout: float = 10) -> None:
         """Wait for ``pattern`` in the rows from ``first`` on (an answer, not the question)."""

@@ -77,3 +77,54 @@ def test_ctrl_c_mid_answer_stops_it_on_the_server(
     assert first_answer["text"].split() == shown_words  # what was shown is what is kept
     assert second_answer["finish_reason"] == "stop"
     assert second_answer["text"] == "after the stop"
+
+
+def test_slash_commands(server: RunningServer, terminals: Terminals) -> None:
+    term = terminals("--url", server.url, rows=60)
+
+    def command(line: str) -> list[str]:
+        row = term.ask(line)
+        term.wait_next_prompt()
+        return term.rows_between(row, term.screen.cursor.y)
+
+    assert command("/assistant nope")[0] == "typewriter: no assistant 'nope' here"
+    assert command("/assistant echo") == ["assistant: echo"]
+    assert command("one") == ["one"]
+    assert command("/regenerate") == ["one"]
+    [first] = conversations(server.url)
+    assert command("/new") == ["new conversation: the next question starts it"]
+    assert command("two") == ["two"]
+    listed = command("/conversations")
+    assert listed[0].split() == ["id", "title", "assistant", "updated"]
+    second = next(c for c in conversations(server.url) if c["id"] != first["id"])
+    assert [row.split()[:3] for row in listed[1:]] == [
+        [second["id"], "two", "echo"],
+        [first["id"], "one", "echo"],
+    ]
+    assert command(
+        f"/conversations {first['id']}"
+    )[
+        0
+    ].startswith(
+        f"conversation {first['id']}: one (2 messages)"  # its branch: the question, the newer answer
+    )
+    assert command("three") == ["three"]
+    assert command("/bogus") == ["typewriter: no command /bogus: /help lists them"]
+    assert command("//etc is a question") == ["/etc is a question"]
+    assert "/regenerate" in "\n".join(command("/help"))
+    term.ask("/quit")
+    assert term.exit_code() == 0
+
+    def texts(conversation_id: str) -> list[tuple[str, str]]:
+        return [(m["role"], m["text"]) for m in stored(server.url, conversation_id)]
+
+    assert texts(first["id"]) == [
+        ("user", "one"),
+        ("assistant", "one"),
+        ("assistant", "one"),  # regenerated: a second answer to the same question
+        ("user", "three"),
+        ("assistant", "three"),
+        ("user", "/etc is a question"),
+        ("assistant", "/etc is a question"),
+    ]
+    assert texts(second["id"]) == [("user", "two"), ("assistant", "two")]

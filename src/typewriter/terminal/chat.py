@@ -75,6 +75,8 @@ def run(args: ChatArgs) -> int:
         raise typer.BadParameter("give --continue or --conversation, not both")
     with Client(args.url, api_key=args.api_key) as client:
         session = ChatSession(client, out, err, assistant=args.assistant, options=args.options)
+        if question is None:
+            session.banner()
         try:
             with reporting(err):
                 _pick_conversation(client, session, args, quiet=question is not None, err=err)

@@ -184,7 +184,6 @@ class ChatSession:
 
     def interact(self, prompt: Prompt) -> int:
         """The prompt loop; returns the exit code (0 when the user leaves)."""
-        self._banner()
         try:
             while True:
                 line = self._read(prompt)
@@ -225,6 +224,7 @@ class ChatSession:
             return False
         if isinstance(what, Question):
             self.ask(what.text)
+            self.err.print()  # a blank line between an answer and the next prompt
         elif isinstance(what, Unknown):
             say_error(self.err, f"no command {what.name}: /help lists them")
         elif what.name == "quit":
@@ -236,6 +236,7 @@ class ChatSession:
             self._note("new conversation: the next question starts it")
         elif what.name == "regenerate":
             self.regenerate()
+            self.err.print()
         elif what.name == "assistant":
             self._assistant(what.argument)
         elif what.name == "conversations":
@@ -254,13 +255,15 @@ class ChatSession:
             return
         if name:
             say_error(self.err, f"no assistant {name!r} here")
-        current = self.assistant or f"{served.default} (the conversation's or the default)"
-        self._note(f"assistant: {current}; served: {', '.join(names)}")
+        current = (
+            self.assistant or f"the conversation's, else the server's default ({served.default})"
+        )
+        self._note(f"assistant: {current}; served here: {', '.join(names)}")
 
-    def _banner(self) -> None:
-        who = self.assistant or "the default"
+    def banner(self) -> None:
+        who = self.assistant or "the server's default"
         self._note(
-            f"typewriter chat on {self.client.base_url}, assistant {who}. "
+            f"typewriter chat on {self.client.base_url}, assistant: {who}. "
             "/help lists the commands; Ctrl+C stops an answer, Ctrl+D leaves."
         )
 
