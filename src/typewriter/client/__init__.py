@@ -20,6 +20,7 @@ See docs/client.md.
 
 from __future__ import annotations
 
+from typewriter.client.aio import AsyncClient
 from typewriter.client.errors import (
     AnswerInProgress,
     ApiError,
@@ -47,6 +48,7 @@ __all__ = [
     "AnswerInProgress",
     "ApiError",
     "Asked",
+    "AsyncClient",
     "Assistants",
     "BadRequest",
     "Client",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import httpx
@@ -23,16 +24,21 @@ def follow_timeout(seconds: float) -> httpx.Timeout:
 
 
 def reason(exc: httpx.TransportError) -> str:
-    """A short reason for a failed connection: ``connection refused``, ``timed out``."""
+    """A short reason for a failed connection: ``connection refused``, ``timed out``.
+
+    The deepest OSError with an errno says it best, and the same for both clients:
+    httpx's own text differs by backend (asyncio's is "All connection attempts failed").
+    """
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
-    text = str(exc) or type(exc).__name__
-    # httpx wraps the OSError's text, e.g. "[Errno 111] Connection refused"; "All
-    # connection attempts failed" (anyio) says less than its cause.
-    cause = exc.__cause__ or exc.__context__
-    while isinstance(cause, Exception) and not isinstance(cause, OSError):
+    text = str(exc).strip()
+    cause: BaseException | None = exc
+    for _ in range(16):  # a chain is short; a cycle must not hang us
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.errno:
+            # a resolver's errors are negative and have only their own text
+            text = os.strerror(cause.errno) if cause.errno > 0 else str(cause.strerror)
         cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, OSError) and cause.strerror:
-        text = cause.strerror
-    text = _ERRNO.sub("", text.strip().splitlines()[0] if text.strip() else text)
-    return text[:1].lower() + text[1:] if text else "connection failed"
+    text = _ERRNO.sub("", text.splitlines()[0] if text else "") or type(exc).__name__
+    return text[:1].lower() + text[1:]

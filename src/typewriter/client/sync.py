@@ -8,7 +8,7 @@ or resuming is made here (see those modules), so ``AsyncClient`` cannot drift fr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from datetime import date
 from typing import Any, TypeVar
 
@@ -99,7 +99,7 @@ class Client:
             )
         )
 
-    def follow(self, target: Asked | str, *, after: int = 0) -> Iterator[StreamEvent]:
+    def follow(self, target: Asked | str, *, after: int = 0) -> Generator[StreamEvent, None, None]:
         """Every event after ``after`` until ``end``, resuming across dropped connections."""
         follower = Follower(self._api, target, after=after, policy=self._resume)
         while not follower.done:
@@ -133,7 +133,7 @@ class Client:
         assistant: str | None = None,
         options: dict[str, Any] | None = None,
         images: list[str] | None = None,
-    ) -> Iterator[StreamEvent]:
+    ) -> Generator[StreamEvent, None, None]:
         """Ask, then follow the answer (its first event, ``start``, names the stream)."""
         asked = self.ask(
             message,
@@ -143,7 +143,7 @@ class Client:
             options=options,
             images=images,
         )
-        return self.follow(asked)
+        yield from self.follow(asked)
 
     def regenerate(
         self,

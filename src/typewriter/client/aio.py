@@ -1,0 +1,235 @@
+"""``AsyncClient``: the API over ``httpx.AsyncClient``, following streams with automatic resume.
+
+The same thin transport as ``sync.Client``, method for method: each sends the ``Call``
+that ``calls.Api`` builds and returns its result; ``follow`` drives a
+``follow.Follower``. Only the I/O differs (``await``, ``asyncio.sleep``); every decision
+is made in those modules, once for both clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from datetime import date
+from typing import Any, TypeVar
+
+import httpx
+
+from typewriter.client import httpx_glue as http_glue
+from typewriter.client.calls import Api, Call, ExportFormat, Reply
+from typewriter.client.errors import ConnectionFailed
+from typewriter.client.follow import Follower, ResumePolicy
+from typewriter.client.records import Asked, Assistants, StreamEvent
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """The gateway's API, for asyncio. See docs/client.md.
+
+    ``base_url`` None reads ``TYPEWRITER_URL`` (else ``http://127.0.0.1:8000``);
+    ``api_key`` None reads ``TYPEWRITER_API_KEY`` (else no key). ``max_reconnects``
+    consecutive reconnects that deliver nothing make ``follow`` give up.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_reconnects: int = 10,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resume: ResumePolicy | None = None,
+    ) -> None:
+        self._api = Api(base_url, api_key)
+        self._timeout = timeout
+        self._resume = resume or ResumePolicy(max_reconnects=max_reconnects)
+        self._http = httpx.AsyncClient(transport=transport, timeout=http_glue.timeout(timeout))
+
+    @property
+    def base_url(self) -> str:
+        return self._api.base_url
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _send(self, call: Call[T]) -> T:
+        request = call.request
+        try:
+            response = await self._http.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                params=request.params,
+                content=request.body,
+            )
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(self._api.base_url, http_glue.reason(exc)) from None
+        return call.result(Reply(response.status_code, response.headers, response.content))
+
+    # -- asking and following -------------------------------------------------------------
+
+    async def ask(
+        self,
+        message: str,
+        *,
+        conversation_id: str | None = None,
+        parent_id: str | None = None,
+        assistant: str | None = None,
+        options: dict[str, Any] | None = None,
+        images: list[str] | None = None,
+    ) -> Asked:
+        """Start an answer (detached): the stream to follow, the ids of what was stored."""
+        return await self._send(
+            self._api.ask(
+                message,
+                conversation_id=conversation_id,
+                parent_id=parent_id,
+                assistant=assistant,
+                options=options,
+                images=images,
+            )
+        )
+
+    async def follow(
+        self, target: Asked | str, *, after: int = 0
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Every event after ``after`` until ``end``, resuming across dropped connections."""
+        follower = Follower(self._api, target, after=after, policy=self._resume)
+        while not follower.done:
+            request = follower.request()
+            try:
+                async with self._http.stream(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    timeout=http_glue.follow_timeout(self._timeout),
+                ) as response:
+                    if not follower.accepts(response.status_code):
+                        follower.refused(
+                            response.status_code, response.headers, await response.aread()
+                        )
+                    else:
+                        async for chunk in response.aiter_bytes():
+                            for event in follower.feed(chunk):
+                                yield event
+                            if follower.done:
+                                return
+                        follower.closed()
+            except httpx.TransportError as exc:
+                follower.lost(http_glue.reason(exc))
+            if not follower.done:
+                await asyncio.sleep(follower.delay)
+
+    async def stream(
+        self,
+        message: str,
+        *,
+        conversation_id: str | None = None,
+        parent_id: str | None = None,
+        assistant: str | None = None,
+        options: dict[str, Any] | None = None,
+        images: list[str] | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Ask, then follow the answer (its first event, ``start``, names the stream)."""
+        asked = await self.ask(
+            message,
+            conversation_id=conversation_id,
+            parent_id=parent_id,
+            assistant=assistant,
+            options=options,
+            images=images,
+        )
+        async for event in self.follow(asked):
+            yield event
+
+    async def regenerate(
+        self,
+        message_id: str,
+        *,
+        assistant: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Asked:
+        return await self._send(
+            self._api.regenerate(message_id, assistant=assistant, options=options)
+        )
+
+    async def edit(
+        self,
+        message_id: str,
+        message: str,
+        *,
+        assistant: str | None = None,
+        options: dict[str, Any] | None = None,
+        images: list[str] | None = None,
+    ) -> Asked:
+        return await self._send(
+            self._api.edit(message_id, message, assistant=assistant, options=options, images=images)
+        )
+
+    async def cancel(self, stream_id: str) -> bool:
+        """Stop generating; True if the stream had already ended."""
+        return await self._send(self._api.cancel(stream_id))
+
+    async def ticket(self, stream_id: str | None = None) -> dict[str, Any]:
+        return await self._send(self._api.ticket(stream_id))
+
+    async def assistants(self) -> Assistants:
+        return await self._send(self._api.assistants())
+
+    # -- conversations --------------------------------------------------------------------
+
+    async def conversations(self, **query: object) -> list[dict[str, Any]]:
+        return await self._send(self._api.conversations(**query))
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        return await self._send(self._api.conversation(conversation_id))
+
+    async def branch(self, conversation_id: str, *, through: str | None = None) -> dict[str, Any]:
+        return await self._send(self._api.branch(conversation_id, through=through))
+
+    async def create_conversation(
+        self, *, title: str | None = None, assistant: str | None = None
+    ) -> dict[str, Any]:
+        return await self._send(self._api.create_conversation(title=title, assistant=assistant))
+
+    async def rename_conversation(self, conversation_id: str, title: str) -> dict[str, Any]:
+        return await self._send(self._api.rename_conversation(conversation_id, title))
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        await self._send(self._api.delete_conversation(conversation_id))
+
+    async def clear_messages(self, conversation_id: str) -> None:
+        await self._send(self._api.clear_messages(conversation_id))
+
+    async def export(
+        self,
+        conversation_id: str,
+        *,
+        format: ExportFormat = "markdown",
+        through: str | None = None,
+    ) -> str:
+        return await self._send(self._api.export(conversation_id, format=format, through=through))
+
+    async def feedback(
+        self, message_id: str, rating: int, comment: str | None = None
+    ) -> dict[str, Any]:
+        return await self._send(self._api.feedback(message_id, rating, comment))
+
+    async def usage(
+        self,
+        *,
+        from_: str | date | None = None,
+        to: str | date | None = None,
+        assistant: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._send(self._api.usage(from_=from_, to=to, assistant=assistant))
