@@ -7,13 +7,17 @@ through the API: the text on the screen is the text stored.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import RunningServer
+from conftest import RunningServer, ServerFactory
 from terminal.pty_chat import Terminals
 from terminal.stored_chat import conversations, pace, stored, words
+from upstream import shapes
+from upstream.control import Upstream
 
 pytest_plugins = ["terminal.chat_fixtures"]
 
@@ -123,3 +127,34 @@ def test_slash_commands(server: RunningServer, terminals: Terminals) -> None:
         ("assistant", "/etc is a question"),
     ]
     assert texts(second["id"]) == [("user", "two"), ("assistant", "two")]
+
+
+def test_reasoning_is_shown_apart_and_the_answer_as_markdown(
+    make_server: ServerFactory, upstream: Upstream, terminals: Terminals
+) -> None:
+    server = make_server(
+        upstreams=[{"name": "u", "base_url": upstream.base_url}],
+        assistants=[{"name": "thinker", "model": "test-model"}],
+    )
+    thinking, answer = ["Let me ", "think."], ["The ", "**answer** ", "is 42."]
+    upstream.script({"chunks": shapes.vllm_reasoning(thinking, answer)})
+    term = terminals("--url", server.url, "-a", "thinker")
+    row = term.ask("why?")
+    term.wait_next_prompt()
+    assert term.rows_between(row, term.screen.cursor.y) == ["Let me think.", "The answer is 42."]
+    reasoning, shown = term.screen.buffer[row], term.screen.buffer[row + 1]
+    assert all(reasoning[x].italics for x in range(len("Let me think.")))  # dim italic
+    assert not shown[0].italics
+    bold = [shown[x].bold for x in range(len("The answer is 42."))]
+    assert bold == [False] * 4 + [True] * 6 + [False] * 7  # Markdown, rendered
+    term.ctrl_d()
+    assert term.exit_code() == 0
+
+    upstream.script({"chunks": shapes.vllm_reasoning(thinking, answer)})
+    piped = subprocess.run(  # not a terminal: the answer's text only, as the model wrote it
+        [sys.executable, "-m", "typewriter", "chat", "--url", server.url, "-a", "thinker", "why?"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (piped.returncode, piped.stdout) == (0, "The **answer** is 42.\n")
