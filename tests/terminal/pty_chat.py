@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pexpect  # type: ignore[import-untyped]
-import pyte  # type: ignore[import-untyped]
+import pyte
 
 __all__ = ["ChatTerminal", "Terminals"]
 
