@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import RunningServer, ServerFactory
@@ -158,3 +159,24 @@ def test_reasoning_is_shown_apart_and_the_answer_as_markdown(
         timeout=30,
     )
     assert (piped.returncode, piped.stdout) == (0, "The **answer** is 42.\n")
+
+
+def test_continue_follows_an_answer_still_being_written(
+    server: RunningServer, terminals: Terminals
+) -> None:
+    question = words(30)
+    # it starts typing in 4 s, once `chat -c` is surely up (it takes 1-2 s to start)
+    options = {"simulate": {"tokens_per_second": 100, "first_token_delay_ms": 4000}}
+    body = {"message": question, "assistant": "echo", "options": options}
+    started = httpx.post(f"{server.url}/v1/chat", json=body, timeout=10).json()
+    term = terminals("--url", server.url, "-c")
+    term.wait_text("its answer is still being written: following it")
+    term.wait_prompt()
+    row = term.lines().index("(its answer is still being written: following it)") + 1
+    assert " ".join(term.rows_between(row, term.screen.cursor.y)) == question
+    term.ctrl_d()
+    assert term.exit_code() == 0
+    [answer] = [
+        m for m in stored(server.url, started["conversation_id"]) if m["role"] == "assistant"
+    ]
+    assert (answer["text"], answer["finish_reason"]) == (question, "stop")
