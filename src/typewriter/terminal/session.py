@@ -212,8 +212,8 @@ class ChatSession:
         lines: list[str] = []
         while True:
             line = prompt.read(PROMPT if not lines else "… ")
-            if line is None:
-                return None if not lines else "\n".join(lines)
+            if line is None:  # Ctrl+D or Ctrl+C, even mid-question: leave
+                return None
             if not line.endswith("\\"):
                 return "\n".join([*lines, line])
             lines.append(line[:-1])
