@@ -82,7 +82,7 @@ def test_list_assistants(server: RunningServer) -> None:
     assert "(default)" in done.stdout.splitlines()[0]
 
 
-def test_list_show_export_delete(server: RunningServer, tmp_path: Path) -> None:
+def test_list_and_show(server: RunningServer) -> None:
     first = _ask(server.url, "the first one")
     second = _ask(server.url, "a **second** one")
     listed = typewriter("conversations", "list", "--url", server.url)
@@ -98,6 +98,9 @@ def test_list_show_export_delete(server: RunningServer, tmp_path: Path) -> None:
     assert shown.stdout.splitlines()[:3] == ["# the first one", "", "## You"]
     assert "## Assistant (echo)" in shown.stdout and shown.stdout.count("the first one") == 3
 
+
+def test_export_is_the_pages_file(server: RunningServer, tmp_path: Path) -> None:
+    second = _ask(server.url, "a **second** one")
     page = httpx.get(f"{server.url}/v1/conversations/{second}/export", params={"format": "json"})
     out = tmp_path / "second.json"
     exported = typewriter(
@@ -110,6 +113,10 @@ def test_list_show_export_delete(server: RunningServer, tmp_path: Path) -> None:
     assert md.stdout == markdown
     assert json.loads(out.read_text())["id"] == second
 
+
+def test_delete_asks_first(server: RunningServer) -> None:
+    first = _ask(server.url, "the first one")
+    second = _ask(server.url, "a **second** one")
     kept = typewriter("conversations", "delete", first, "--url", server.url, stdin="n\n")
     assert kept.returncode == 1 and len(conversations(server.url)) == 2
     gone = typewriter("conversations", "delete", first, "--url", server.url, "--yes")
