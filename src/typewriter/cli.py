@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,10 +10,8 @@ import typer
 
 from typewriter import tickets
 from typewriter.cli_conversations import conversations_app
-from typewriter.cli_help import Typer
-from typewriter.cli_keys import keys_app
+from typewriter.cli_help import Typer, _Group
 from typewriter.cli_settings import given_flags, with_setting_flags
-from typewriter.cli_users import active_users, users_app
 from typewriter.config import Settings, load_settings
 from typewriter.errors import ConfigError
 from typewriter.observe.logs import configure_logging
@@ -20,9 +19,27 @@ from typewriter.terminal.options import DEFAULT_URL, ApiKey, Url
 
 __all__ = ["app", "main"]
 
-app = Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-app.add_typer(users_app, name="users")
-app.add_typer(keys_app, name="keys")
+_LAZY = {"users": "typewriter.cli_users:users_app", "keys": "typewriter.cli_keys:keys_app"}
+"""Command groups imported only when run (or listed by --help): they open the store, whose
+imports (SQLAlchemy, the drivers) would make every ``typewriter chat`` start half a second
+later."""
+
+
+class _Commands(_Group):  # plain-flag help, as every command of Typer
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *_LAZY]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in _LAZY:
+            return super().get_command(ctx, cmd_name)
+        module, name = _LAZY[cmd_name].split(":")
+        command = typer.main.get_command(getattr(importlib.import_module(module), name))
+        command.name = cmd_name  # as a subcommand: without the completion options of a root
+        command.params = [p for p in command.params if "completion" not in (p.name or "")]
+        return command
+
+
+app = Typer(add_completion=False, no_args_is_help=True, help=__doc__, cls=_Commands)
 app.add_typer(conversations_app, name="conversations")
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -77,6 +94,8 @@ def _check_exposure(settings: Settings) -> int:
             "auth = on needs users, and database_url = none keeps none: every /v1 call "
             "would answer 401. Give it a database, or set auth to auto or off"
         )
+    from typewriter.cli_users import active_users
+
     users = 0 if settings.auth == "off" else active_users(settings)
     exposed = settings.host not in _LOOPBACK and not settings.insecure
     if exposed and settings.auth != "on" and users == 0:
