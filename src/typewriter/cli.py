@@ -188,7 +188,7 @@ def chat(
 
     Exit codes: 0 answered (stop or length), 1 the answer failed or the gateway refused
     the request, 2 a wrong command line, 3 the gateway could not be reached, 130 stopped
-    with Ctrl+C. docs/terminal.md has the rest.
+    with Ctrl+C, 141 the pipe it wrote to was closed. docs/terminal.md has the rest.
     """
     from typewriter.terminal.chat import ChatArgs, parse_options, run
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ import pytest
 
 from conftest import RunningServer
 from helpers import free_port
-from terminal.stored_chat import conversations, stored
+from terminal.stored_chat import conversations, stored, words
 
 pytest_plugins = ["terminal.chat_fixtures"]
 
@@ -133,3 +134,29 @@ def test_conversations_when_the_server_is_not_there() -> None:
     done = typewriter("conversations", "list", "--url", url)
     assert done.returncode == 3
     assert done.stderr.splitlines() == [f"typewriter: cannot reach {url}: connection refused"]
+
+
+def test_a_reader_that_leaves_stops_the_answer(server: RunningServer) -> None:
+    """``typewriter chat Q | head -c 20``: no traceback, exit 141, the answer stopped."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TYPEWRITER_")}
+    question = words(200)  # 1000 characters at 50 pieces of 4 a second: 5 s
+    with subprocess.Popen(
+        [sys.executable, "-m", "typewriter", "chat", "--url", server.url, "-a", "echo", question],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.read(20) == question[:20].encode()
+        process.stdout.close()  # as `head` does once it has its bytes
+        assert process.wait(timeout=30) == 141
+        assert process.stderr.read() == b""
+    [conversation] = conversations(server.url)
+    answer = stored(server.url, conversation["id"])[-1]
+    pause = threading.Event()
+    for _ in range(500):  # the cancel was sent before the exit; its end is stored at once
+        if answer["status"] != "streaming":
+            break
+        pause.wait(0.02)
+        answer = stored(server.url, conversation["id"])[-1]
+    assert answer["finish_reason"] == "cancelled"

@@ -8,6 +8,7 @@ terminal, it opens a conversation at a prompt (see ``session``).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from typewriter.client import Client, ClientError
 from typewriter.terminal.connect import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_PIPE_CLOSED,
     describe,
     exit_code_of,
     reporting,
@@ -88,6 +90,10 @@ def run(args: ChatArgs) -> int:
         except KeyboardInterrupt:
             err.print("stopped", style="yellow")
             return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # the answer was stopped; what Python would still flush goes nowhere, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_PIPE_CLOSED
         return session.interact(Prompt(history_path()))
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_PIPE_CLOSED",
     "EXIT_UNREACHABLE",
     "exit_code_of",
     "describe",
@@ -35,6 +36,9 @@ EXIT_UNREACHABLE = 3
 that is a wrong command line (the command-line library's own code)."""
 EXIT_INTERRUPTED = 130
 """Ctrl+C stopped the answer (128 + SIGINT, as shells report it)."""
+EXIT_PIPE_CLOSED = 141
+"""The pipe standard output writes to was closed (``| head``): the answer was stopped
+(128 + SIGPIPE, as a program killed by it would report)."""
 
 
 def say_error(console: Console, message: str) -> None:

@@ -111,8 +111,13 @@ class ChatSession:
                 view.close()
                 said()
                 return EXIT_INTERRUPTED
+            except BrokenPipeError:  # the reader of a pipe left (`| head`): nobody reads on
+                with contextlib.suppress(ClientError):
+                    self.client.cancel(stream_id)
+                raise
         finally:
-            view.close()
+            with contextlib.suppress(BrokenPipeError):
+                view.close()
         if state.error is not None:
             say_error(self.err, f"the answer failed: {state.error.message} ({state.error.code})")
         if state.finish in ("stop", "length", None):  # None: it had ended, all was delivered
