@@ -97,6 +97,7 @@ async def test_the_async_client_resumes_a_cut_connection_exactly(
 def test_a_cut_connection_resumes_in_both_clients(
     kind: str, fast_retry: tuple[RunningServer, CountingProxy]
 ) -> None:
+    """Cut twice while the answer types: what was followed is what the stream holds."""
     server, proxy = fast_retry
     with Client(server.url) as client:
         asked = client.ask(QUESTION, assistant="echo", options=PACE)
@@ -106,10 +107,10 @@ def test_a_cut_connection_resumes_in_both_clients(
             proxy.cut()
             proxy.restore()
 
-    seen = follow(kind, f"http://{proxy.address}", asked)
+    seen = follow(kind, f"http://{proxy.address}", asked.stream_id, on_event=cut_twice)
     assert_whole_once(seen)
-    seen_cut = follow(kind, f"http://{proxy.address}", asked.stream_id, on_event=cut_twice)
-    assert seen_cut == seen
+    assert len(proxy.accepted) == 3  # the first connection and two resumed ones
+    assert follow(kind, server.url, asked) == seen  # the stream, read again once finished
 
 
 @both
@@ -225,3 +226,37 @@ def test_two_follows_of_one_client_in_two_threads_each_get_everything(
         worker.join(30)
     assert results and results[0] == mine
     assert_whole_once(mine)
+
+
+@both
+def test_a_direct_ask_cut_mid_answer_is_resumed_by_its_stream_id(
+    kind: str, fast_retry: tuple[RunningServer, CountingProxy]
+) -> None:
+    """``stream(direct=True)``: the answer comes in the ask's own response; cut, it goes on
+    on the server (``on_disconnect: continue``) and the follow resumes it, exactly."""
+    server, proxy = fast_retry
+    seen: list[StreamEvent] = []
+
+    def cut(event: StreamEvent) -> None:
+        seen.append(event)
+        if event.id == 5:
+            proxy.cut()
+            proxy.restore()
+
+    url = f"http://{proxy.address}"
+    if kind == "sync":
+        with Client(url) as client:
+            for event in client.stream(QUESTION, assistant="echo", options=PACE, direct=True):
+                cut(event)
+    else:
+
+        async def run() -> None:
+            async with AsyncClient(url) as client:
+                async for event in client.stream(
+                    QUESTION, assistant="echo", options=PACE, direct=True
+                ):
+                    cut(event)
+
+        asyncio.run(run())
+    assert_whole_once(seen)
+    assert len(proxy.accepted) == 2  # the ask, then the resumed follow

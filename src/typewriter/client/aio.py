@@ -105,6 +105,11 @@ class AsyncClient:
     ) -> AsyncGenerator[StreamEvent, None]:
         """Every event after ``after`` until ``end``, resuming across dropped connections."""
         follower = Follower(self._api, target, after=after, policy=self._resume)
+        async for event in self._drive(follower):
+            yield event
+
+    async def _drive(self, follower: Follower) -> AsyncGenerator[StreamEvent, None]:
+        """Make the connections ``follower`` asks for and feed it what they give."""
         while not follower.done:
             request = follower.request()
             try:
@@ -112,9 +117,10 @@ class AsyncClient:
                     request.method,
                     request.url,
                     headers=request.headers,
+                    content=request.body,
                     timeout=http_glue.follow_timeout(self._timeout),
                 ) as response:
-                    if not follower.accepts(response.status_code):
+                    if not follower.accepts(response.status_code, response.headers):
                         follower.refused(
                             response.status_code, response.headers, await response.aread()
                         )
@@ -139,8 +145,25 @@ class AsyncClient:
         assistant: str | None = None,
         options: dict[str, Any] | None = None,
         images: list[str] | None = None,
+        direct: bool = False,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """Ask, then follow the answer (its first event, ``start``, names the stream)."""
+        """Ask, then follow the answer (its first event, ``start``, names the stream).
+
+        ``direct`` asks for the answer in the ask's own response (one round trip less);
+        a cut is resumed all the same once the response has named its stream.
+        """
+        if direct:
+            ask = self._api.ask_direct(
+                message,
+                conversation_id=conversation_id,
+                parent_id=parent_id,
+                assistant=assistant,
+                options=options,
+                images=images,
+            )
+            async for event in self._drive(Follower.asking(self._api, ask, policy=self._resume)):
+                yield event
+            return
         asked = await self.ask(
             message,
             conversation_id=conversation_id,

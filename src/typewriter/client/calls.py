@@ -118,6 +118,33 @@ class Api:
         )
         return Call(self.request("POST", "/v1/chat", json_body=body), _asked)
 
+    def ask_direct(
+        self,
+        message: str,
+        *,
+        conversation_id: str | None = None,
+        parent_id: str | None = None,
+        assistant: str | None = None,
+        options: dict[str, Any] | None = None,
+        images: list[str] | None = None,
+    ) -> Request:
+        """The same ask answered in its own response (``Accept: text/event-stream``): one
+        round trip less before the first token. ``on_disconnect: continue`` keeps the
+        answer going if that response is cut, so it can be resumed by its ``X-Stream-Id``
+        like any other; Stop stays the explicit cancel."""
+        request = self.ask(
+            message,
+            conversation_id=conversation_id,
+            parent_id=parent_id,
+            assistant=assistant,
+            options=options,
+            images=images,
+        ).request
+        body = json.loads(request.body or b"{}")
+        body["on_disconnect"] = "continue"
+        headers = dict(request.headers, accept="text/event-stream")
+        return Request("POST", request.url, headers, {}, json.dumps(body).encode())
+
     def regenerate(
         self,
         message_id: str,

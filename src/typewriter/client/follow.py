@@ -11,12 +11,14 @@ next attempt (``delay``) or that it is over (``done``). Every decision lives her
 - the resume point is the id of the last event *delivered* (``Last-Event-ID``), and an
   event at or below it is never delivered twice, so a resumed answer has no gap and no
   duplicate;
-- the first reconnect waits what the server's ``retry:`` said; each further consecutive
-  attempt doubles it, with jitter, up to ``ResumePolicy.cap`` seconds;
-- an attempt fails when it delivers no event: refused, cut, a ``502``/``503``/``504``
-  from a proxy or a stopping replica, or a response closed cleanly before ``end``;
-  ``max_reconnects`` consecutive failures raise ``ConnectionLost`` (or
-  ``ConnectionFailed`` when the stream was never reached at all);
+- the first reconnect waits what the server's ``retry:`` said; each further reconnect
+  in a row doubles it, with jitter (half to all of it), up to ``ResumePolicy.cap``
+  seconds, and at least a ``503``'s ``Retry-After``;
+- a reconnect that delivers an event resets the count; ``max_reconnects`` reconnects in a
+  row that deliver none (refused, cut, a ``502``/``503``/``504`` from a proxy or a
+  stopping replica, a response closed before ``end``) give up: ``ConnectionLost``, or
+  ``ConnectionFailed`` when the stream was never reached at all. Any other error reply
+  is raised at once;
 - a response closed cleanly before ``end`` (a replica stopping, a listener replaced) is
   resumed like a cut one; ``204`` means everything was delivered; ``end`` finishes.
 
@@ -90,8 +92,10 @@ class Follower:
         policy: ResumePolicy | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        self._api = api
         self.url = events_url(api, target)
         self.stream_id = _stream_id(self.url)
+        self._asking: Request | None = None  # a direct ask, until its response names the stream
         self.last_event_id = after
         self.policy = policy or ResumePolicy()
         self.done = False
@@ -103,11 +107,29 @@ class Follower:
         self._reached = False  # whether any attempt got a response
         self._parser = sse.Parser()
 
+    @classmethod
+    def asking(
+        cls,
+        api: Api,
+        ask: Request,
+        *,
+        policy: ResumePolicy | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> Follower:
+        """A direct ask (``Api.ask_direct``): its first connection is the ask itself; once
+        its response names the stream (``X-Stream-Id``), a cut is resumed like any other.
+        Before that nothing is retried: sending the question again could ask it twice."""
+        follower = cls(api, ask.url, policy=policy, jitter=jitter)
+        follower._asking = ask
+        return follower
+
     # -- what to do next ------------------------------------------------------------------
 
     def request(self) -> Request:
         """The next connection: from the last delivered event on."""
         self._parser = sse.Parser()
+        if self._asking is not None:
+            return self._asking
         headers = dict(self._headers)
         if self.last_event_id:
             headers["last-event-id"] = str(self.last_event_id)
@@ -115,9 +137,16 @@ class Follower:
 
     # -- what the connection gave ---------------------------------------------------------
 
-    def accepts(self, status: int) -> bool:
+    def accepts(self, status: int, headers: Mapping[str, str] | None = None) -> bool:
         """Whether this response's body is the event stream (``200``) or the end (``204``);
         otherwise the transport reads the body and calls :meth:`refused`."""
+        if self._asking is not None and status == 200:
+            stream_id = (headers or {}).get("x-stream-id")
+            if not stream_id:
+                raise ProtocolError(f"{self.display_url}: the answer names no X-Stream-Id")
+            self._asking = None
+            self.url = events_url(self._api, stream_id)
+            self.stream_id = stream_id
         if status == 204:
             self._reached = True
             self.done = True
@@ -164,7 +193,7 @@ class Follower:
     def refused(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         """An error response: raised, unless it is a passing one worth another attempt."""
         error = api_error(status, headers, body)
-        if status not in _TRANSIENT or self.policy.max_reconnects == 0:
+        if status not in _TRANSIENT or self.policy.max_reconnects == 0 or self._asking:
             raise error
         retry_after = getattr(error, "retry_after", None)
         self._failed(str(error), error, retry_after)
@@ -184,6 +213,8 @@ class Follower:
     def _failed(
         self, reason: str, error: ApiError | None = None, retry_after: float | None = None
     ) -> None:
+        if self._asking is not None:  # the question may or may not have been recorded
+            raise ConnectionFailed(self.display_url, reason)
         if self._reconnects >= self.policy.max_reconnects:
             if error is not None:
                 raise error

@@ -27,7 +27,7 @@ def ask_and_print(
         try:
             started = client.ask(question, assistant=assistant)
         except ClientError as exc:
-            err.print(f"typewriter: {exc}", style="red", markup=False)
+            err.print(f"typewriter: {exc}", style="red", markup=False, soft_wrap=True)
             return 1
         try:
             for item in client.follow(started):
@@ -35,7 +35,9 @@ def ask_and_print(
                 if isinstance(event, Delta):
                     console.print(event.text, end="", soft_wrap=True, markup=False)
                 elif isinstance(event, Error):
-                    err.print(f"\nerror: {event.message}", style="red", markup=False)
+                    err.print(
+                        f"\nerror: {event.message}", style="red", markup=False, soft_wrap=True
+                    )
                 elif isinstance(event, End):
                     console.print()
                     return 0 if event.finish_reason in ("stop", "length") else 1
@@ -43,10 +45,12 @@ def ask_and_print(
             try:
                 client.cancel(started.stream_id)
             except ClientError as exc:
-                err.print(f"\ntypewriter: could not stop the answer: {exc}", markup=False)
+                err.print(
+                    f"\ntypewriter: could not stop the answer: {exc}", markup=False, soft_wrap=True
+                )
             err.print("\n[yellow]stopped[/yellow]")
             return 130
         except ClientError as exc:
-            err.print(f"\ntypewriter: {exc}", style="red", markup=False)
+            err.print(f"\ntypewriter: {exc}", style="red", markup=False, soft_wrap=True)
             return 1
     return 0

@@ -101,7 +101,10 @@ class Client:
 
     def follow(self, target: Asked | str, *, after: int = 0) -> Generator[StreamEvent, None, None]:
         """Every event after ``after`` until ``end``, resuming across dropped connections."""
-        follower = Follower(self._api, target, after=after, policy=self._resume)
+        yield from self._drive(Follower(self._api, target, after=after, policy=self._resume))
+
+    def _drive(self, follower: Follower) -> Generator[StreamEvent, None, None]:
+        """Make the connections ``follower`` asks for and feed it what they give."""
         while not follower.done:
             request = follower.request()
             try:
@@ -109,9 +112,10 @@ class Client:
                     request.method,
                     request.url,
                     headers=request.headers,
+                    content=request.body,
                     timeout=http_glue.follow_timeout(self._timeout),
                 ) as response:
-                    if not follower.accepts(response.status_code):
+                    if not follower.accepts(response.status_code, response.headers):
                         follower.refused(response.status_code, response.headers, response.read())
                     else:
                         for chunk in response.iter_bytes():
@@ -133,8 +137,24 @@ class Client:
         assistant: str | None = None,
         options: dict[str, Any] | None = None,
         images: list[str] | None = None,
+        direct: bool = False,
     ) -> Generator[StreamEvent, None, None]:
-        """Ask, then follow the answer (its first event, ``start``, names the stream)."""
+        """Ask, then follow the answer (its first event, ``start``, names the stream).
+
+        ``direct`` asks for the answer in the ask's own response (one round trip less);
+        a cut is resumed all the same once the response has named its stream.
+        """
+        if direct:
+            ask = self._api.ask_direct(
+                message,
+                conversation_id=conversation_id,
+                parent_id=parent_id,
+                assistant=assistant,
+                options=options,
+                images=images,
+            )
+            yield from self._drive(Follower.asking(self._api, ask, policy=self._resume))
+            return
         asked = self.ask(
             message,
             conversation_id=conversation_id,
