@@ -149,8 +149,9 @@ def chat(
     question: Annotated[
         str | None,
         typer.Argument(
+            metavar="QUESTION",
             help="what to ask, once; '-' (or a pipe) reads it from standard input; "
-            "none: a conversation at a prompt"
+            "none: a conversation at a prompt",
         ),
     ] = None,
     url: Url = DEFAULT_URL,
@@ -160,6 +161,7 @@ def chat(
         typer.Option(
             "-a",
             "--assistant",
+            metavar="NAME",
             help="assistant name (default: the conversation's, else the server's default)",
         ),
     ] = None,

@@ -16,9 +16,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 Url = Annotated[
     str,
-    typer.Option(
-        "--url", envvar="TYPEWRITER_URL", metavar="URL", help="the gateway (also TYPEWRITER_URL)"
-    ),
+    typer.Option("--url", envvar="TYPEWRITER_URL", metavar="URL", help="the gateway"),
 ]
 ApiKey = Annotated[
     str | None,
@@ -26,6 +24,6 @@ ApiKey = Annotated[
         "--api-key",
         envvar="TYPEWRITER_API_KEY",
         metavar="KEY",
-        help="API key, when the gateway has users (also TYPEWRITER_API_KEY)",
+        help="API key, when the gateway has users",
     ),
 ]
