@@ -53,8 +53,8 @@ def _ask(url: str, question: str, conversation_id: str | None = None) -> str:
 
 
 def test_stdin_and_the_url_variable(server: RunningServer) -> None:
-    done = typewriter("chat", "-a", "echo", stdin="from a pipe\n", TYPEWRITER_URL=server.url)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "from a pipe\n", "")
+    done = typewriter("chat", "-a", "echo", stdin="from a [b]pipe[/b]\n", TYPEWRITER_URL=server.url)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "from a [b]pipe[/b]\n", "")
     dash = typewriter("chat", "-a", "echo", "-", stdin="dash", TYPEWRITER_URL=server.url)
     assert (dash.returncode, dash.stdout) == (0, "dash\n")
     empty = typewriter("chat", "--url", server.url, stdin="\n")
