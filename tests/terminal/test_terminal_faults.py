@@ -76,7 +76,8 @@ def test_ctrl_c_while_the_network_is_down_is_one_line(
         row = term.ask(words(100))
         term.wait_rows(row, "w004")
         front.cut()  # and it stays cut: the cancel cannot be sent either
-        term.ctrl_c()
+        term.wait_rows(row, r"\(waiting for the server; Ctrl\+C stops\)")  # never frozen
+        term.ctrl_c()  # while the client waits to reconnect
         term.wait_next_prompt()
         said = " ".join(term.rows_between(row, term.screen.cursor.y)).split("typewriter: ")
         assert len(said) == 2  # one line, wrapped on the screen

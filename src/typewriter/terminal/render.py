@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable
 from typing import IO, Protocol
 
@@ -96,6 +97,11 @@ def _keys_unechoed() -> Callable[[], None]:
     return restore
 
 
+QUIET = 3.0
+"""Seconds without a piece of the answer after which the view says it is waiting (a model
+slow to start, or a connection being resumed): the screen never looks frozen."""
+
+
 class LiveView:
     """Markdown redrawn as it types; reasoning dimmed above the answer."""
 
@@ -104,6 +110,7 @@ class LiveView:
         self.text = ""
         self._reasoning = ""
         self._done = False
+        self._last = time.monotonic()
         self._live = Live(
             console=console,
             get_renderable=self._renderable,
@@ -123,14 +130,18 @@ class LiveView:
             parts.append(Markdown(self.text))
         elif not self._done:
             parts.append(Text("…", style="dim"))
+        if not self._done and time.monotonic() - self._last > QUIET:
+            parts.append(Text("(waiting for the server; Ctrl+C stops)", style="dim"))
         whole = Group(*parts)
         return whole if self._done else _Tail(whole)
 
     def reasoning(self, text: str) -> None:
         self._reasoning += text
+        self._last = time.monotonic()
 
     def delta(self, text: str) -> None:
         self.text += text
+        self._last = time.monotonic()
 
     def close(self) -> None:
         """Print the whole answer once, where the live region was (idempotent)."""
