@@ -50,8 +50,15 @@ def test_a_conversation_of_two_turns(
         ("assistant", second),
     ]
     assert [m["finish_reason"] for m in messages if m["role"] == "assistant"] == ["stop", "stop"]
-    history = (tmp_path / "state" / "typewriter" / "chat_history").read_text()  # the prompt's
-    assert history.splitlines()[-2:] == [first, second]
+    history = tmp_path / "state" / "typewriter" / "chat_history"  # the prompt's, for ↑
+    assert history.read_text().splitlines()[-2:] == [first, second]
+    assert history.stat().st_mode & 0o777 == 0o600  # it holds the questions: its owner's only
+    again = terminals("--url", server.url)
+    again.wait_prompt()
+    again.child.send("\x1b[A")  # ↑: the last question of the session before
+    again.wait_text(f"(?m)^> {second}$")
+    again.ctrl_c()
+    assert again.exit_code() == 0
 
 
 def test_ctrl_c_mid_answer_stops_it_on_the_server(
