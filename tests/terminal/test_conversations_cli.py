@@ -94,6 +94,9 @@ def test_list_and_show(server: RunningServer) -> None:
         (first, "the first one", "echo"),
     ]
 
+    found = typewriter("conversations", "list", "--url", server.url, "--search", "SECOND")
+    assert [line.split("\t")[0] for line in found.stdout.splitlines()] == [second]
+
     shown = typewriter("conversations", "show", first, "--url", server.url)
     assert shown.returncode == 0
     assert shown.stdout.splitlines()[:3] == ["# the first one", "", "## You"]
