@@ -163,3 +163,14 @@ def test_a_reader_that_leaves_stops_the_answer(server: RunningServer) -> None:
         pause.wait(0.02)
         answer = stored(server.url, conversation["id"])[-1]
     assert answer["finish_reason"] == "cancelled"
+
+
+def test_a_failed_answer_is_exit_code_1_with_its_error(server: RunningServer) -> None:
+    options = json.dumps({"simulate": {"fail_after_tokens": 2}})
+    done = typewriter("chat", "--url", server.url, "-a", "echo", "--options", options, words(9))
+    assert done.returncode == 1
+    assert done.stdout == words(9)[:8] + "\n"  # two pieces of 4 characters, then the failure
+    [line] = done.stderr.splitlines()
+    assert line.startswith("typewriter: the answer failed: ") and line.endswith("(upstream_error)")
+    bad = typewriter("chat", "--url", server.url, "--options", "[1]", "hi")
+    assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
