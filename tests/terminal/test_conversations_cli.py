@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RunningServer
-from helpers import free_port
+from conftest import RunningServer, ServerFactory
+from helpers import add_user, free_port
 from terminal.stored_chat import conversations, stored, words
 
 pytest_plugins = ["terminal.chat_fixtures"]
@@ -174,3 +174,15 @@ def test_a_failed_answer_is_exit_code_1_with_its_error(server: RunningServer) ->
     assert line.startswith("typewriter: the answer failed: ") and line.endswith("(upstream_error)")
     bad = typewriter("chat", "--url", server.url, "--options", "[1]", "hi")
     assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
+
+
+def test_the_api_key_variable(make_server: ServerFactory, tmp_path: Path) -> None:
+    key = add_user(tmp_path, "alice")
+    server = make_server(data_dir=tmp_path, auth="on")
+    keyless = typewriter("chat", "--url", server.url, "-a", "echo", "hi")
+    assert keyless.returncode == 1
+    assert keyless.stderr.startswith("typewriter: 401 missing_api_key")
+    done = typewriter("chat", "--url", server.url, "-a", "echo", "hi", TYPEWRITER_API_KEY=key)
+    assert (done.returncode, done.stdout) == (0, "hi\n")
+    listed = typewriter("conversations", "list", "--url", server.url, TYPEWRITER_API_KEY=key)
+    assert listed.returncode == 0 and "\thi\techo\t" in listed.stdout
