@@ -107,7 +107,7 @@ def test_the_server_going_away_is_one_line_and_exit_code_3(
     row = term.ask("and now?")
     assert term.exit_code() == 3
     said = term.rows_between(row, len(term.lines()))
-    assert said[0] == f"typewriter: cannot reach {server.url}: connection refused"
+    assert said[0].startswith(f"typewriter: cannot reach {server.url}: ")  # refused, or reset
     assert said[1].startswith("conversation conv_")  # where to go on from
     assert "Traceback" not in term.raw
 
