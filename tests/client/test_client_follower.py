@@ -174,6 +174,7 @@ def test_an_unknown_kind_is_skipped_and_a_malformed_event_is_a_protocol_error() 
     future = sse.encode(sse.Event('{"x": 1}', "someday", "1"))
     got = f.feed(future + wire((2, "a")))
     assert [(e.id, e.name) for e in got] == [(2, "delta")]
+    assert f.feed(future) == []  # received once: not delivered, nor asked for again
     with pytest.raises(ProtocolError) as bad:
         f.feed(sse.encode(sse.Event('{"txt": "no"}', "delta", "9")))
     assert URL in str(bad.value)

@@ -165,7 +165,7 @@ def test_the_servers_retry_is_the_first_reconnect_delay(
     assert_whole_once(seen)
     reconnected = [t - cut_at[0] for t in proxy.accepted if t > cut_at[0]]
     assert len(reconnected) == 1, reconnected
-    assert 1.5 <= reconnected[0] < 2.5, reconnected
+    assert 1.5 <= reconnected[0] < 3.5, reconnected  # retry: 1.5 s, not sooner
 
 
 @both

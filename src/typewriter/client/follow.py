@@ -168,11 +168,12 @@ class Follower:
             self._retry = self._parser.retry / 1000
         out: list[StreamEvent] = []
         for event in parsed:
-            if event.event not in events.KINDS:
-                continue  # a kind this client does not know yet: skipped, not fatal
             ident = _ident(event.id)
             if ident is None or ident <= self.last_event_id:
                 continue  # already delivered (or unnumbered): never twice
+            if event.event not in events.KINDS:
+                self.last_event_id = ident  # a kind this client does not know yet: received,
+                continue  # so not asked for again, but not delivered
             try:
                 record = events.decode(event.event, event.data)
             except events.EventDecodeError as exc:
@@ -193,7 +194,7 @@ class Follower:
     def refused(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         """An error response: raised, unless it is a passing one worth another attempt."""
         error = api_error(status, headers, body)
-        if status not in _TRANSIENT or self.policy.max_reconnects == 0 or self._asking:
+        if status not in _TRANSIENT or self.policy.max_reconnects == 0 or self._asking is not None:
             raise error
         retry_after = getattr(error, "retry_after", None)
         self._failed(str(error), error, retry_after)
