@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from conftest import RunningServer, ServerFactory
+from conftest import RunningServer
 from helpers import free_port
 from tcp_proxy import TcpProxy
 from terminal.pty_chat import Terminals
@@ -66,34 +65,37 @@ def test_a_cut_mid_answer_resumes_with_the_text_exact(
 
 
 def test_ctrl_c_while_the_network_is_down_is_one_line(
-    make_server: ServerFactory, terminals: Terminals
+    server: RunningServer, proxy: TcpProxy, terminals: Terminals
 ) -> None:
-    server = make_server(grace=1.0)
-    front = TcpProxy("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
-    try:
-        url = f"http://{front.address}"
-        term = terminals("--url", url, "-a", "echo", "--options", pace(20))
-        row = term.ask(words(100))
-        term.wait_rows(row, "w004")
-        front.cut()  # and it stays cut: the cancel cannot be sent either
-        term.wait_rows(row, r"\(waiting for the server; Ctrl\+C stops\)")  # never frozen
-        term.ctrl_c()  # while the client waits to reconnect
-        term.wait_next_prompt()
-        said = " ".join(term.rows_between(row, term.screen.cursor.y)).split("typewriter: ")
-        assert len(said) == 2  # one line, wrapped on the screen
-        assert said[1].startswith(f"stopped here, but the server was not told: cannot reach {url}")
-        term.ctrl_d()
-        assert term.exit_code() == 0
-        assert "Traceback" not in term.raw
-    finally:
-        front.close()
-    pause = threading.Event()  # nobody follows it: the server stops it after `grace`
-    for _ in range(500):
-        if _answer_of(server.url)["finish_reason"] == "cancelled":
-            break
-        pause.wait(0.02)
-    else:
-        raise AssertionError(f"not stopped on the server: {_answer_of(server.url)}")
+    url = f"http://{proxy.address}"
+    term = terminals("--url", url, "-a", "echo", "--options", pace(20))
+    row = term.ask(words(100))
+    term.wait_rows(row, "w004")
+    proxy.cut()  # and it stays cut: the cancel cannot be sent either
+    term.wait_rows(row, r"\(waiting for the server; Ctrl\+C stops\)")  # never frozen
+    term.ctrl_c()  # while the client waits to reconnect
+    term.wait_next_prompt()
+    said = " ".join(term.rows_between(row, term.screen.cursor.y)).split("typewriter: ")
+    assert len(said) == 2  # one line, wrapped on the screen
+    assert said[1].startswith(f"stopped here, but the server was not told: cannot reach {url}")
+    shown = said[0].split()
+    assert _answer_of(server.url)["status"] == "streaming"  # it goes on (for `grace`)
+
+    proxy.restore()  # the network is back: the next question stops it first
+    row = term.ask("again")
+    term.wait_next_prompt()
+    assert term.rows_between(row, term.screen.cursor.y) == [
+        "(the answer stopped earlier is stopped on the server now)",
+        "again",
+    ]
+    term.ctrl_d()
+    assert term.exit_code() == 0
+    assert "Traceback" not in term.raw
+    [conversation] = conversations(server.url)
+    first, second = [m for m in stored(server.url, conversation["id"]) if m["reply_to"]]
+    assert first["finish_reason"] == "cancelled"
+    assert first["text"].split()[: len(shown)] == shown  # and more, written while cut off
+    assert (second["text"], second["finish_reason"]) == ("again", "stop")
 
 
 def test_the_server_going_away_is_one_line_and_exit_code_3(

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from typewriter.client import (
+    AnswerInProgress,
     ApiError,
     Asked,
     Client,
@@ -72,20 +73,43 @@ class ChatSession:
     options: dict[str, Any] | None = None
     last_question_id: str | None = field(default=None, init=False)
     last_answer_id: str | None = field(default=None, init=False)
+    _unstopped: str | None = field(default=None, init=False)
+    """An answer Ctrl+C stopped here but could not stop on the server (and its last event)."""
+    _unstopped_after: int = field(default=0, init=False)
 
     # -- one answer -----------------------------------------------------------------------
 
     def ask(self, question: str) -> int:
         """Ask into the current conversation (a new one if none) and show the answer;
         returns the answer's exit code. The client's errors propagate."""
-        asked = self.client.ask(
+        try:
+            asked = self._ask(question)
+        except AnswerInProgress as exc:
+            if exc.stream_id is None or exc.stream_id != self._unstopped:
+                raise
+            self._finish_unstopped(exc.stream_id)
+            asked = self._ask(question)
+        self.last_question_id = asked.question_id or self.last_question_id
+        return self._answer(asked)
+
+    def _ask(self, question: str) -> Asked:
+        return self.client.ask(
             question,
             conversation_id=self.conversation_id,
             assistant=self.assistant,
             options=self.options,
         )
-        self.last_question_id = asked.question_id or self.last_question_id
-        return self._answer(asked)
+
+    def _finish_unstopped(self, stream_id: str) -> None:
+        """The answer Ctrl+C could not stop (the network was down) still holds the
+        conversation: stop it now, and wait for its end (the next ask would be refused
+        until then)."""
+        self.client.cancel(stream_id)
+        for item in self.client.follow(stream_id, after=self._unstopped_after):
+            if isinstance(item.event, End):
+                break
+        self._unstopped = None
+        self._note("(the answer stopped earlier is stopped on the server now)")
 
     def regenerate(self) -> int:
         target = self.last_answer_id or self.last_question_id
@@ -152,6 +176,7 @@ class ChatSession:
         try:
             self.client.cancel(stream_id)
         except ClientError as exc:
+            self._unstopped, self._unstopped_after = stream_id, state.last_id
             reason = describe(exc)
             return lambda: say_error(
                 self.err,
@@ -159,6 +184,7 @@ class ChatSession:
                 "(it stops an answer nobody follows by itself)",
             )
         except KeyboardInterrupt:
+            self._unstopped, self._unstopped_after = stream_id, state.last_id
             return lambda: self.err.print("stopped here (the server was not told)", style="yellow")
         with contextlib.suppress(ClientError, KeyboardInterrupt):  # a second Ctrl+C: enough
             self._feed(self.client.follow(stream_id, after=state.last_id), view, state)
