@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from typewriter import tickets
-from typewriter.cli_help import Typer
-from typewriter.cli_keys import keys_app
+from typewriter.cli_conversations import conversations_app
+from typewriter.cli_help import Typer, _Group
 from typewriter.cli_settings import given_flags, with_setting_flags
-from typewriter.cli_users import active_users, users_app
 from typewriter.config import Settings, load_settings
 from typewriter.errors import ConfigError
 from typewriter.observe.logs import configure_logging
+from typewriter.terminal.options import DEFAULT_URL, ApiKey, Url
 
 __all__ = ["app", "main"]
 
-app = Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-app.add_typer(users_app, name="users")
-app.add_typer(keys_app, name="keys")
+_LAZY = {"users": "typewriter.cli_users:users_app", "keys": "typewriter.cli_keys:keys_app"}
+"""Command groups imported only when run (or listed by --help): they open the store, whose
+imports (SQLAlchemy, the drivers) would make every ``typewriter chat`` start half a second
+later."""
+
+
+class _Commands(_Group):  # plain-flag help, as every command of Typer
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *_LAZY]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in _LAZY:
+            return super().get_command(ctx, cmd_name)
+        module, name = _LAZY[cmd_name].split(":")
+        command = typer.main.get_command(getattr(importlib.import_module(module), name))
+        command.name = cmd_name  # as a subcommand: without the completion options of a root
+        command.params = [p for p in command.params if "completion" not in (p.name or "")]
+        return command
+
+
+app = Typer(add_completion=False, no_args_is_help=True, help=__doc__, cls=_Commands)
+app.add_typer(conversations_app, name="conversations")
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -74,6 +94,8 @@ def _check_exposure(settings: Settings) -> int:
             "auth = on needs users, and database_url = none keeps none: every /v1 call "
             "would answer 401. Give it a database, or set auth to auto or off"
         )
+    from typewriter.cli_users import active_users
+
     users = 0 if settings.auth == "off" else active_users(settings)
     exposed = settings.host not in _LOOPBACK and not settings.insecure
     if exposed and settings.auth != "on" and users == 0:
@@ -122,22 +144,67 @@ def _check_ticket_secret(settings: Settings) -> None:
         ) from None
 
 
-@app.command()
+@app.command(no_args_is_help=False)
 def chat(
-    question: Annotated[str, typer.Argument(help="what to ask")],
-    url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:8000",
-    assistant: Annotated[
-        str | None, typer.Option(help="assistant name (default: the server's default assistant)")
-    ] = None,
-    api_key: Annotated[
+    question: Annotated[
         str | None,
-        typer.Option(envvar="TYPEWRITER_API_KEY", help="API key, when the gateway has users"),
+        typer.Argument(
+            metavar="QUESTION",
+            help="what to ask, once; '-' (or a pipe) reads it from standard input; "
+            "none: a conversation at a prompt",
+        ),
+    ] = None,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+    assistant: Annotated[
+        str | None,
+        typer.Option(
+            "-a",
+            "--assistant",
+            metavar="NAME",
+            help="assistant name (default: the conversation's, else the server's default)",
+        ),
+    ] = None,
+    continue_last: Annotated[
+        bool, typer.Option("-c", "--continue", help="go on with your newest conversation")
+    ] = False,
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", metavar="ID", help="go on with this one")
+    ] = None,
+    list_assistants: Annotated[
+        bool, typer.Option("--list-assistants", help="list the server's assistants and exit")
+    ] = False,
+    options: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help='request options, a JSON object: \'{"temperature": 0.2, "max_tokens": 300}\'',
+        ),
     ] = None,
 ) -> None:
-    """Ask from a terminal and watch the answer type itself; Ctrl+C stops generating."""
-    from typewriter.client import ask_and_print
+    """Chat from a terminal: the answer types itself as Markdown; Ctrl+C stops it on the server.
 
-    raise typer.Exit(ask_and_print(url, question, assistant, api_key))
+    Without a question, a conversation at a prompt (/help lists its commands; Ctrl+D
+    leaves). With one, it asks once and prints the answer, plain text when standard
+    output is not a terminal. A dropped connection resumes by itself.
+
+    Exit codes: 0 answered (stop or length), 1 the answer failed or the gateway refused
+    the request, 2 a wrong command line, 3 the gateway could not be reached, 130 stopped
+    with Ctrl+C, 141 the pipe it wrote to was closed. docs/terminal.md has the rest.
+    """
+    from typewriter.terminal.chat import ChatArgs, parse_options, run
+
+    args = ChatArgs(
+        question=question,
+        url=url,
+        api_key=api_key,
+        assistant=assistant,
+        continue_last=continue_last,
+        conversation=conversation,
+        list_assistants=list_assistants,
+        options=parse_options(options),
+    )
+    raise typer.Exit(run(args))
 
 
 def main() -> None:

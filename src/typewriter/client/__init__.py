@@ -13,7 +13,6 @@ The package's layout (each module one job):
 - ``errors``: the exceptions, and the one function that turns an error reply into one;
 - ``records``: ``Asked``, ``StreamEvent``, ``Assistants``;
 - ``sync``, ``aio``: the thin transports over ``httpx.Client`` and ``httpx.AsyncClient``;
-- ``printing``: ``typewriter chat QUESTION``'s one-shot printer.
 
 See docs/client.md.
 """
@@ -40,7 +39,6 @@ from typewriter.client.errors import (
     StreamExpired,
     Unauthorized,
 )
-from typewriter.client.printing import ask_and_print
 from typewriter.client.records import Asked, Assistants, StreamEvent
 from typewriter.client.sync import Client
 
@@ -67,5 +65,4 @@ __all__ = [
     "StreamEvent",
     "StreamExpired",
     "Unauthorized",
-    "ask_and_print",
 ]
