@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -97,3 +98,10 @@ async def logged_events(broker: Broker, stream_id: str, owner: str) -> list[tupl
         while (batch := await subscription.next(loop.time() + 1)) is not None:
             out.extend((name, decode(name, data).fields()) for _, name, data, _ in batch)
     return out
+
+
+def sigint_as_in_a_terminal() -> None:
+    """A child's ``preexec_fn``: Ctrl+C as a terminal gives it. A child inherits an ignored
+    SIGINT (a suite run in the background, by nohup or by CI ignores it), and Python then
+    never turns Ctrl+C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

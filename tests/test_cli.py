@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import RunningServer, ServerFactory
+from helpers import sigint_as_in_a_terminal
 from typewriter.cli import app
 from typewriter.config import load_settings
 from typewriter.models.simulated import CANNED_ANSWER
@@ -96,10 +97,6 @@ def test_chat_command_reports_errors(server: RunningServer) -> None:
     assert "nope" in done.stderr and "Traceback" not in done.stderr
 
 
-def _sigint_as_in_a_terminal() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.integration
 def test_ctrl_c_in_chat_stops_generating(server: RunningServer) -> None:
     # echo types this back at 50 pieces of 4 characters a second: 20 s, so Ctrl+C always
@@ -110,9 +107,7 @@ def test_ctrl_c_in_chat_stops_generating(server: RunningServer) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # As from a terminal: a child inherits an ignored SIGINT, and Python then never
-        # turns Ctrl+C into KeyboardInterrupt (the suite's process may be ignoring it).
-        preexec_fn=_sigint_as_in_a_terminal,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     assert process.stdout is not None
     first = process.stdout.read(20)  # the answer has started typing

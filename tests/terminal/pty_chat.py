@@ -19,6 +19,8 @@ from pathlib import Path
 import pexpect  # type: ignore[import-untyped]
 import pyte
 
+from helpers import sigint_as_in_a_terminal
+
 __all__ = ["ChatTerminal", "Terminals"]
 
 ROWS, COLS = 40, 100
@@ -43,6 +45,7 @@ class ChatTerminal:
             dimensions=(rows, cols),
             encoding="utf-8",
             codec_errors="replace",
+            preexec_fn=sigint_as_in_a_terminal,  # Ctrl+C must reach it as from a shell
         )
 
     # -- reading ----------------------------------------------------------------------------
