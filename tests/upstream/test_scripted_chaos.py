@@ -9,6 +9,7 @@ else (not the order requests arrive in).
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,25 @@ def ask(server: ChaosUpstream, messages: list[dict[str, Any]], read_timeout: flo
     return seen
 
 
+def connection_end(server: ChaosUpstream, key: str) -> str:
+    """How the connection of a request for ``key`` ends, read on a raw socket: ``"reset"``
+    (the kernel reports a TCP reset) or ``"closed"`` (an orderly end of stream)."""
+    body = json.dumps({"model": "test-model", "messages": question(key), "stream": True})
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    )
+    assert server.port is not None
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        try:
+            while sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            return "reset"
+    return "closed"
+
+
 def question(key: str) -> list[dict[str, Any]]:
     return [{"role": "system", "content": "Answer."}, {"role": "user", "content": key}]
 
@@ -136,6 +156,8 @@ def test_reset_breaks_the_connection_after_the_planned_chunks(chaos: ChaosUpstre
     assert record["dropped"] is not None and not record["completed"]
     assert record["tokens_sent"] == 1 + after
     assert sent_text(record) == "".join(answer_words_deltas(key)[:after])
+    # A reset indeed, not an orderly close (which is ``broken``).
+    assert connection_end(chaos, key) == "reset"
 
 
 def test_a_broken_body_delivers_what_was_sent_then_fails(chaos: ChaosUpstream) -> None:
@@ -146,6 +168,7 @@ def test_a_broken_body_delivers_what_was_sent_then_fails(chaos: ChaosUpstream) -
     assert isinstance(seen.failure, httpx.RemoteProtocolError), seen.failure
     assert seen.contents == answer_words_deltas(key)[:after]
     assert not seen.done and seen.finish_reason is None
+    assert connection_end(chaos, key) == "closed"
 
 
 def test_stall_stops_sending_and_keeps_the_connection(chaos: ChaosUpstream) -> None:
