@@ -298,7 +298,8 @@ class _AnnouncingServer(uvicorn.Server):
             print(f"LISTENING {self.port}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, app: Callable[[], App] = App) -> None:
+    """Serve ``app()`` (``App``; ``scripted_chaos.py`` passes its own) until SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     sock.bind((args.host, args.port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        App(),
+        app(),
         loop="asyncio",
         http="httptools",
         lifespan="off",
