@@ -215,7 +215,7 @@ def _chain(config: AssistantConfig, upstreams: Mapping[str, Upstream]) -> list[L
     links += [(fallback.model, fallback.upstreams) for fallback in config.fallbacks]
     chain = []
     for i, (model, names) in enumerate(links):
-        where = f"assistant {config.name!r}" + (f" fallback {i} ({model!r})" if i else "")
+        where = f"assistant {config.name!r}" + (f" fallbacks[{i - 1}] ({model!r})" if i else "")
         chain.append(Link(model, tuple(_route(where, model, names, upstreams))))
     return chain
 

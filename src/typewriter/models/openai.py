@@ -284,6 +284,8 @@ class OpenAIBackend(ModelBackend):
                 probe = health.breaker_state() == "half_open"
                 if skip_open and not health.admit():
                     continue
+                if skip_open and probe:
+                    self._tell(health.state)  # this attempt is the half-open breaker's probe
                 try:
                     opened = await self._keys(link, upstream, body, vendor, failures, refused_by)
                 finally:
