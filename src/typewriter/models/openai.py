@@ -519,7 +519,7 @@ class _Failures:
     def give_up(self, now: float, why: str = "") -> ModelUnavailable:
         """The user's error; the log gets each upstream's last error."""
         shown = "; ".join(f"{u}: {r} (x{n})" for u, (r, n) in self._last.items()) or why
-        how = "one round: every upstream known down" if self._one_round else "retried"
+        how = "one attempt: every upstream known down" if self._one_round else "retried"
         log.warning(
             "no upstream answered model %s: %d attempt(s) in %.1f s (%s): %s",
             self._model,
