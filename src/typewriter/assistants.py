@@ -2,9 +2,10 @@
 
 Clients choose an assistant, never a backend, so an operator can move an
 assistant to another model without any client noticing. The catalog is built
-once from settings; a wrong reference (an assistant naming an upstream that
-does not exist, or that serves no such model, or a ``default_assistant`` that
-is not served) stops start-up with its name.
+once from settings; a wrong reference (an assistant or one of its fallbacks
+naming an upstream that does not exist, or that does not serve that model, a
+model no upstream serves, or a ``default_assistant`` that is not served) stops
+start-up with its name.
 
 The catalog also names the default assistant, the one that answers when a
 request names none: configuring assistants of one's own must not leave every
@@ -26,7 +27,7 @@ from typewriter.models.simulated import SimulatedModel
 from typewriter.upstreams import AssistantConfig
 
 if TYPE_CHECKING:
-    from typewriter.models.openai import UpstreamClient
+    from typewriter.models.openai import Link, Upstream, UpstreamClient
 
 __all__ = ["Assistant", "Catalog", "Timeouts", "build_catalog"]
 
@@ -182,8 +183,7 @@ def _configured(
     for config in settings.assistants:
         if config.name in built:
             raise ConfigError(f"assistant {config.name!r} is configured twice")
-        route = _route(config, upstreams)
-        backend = OpenAIBackend(http, route, settings.retry, events)
+        backend = OpenAIBackend(http, _chain(config, upstreams), settings.retry, events)
         built[config.name] = Assistant(
             name=config.name,
             model=config.model,
@@ -207,14 +207,31 @@ def _configured(
     return built
 
 
-def _route(config: AssistantConfig, upstreams: Mapping[str, Any]) -> list[Any]:
-    names = config.upstreams or [n for n, u in upstreams.items() if u.config.serves(config.model)]
+def _chain(config: AssistantConfig, upstreams: Mapping[str, Upstream]) -> list[Link]:
+    """The assistant's links in order: its own model, then each fallback."""
+    from typewriter.models.openai import Link
+
+    links = [(config.model, config.upstreams)]
+    links += [(fallback.model, fallback.upstreams) for fallback in config.fallbacks]
+    chain = []
+    for i, (model, names) in enumerate(links):
+        where = f"assistant {config.name!r}" + (f" fallbacks[{i - 1}] ({model!r})" if i else "")
+        chain.append(Link(model, tuple(_route(where, model, names, upstreams))))
+    return chain
+
+
+def _route(
+    where: str, model: str, names: list[str], upstreams: Mapping[str, Upstream]
+) -> list[Upstream]:
+    names = names or [n for n, u in upstreams.items() if u.config.serves(model)]
     missing = [n for n in names if n not in upstreams]
     if missing:
         raise ConfigError(
-            f"assistant {config.name!r} names unknown upstream(s) {missing}; "
-            f"configured: {sorted(upstreams)}"
+            f"{where} names unknown upstream(s) {missing}; configured: {sorted(upstreams)}"
         )
     if not names:
-        raise ConfigError(f"assistant {config.name!r}: no upstream serves model {config.model!r}")
+        raise ConfigError(f"{where}: no upstream serves model {model!r}")
+    elsewhere = [n for n in names if not upstreams[n].config.serves(model)]
+    if elsewhere:
+        raise ConfigError(f"{where}: upstream(s) {elsewhere} do not serve model {model!r}")
     return [upstreams[n] for n in names]

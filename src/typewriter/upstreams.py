@@ -2,8 +2,9 @@
 
 An upstream is any server speaking OpenAI's Chat Completions API (vLLM,
 Ollama, Xinference, LM Studio, OpenAI). An assistant is what clients choose: a
-public name mapped to a model on one or more upstreams (tried in order, for
-failover), a system prompt, default sampling options and the bounds within
+public name mapped to a chain of models, each on one or more upstreams (tried
+in order before the first token: the first model's upstreams, then each
+fallback's), a system prompt, default sampling options and the bounds within
 which a request may override them.
 """
 
@@ -13,7 +14,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["PASSED_FIELDS", "STANDARD_FIELDS", "AssistantConfig", "RetryPolicy", "UpstreamConfig"]
+__all__ = [
+    "PASSED_FIELDS",
+    "STANDARD_FIELDS",
+    "AssistantConfig",
+    "FallbackConfig",
+    "RetryPolicy",
+    "UpstreamConfig",
+]
 
 PASSED_FIELDS = (
     "stop",
@@ -90,6 +98,23 @@ class UpstreamConfig(_Config):
     timeout, a broken connection) with an estimate; vLLM can send its running count on
     every chunk instead, and the last one seen is then the answer's exact usage."""
 
+    breaker_cooldown: float = Field(
+        1.0, gt=0, description="seconds a failed upstream is skipped after one failure"
+    )
+    breaker_cooldown_max: float = Field(
+        30.0, gt=0, description="longest skip: the cooldown doubles per consecutive failure"
+    )
+    """The circuit breaker (``models/health.py``): after a connection error, a timeout
+    or a 5xx the upstream is skipped for ``breaker_cooldown`` seconds, doubled with each
+    further consecutive failure up to ``breaker_cooldown_max``; then one probe is let
+    through, whose success closes it."""
+
+    @model_validator(mode="after")
+    def _cooldowns_ordered(self) -> UpstreamConfig:
+        if self.breaker_cooldown_max < self.breaker_cooldown:
+            raise ValueError("breaker_cooldown_max must be at least breaker_cooldown")
+        return self
+
     @model_validator(mode="after")
     def _http_url(self) -> UpstreamConfig:
         if not self.base_url.startswith(("http://", "https://")):
@@ -117,12 +142,28 @@ class RetryPolicy(_Config):
     backoff_max: float = Field(5.0, ge=0, description="longest pause between attempts")
 
 
+class FallbackConfig(_Config):
+    """One further link of an assistant's chain: a model, and the upstreams serving it."""
+
+    model: str = Field(min_length=1, description="the model name these upstreams know")
+    upstreams: list[str] = Field(
+        default_factory=list, description="upstream names in failover order; empty: all serving it"
+    )
+
+
 class AssistantConfig(_Config):
     name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     model: str = Field(min_length=1, description="the model name the upstream knows")
     upstreams: list[str] = Field(
         default_factory=list, description="upstream names in failover order; empty: all serving it"
     )
+    fallbacks: list[FallbackConfig] = Field(
+        default_factory=list,
+        description="further models tried in order when every upstream of the one before failed",
+    )
+    """The rest of the chain after ``model``/``upstreams`` (e.g. a local model first, a
+    hosted one next): a failure before the first token moves through the first model's
+    upstreams, then down the chain, each link sending its own model name."""
     description: str = ""
     system_prompt: str | None = None
     temperature: float | None = Field(None, ge=0, le=2)

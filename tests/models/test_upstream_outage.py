@@ -2,7 +2,7 @@
 
 The user gets one plain sentence and its code; the upstream's name and the
 error go to the server's log. Once every upstream is known down, an answer
-fails after one quick round instead of retrying until ``retry.deadline``.
+fails after one quick attempt instead of retrying until ``retry.deadline``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from helpers import data_of, last
-from typewriter.models.health import UpstreamHealth
+from typewriter.models.health import Breaker, UpstreamHealth
 from upstream.control import Upstream
 from upstream.fixtures import Gateway, answer
 
@@ -65,7 +65,8 @@ async def test_with_every_upstream_known_down_an_answer_fails_at_once(
     assert known < 1.5, f"{known:.2f} s with both upstreams known down"
     gave_up = [r.message for r in caplog.records if "no upstream answered" in r.message]
     assert "(retried)" in gave_up[0]
-    assert "2 attempt(s)" in gave_up[1] and "every upstream known down" in gave_up[1]
+    # Every breaker open: one attempt, where the cooldown ends first (see test_circuit_breaker).
+    assert "1 attempt(s)" in gave_up[1] and "every upstream known down" in gave_up[1]
 
 
 async def test_errors_from_an_upstream_name_neither_it_nor_exception_classes(
@@ -93,7 +94,7 @@ async def test_errors_from_an_upstream_name_neither_it_nor_exception_classes(
 
 
 async def test_concurrent_checks_share_one_probe_and_it_is_reused() -> None:
-    health = UpstreamHealth("u", check_interval=0.3)
+    health = UpstreamHealth("u", check_interval=0.3, breaker=Breaker(cooldown=0.2))
     probes = 0
 
     async def probe() -> str | None:
@@ -111,6 +112,6 @@ async def test_concurrent_checks_share_one_probe_and_it_is_reused() -> None:
     await health.check(probe)
     assert probes == 1  # fresh news: no new probe
     await asyncio.sleep(0.3)
-    assert not health.known_down()  # down, but too long ago to give up on it
+    assert not health.known_down()  # down, but its cooldown is over: half-open, a probe may go
     state = await health.check(probe)
     assert probes == 2 and state.consecutive_failures == 2

@@ -8,12 +8,22 @@ After the first token nothing is retried — the user has seen text — and a
 failure becomes an ``error`` event with the text so far kept. Reading the
 stream itself is ``openai_chunks.py``.
 
-Every attempt tells the upstream's ``UpstreamHealth`` how it went. When every
-upstream of an assistant is known down (a failed attempt or check within
-``upstream_check_interval``), a request makes one quick round and gives up
-instead of retrying until the deadline: the user learns at once what the last
-request learnt the slow way. The user sees one plain sentence; the upstreams'
-names and errors go to the log, one WARNING per request given up.
+An assistant's upstreams form a chain of links (:class:`Link`): its model on
+its upstreams, then each fallback model on its own. Attempts go down the chain
+in order, each link's upstreams in order, each sending its link's model name.
+
+Every attempt tells the upstream's ``UpstreamHealth`` how it went, and that
+record is also the upstream's circuit breaker: an upstream whose breaker is
+open is skipped while some other upstream of the chain may be tried, so a dead
+first upstream costs an answer nothing during its cooldown. When every
+upstream of the chain is known down as a request arrives (open, or probed by
+another request right now), the request neither waits for a cooldown nor
+retries until the deadline: it tries once the upstream whose cooldown ends
+first, and gives up if that fails (see ``_last_chance``). A request that meets
+the failures itself keeps its retry policy: after a round in which every
+upstream failed, it pauses and goes round again until the deadline, open
+breakers or not. The user sees one plain sentence; the upstreams' names and
+errors go to the log, one WARNING per request given up.
 
 Stopping is closing: the generator holds the upstream response open, so when
 the gateway closes the generator (Stop, disconnect, grace, timeout) the
@@ -45,14 +55,20 @@ import aiohttp
 from typewriter.errors import ModelError, ModelUnavailable
 from typewriter.messages import ChatMessage, wire_content
 from typewriter.models.base import Chunk, ModelBackend, ModelRequest
-from typewriter.models.health import QUIET, UpstreamEvents, UpstreamHealth, UpstreamState
+from typewriter.models.health import (
+    QUIET,
+    Breaker,
+    UpstreamEvents,
+    UpstreamHealth,
+    UpstreamState,
+)
 from typewriter.models.keys import KeyPool, fingerprint
 from typewriter.models.openai_chunks import error_message_of, read_chunks
 from typewriter.models.upstream_route import UpstreamRoute
 from typewriter.observe import timing
 from typewriter.upstreams import RetryPolicy, UpstreamConfig
 
-__all__ = ["OpenAIBackend", "Upstream", "UpstreamClient"]
+__all__ = ["Link", "OpenAIBackend", "Upstream", "UpstreamClient"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +136,8 @@ class Upstream:
     @classmethod
     def from_config(cls, config: UpstreamConfig, check_interval: float) -> Upstream:
         keys = [k.get_secret_value() for k in config.api_keys]
-        health = UpstreamHealth(config.name, check_interval)
+        breaker = Breaker(config.breaker_cooldown, config.breaker_cooldown_max)
+        health = UpstreamHealth(config.name, check_interval, breaker)
         route = UpstreamRoute.from_environment(config.base_url)
         return cls(config, KeyPool(keys, config.key_strategy), health, route)
 
@@ -141,6 +158,15 @@ class Upstream:
         return self.route.authorize(headers)
 
 
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One link of an assistant's chain: a model name, and the upstreams serving it in
+    failover order."""
+
+    model: str
+    upstreams: tuple[Upstream, ...]
+
+
 class _Refused(Exception):
     """One attempt failed in a way worth trying elsewhere.
 
@@ -158,17 +184,21 @@ class _Refused(Exception):
 
 
 class OpenAIBackend(ModelBackend):
-    """Streams from the first upstream (in order) that answers; see the module docstring."""
+    """Streams from the first upstream of the chain (in order) that answers; see the
+    module docstring."""
 
     def __init__(
         self,
         client: UpstreamClient,
-        upstreams: Sequence[Upstream],
+        chain: Sequence[Link],
         policy: RetryPolicy,
         events: UpstreamEvents = QUIET,
     ) -> None:
         self._client = client
-        self._upstreams = list(upstreams)
+        self._chain = list(chain)
+        # Each (link, upstream) in the order attempts go; an upstream may serve two links.
+        self._attempts = [(link, u) for link in self._chain for u in link.upstreams]
+        self._upstreams = list({id(u): u for _, u in self._attempts}.values())
         self._policy = policy
         self._events = events
 
@@ -202,9 +232,14 @@ class OpenAIBackend(ModelBackend):
         checks = (u.health.check(functools.partial(self._probe, u)) for u in self._upstreams)
         states = list(await asyncio.gather(*checks))
         for state in states:
-            if state.up is not None:
-                self._events.upstream_up(state.name, state.up)
+            self._tell(state)
         return states
+
+    def _tell(self, state: UpstreamState) -> None:
+        """The metrics follow the record: up or down, and the breaker's state."""
+        if state.up is not None:
+            self._events.upstream_up(state.name, state.up)
+        self._events.upstream_breaker(state.name, state.breaker)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         upstream, response = await self._open(self._body(request), request.options.vendor)
@@ -227,52 +262,41 @@ class OpenAIBackend(ModelBackend):
     async def _open(
         self, body: dict[str, Any], vendor: Mapping[str, Any]
     ) -> tuple[Upstream, aiohttp.ClientResponse]:
-        """The first 200 response from any upstream and key, and its upstream; or
-        ModelUnavailable (after one round when every upstream is known down)."""
+        """The first 200 response from any link, upstream and key, and its upstream; or
+        ModelUnavailable (at once when every upstream is known down)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._policy.deadline
-        one_round = all(u.health.known_down() for u in self._upstreams)
+        one_round = not any(u.health.available() for u in self._upstreams)
+        models = ", ".join(dict.fromkeys(link.model for link in self._chain))
+        failures = _Failures(models, started, one_round)
+        if one_round:
+            return await self._last_chance(body, vendor, failures)
         pause = self._policy.backoff_initial
-        failures = _Failures(body["model"], started, one_round)
-        events = self._events
-        refused_by: str | None = None  # the upstream of the last failed attempt
+        refused_by: list[str] = []  # the upstream of the last failed attempt, if any
         while True:
+            # While some upstream of the chain may be tried, open ones are skipped; once
+            # this request has seen every one fail, it retries them all, as its policy says.
+            skip_open = any(_ready(u, time.time()) for u in self._upstreams)
             tried_any = False
-            for upstream in self._upstreams:
-                name = upstream.config.name
-                tried: set[str] = set()
-                while (key := upstream.keys.choose(time.time(), tried)) is not None:
-                    tried.add(key)
-                    tried_any = True
-                    if refused_by == name:
-                        events.upstream_retry(name)
-                    elif refused_by is not None:
-                        events.upstream_failover(refused_by, name)
-                    try:
-                        response = await self._attempt(upstream, key, body, vendor)
-                    except _Refused as refused:
-                        refused_by = name
-                        failures.add(name, refused.reason)
-                        events.upstream_error(name, refused.kind)
-                        if refused.rest_until:
-                            upstream.keys.rest(key, refused.rest_until)
-                        else:
-                            upstream.health.failed(refused.reason)
-                            events.upstream_up(name, False)
-                    except ModelError:
-                        upstream.health.reached()  # it answered: what it refuses is the request
-                        events.upstream_error(name, "rejected")
-                        events.upstream_up(name, True)
-                        raise
-                    else:
-                        upstream.health.reached()
-                        events.upstream_up(name, True)
-                        return upstream, response
-                    if loop.time() >= deadline:
-                        raise failures.give_up(loop.time())
-            if one_round and tried_any:
-                raise failures.give_up(loop.time())
+            for link, upstream in self._attempts:
+                health = upstream.health
+                probe = health.breaker_state() == "half_open"
+                if skip_open and not health.admit():
+                    continue
+                if skip_open and probe:
+                    self._tell(health.state)  # this attempt is the half-open breaker's probe
+                try:
+                    opened = await self._keys(link, upstream, body, vendor, failures, refused_by)
+                finally:
+                    if skip_open and probe:
+                        health.settle()  # a probe that gave no verdict frees its slot
+                tried, response = opened
+                tried_any = tried_any or tried
+                if response is not None:
+                    return upstream, response
+                if loop.time() >= deadline:
+                    raise failures.give_up(loop.time())
             now = time.time()
             wait = pause if tried_any else 0.0
             ready_at = min(u.keys.next_ready_at() for u in self._upstreams)
@@ -281,6 +305,73 @@ class OpenAIBackend(ModelBackend):
                 raise failures.give_up(loop.time(), "every key is resting")
             await asyncio.sleep(wait)
             pause = min(pause * 2 or self._policy.backoff_initial, self._policy.backoff_max)
+
+    async def _last_chance(
+        self, body: dict[str, Any], vendor: Mapping[str, Any], failures: _Failures
+    ) -> tuple[Upstream, aiohttp.ClientResponse]:
+        """Every upstream of the chain is known down: one attempt, at the upstream whose
+        cooldown ends first, and the user's error at once if it fails.
+
+        Not waiting is the point of knowing: the answer fails in the time of one attempt
+        (milliseconds on a refused connection) instead of a cooldown or a retry deadline.
+        Not giving up without any attempt keeps one upstream's blip from refusing every
+        answer of a one-upstream assistant for a whole cooldown: the attempt is the probe
+        that closes the breaker as soon as the upstream is back.
+        """
+        link, upstream = min(self._attempts, key=lambda a: a[1].health.opens_in())
+        _, response = await self._keys(link, upstream, body, vendor, failures, [], once=True)
+        if response is None:
+            raise failures.give_up(asyncio.get_running_loop().time())
+        return upstream, response
+
+    async def _keys(
+        self,
+        link: Link,
+        upstream: Upstream,
+        body: dict[str, Any],
+        vendor: Mapping[str, Any],
+        failures: _Failures,
+        refused_by: list[str],
+        *,
+        once: bool = False,
+    ) -> tuple[bool, aiohttp.ClientResponse | None]:
+        """Attempts at one upstream with its link's model, one per ready key (one in all
+        with ``once``), until one answers or the upstream fails as a whole: whether any
+        attempt was made, and the response. A rejected request raises ModelError."""
+        name = upstream.config.name
+        body = {**body, "model": link.model}
+        events = self._events
+        tried: set[str] = set()
+        while (key := upstream.keys.choose(time.time(), tried)) is not None:
+            tried.add(key)
+            if refused_by and refused_by[0] == name:
+                events.upstream_retry(name)
+            elif refused_by:
+                events.upstream_failover(refused_by[0], name)
+            try:
+                response = await self._attempt(upstream, key, body, vendor)
+            except _Refused as refused:
+                refused_by[:] = [name]
+                failures.add(name, refused.reason)
+                events.upstream_error(name, refused.kind)
+                if refused.rest_until:
+                    upstream.keys.rest(key, refused.rest_until)
+                else:
+                    upstream.health.failed(refused.reason)
+                    self._tell(upstream.health.state)
+                    return True, None  # the upstream failed, not a key: on down the chain
+            except ModelError:
+                upstream.health.reached()  # it answered: what it refuses is the request
+                events.upstream_error(name, "rejected")
+                self._tell(upstream.health.state)
+                raise
+            else:
+                upstream.health.reached()
+                self._tell(upstream.health.state)
+                return True, response
+            if once:
+                return True, None
+        return bool(tried), None
 
     async def _attempt(
         self, upstream: Upstream, key: str, body: dict[str, Any], vendor: Mapping[str, Any]
@@ -374,6 +465,11 @@ class OpenAIBackend(ModelBackend):
         return None
 
 
+def _ready(upstream: Upstream, now: float) -> bool:
+    """Its breaker lets an attempt through and one of its keys is not resting."""
+    return upstream.health.available() and upstream.keys.next_ready_at() <= now
+
+
 def _wire_message(message: ChatMessage) -> dict[str, Any]:
     """One message in OpenAI's form: the tool parts only where the client gave them, so
     a plain turn is ``{"role", "content"}`` as before. An assistant turn that only calls
@@ -423,7 +519,7 @@ class _Failures:
     def give_up(self, now: float, why: str = "") -> ModelUnavailable:
         """The user's error; the log gets each upstream's last error."""
         shown = "; ".join(f"{u}: {r} (x{n})" for u, (r, n) in self._last.items()) or why
-        how = "one round: every upstream known down" if self._one_round else "retried"
+        how = "one attempt: every upstream known down" if self._one_round else "retried"
         log.warning(
             "no upstream answered model %s: %d attempt(s) in %.1f s (%s): %s",
             self._model,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +27,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+if TYPE_CHECKING:
+    from typewriter.models.health import BreakerState
+
 __all__ = ["Metrics", "Tally"]
 
 # Seconds. First tokens range from a cached model's milliseconds to a cold one's minute.
@@ -34,6 +37,8 @@ FIRST_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 # What the gateway adds, and how fast a Stop closes the upstream: milliseconds matter.
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _STOP_REQUESTS_KEPT = 10_000
+_BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+"""``typewriter_upstream_breaker_state``: higher is worse, so a max over time alerts."""
 
 # A ``_created`` sample per series doubles the text for what Prometheus reads from the
 # process start time anyway (the switch is the library's own, for the whole process).
@@ -181,6 +186,12 @@ class Metrics:
             ["upstream"],
             registry=registry,
         )
+        self.upstream_breakers = Gauge(
+            "typewriter_upstream_breaker_state",
+            "the upstream's circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["upstream"],
+            registry=registry,
+        )
         self.store_seconds = Histogram(
             "typewriter_store_operation_seconds",
             "time of one store operation (one transaction)",
@@ -277,6 +288,9 @@ class Metrics:
 
     def upstream_up(self, upstream: str, up: bool) -> None:
         self.upstream_health.labels(upstream).set(1 if up else 0)
+
+    def upstream_breaker(self, upstream: str, state: BreakerState) -> None:
+        self.upstream_breakers.labels(upstream).set(_BREAKER_VALUES[state])
 
     # Store and broker (see ``observe.timed``)
 
