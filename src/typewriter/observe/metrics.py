@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,9 +26,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from typewriter.models.health import BreakerState
 
 __all__ = ["Metrics", "Tally"]
 
@@ -289,7 +286,9 @@ class Metrics:
     def upstream_up(self, upstream: str, up: bool) -> None:
         self.upstream_health.labels(upstream).set(1 if up else 0)
 
-    def upstream_breaker(self, upstream: str, state: BreakerState) -> None:
+    def upstream_breaker(self, upstream: str, state: str) -> None:
+        """``state`` is ``models.health.BreakerState``, taken as its plain name so that
+        observing does not depend on the model backends."""
         self.upstream_breakers.labels(upstream).set(_BREAKER_VALUES[state])
 
     # Store and broker (see ``observe.timed``)
