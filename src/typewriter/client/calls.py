@@ -108,14 +108,7 @@ class Api:
         options: dict[str, Any] | None = None,
         images: list[str] | None = None,
     ) -> Call[Asked]:
-        body = _fields(
-            message=message,
-            conversation_id=conversation_id,
-            parent_id=parent_id,
-            assistant=assistant,
-            options=options,
-            images=_images(images),
-        )
+        body = _ask_body(message, conversation_id, parent_id, assistant, options, images)
         return Call(self.request("POST", "/v1/chat", json_body=body), _asked)
 
     def ask_direct(
@@ -132,18 +125,11 @@ class Api:
         round trip less before the first token. ``on_disconnect: continue`` keeps the
         answer going if that response is cut, so it can be resumed by its ``X-Stream-Id``
         like any other; Stop stays the explicit cancel."""
-        request = self.ask(
-            message,
-            conversation_id=conversation_id,
-            parent_id=parent_id,
-            assistant=assistant,
-            options=options,
-            images=images,
-        ).request
-        body = json.loads(request.body or b"{}")
+        body = _ask_body(message, conversation_id, parent_id, assistant, options, images)
         body["on_disconnect"] = "continue"
-        headers = dict(request.headers, accept="text/event-stream")
-        return Request("POST", request.url, headers, {}, json.dumps(body).encode())
+        request = self.request("POST", "/v1/chat", json_body=body)
+        request.headers["accept"] = "text/event-stream"
+        return request
 
     def regenerate(
         self,
@@ -240,6 +226,25 @@ class Api:
     ) -> Call[dict[str, Any]]:
         params = {"from": from_, "to": to, "assistant": assistant}
         return Call(self.request("GET", "/v1/usage", params=params), _object)
+
+
+def _ask_body(
+    message: str,
+    conversation_id: str | None,
+    parent_id: str | None,
+    assistant: str | None,
+    options: dict[str, Any] | None,
+    images: list[str] | None,
+) -> dict[str, Any]:
+    """The body of ``POST /v1/chat``, for both ways of receiving the answer."""
+    return _fields(
+        message=message,
+        conversation_id=conversation_id,
+        parent_id=parent_id,
+        assistant=assistant,
+        options=options,
+        images=_images(images),
+    )
 
 
 def _fields(**values: Any) -> dict[str, Any]:
