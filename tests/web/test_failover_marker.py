@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -227,7 +228,7 @@ def last_answer_md(page: Page) -> Any:
 
 
 def test_the_page_marks_where_another_upstream_continued_the_answer(
-    browser: Browser, chain: RunningServer
+    browser: Browser, chain: RunningServer, screenshots: Path
 ) -> None:
     question, written = seamed_question()
     whole = answer_text(SEED, question)
@@ -259,6 +260,8 @@ def test_the_page_marks_where_another_upstream_continued_the_answer(
         expect(marker).to_have_attribute("aria-label", LABEL)
         expect(marker).to_have_attribute("role", "img")
         expect(marker).to_be_visible()
+        marker.hover()
+        page.screenshot(path=screenshots / "failover-marker.png")
 
         # stored: the same text, the second part starting at the seam
         with httpx.Client(base_url=chain.url, timeout=10) as api:
