@@ -214,7 +214,7 @@ WATCH_MARKERS = """() => {
             count: markers.length,
             streaming: answer.classList.contains('streaming'),
             before: markers.length ? before(md, markers[0]) : null,
-            text: md.textContent,
+            text: md.textContent.trim(),
             title: markers.length ? markers[0].title : null,
         };
         if (!seen.first) seen.first = state;
