@@ -331,3 +331,21 @@ def test_the_browser_module_passes_the_notice_on_between_the_two_parts(
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_a_stored_seam_after_an_emoji_is_placed_by_characters_not_units(page: Page) -> None:
+    """The server counts a part's start in characters; the page's strings count UTF-16 units,
+    two for an emoji."""
+    text = "Smile 😀 then more"
+    sources = [
+        {"upstream": "u0", "model": "a", "start": 0, "end": 8},
+        {"upstream": "u1", "model": "b", "start": 8, "end": len(text)},
+    ]
+    seams = page.evaluate(
+        """async ([sources, text]) => {
+            const link = document.querySelector('link[rel=modulepreload][href$="/js/answer.js"]');
+            return (await import(link.href)).seamsFrom(sources, text);
+        }""",
+        [sources, text],
+    )
+    assert seams == [{"at": len(text[:8].encode("utf-16-le")) // 2, "upstream": "u1", "model": "b"}]
