@@ -4,7 +4,9 @@
 // for a comment on it. Above it, who wrote it (its assistant and model, as stored or as the
 // page asked), and the model's reasoning, if it shows any: a "Thinking" block
 // that is open and types while the reasoning arrives, and folds when the answer begins (a
-// click opens it again). A stored answer shows it folded.
+// click opens it again). A stored answer shows it folded. Where the upstream writing the
+// answer failed and another one continued it, a small marker in the text says who did: live
+// from the stream's `notice`, stored from the message's `sources` (markdown.js draws them).
 //
 // An answer's buttons do not call the code that acts on them: they dispatch an
 // ANSWER_ACTION event ({ action, answer, rating }) that bubbles up the log, where feedback.js
@@ -39,6 +41,7 @@ export class Answer {
         feedback: null,
         assistant: null, // who wrote it: the assistant's name and its model, when known
         model: null,
+        seams: [], // where another upstream continued it: { at (in text), upstream, model }
       },
       fields, // may set status and stopping too
     );
@@ -80,6 +83,21 @@ export class Answer {
   get shownText() {
     const whole = this.status === "done" && this.finishReason === "stop";
     return whole ? this.text : withoutDanglingMarker(this.text);
+  }
+
+  /** The upstream failed and `to` (serving `model`) continues the answer from here. */
+  continued({ to, model }) {
+    this.seams.push({ at: this.text.length, upstream: to, model });
+    this.schedule();
+  }
+
+  /** The seams as the text is shown: each with its label, none past the shown end. */
+  get shownSeams() {
+    const end = this.shownText.length;
+    return this.seams.map(({ at, upstream, model }) => ({
+      at: Math.min(at, end),
+      label: t("answer.continuedBy", { model: model || upstream, upstream }),
+    }));
   }
 
   /** Who wrote this answer, once known (a live answer learns it as it starts). */
@@ -207,7 +225,7 @@ export class Answer {
   paint() {
     if (!this.el.isConnected) return; // off screen: rendered when shown again
     this.paintReasoning();
-    this.view.render(this.shownText, { growing: this.live });
+    this.view.render(this.shownText, { growing: this.live, seams: this.shownSeams });
     this.update();
     afterPaint();
   }
@@ -222,9 +240,10 @@ export class Answer {
     if (following) box.scrollTop = box.scrollHeight; // keep the newest thought in sight
   }
 
-  replaceText(text, reasoning = this.reasoning) {
+  replaceText(text, reasoning = this.reasoning, seams = []) {
     this.text = text;
     this.reasoning = reasoning;
+    this.seams = seams;
     this.thinkingText.replaceChildren();
     this.reasoningShown = 0;
     this.view.reset();
@@ -298,4 +317,23 @@ export class Answer {
     this.feedbackForm.hidden = true;
     if (had) (this.feedback?.rating === -1 ? this.bad : this.good).focus();
   }
+}
+
+/**
+ * The seams of a stored answer: where each part of its `sources` after the first begins.
+ * The server counts characters (code points) and the page UTF-16 units, so a part's start is
+ * converted: an emoji before a seam counts one there and two here.
+ */
+export function seamsFrom(sources, text) {
+  const seams = [];
+  let points = 0;
+  let units = 0;
+  for (const part of (sources || []).slice(1)) {
+    while (points < part.start && units < text.length) {
+      units += text.codePointAt(units) > 0xffff ? 2 : 1;
+      points += 1;
+    }
+    seams.push({ at: units, upstream: part.upstream, model: part.model });
+  }
+  return seams;
 }

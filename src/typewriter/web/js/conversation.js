@@ -12,7 +12,7 @@
 // of the view it replaces are aborted, and so is a rename under way (header.js listens).
 
 import { api, streamEventsUrl } from "./api.js";
-import { Answer } from "./answer.js";
+import { Answer, seamsFrom } from "./answer.js";
 import { ui } from "./dom.js";
 import { follow, followedAnswer } from "./following.js";
 import { t } from "./i18n.js";
@@ -67,6 +67,7 @@ function answerFrom(message) {
     error: message.status === "interrupted" ? { code: "interrupted" } : null,
     assistant: message.assistant,
     model: message.model,
+    seams: seamsFrom(message.sources, message.text),
   });
   return { answer, follow: false };
 }

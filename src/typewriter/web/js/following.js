@@ -9,6 +9,7 @@
 // connection notice, "Answer complete.") is only about the open conversation. The registry of
 // open streams is this module's own: nothing else opens or closes them.
 
+import { seamsFrom } from "./answer.js";
 import { api, client } from "./api.js";
 import { ending } from "./endings.js";
 import { t } from "./i18n.js";
@@ -46,6 +47,10 @@ export function follow(answer, url) {
     },
     onReasoning(text) {
       answer.appendReasoning(text);
+    },
+    onNotice(data) {
+      // the upstream failed and the next one of the chain goes on with the answer
+      if (data.code === "failover") answer.continued(data);
     },
     onError(data) {
       answer.error = data; // told with the ending, which follows at once
@@ -103,7 +108,7 @@ async function recover(answer) {
     const stored = conversation.messages.find((m) => m.id === answer.id);
     if (stored && stored.status !== "streaming") {
       followed.delete(answer.streamId);
-      answer.replaceText(stored.text, stored.reasoning || "");
+      answer.replaceText(stored.text, stored.reasoning || "", seamsFrom(stored.sources, stored.text));
       if (stored.status === "interrupted") answer.error = { code: "interrupted" };
       answer.finish({ finish_reason: stored.finish_reason || "error" });
       hideNotice("connection");

@@ -18,10 +18,16 @@
 // keep their DOM nodes, so nothing above the growing end flickers, and the cost of a frame
 // stays the size of the last block, not of the whole answer. The growing end itself is shown
 // settled (settleGrowingEnd): no half-typed Markdown syntax flashes before it means anything.
+//
+// Where an answer was continued by another upstream, a marker shows the seam (seams.js): a
+// sentinel character goes through the Markdown at each seam and becomes the marker once the
+// HTML is sanitized. The highlighter and the maths typesetter set it aside while they work.
 
 import { t } from "./i18n.js";
+import { countIn, drawSeams, lift, placeSeams, plainWithSeams, plant, sentinelFor } from "./seams.js";
 
 let lib = null; // { md, purify } once the libraries are loaded; null: show answers as text
+let sentinel = null; // the seams' sentinel in the text being rendered (null: no seams)
 
 function escapeHtml(text) {
   return text
@@ -56,8 +62,9 @@ function highlighter(hljs) {
     const language = /^\S*/.exec(token.lang || "")[0];
     if (token.growing || !language || !hljs.getLanguage(language)) return false;
     if (token.text.length > HIGHLIGHT_LIMIT) return false;
-    const code = token.text.replace(/\n$/, "");
-    const html = hljs.highlight(code, { language, ignoreIllegals: true }).value;
+    // a seam in the code: coloured without it, then put back where it was
+    const { bare, offsets } = lift(token.text.replace(/\n$/, ""), sentinel);
+    const html = plant(hljs.highlight(bare, { language, ignoreIllegals: true }).value, sentinel, offsets);
     return `<pre><code class="hljs language-${escapeHtml(language)}">${html}\n</code></pre>\n`;
   };
 }
@@ -84,7 +91,13 @@ const BLOCK_MATHS = /^ {0,3}(?:\$\$((?:\\[^]|[^\\$])+?)\$\$|\\\[([^]+?)\\\])[ \t
 
 /** The marked extensions that typeset maths with KaTeX (MathML only, untrusted). */
 function maths(katex) {
+  // a seam inside a formula is marked after it: TeX has no place for it
   const typeset = (token) => {
+    if (!sentinel || !token.raw.includes(sentinel)) return typesetTex(token);
+    const bare = { tex: token.tex.replaceAll(sentinel, ""), raw: token.raw.replaceAll(sentinel, "") };
+    return typesetTex({ ...token, ...bare }) + sentinel.repeat(countIn(token.raw, sentinel));
+  };
+  const typesetTex = (token) => {
     try {
       return katex.renderToString(token.tex, {
         output: "mathml",
@@ -411,14 +424,28 @@ export class MarkdownView {
     this.linksKey = "";
   }
 
-  /** Show `text`; `growing`: more is still coming, so its end is shown settled. */
-  render(text, { growing = false } = {}) {
+  /**
+   * Show `text`; `growing`: more is still coming, so its end is shown settled. `seams`
+   * (`{at, label}`, `at` an offset into `text`) are marked where they fit (seams.js).
+   */
+  render(text, { growing = false, seams = [] } = {}) {
     if (!lib) {
       this.container.classList.add("plain");
-      this.container.textContent = text;
+      this.container.replaceChildren(plainWithSeams(text, seams));
       return;
     }
-    const tokens = lib.md.lexer(growing ? settleGrowingEnd(text) : text);
+    sentinel = seams.length ? sentinelFor(text) : null;
+    const source = growing ? settleGrowingEnd(text) : text;
+    const { text: marked, labels } = placeSeams(source, seams, sentinel);
+    try {
+      this.renderMarked(marked, labels, growing);
+    } finally {
+      sentinel = null;
+    }
+  }
+
+  renderMarked(source, labels, growing) {
+    const tokens = lib.md.lexer(source);
     const links = tokens.links || {};
     const linksKey = JSON.stringify(links);
     if (linksKey !== this.linksKey) {
@@ -430,13 +457,19 @@ export class MarkdownView {
     const last = items[items.length - 1];
     if (growing && last?.type === "code" && !CLOSED_FENCE.test(last.raw)) last.growing = true;
     let index = 0;
+    let seen = 0; // the seams marked in the blocks above
     for (const token of items) {
-      const key = `${token.type}\u0000${token.growing ? "growing\u0000" : ""}${token.raw}`;
+      const count = countIn(token.raw, sentinel);
+      const mine = labels.slice(seen, seen + count);
+      seen += count;
+      const marks = count ? `${mine.join("\u0001")}\u0000` : "";
+      const key = `${token.type}\u0000${token.growing ? "growing\u0000" : ""}${marks}${token.raw}`;
       const block = this.blocks[index];
       if (!block || block.key !== key) {
         const list = [token];
         list.links = links;
         const fragment = sanitize(lib.md.parser(list));
+        drawSeams(fragment, sentinel, mine);
         if (block) {
           block.node.replaceChildren(fragment);
           block.key = key;

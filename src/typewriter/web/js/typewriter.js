@@ -297,7 +297,9 @@ class Source {
  * One answer's stream (GET /v1/streams/{id}/events), followed until its `end`.
  *
  * `handlers`: onStart(data), onDelta(text), onReasoning(text) (the model's thinking, before
- * its answer), onToolCall(data), onError(data) (an `error` event: `end` follows at once),
+ * its answer), onNotice(data) (a `notice` event: `{code, …}`; code "failover": the upstream
+ * failed and `to` goes on with the answer, serving `model`), onToolCall(data), onError(data)
+ * (an `error` event: `end` follows at once),
  * onEnd(data), onEvent(name, data, id) for every event, and onConnection(state) with state
  * "open", "reconnecting" or "closed" (given up: the stream is gone or refused; `open()` tries
  * again from where it was). `finished` resolves with the `end` event's data.
@@ -328,7 +330,7 @@ export class Stream extends Source {
   }
 
   listen(source) {
-    for (const name of ["start", "delta", "reasoning", "tool_call", "end"]) {
+    for (const name of ["start", "delta", "reasoning", "notice", "tool_call", "end"]) {
       source.addEventListener(name, (event) => this.received(name, event));
     }
   }
@@ -340,6 +342,7 @@ export class Stream extends Source {
     if (name === "start") this.handlers.onStart?.(data);
     else if (name === "delta") this.handlers.onDelta?.(data.text ?? "");
     else if (name === "reasoning") this.handlers.onReasoning?.(data.text ?? "");
+    else if (name === "notice") this.handlers.onNotice?.(data);
     else if (name === "tool_call") this.handlers.onToolCall?.(data);
     else if (name === "error") this.handlers.onError?.(data);
     else if (name === "end") {
@@ -371,7 +374,7 @@ export class Stream extends Source {
  * event of a stream already delivered (its `seq` not beyond the last one seen).
  *
  * `handlers`: onConnected(data) (`{user, cursor}`), onEvent(name, data) for each stream event
- * (start, delta, reasoning, tool_call, error, end), onReset(data) (the cursor could not be
+ * (start, delta, reasoning, notice, tool_call, error, end), onReset(data) (the cursor could not be
  * resumed exactly: reload state, then apply what follows), onConnection(state) as for Stream.
  */
 export class Channel extends Source {
@@ -392,7 +395,8 @@ export class Channel extends Source {
   }
 
   listen(source) {
-    for (const name of ["connected", "reset", "start", "delta", "reasoning", "tool_call", "end"]) {
+    const names = ["connected", "reset", "start", "delta", "reasoning", "notice", "tool_call", "end"];
+    for (const name of names) {
       source.addEventListener(name, (event) => this.received(name, event));
     }
   }
