@@ -398,6 +398,13 @@ def check_upstream_logs(ups: Sequence[ChaosUpstream], seen: Sequence[Seen]) -> l
     return problems
 
 
+def outcome_of(events: Sequence[sse.Event]) -> str:
+    """``finish reason/error code`` as a listener read them."""
+    codes = [data_of(e).get("code") for e in events if e.event == "error"]
+    end = [data_of(e).get("finish_reason") for e in events if e.event == "end"]
+    return f"{end[-1] if end else None}/{codes[-1] if codes else None}"
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
@@ -421,35 +428,39 @@ async def test_chaos_answers_end_as_their_seed_says(
             check_answer(answer)
             seen.append(answer)
     wall = time.monotonic() - began
-    problems = [p for s in seen for p in s.problems]
+    failing = [s for s in seen if s.problems]
+    # One line per failing answer (its first problem), then what the upstreams' logs say.
+    problems = [f"{s.problems[0]} (+{len(s.problems) - 1} more)" for s in failing]
     problems += check_upstream_logs(chaos_upstreams, seen)
 
-    outcomes = Counter(f"{s.fate.finish_reason}/{s.fate.code}" for s in seen)
+    outcomes = Counter(outcome_of(s.listeners[0]) for s in seen)
     by_assistant: dict[str, Counter[str]] = defaultdict(Counter)
     for s in seen:
-        by_assistant[s.assistant][s.stored["finish_reason"]] += 1
+        by_assistant[s.assistant][outcome_of(s.listeners[0])] += 1
     gaps = [
         float(source["gap_ms"])
         for s in seen
         for source in (s.stored.get("sources") or [])[1:]
         if isinstance(source.get("gap_ms"), int | float)
     ]
-    switches = sum(s.fate.switches for s in seen)
     notices = sum(e.event == "notice" for s in seen for e in s.listeners[0])
     print(f"chaos: {len(seen)} answers in {wall:.1f} s, seed {SEED}")
     for outcome, count in sorted(outcomes.items()):
         print(f"  {outcome:<32} {count:>4}")
     for name, counts in sorted(by_assistant.items()):
-        print(f"  {name:<10} max_switches={ASSISTANTS[name]}  {dict(sorted(counts.items()))}")
+        print(f"  {name:<7} (max_switches {ASSISTANTS[name]}) {dict(sorted(counts.items()))}")
     print(
-        f"  switches {switches} (notices read {notices}), ended at the switch limit "
-        f"{sum(s.fate.limited for s in seen)}, resets that lost text "
-        f"{sum(s.short_resets for s in seen)}"
+        f"  switches (notices read) {notices}, predicted {sum(s.fate.switches for s in seen)};"
+        f" answers ended at the switch limit {sum(s.fate.limited for s in seen)};"
+        f" resets that lost text {sum(s.short_resets for s in seen)}"
     )
     print(
-        f"  failure -> first continued token: p50 {percentile(gaps, 0.5):.1f} ms, "
-        f"p99 {percentile(gaps, 0.99):.1f} ms over {len(gaps)} seams"
+        f"  failure -> first continued token: p50 {percentile(gaps, 0.5):.1f} ms,"
+        f" p99 {percentile(gaps, 0.99):.1f} ms over {len(gaps)} seams"
     )
-    assert not problems, f"seed={SEED}: {len(problems)} problem(s):\n" + "\n".join(problems[:15])
-    assert outcomes == Counter(f"{f.finish_reason}/{f.code}" for _, _, f in fates(SEED))
+    assert not problems, (
+        f"seed={SEED}: {len(failing)} answer(s) of {len(seen)} not as predicted:\n"
+        + "\n".join(problems[:15])
+    )
+    assert outcomes == Counter(f"{f.finish_reason}/{f.code}" for _, _, f in fates(SEED)), SEED
     assert gaps, f"seed={SEED}: no seam recorded a gap"
