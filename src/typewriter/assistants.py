@@ -53,6 +53,8 @@ class Assistant:
     reasoning: str = "show"  # "show" | "hide": whether clients get the model's reasoning
     think_tags: bool = False  # the model writes its reasoning in <think>…</think> in the text
     accepts_images: bool = False  # its model reads image_url parts; others are refused them
+    continue_on_failure: bool = True  # an upstream failing mid-answer hands it to the next
+    max_switches: int = 2  # most such hand-overs in one answer
 
     def out_of_bounds(self, options: GenerationOptions) -> list[dict[str, str]]:
         """Field errors for per-request options beyond what this assistant allows."""
@@ -203,6 +205,8 @@ def _configured(
             reasoning=config.reasoning,
             think_tags=config.think_tags,
             accepts_images=config.accepts_images,
+            continue_on_failure=config.continue_on_failure,
+            max_switches=config.max_switches,
         )
     return built
 

@@ -1,8 +1,9 @@
 """The answer's events as typed records: one encoder, one decoder.
 
 An answer is a stream of events — ``start``, then ``reasoning`` (the model's
-thinking, when it shows it), ``delta`` (the answer's text) and ``tool_call``
-(pieces of the functions it calls), then ``error`` if it failed and ``end`` —
+thinking, when it shows it), ``delta`` (the answer's text), ``tool_call``
+(pieces of the functions it calls) and ``notice`` (another upstream took the
+answer over), then ``error`` if it failed and ``end`` —
 and this module is the only place that knows their fields and their
 JSON. Producers (the use case) build records; consumers (the OpenAI
 translation, orphan recovery, the Python client, the tests) decode records;
@@ -33,6 +34,7 @@ __all__ = [
     "AnswerEvent",
     "KINDS",
     "Delta",
+    "Notice",
     "Reasoning",
     "Reset",
     "End",
@@ -183,6 +185,24 @@ class Error:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the listener may want to know mid-answer, that is not the answer.
+
+    ``failover``: the upstream ``from_`` failed and ``to`` (asked for ``model``) continues
+    the answer from here: the text goes on after this event as one answer.
+    """
+
+    name: ClassVar[str] = "notice"
+    code: str
+    from_: str
+    to: str
+    model: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"code": self.code, "from": self.from_, "to": self.to, "model": self.model}
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     """The last event: how the answer ended, and what it cost when the model said."""
 
@@ -198,7 +218,7 @@ class End:
         return body
 
 
-AnswerEvent: TypeAlias = Start | Delta | Reasoning | ToolCall | Error | End
+AnswerEvent: TypeAlias = Start | Delta | Reasoning | ToolCall | Notice | Error | End
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +330,10 @@ def _error(fields: dict[str, Any]) -> Error:
     return Error(str(fields["code"]), str(fields["message"]))
 
 
+def _notice(fields: dict[str, Any]) -> Notice:
+    return Notice(str(fields["code"]), str(fields["from"]), str(fields["to"]), str(fields["model"]))
+
+
 def _end(fields: dict[str, Any]) -> End:
     raw = fields.get("usage")
     usage = Usage.of(raw) if isinstance(raw, dict) else None
@@ -321,6 +345,7 @@ _KINDS: dict[str, Callable[[dict[str, Any]], AnswerEvent]] = {
     Delta.name: _delta,
     Reasoning.name: _reasoning,
     ToolCall.name: _tool_call,
+    Notice.name: _notice,
     Error.name: _error,
     End.name: _end,
 }

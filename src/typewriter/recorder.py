@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from typewriter.errors import TypewriterError
 from typewriter.store.answers import Ending
@@ -218,6 +220,7 @@ class Checkpointer:
             final.first_token_ms,
             final.status,
             reasoning=final.reasoning or None,
+            sources=final.sources,
         )
 
 
@@ -259,8 +262,18 @@ class Recorder:
         first_token_ms: float | None,
         status: str = "done",
         reasoning: str = "",
+        sources: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Store the answer's end: at once if the store takes it, else later (retried)."""
         await self.checkpointer.finish(
-            Ending(self.message_id, text, finish_reason, usage, first_token_ms, status, reasoning)
+            Ending(
+                self.message_id,
+                text,
+                finish_reason,
+                usage,
+                first_token_ms,
+                status,
+                reasoning,
+                sources,
+            )
         )

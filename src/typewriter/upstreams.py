@@ -98,6 +98,16 @@ class UpstreamConfig(_Config):
     timeout, a broken connection) with an estimate; vLLM can send its running count on
     every chunk instead, and the last one seen is then the answer's exact usage."""
 
+    prefix_style: Literal["none", "vllm", "deepseek"] = Field(
+        "none", description="how it is asked to continue another upstream's partial answer"
+    )
+    """An answer whose upstream fails mid-way is continued by the next upstream of its chain
+    from the text shown so far. A server that extends a final assistant message token for
+    token continues it best: vLLM with ``continue_final_message`` (``vllm``), DeepSeek and
+    Mistral with ``"prefix": true`` on that message (``deepseek``). Whether a server does
+    cannot be detected, so it is said here; ``none`` (any server) sends the partial answer
+    followed by a short instruction to continue it."""
+
     breaker_cooldown: float = Field(
         1.0, gt=0, description="seconds a failed upstream is skipped after one failure"
     )
@@ -164,6 +174,18 @@ class AssistantConfig(_Config):
     """The rest of the chain after ``model``/``upstreams`` (e.g. a local model first, a
     hosted one next): a failure before the first token moves through the first model's
     upstreams, then down the chain, each link sending its own model name."""
+    continue_on_failure: bool = Field(
+        True, description="continue an answer on the next upstream when its upstream fails"
+    )
+    """When the upstream fails after the answer's response began (a reset, an error
+    mid-stream, a stall past ``idle_timeout``), the next upstream of the chain is asked to
+    continue from the text shown, and the listener reads one answer; off, the answer ends
+    with the failure, as an answer whose chain has no further upstream does."""
+    max_switches: int = Field(
+        2, ge=0, description="most upstream switches one answer may make mid-way"
+    )
+    """Past it, the next failure ends the answer: a chain failing over and over is better
+    told to the user than patched together from many models."""
     description: str = ""
     system_prompt: str | None = None
     temperature: float | None = Field(None, ge=0, le=2)

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from typewriter import events
 from typewriter.assistants import Assistant
@@ -32,7 +32,7 @@ from typewriter.errors import (
     TypewriterError,
 )
 from typewriter.events import Usage
-from typewriter.models.base import Chunk, ModelRequest
+from typewriter.models.base import Chunk, Continuation, ModelRequest, Source
 from typewriter.models.think_tags import split_think_tags
 from typewriter.observe import timing
 from typewriter.observe.answer_log import log_answer
@@ -62,6 +62,20 @@ class Answer:
 
 
 @dataclass(slots=True)
+class _Part:
+    """What one upstream wrote of the answer: from which character of the text (and of the
+    reasoning) on, why it stopped early (None: it did not, or not yet), the time from the
+    failure before it to its first piece, and its own count of tokens if it gave one."""
+
+    source: Source
+    start: int
+    reasoning_start: int
+    gap_ms: float | None = None
+    failure: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
 class _Progress:
     """What the model produced so far: shared by the pump, the recorder and the end."""
 
@@ -77,6 +91,30 @@ class _Progress:
     reasoning_seqs: list[int | None] = field(default_factory=list)
     timing: timing.ModelTiming | None = None
     usage: Usage | None = None  # the last usage the model sent (vLLM's continuous usage)
+    # Who wrote which part, in order: one per upstream response that began (none for a model
+    # in the process); the last is being written, unless a switch is under way.
+    sources: list[_Part] = field(default_factory=list)
+    writing: bool = False  # the last part's response is the one being read
+    failed_at: float | None = None  # when the last switch's failure was seen, until a piece
+
+    def stored_sources(self) -> list[dict[str, Any]]:
+        """The parts as stored: character ranges of the final text (a piece the broker
+        refused is not in it, so ranges are clipped to it)."""
+        if not self.sources:
+            return []
+        size = sum(map(len, self.parts))
+        ends = [part.start for part in self.sources[1:]] + [size]
+        return [
+            {
+                "upstream": part.source.upstream,
+                "model": part.source.model,
+                "start": min(part.start, size),
+                "end": min(end, size),
+                "failure": part.failure,
+                "gap_ms": None if part.gap_ms is None else round(part.gap_ms, 1),
+            }
+            for part, end in zip(self.sources, ends, strict=True)
+        ]
 
     def shown(self, written: int) -> None:
         """Keep only the pieces whose events the stream holds (up to event ``written``):
@@ -94,6 +132,15 @@ class _Progress:
         kept_reasoning = [(t, n) for t, n in pieces if n is None or n <= written]
         self.reasoning[:] = [t for t, _ in kept_reasoning]
         self.reasoning_seqs[:] = [n for _, n in kept_reasoning]
+
+
+@dataclass(slots=True)
+class _Room:
+    """What is left of the answer's limits (``max_answer_chars``, ``max_reasoning_chars``):
+    the answer's, not an upstream's, so carried from one upstream to the next."""
+
+    text: int
+    reasoning: int
 
 
 @dataclass(slots=True)
@@ -140,7 +187,7 @@ class Generation:
         if assistant.think_tags:  # the model writes its reasoning into the text
             chunks = split_think_tags(chunks)
         pump = asyncio.create_task(
-            self._pump(answer.stream_id, assistant, chunks, progress, asked_at)
+            self._pump(answer.stream_id, assistant, request, chunks, progress, asked_at)
         )
         stop = asyncio.create_task(self._stop_requested(answer.stream_id, recorder))
         stop_heard_at: float | None = None
@@ -217,6 +264,7 @@ class Generation:
             first_ms,
             status="interrupted" if cut else "done",
             reasoning="".join(progress.reasoning),
+            sources=progress.stored_sources(),
         )
 
     async def finish(self, answer: Answer, outcome: Outcome, *, quiet: bool = True) -> None:
@@ -242,11 +290,64 @@ class Generation:
         self,
         stream_id: str,
         assistant: Assistant,
+        request: ModelRequest,
         chunks: AsyncIterator[Chunk],
         progress: _Progress,
         asked_at: float,
     ) -> Outcome:
-        """Model → broker. Closing ``chunks`` on any exit is what stops the model.
+        """Model → broker, through every upstream that writes the answer.
+
+        An upstream that fails once its response began (an error, or a stall past the
+        idle timeout) hands the answer to the next of its chain when the assistant
+        allows it (``_switch``): the pieces that follow go to the same stream, after a
+        ``notice``, so the listener reads one answer. The answer's total time is its
+        own, never restarted by a switch.
+        """
+        progress.timing = timing.track()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        timeouts = assistant.timeouts
+        watchdog = Watchdog(
+            loop, task, first=timeouts.first_token, idle=timeouts.idle, total=timeouts.total
+        )
+        room = _Room(self.settings.max_answer_chars, self.settings.max_reasoning_chars)
+        shown = assistant.reasoning == "show"
+        try:
+            while True:
+                failure: ModelError | TimeoutError
+                try:
+                    return await self._relay(
+                        stream_id, chunks, progress, room, watchdog, asked_at, shown
+                    )
+                except ModelError as error:
+                    failure = error
+                except asyncio.CancelledError:
+                    if not (watchdog.fired and task.uncancel() == 0):
+                        raise
+                    failure = TimeoutError()
+                    if watchdog.total_spent:  # the answer's own time is up: not continued
+                        raise failure from None
+                following = self._switch(assistant, request, progress, failure, loop.time())
+                if following is None:
+                    raise failure
+                chunks = following
+                watchdog.restart()
+        finally:
+            watchdog.stop()
+
+    async def _relay(
+        self,
+        stream_id: str,
+        chunks: AsyncIterator[Chunk],
+        progress: _Progress,
+        room: _Room,
+        watchdog: Watchdog,
+        asked_at: float,
+        shown: bool,
+    ) -> Outcome:
+        """One upstream's chunks → broker. Closing ``chunks`` on any exit is what stops
+        the model.
 
         At ``max_answer_chars`` the answer is cut: the piece that crosses the limit
         is shortened so the text is exactly that long, and the answer ends
@@ -259,44 +360,43 @@ class Generation:
         The first piece of text is timed once (ask → first piece, and the model's
         own share of it since its request was sent, see ``observe.timing``).
         """
-        progress.timing = timing.track()
         loop = asyncio.get_running_loop()
         append = self.broker.append
         parts = progress.parts
-        room = self.settings.max_answer_chars
-        reasoning_room = self.settings.max_reasoning_chars
-        shown = assistant.reasoning == "show"
-        task = asyncio.current_task()
-        assert task is not None
-        timeouts = assistant.timeouts
-        watchdog = Watchdog(
-            loop, task, first=timeouts.first_token, idle=timeouts.idle, total=timeouts.total
-        )
+        text_room = room.text
         try:
             async with contextlib.aclosing(chunks):  # type: ignore[type-var]
                 async for chunk in chunks:
+                    if chunk.source is not None:  # a response began: its upstream
+                        try:
+                            await self._source(stream_id, chunk.source, progress)
+                        except OverBudget:
+                            return Outcome("length")
+                        continue
                     watchdog.progress()
                     if chunk.usage is not None:
                         progress.usage = chunk.usage
-                    if chunk.reasoning and reasoning_room:
+                    if progress.failed_at is not None and (chunk.text or chunk.reasoning):
+                        _continued(progress, loop.time())
+                    if chunk.reasoning and room.reasoning:
                         if progress.first_at is None and shown:  # what a client saw first
                             self._first_piece(progress, loop.time(), asked_at)
                         try:
-                            reasoning_room = await self._reason(
-                                stream_id, chunk.reasoning, reasoning_room, progress, shown
+                            room.reasoning = await self._reason(
+                                stream_id, chunk.reasoning, room.reasoning, progress, shown
                             )
                         except OverBudget:
                             return Outcome("length")
                     text = chunk.text
                     if text or chunk.tool_calls:
-                        if room == 0:  # the limit was filled exactly and the model has more
+                        if text_room == 0:  # the limit was filled exactly and the model has more
                             return Outcome("length")  # leaving the loop closes the model
                         if progress.first_at is None:
                             self._first_piece(progress, loop.time(), asked_at)
-                        cut = len(text) > room
+                        cut = len(text) > text_room
                         if cut:
-                            text = text[:room]
-                        room -= len(text)
+                            text = text[:text_room]
+                        text_room -= len(text)
                         if text:
                             parts.append(text)
                             delta = events.Delta(text, chunk.logprobs)
@@ -310,23 +410,70 @@ class Generation:
                             progress.last_seq = seq
                         if chunk.tool_calls and not cut:
                             try:
-                                room = await self._call(
-                                    stream_id, chunk.tool_calls, room, progress.arguments
+                                text_room = await self._call(
+                                    stream_id, chunk.tool_calls, text_room, progress.arguments
                                 )
                             except OverBudget:
                                 return Outcome("length")
-                            cut = room < 0
+                            cut = text_room < 0
                         if cut:
                             return Outcome("length")
                     if chunk.finish_reason is not None:
                         return Outcome(chunk.finish_reason, chunk.usage)
-        except asyncio.CancelledError:
-            if watchdog.fired and task.uncancel() == 0:
-                raise TimeoutError from None
-            raise
         finally:
-            watchdog.stop()
+            room.text = text_room
         return Outcome("stop")
+
+    def _switch(
+        self,
+        assistant: Assistant,
+        request: ModelRequest,
+        progress: _Progress,
+        failure: ModelError | TimeoutError,
+        now: float,
+    ) -> AsyncIterator[Chunk] | None:
+        """The chunks that continue the answer on the next upstream of its chain, or None
+        when it ends with ``failure``: continuing is off, the switches are used up, no
+        response had begun (the chain was already walked before it), or the answer was
+        calling a tool (half a call's arguments cannot be continued by another model)."""
+        if not (assistant.continue_on_failure and progress.writing and not progress.arguments):
+            return None
+        if len(progress.sources) > assistant.max_switches:
+            return None
+        part = progress.sources[-1]
+        why = "stall" if isinstance(failure, TimeoutError) else failure.code
+        partial = "".join(progress.parts)
+        following = assistant.backend.continue_answer(
+            request, partial, Continuation(part.source, why)
+        )
+        if following is None:
+            return None
+        log.warning(
+            "upstream %s failed mid-answer (%s) after %d characters; asking the next upstream "
+            "of the chain to continue",
+            part.source.upstream,
+            why,
+            len(partial),
+        )
+        part.failure, part.usage = why, progress.usage
+        progress.usage = None
+        progress.writing = False
+        progress.failed_at = now
+        if assistant.think_tags:
+            following = split_think_tags(following)
+        return following
+
+    async def _source(self, stream_id: str, source: Source, progress: _Progress) -> None:
+        """A response began: a new part of the answer, and at a switch the ``notice`` that
+        tells the listener another upstream goes on from here."""
+        if progress.sources:
+            before = progress.sources[-1].source
+            notice = events.Notice("failover", before.upstream, source.upstream, source.model)
+            await self.broker.append(stream_id, notice.name, events.encode(notice))
+        progress.sources.append(
+            _Part(source, sum(map(len, progress.parts)), sum(map(len, progress.reasoning)))
+        )
+        progress.writing = True
 
     def _first_piece(self, progress: _Progress, now: float, asked_at: float) -> None:
         """Time the first thing the model showed (its reasoning or its answer), once."""
@@ -402,8 +549,11 @@ def _log_end(
         stream_id=answer.stream_id,
         user=user,
         assistant=assistant.name,
-        upstream=upstream or assistant.backend.name,
-        model=assistant.model,
+        # Every upstream that wrote part of it, in order, and the model that began it.
+        upstream="+".join(p.source.upstream for p in progress.sources)
+        or upstream
+        or assistant.backend.name,
+        model=progress.sources[0].source.model if progress.sources else assistant.model,
         finish_reason=outcome.finish_reason,
         error_code=outcome.error.code if outcome.error is not None else None,
         chars=sum(map(len, progress.parts)),
@@ -413,11 +563,21 @@ def _log_end(
     )
 
 
+def _continued(progress: _Progress, now: float) -> None:
+    """The first piece after a switch: the time since the failure, kept with its part."""
+    assert progress.failed_at is not None
+    progress.sources[-1].gap_ms = (now - progress.failed_at) * 1000
+    progress.failed_at = None
+
+
 def _counted(outcome: Outcome, progress: _Progress, request: ModelRequest) -> Outcome:
     """The outcome with usage on every ending: the model's own count when it gave one
     (at the end, or the last running count it sent), else the gateway's estimate of
     the prompt sent and what the model said (its reasoning, text and tool calls' arguments),
-    marked ``estimated``."""
+    marked ``estimated``. An answer written by several upstreams costs what each one
+    counted (or is estimated to have): their sum."""
+    if len(progress.sources) > 1:
+        return Outcome(outcome.finish_reason, _summed(progress, request), outcome.error)
     if outcome.usage is not None:
         return outcome
     usage = progress.usage
@@ -428,6 +588,32 @@ def _counted(outcome: Outcome, progress: _Progress, request: ModelRequest) -> Ou
             estimated=True,
         )
     return Outcome(outcome.finish_reason, usage, outcome.error)
+
+
+def _summed(progress: _Progress, request: ModelRequest) -> Usage:
+    """Each part's usage, the upstream's own or estimated (its prompt carried the text
+    shown before it), added up. The last part's is the last count its upstream sent."""
+    text, reasoning = "".join(progress.parts), "".join(progress.reasoning)
+    prompt = estimate_prompt_tokens(m.read_text for m in request.messages)
+    parts = progress.sources
+    prompt_tokens = completion_tokens = 0
+    estimated = False
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        usage = progress.usage if last else part.usage
+        if usage is None:
+            end = len(text) if last else parts[i + 1].start
+            reasoning_end = len(reasoning) if last else parts[i + 1].reasoning_start
+            said = text[part.start : end] + reasoning[part.reasoning_start : reasoning_end]
+            if last:
+                said += "".join(progress.arguments)
+            usage = Usage(
+                prompt + estimate_tokens(text[: part.start]), estimate_tokens(said), estimated=True
+            )
+        prompt_tokens += usage.prompt_tokens
+        completion_tokens += usage.completion_tokens
+        estimated = estimated or usage.estimated
+    return Usage(prompt_tokens, completion_tokens, estimated)
 
 
 def _outcome_of(pump: asyncio.Task[Outcome]) -> Outcome:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from typewriter.errors import StoreUnavailable
 from typewriter.recorder import Checkpointer, Recorder
@@ -50,6 +52,7 @@ class PendingRecorder(Recorder):
         first_token_ms: float | None,
         status: str = "done",
         reasoning: str = "",
+        sources: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Wait for the question's commit, then save the end; ``StoreUnavailable`` if
         the commit failed (nothing of the turn is stored)."""
@@ -61,4 +64,4 @@ class PendingRecorder(Recorder):
         finally:
             if self._watch is not None:
                 self._watch.cancel()
-        await super().finish(text, finish_reason, usage, first_token_ms, status, reasoning)
+        await super().finish(text, finish_reason, usage, first_token_ms, status, reasoning, sources)

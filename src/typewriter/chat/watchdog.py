@@ -18,7 +18,17 @@ class Watchdog:
     per idle period rather than one per token.
     """
 
-    __slots__ = ("_loop", "_task", "_idle", "_end", "_handle", "_started", "last", "fired")
+    __slots__ = (
+        "_loop",
+        "_task",
+        "_first",
+        "_idle",
+        "_end",
+        "_handle",
+        "_started",
+        "last",
+        "fired",
+    )
 
     def __init__(
         self,
@@ -31,13 +41,29 @@ class Watchdog:
     ) -> None:
         self._loop = loop
         self._task = task
+        self._first = first
         self._idle = idle
-        now = loop.time()
-        self._end = now + total
-        self.last = now + first - idle  # so that the first deadline is now + first
+        self._end = loop.time() + total
         self.fired = False
+        self._handle = loop.call_at(self._arm(), self._check)
+
+    def _arm(self) -> float:
+        """Wait for a first chunk from now: its deadline."""
+        self.last = self._loop.time() + self._first - self._idle  # the deadline is now + first
         self._started = False
-        self._handle = loop.call_at(self._due(), self._check)
+        return self._due()
+
+    @property
+    def total_spent(self) -> bool:
+        """Whether the whole answer's time is up (not only a wait for the next chunk)."""
+        return self._loop.time() >= self._end
+
+    def restart(self) -> None:
+        """After it fired or a source failed: wait for a new source's first chunk, within what
+        is left of the total."""
+        self._handle.cancel()
+        self.fired = False
+        self._handle = self._loop.call_at(self._arm(), self._check)
 
     def _due(self) -> float:
         return min(self.last + self._idle, self._end)

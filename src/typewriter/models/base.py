@@ -18,11 +18,28 @@ from typewriter.models.health import UpstreamState
 
 __all__ = [
     "Chunk",
+    "Continuation",
     "GenerationOptions",
     "ModelBackend",
     "ModelRequest",
     "Simulation",
+    "Source",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who is writing the answer from here on: an upstream, the model it was asked for, and
+    its place in the backend's order of attempts (a continuation is asked of those after it).
+
+    A backend that reaches upstreams yields a chunk carrying only this as soon as a response
+    begins, before any of its pieces: the gateway then knows whom to continue from if that
+    response fails before it sends anything.
+    """
+
+    upstream: str
+    model: str
+    index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +58,7 @@ class Chunk:
     reasoning: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     logprobs: dict[str, Any] | None = None
+    source: Source | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +103,15 @@ class ModelRequest:
     options: GenerationOptions = field(default_factory=GenerationOptions)
 
 
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """Why and where an answer is to be continued: the source that failed, and how (a short
+    code for the log and the stored parts: ``stall`` or the error's code)."""
+
+    failed: Source
+    failure: str
+
+
 class ModelBackend(ABC):
     """A source of answers. Implementations must stop all work when the iterator is closed."""
 
@@ -96,6 +123,15 @@ class ModelBackend(ABC):
     @abstractmethod
     def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         """Yield the answer's pieces in order, ending with a chunk that has ``finish_reason``."""
+
+    def continue_answer(
+        self, request: ModelRequest, partial: str, after: Continuation
+    ) -> AsyncIterator[Chunk] | None:
+        """The rest of an answer whose upstream failed after its response began, from the
+        upstreams after ``after.failed`` (None when there is none to ask). ``partial`` is the
+        text shown so far; the pieces yielded follow it without repeating its end. A model
+        running in the process has no other upstream: None."""
+        return None
 
     def passable_fields(self) -> frozenset[str]:
         """The vendor fields at least one of its upstreams accepts (``pass_fields``)."""

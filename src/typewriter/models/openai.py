@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,8 @@ import aiohttp
 
 from typewriter.errors import ModelError, ModelUnavailable
 from typewriter.messages import ChatMessage, wire_content
-from typewriter.models.base import Chunk, ModelBackend, ModelRequest
+from typewriter.models.base import Chunk, Continuation, ModelBackend, ModelRequest, Source
+from typewriter.models.continuation import PrefixStyle, SeamTrimmer, continuation_request
 from typewriter.models.health import (
     QUIET,
     Breaker,
@@ -167,6 +169,16 @@ class Link:
     upstreams: tuple[Upstream, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A response that began: the attempt's place in the chain, its link and upstream."""
+
+    index: int
+    link: Link
+    upstream: Upstream
+    response: aiohttp.ClientResponse
+
+
 class _Refused(Exception):
     """One attempt failed in a way worth trying elsewhere.
 
@@ -242,8 +254,71 @@ class OpenAIBackend(ModelBackend):
         self._events.upstream_breaker(state.name, state.breaker)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
-        upstream, response = await self._open(self._body(request), request.options.vendor)
+        body = self._body(request)
+        opened = await self._open(
+            list(enumerate(self._attempts)), lambda _: body, request.options.vendor
+        )
+        async for chunk in self._relay(opened):
+            yield chunk
+
+    def continue_answer(
+        self, request: ModelRequest, partial: str, after: Continuation
+    ) -> AsyncIterator[Chunk] | None:
+        rest = list(enumerate(self._attempts))[after.failed.index + 1 :]
+        if not rest:
+            return None
+        return self._continue(request, partial, after, rest)
+
+    async def _continue(
+        self,
+        request: ModelRequest,
+        partial: str,
+        after: Continuation,
+        rest: list[tuple[int, tuple[Link, Upstream]]],
+    ) -> AsyncIterator[Chunk]:
+        """The continuation, from the first of ``rest`` that answers (one pass: the user is
+        waiting mid-answer), with any repetition of the shown text's end dropped.
+
+        The failed upstream counts the failure against its breaker: the next answers skip
+        it for its cooldown, as they skip one that refused a connection.
+        """
+        failed = self._upstream_named(after.failed.upstream)
+        if failed is not None:
+            failed.health.failed(f"failed mid-answer ({after.failure})")
+            self._tell(failed.health.state)
+        styles: dict[PrefixStyle, tuple[dict[str, Any], bool]] = {}
+
+        def body_of(upstream: Upstream) -> dict[str, Any]:
+            style = PrefixStyle(upstream.config.prefix_style)
+            if style not in styles:
+                asked = continuation_request(request.messages, partial, style)
+                wire = [_wire_message(m) for m in asked.messages]
+                wire[-1].update(asked.final_message_fields)
+                body = {**self._body(request), **asked.fields, "messages": wire}
+                styles[style] = (body, asked.fresh_start)
+            return styles[style][0]
+
+        opened = await self._open(rest, body_of, request.options.vendor, one_pass=True)
+        style = PrefixStyle(opened.upstream.config.prefix_style)
+        self._events.upstream_failover(after.failed.upstream, opened.upstream.config.name)
+        trimmer = SeamTrimmer(partial, fresh_start=styles[style][1])
+        async for chunk in self._relay(opened):
+            if chunk.text or chunk.finish_reason is not None:
+                text = trimmer.feed(chunk.text)
+                if chunk.finish_reason is not None:
+                    text += trimmer.finish()
+                if text != chunk.text:
+                    chunk = dataclasses.replace(chunk, text=text, logprobs=None)
+            yield chunk
+
+    def _upstream_named(self, name: str) -> Upstream | None:
+        return next((u for u in self._upstreams if u.config.name == name), None)
+
+    async def _relay(self, opened: _Opened) -> AsyncIterator[Chunk]:
+        """The opened response's pieces, led by a chunk naming their source."""
+        upstream, response = opened.upstream, opened.response
         try:
+            yield Chunk(source=Source(upstream.config.name, opened.link.model, opened.index))
             body = response.content.iter_any()  # each read as it arrives
             chunks_of = read_chunks(response.headers, body, upstream.config.max_event_chars)
             async with contextlib.aclosing(chunks_of) as chunks:
@@ -260,32 +335,40 @@ class OpenAIBackend(ModelBackend):
             response.close()
 
     async def _open(
-        self, body: dict[str, Any], vendor: Mapping[str, Any]
-    ) -> tuple[Upstream, aiohttp.ClientResponse]:
-        """The first 200 response from any link, upstream and key, and its upstream; or
-        ModelUnavailable (at once when every upstream is known down)."""
+        self,
+        attempts: list[tuple[int, tuple[Link, Upstream]]],
+        body_of: Callable[[Upstream], dict[str, Any]],
+        vendor: Mapping[str, Any],
+        *,
+        one_pass: bool = False,
+    ) -> _Opened:
+        """The first 200 response from ``attempts`` (each ``(index, (link, upstream))``),
+        each upstream sent ``body_of(upstream)``; or ModelUnavailable (at once when every
+        upstream is known down, after one pass with ``one_pass``)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._policy.deadline
-        one_round = not any(u.health.available() for u in self._upstreams)
-        models = ", ".join(dict.fromkeys(link.model for link in self._chain))
+        upstreams = list({id(u): u for _, (_, u) in attempts}.values())
+        one_round = not any(u.health.available() for u in upstreams)
+        models = ", ".join(dict.fromkeys(link.model for _, (link, _) in attempts))
         failures = _Failures(models, started, one_round)
         if one_round:
-            return await self._last_chance(body, vendor, failures)
+            return await self._last_chance(attempts, body_of, vendor, failures)
         pause = self._policy.backoff_initial
         refused_by: list[str] = []  # the upstream of the last failed attempt, if any
         while True:
             # While some upstream of the chain may be tried, open ones are skipped; once
             # this request has seen every one fail, it retries them all, as its policy says.
-            skip_open = any(_ready(u, time.time()) for u in self._upstreams)
+            skip_open = any(_ready(u, time.time()) for u in upstreams)
             tried_any = False
-            for link, upstream in self._attempts:
+            for index, (link, upstream) in attempts:
                 health = upstream.health
                 probe = health.breaker_state() == "half_open"
                 if skip_open and not health.admit():
                     continue
                 if skip_open and probe:
                     self._tell(health.state)  # this attempt is the half-open breaker's probe
+                body = body_of(upstream)
                 try:
                     opened = await self._keys(link, upstream, body, vendor, failures, refused_by)
                 finally:
@@ -294,12 +377,14 @@ class OpenAIBackend(ModelBackend):
                 tried, response = opened
                 tried_any = tried_any or tried
                 if response is not None:
-                    return upstream, response
+                    return _Opened(index, link, upstream, response)
                 if loop.time() >= deadline:
                     raise failures.give_up(loop.time())
+            if one_pass:
+                raise failures.give_up(loop.time(), "no further upstream answered")
             now = time.time()
             wait = pause if tried_any else 0.0
-            ready_at = min(u.keys.next_ready_at() for u in self._upstreams)
+            ready_at = min(u.keys.next_ready_at() for u in upstreams)
             wait = max(wait, ready_at - now)
             if loop.time() + wait >= deadline:
                 raise failures.give_up(loop.time(), "every key is resting")
@@ -307,8 +392,12 @@ class OpenAIBackend(ModelBackend):
             pause = min(pause * 2 or self._policy.backoff_initial, self._policy.backoff_max)
 
     async def _last_chance(
-        self, body: dict[str, Any], vendor: Mapping[str, Any], failures: _Failures
-    ) -> tuple[Upstream, aiohttp.ClientResponse]:
+        self,
+        attempts: list[tuple[int, tuple[Link, Upstream]]],
+        body_of: Callable[[Upstream], dict[str, Any]],
+        vendor: Mapping[str, Any],
+        failures: _Failures,
+    ) -> _Opened:
         """Every upstream of the chain is known down: one attempt, at the upstream whose
         cooldown ends first, and the user's error at once if it fails.
 
@@ -318,11 +407,12 @@ class OpenAIBackend(ModelBackend):
         answer of a one-upstream assistant for a whole cooldown: the attempt is the probe
         that closes the breaker as soon as the upstream is back.
         """
-        link, upstream = min(self._attempts, key=lambda a: a[1].health.opens_in())
+        index, (link, upstream) = min(attempts, key=lambda a: a[1][1].health.opens_in())
+        body = body_of(upstream)
         _, response = await self._keys(link, upstream, body, vendor, failures, [], once=True)
         if response is None:
             raise failures.give_up(asyncio.get_running_loop().time())
-        return upstream, response
+        return _Opened(index, link, upstream, response)
 
     async def _keys(
         self,

@@ -112,6 +112,11 @@ class Ending:
     first_token_ms: float | None
     status: str = "done"
     reasoning: str | None = None
+    sources: Sequence[Mapping[str, Any]] = ()
+    """Which upstream wrote which characters of ``text``: ``{"upstream", "model", "start",
+    "end", "failure", "gap_ms"}`` each, in order. The first part's model becomes the
+    answer's ``model`` (the one that began writing it, a fallback's if the first link
+    refused); none (a model in the process) leaves both as they were."""
 
 
 _FINISH = (
@@ -132,8 +137,10 @@ _FINISH = (
                 "usage_estimated",
                 "first_token_ms",
                 "finished_at",
+                "sources",
             )
         }
+        | {"model": sa.func.coalesce(sa.bindparam("ended_model"), messages.c.model)}
     )
 )
 
@@ -172,6 +179,8 @@ async def finish_many(db: AsyncConnection, endings: Sequence[Ending]) -> None:
             **{f"ended_{k}": v for k, v in usage_columns(e.usage).items()},
             "ended_first_token_ms": e.first_token_ms,
             "ended_finished_at": now,
+            "ended_sources": json.dumps(list(e.sources)) if e.sources else None,
+            "ended_model": e.sources[0]["model"] if e.sources else None,
         }
         for e in endings
     ]

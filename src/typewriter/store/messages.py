@@ -165,4 +165,5 @@ def _message(row: Row[Any]) -> Message:
         reasoning=m["reasoning"],
         assistant=m["assistant"],
         parent_id=m["parent_id"],
+        sources=m["sources"],
     )

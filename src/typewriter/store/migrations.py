@@ -220,6 +220,15 @@ def _v8_parents(connection: sa.Connection) -> None:
         )
 
 
+def _v9_sources(connection: sa.Connection) -> None:
+    """Which upstream wrote which part of an answer: a column of JSON, NULL for the answers
+    written before (their writer is not known). Added only where missing, like ``_v6``."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns("messages")}
+    if "sources" not in present:
+        column_type = schema.messages.c.sources.type.compile(dialect=connection.dialect)
+        connection.execute(sa.text(f"ALTER TABLE messages ADD COLUMN sources {column_type}"))
+
+
 STEPS: list[Step] = [
     _v1_initial,
     _v2_users,
@@ -229,6 +238,7 @@ STEPS: list[Step] = [
     _v6_reasoning,
     _v7_attachments,
     _v8_parents,
+    _v9_sources,
 ]
 
 

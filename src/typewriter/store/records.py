@@ -79,6 +79,7 @@ class Message:
     reasoning: str | None = None  # the model's reasoning, kept apart from the text
     assistant: str | None = None  # who answered (an answer's; a question has none)
     parent_id: str | None = None  # the message it follows: see ``schema.messages``
+    sources: str | None = None  # JSON: which upstream wrote which part (``Ending.sources``)
 
     def public(self, *, show_reasoning: bool = True) -> dict[str, Any]:
         """The message as clients read it; ``reasoning`` is null unless ``show_reasoning``
@@ -102,6 +103,7 @@ class Message:
             "first_token_ms": self.first_token_ms,
             "feedback": self.feedback.public() if self.feedback else None,
             "attachments": [a.public() for a in self.attachments],
+            "sources": json.loads(self.sources) if self.sources else [],
         }
 
 

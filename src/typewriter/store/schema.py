@@ -80,6 +80,9 @@ messages = sa.Table(
     # the branches there (an edited question, a regenerated answer); the history the model
     # sees is the path from the root to the question.
     sa.Column("parent_id", sa.String(100)),
+    # Which upstream wrote which characters of an answer's text (JSON: a list of parts),
+    # when one upstream failed mid-answer and the next continued it; NULL for none.
+    sa.Column("sources", sa.Text),
     sa.Index("ix_messages_status", "status"),
     sa.Index("ix_messages_owner_created", "owner", "created_at"),
 )

@@ -30,6 +30,7 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -547,11 +548,12 @@ class SqlStore(Database):
         status: str = "done",
         *,
         reasoning: str | None = None,
+        sources: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Store the answer's end, in one transaction with the ends of the answers that
         finished meanwhile (``group_commit``, no window: a batch is what queued while the
         last was written); ``StoreUnavailable`` if its batch failed."""
         ending = answers.Ending(
-            message_id, text, finish_reason, usage, first_token_ms, status, reasoning
+            message_id, text, finish_reason, usage, first_token_ms, status, reasoning, sources
         )
         await asyncio.shield(self._endings.submit(ending))

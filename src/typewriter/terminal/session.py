@@ -33,7 +33,7 @@ from typewriter.client import (
     ConnectionLost,
     StreamEvent,
 )
-from typewriter.events import Delta, End, Error, Reasoning, Start
+from typewriter.events import Delta, End, Error, Notice, Reasoning, Start
 from typewriter.terminal import commands, show
 from typewriter.terminal.commands import Command, Question, Unknown
 from typewriter.terminal.connect import (
@@ -61,6 +61,7 @@ class _Answer:
     last_id: int = 0
     error: Error | None = None
     finish: str | None = None
+    switches: list[Notice] = field(default_factory=list)  # other upstreams that took over
 
 
 @dataclass
@@ -142,6 +143,8 @@ class ChatSession:
         finally:
             with contextlib.suppress(BrokenPipeError):
                 view.close()
+        for notice in state.switches:  # said once the answer is whole, below it
+            self._note(f"(continued by {notice.model} on {notice.to} after {notice.from_} failed)")
         if state.error is not None:
             say_error(self.err, f"the answer failed: {state.error.message} ({state.error.code})")
         if state.finish in ("stop", "length", None):  # None: it had ended, all was delivered
@@ -163,6 +166,8 @@ class ChatSession:
             elif isinstance(event, Start):
                 self.conversation_id = event.conversation_id
                 self.last_answer_id = event.message_id
+            elif isinstance(event, Notice) and event.code == "failover":
+                state.switches.append(event)
             elif isinstance(event, Error):
                 state.error = event
             elif isinstance(event, End):
