@@ -29,6 +29,7 @@ The seed is ``CHAOS_SEED`` from the environment, else 18; it is printed and in e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections import Counter, defaultdict
@@ -437,12 +438,13 @@ async def test_chaos_answers_end_as_their_seed_says(
     by_assistant: dict[str, Counter[str]] = defaultdict(Counter)
     for s in seen:
         by_assistant[s.assistant][outcome_of(s.listeners[0])] += 1
-    gaps = [
-        float(source["gap_ms"])
+    seams = sorted(
+        (float(source["gap_ms"]), s.key, f"{before['upstream']}->{source['upstream']}")
         for s in seen
-        for source in (s.stored.get("sources") or [])[1:]
+        for before, source in itertools.pairwise(s.stored.get("sources") or [])
         if isinstance(source.get("gap_ms"), int | float)
-    ]
+    )
+    gaps = [gap for gap, _, _ in seams]
     notices = sum(e.event == "notice" for s in seen for e in s.listeners[0])
     print(f"chaos: {len(seen)} answers in {wall:.1f} s, seed {SEED}")
     for outcome, count in sorted(outcomes.items()):
@@ -456,7 +458,8 @@ async def test_chaos_answers_end_as_their_seed_says(
     )
     print(
         f"  failure -> first continued token: p50 {percentile(gaps, 0.5):.1f} ms,"
-        f" p99 {percentile(gaps, 0.99):.1f} ms over {len(gaps)} seams"
+        f" p99 {percentile(gaps, 0.99):.1f} ms over {len(gaps)} seams;"
+        f" slowest {', '.join(f'{k!r} {w} {g:.0f} ms' for g, k, w in seams[-3:])}"
     )
     assert not problems, (
         f"seed={SEED}: {len(failing)} answer(s) of {len(seen)} not as predicted:\n"
