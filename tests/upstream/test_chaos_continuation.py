@@ -68,8 +68,12 @@ CHAIN = (Link("u0", "m0", False), Link("u1", "m1", True), Link("u2", "m2", False
 PREFIX_STYLE = {"u0": "none", "u1": "vllm", "u2": "none"}
 ASSISTANTS = {"chain": 2, "chain1": 1}
 """Each assistant and its switch limit (``chain`` keeps the default, 2)."""
-STALL_SECONDS = 0.3
-"""The first-token and idle timeouts: a stall costs this much, and the test has ~60 of them."""
+IDLE_SECONDS = 0.3
+"""The idle timeout: a stall costs this much, and the test has some 60 of them."""
+FIRST_SECONDS = 1.0
+"""The first-token timeout, which also covers opening each upstream's response: a spurious one
+there (a loaded machine) would end an answer that no response had begun, never continued.
+Only a few stalls come before any chunk, so its length costs a few seconds at most."""
 HELD_SHOWN = False
 """Text the seam still held back when its upstream failed is dropped, never shown."""
 
@@ -220,8 +224,8 @@ def chaos_gateway(make_server: ServerFactory, ups: Sequence[ChaosUpstream]) -> R
         "model": first.model,
         "upstreams": [first.upstream],
         "fallbacks": [{"model": link.model, "upstreams": [link.upstream]} for link in rest],
-        "first_token_timeout": STALL_SECONDS,
-        "idle_timeout": STALL_SECONDS,
+        "first_token_timeout": FIRST_SECONDS,
+        "idle_timeout": IDLE_SECONDS,
         "total_timeout": 60,
     }
     assistants = [
@@ -421,9 +425,13 @@ async def test_chaos_answers_end_as_their_seed_says(
         up.reset()
         up.plan(SEED, link.upstream)
     server = chaos_gateway(make_server, chaos_upstreams)
-    began = time.monotonic()
     seen: list[Seen] = []
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        # The readiness check opens the gateway's HTTP session and a connection to each
+        # upstream (asking for its models, not planned): the first answer is not the one
+        # that pays for them.
+        assert (await client.get("/readyz")).status_code == 200
+        began = time.monotonic()
         for key, name, fate in fates(SEED):
             answer = await run_answer(client, key, name, fate)
             check_answer(answer)
