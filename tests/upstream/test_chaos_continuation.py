@@ -418,9 +418,12 @@ def percentile(values: Sequence[float], share: float) -> float:
 @pytest.mark.anyio
 @pytest.mark.integration
 async def test_chaos_answers_end_as_their_seed_says(
-    chaos_upstreams: list[ChaosUpstream], make_server: ServerFactory
+    chaos_upstreams: list[ChaosUpstream],
+    make_server: ServerFactory,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    print(f"\nchaos seed: {SEED} (set CHAOS_SEED to change it)")
+    with capsys.disabled():  # in every run's output, `make test`'s included
+        print(f"\nchaos seed: {SEED} (set CHAOS_SEED to change it)")
     for link, up in zip(CHAIN, chaos_upstreams, strict=True):
         up.reset()
         up.plan(SEED, link.upstream)
@@ -454,21 +457,24 @@ async def test_chaos_answers_end_as_their_seed_says(
     )
     gaps = [gap for gap, _, _ in seams]
     notices = sum(e.event == "notice" for s in seen for e in s.listeners[0])
-    print(f"chaos: {len(seen)} answers in {wall:.1f} s, seed {SEED}")
-    for outcome, count in sorted(outcomes.items()):
-        print(f"  {outcome:<32} {count:>4}")
-    for name, counts in sorted(by_assistant.items()):
-        print(f"  {name:<7} (max_switches {ASSISTANTS[name]}) {dict(sorted(counts.items()))}")
-    print(
+    lines = [f"chaos: {len(seen)} answers in {wall:.1f} s, seed {SEED}"]
+    lines += [f"  {outcome:<32} {count:>4}" for outcome, count in sorted(outcomes.items())]
+    lines += [
+        f"  {name:<7} (max_switches {ASSISTANTS[name]}) {dict(sorted(counts.items()))}"
+        for name, counts in sorted(by_assistant.items())
+    ]
+    lines.append(
         f"  switches (notices read) {notices}, predicted {sum(s.fate.switches for s in seen)};"
         f" answers ended at the switch limit {sum(s.fate.limited for s in seen)};"
         f" resets that lost text {sum(s.short_resets for s in seen)}"
     )
-    print(
+    lines.append(
         f"  failure -> first continued token: p50 {percentile(gaps, 0.5):.1f} ms,"
         f" p99 {percentile(gaps, 0.99):.1f} ms over {len(gaps)} seams;"
         f" slowest {', '.join(f'{k!r} {w} {g:.0f} ms' for g, k, w in seams[-3:])}"
     )
+    with capsys.disabled():
+        print("\n".join(lines))
     assert not problems, (
         f"seed={SEED}: {len(failing)} answer(s) of {len(seen)} not as predicted:\n"
         + "\n".join(problems[:15])

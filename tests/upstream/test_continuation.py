@@ -219,6 +219,27 @@ async def test_an_upstream_that_counts_nothing_is_estimated_and_marked(
     assert usage["prompt_tokens"] > 40 and usage["completion_tokens"] > len(REST)
 
 
+async def test_a_continuation_nobody_answers_ends_unavailable_with_the_first_count(
+    make_upstream: Callable[[], Upstream], make_server: ServerFactory
+) -> None:
+    first, second = make_upstream(), make_upstream()
+    first.script({"tokens": SHOWN + REST, "tokens_per_second": 0, "drop_after_tokens": 4})
+    second.script({"status": 503})
+    server = continuing_server(
+        make_server, [("a", first, {"continuous_usage": True}), ("b", second, {})]
+    )
+
+    events, stored = await answer_and_message(server)
+
+    assert names(events) == ["start", "delta", "error", "end"]  # no seam: nobody continued
+    assert last(events, "error")["code"] == "upstream_unavailable"
+    assert stored["text"] == "".join(SHOWN)
+    (part,) = stored["sources"]
+    assert (part["upstream"], part["failure"], part["end"]) == ("a", None, len(stored["text"]))
+    usage = last(events, "end")["usage"]
+    assert usage["completion_tokens"] == 4 and "estimated" not in usage  # a's own count
+
+
 async def test_the_last_upstream_stalling_ends_the_answer_timeout(
     make_upstream: Callable[[], Upstream], make_server: ServerFactory
 ) -> None:

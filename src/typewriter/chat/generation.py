@@ -96,6 +96,7 @@ class _Progress:
     sources: list[_Part] = field(default_factory=list)
     writing: bool = False  # the last part's response is the one being read
     failed_at: float | None = None  # when the last switch's failure was seen, until a piece
+    failure: str | None = None  # why the last part failed, once the next one is asked for
 
     def stored_sources(self) -> list[dict[str, Any]]:
         """The parts as stored: character ranges of the final text (a piece the broker
@@ -455,10 +456,8 @@ class Generation:
             why,
             len(partial),
         )
-        part.failure, part.usage = why, progress.usage
-        progress.usage = None
         progress.writing = False
-        progress.failed_at = now
+        progress.failed_at, progress.failure = now, why
         if assistant.think_tags:
             following = split_think_tags(following)
         return following
@@ -467,8 +466,13 @@ class Generation:
         """A response began: a new part of the answer, and at a switch the ``notice`` that
         tells the listener another upstream goes on from here."""
         if progress.sources:
-            before = progress.sources[-1].source
-            notice = events.Notice("failover", before.upstream, source.upstream, source.model)
+            # The part before ends here: only now is it known that another one continued it.
+            before = progress.sources[-1]
+            before.failure, before.usage = progress.failure, progress.usage
+            progress.usage = None
+            notice = events.Notice(
+                "failover", before.source.upstream, source.upstream, source.model
+            )
             await self.broker.append(stream_id, notice.name, events.encode(notice))
         progress.sources.append(
             _Part(source, sum(map(len, progress.parts)), sum(map(len, progress.reasoning)))
