@@ -219,6 +219,28 @@ async def test_an_upstream_that_counts_nothing_is_estimated_and_marked(
     assert usage["prompt_tokens"] > 40 and usage["completion_tokens"] > len(REST)
 
 
+async def test_a_switch_is_counted_as_a_failover_and_opens_the_failed_breaker(
+    make_upstream: Callable[[], Upstream], make_server: ServerFactory
+) -> None:
+    first, second = make_upstream(), make_upstream()
+    first.script({"tokens": SHOWN + REST, "tokens_per_second": 0, "drop_after_tokens": 4})
+    second.script({"tokens": REST, "tokens_per_second": 0})
+    server = continuing_server(
+        make_server,
+        [("a", first, {"breaker_cooldown": 60, "breaker_cooldown_max": 60}), ("b", second, {})],
+    )
+
+    await answer_and_message(server)
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        metrics = (await client.get("/metrics")).text
+        ready = (await client.get("/readyz")).json()
+    counted = 'typewriter_upstream_failovers_total{from_upstream="a",to_upstream="b"} 1.0'
+    assert counted in metrics
+    assert ready["upstreams"]["a"]["state"] == "open"  # the next answers go past it
+    assert "mid-answer" in ready["upstreams"]["a"]["error"]
+
+
 async def test_a_continuation_nobody_answers_ends_unavailable_with_the_first_count(
     make_upstream: Callable[[], Upstream], make_server: ServerFactory
 ) -> None:
