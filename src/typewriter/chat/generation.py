@@ -6,6 +6,11 @@ to stop early (a cancel asked from anywhere, or nobody listening for the grace
 period) and, on every exit path, closes the model's iterator and appends
 ``end`` with the reason. Closing the iterator is what stops the model upstream;
 ``end`` is what lets every listener stop reading.
+
+An answer may be written by more than one upstream: when the one writing it fails
+after its response began, the next of the assistant's chain continues it in the
+same stream (``_switch``), after a ``notice``. The parts are kept (``_Part``) so
+the store says who wrote what and the usage adds up what each part cost.
 """
 
 from __future__ import annotations

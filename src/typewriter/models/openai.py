@@ -4,8 +4,11 @@ Before the first token a failure is somebody else's fault and worth another
 try: a connect error, a timeout waiting for headers, 401/403 (that key is
 benched), 429 (that key rests for ``Retry-After``) or a 5xx move on to the next
 key or upstream, with capped exponential backoff, until a total deadline.
-After the first token nothing is retried — the user has seen text — and a
-failure becomes an ``error`` event with the text so far kept. Reading the
+Once a response began nothing is retried on it — the user has seen text —
+but the generation may ask for the rest (``continue_answer``): the upstreams
+after the failed one are tried once each, sent the text shown so far in the
+form their ``prefix_style`` says, and the first to answer continues it, with
+any repetition of the shown text's end dropped at the seam. Reading the
 stream itself is ``openai_chunks.py``.
 
 An assistant's upstreams form a chain of links (:class:`Link`): its model on
