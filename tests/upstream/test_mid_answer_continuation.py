@@ -9,9 +9,11 @@ far, never the reasoning, in the form its ``prefix_style`` says).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,8 @@ import pytest
 from conftest import RunningServer, ServerFactory
 from helpers import ask, data_of, follow, last, text_of
 from typewriter import sse
+from typewriter.assistants import build_catalog
+from typewriter.config import load_settings
 from typewriter.models.continuation import CONTINUE_INSTRUCTION
 from upstream.control import Upstream
 
@@ -473,6 +477,20 @@ def test_the_terminal_prints_one_answer_and_says_who_continued_it(
     assert (done.returncode, done.stdout) == (0, WHOLE + "\n")
     assert "(continued by m on b after a failed)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_documented_continuing_chain_loads_as_written(tmp_path: Path) -> None:
+    """docs/upstreams.md's example of a continued answer is a configuration that starts."""
+    doc = (Path(__file__).parents[2] / "docs" / "upstreams.md").read_text()
+    section = doc[doc.index("## Continuing an answer") :]
+    match = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert match is not None
+    path = tmp_path / "typewriter.toml"
+    path.write_text(match.group(1))
+    settings = load_settings(path)
+    assert [u.prefix_style for u in settings.upstreams] == ["vllm", "none"]
+    chat = build_catalog(settings).assistants["chat"]
+    assert (chat.continue_on_failure, chat.max_switches) == (True, 2)
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
