@@ -52,7 +52,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -172,6 +172,20 @@ class Link:
     upstreams: tuple[Upstream, ...]
 
 
+class _Attempt(NamedTuple):
+    """One place in an assistant's order of attempts: its number (a continuation is asked
+    of those after it), its link and one of the link's upstreams."""
+
+    place: int
+    link: Link
+    upstream: Upstream
+
+
+def _distinct(attempts: Sequence[_Attempt]) -> list[Upstream]:
+    """The upstreams of ``attempts``, each once, in order."""
+    return list({id(a.upstream): a.upstream for a in attempts}.values())
+
+
 @dataclass(frozen=True, slots=True)
 class _Opened:
     """A response that began: the attempt's place in the chain, its link and upstream."""
@@ -211,9 +225,14 @@ class OpenAIBackend(ModelBackend):
     ) -> None:
         self._client = client
         self._chain = list(chain)
-        # Each (link, upstream) in the order attempts go; an upstream may serve two links.
-        self._attempts = [(link, u) for link in self._chain for u in link.upstreams]
-        self._upstreams = list({id(u): u for _, u in self._attempts}.values())
+        # Each link's upstream in the order attempts go; an upstream may serve two links.
+        self._attempts = [
+            _Attempt(index, link, upstream)
+            for index, (link, upstream) in enumerate(
+                (link, u) for link in self._chain for u in link.upstreams
+            )
+        ]
+        self._upstreams = _distinct(self._attempts)
         self._policy = policy
         self._events = events
 
@@ -258,16 +277,14 @@ class OpenAIBackend(ModelBackend):
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         body = self._body(request)
-        opened = await self._open(
-            list(enumerate(self._attempts)), lambda _: body, request.options.vendor
-        )
+        opened = await self._open(self._attempts, lambda _: body, request.options.vendor)
         async for chunk in self._relay(opened):
             yield chunk
 
     def continue_answer(
         self, request: ModelRequest, partial: str, after: Continuation
     ) -> AsyncIterator[Chunk] | None:
-        rest = list(enumerate(self._attempts))[after.failed.index + 1 :]
+        rest = self._attempts[after.failed.index + 1 :]
         if not rest:
             return None
         return self._continue(request, partial, after, rest)
@@ -277,7 +294,7 @@ class OpenAIBackend(ModelBackend):
         request: ModelRequest,
         partial: str,
         after: Continuation,
-        rest: list[tuple[int, tuple[Link, Upstream]]],
+        rest: list[_Attempt],
     ) -> AsyncIterator[Chunk]:
         """The continuation, from the first of ``rest`` that answers (one pass: the user is
         waiting mid-answer), with any repetition of the shown text's end dropped.
@@ -285,10 +302,9 @@ class OpenAIBackend(ModelBackend):
         The failed upstream counts the failure against its breaker: the next answers skip
         it for its cooldown, as they skip one that refused a connection.
         """
-        failed = self._upstream_named(after.failed.upstream)
-        if failed is not None:
-            failed.health.failed(f"failed mid-answer ({after.failure})")
-            self._tell(failed.health.state)
+        failed = self._attempts[after.failed.index].upstream
+        failed.health.failed(f"failed mid-answer ({after.failure})")
+        self._tell(failed.health.state)
         styles: dict[PrefixStyle, tuple[dict[str, Any], bool]] = {}
 
         def body_of(upstream: Upstream) -> dict[str, Any]:
@@ -314,9 +330,6 @@ class OpenAIBackend(ModelBackend):
                     chunk = dataclasses.replace(chunk, text=text, logprobs=None)
             yield chunk
 
-    def _upstream_named(self, name: str) -> Upstream | None:
-        return next((u for u in self._upstreams if u.config.name == name), None)
-
     async def _relay(self, opened: _Opened) -> AsyncIterator[Chunk]:
         """The opened response's pieces, led by a chunk naming their source."""
         upstream, response = opened.upstream, opened.response
@@ -339,21 +352,21 @@ class OpenAIBackend(ModelBackend):
 
     async def _open(
         self,
-        attempts: list[tuple[int, tuple[Link, Upstream]]],
+        attempts: list[_Attempt],
         body_of: Callable[[Upstream], dict[str, Any]],
         vendor: Mapping[str, Any],
         *,
         one_pass: bool = False,
     ) -> _Opened:
-        """The first 200 response from ``attempts`` (each ``(index, (link, upstream))``),
-        each upstream sent ``body_of(upstream)``; or ModelUnavailable (at once when every
-        upstream is known down, after one pass with ``one_pass``)."""
+        """The first 200 response from ``attempts``, each upstream sent ``body_of(upstream)``;
+        or ModelUnavailable (at once when every upstream is known down, after one pass with
+        ``one_pass``)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._policy.deadline
-        upstreams = list({id(u): u for _, (_, u) in attempts}.values())
+        upstreams = _distinct(attempts)
         one_round = not any(u.health.available() for u in upstreams)
-        models = ", ".join(dict.fromkeys(link.model for _, (link, _) in attempts))
+        models = ", ".join(dict.fromkeys(a.link.model for a in attempts))
         failures = _Failures(models, started, one_round)
         if one_round:
             return await self._last_chance(attempts, body_of, vendor, failures)
@@ -364,7 +377,7 @@ class OpenAIBackend(ModelBackend):
             # this request has seen every one fail, it retries them all, as its policy says.
             skip_open = any(_ready(u, time.time()) for u in upstreams)
             tried_any = False
-            for index, (link, upstream) in attempts:
+            for index, link, upstream in attempts:
                 health = upstream.health
                 probe = health.breaker_state() == "half_open"
                 if skip_open and not health.admit():
@@ -396,7 +409,7 @@ class OpenAIBackend(ModelBackend):
 
     async def _last_chance(
         self,
-        attempts: list[tuple[int, tuple[Link, Upstream]]],
+        attempts: list[_Attempt],
         body_of: Callable[[Upstream], dict[str, Any]],
         vendor: Mapping[str, Any],
         failures: _Failures,
@@ -410,7 +423,7 @@ class OpenAIBackend(ModelBackend):
         answer of a one-upstream assistant for a whole cooldown: the attempt is the probe
         that closes the breaker as soon as the upstream is back.
         """
-        index, (link, upstream) = min(attempts, key=lambda a: a[1][1].health.opens_in())
+        index, link, upstream = min(attempts, key=lambda a: a.upstream.health.opens_in())
         body = body_of(upstream)
         _, response = await self._keys(link, upstream, body, vendor, failures, [], once=True)
         if response is None:
