@@ -99,27 +99,40 @@ class _Progress:
     # Who wrote which part, in order: one per upstream response that began (none for a model
     # in the process); the last is being written, unless a switch is under way.
     sources: list[_Part] = field(default_factory=list)
-    writing: bool = False  # the last part's response is the one being read
     failed_at: float | None = None  # when the last switch's failure was seen, until a piece
-    failure: str | None = None  # why the last part failed, once the next one is asked for
+    failure: str | None = None  # why the last part failed, from the switch to the next part
+
+    @property
+    def writing(self) -> bool:
+        """The last part's response is the one being read (no switch under way)."""
+        return bool(self.sources) and self.failure is None
+
+    def spans(self) -> list[tuple[_Part | None, int, int, int, int]]:
+        """Each part with its ranges of the text and of the reasoning (``start``, ``end``,
+        ``reasoning start``, ``reasoning end``), clipped to what was kept (a piece the
+        broker refused is in neither); one unnamed part for a model in the process."""
+        size, thought = sum(map(len, self.parts)), sum(map(len, self.reasoning))
+        parts: list[_Part | None] = list(self.sources) or [None]
+        starts = [(p.start, p.reasoning_start) for p in self.sources[1:]]
+        bounds = zip([(0, 0), *starts], [*starts, (size, thought)], strict=True)
+        return [
+            (part, min(start, size), min(end, size), min(r_start, thought), min(r_end, thought))
+            for part, ((start, r_start), (end, r_end)) in zip(parts, bounds, strict=True)
+        ]
 
     def stored_sources(self) -> list[dict[str, Any]]:
-        """The parts as stored: character ranges of the final text (a piece the broker
-        refused is not in it, so ranges are clipped to it)."""
-        if not self.sources:
-            return []
-        size = sum(map(len, self.parts))
-        ends = [part.start for part in self.sources[1:]] + [size]
+        """The parts as stored: character ranges of the final text."""
         return [
             {
                 "upstream": part.source.upstream,
                 "model": part.source.model,
-                "start": min(part.start, size),
-                "end": min(end, size),
+                "start": start,
+                "end": end,
                 "failure": part.failure,
                 "gap_ms": None if part.gap_ms is None else round(part.gap_ms, 1),
             }
-            for part, end in zip(self.sources, ends, strict=True)
+            for part, start, end, _, _ in self.spans()
+            if part is not None
         ]
 
     def shown(self, written: int) -> None:
@@ -461,7 +474,6 @@ class Generation:
             why,
             len(partial),
         )
-        progress.writing = False
         progress.failed_at, progress.failure = now, why
         if assistant.think_tags:
             following = split_think_tags(following)
@@ -474,7 +486,7 @@ class Generation:
             # The part before ends here: only now is it known that another one continued it.
             before = progress.sources[-1]
             before.failure, before.usage = progress.failure, progress.usage
-            progress.usage = None
+            progress.failure, progress.usage = None, None
             notice = events.Notice(
                 "failover", before.source.upstream, source.upstream, source.model
             )
@@ -482,7 +494,6 @@ class Generation:
         progress.sources.append(
             _Part(source, sum(map(len, progress.parts)), sum(map(len, progress.reasoning)))
         )
-        progress.writing = True
 
     def _first_piece(self, progress: _Progress, now: float, asked_at: float) -> None:
         """Time the first thing the model showed (its reasoning or its answer), once."""
@@ -585,39 +596,29 @@ def _counted(outcome: Outcome, progress: _Progress, request: ModelRequest) -> Ou
     the prompt sent and what the model said (its reasoning, text and tool calls' arguments),
     marked ``estimated``. An answer written by several upstreams costs what each one
     counted (or is estimated to have): their sum."""
-    if len(progress.sources) > 1:
-        return Outcome(outcome.finish_reason, _summed(progress, request), outcome.error)
-    if outcome.usage is not None:
+    if outcome.usage is not None and len(progress.sources) <= 1:
         return outcome
-    usage = progress.usage
-    if usage is None:
-        usage = Usage(
-            estimate_prompt_tokens(m.read_text for m in request.messages),
-            estimate_tokens("".join((*progress.reasoning, *progress.parts, *progress.arguments))),
-            estimated=True,
-        )
-    return Outcome(outcome.finish_reason, usage, outcome.error)
+    return Outcome(outcome.finish_reason, _summed(progress, request), outcome.error)
 
 
 def _summed(progress: _Progress, request: ModelRequest) -> Usage:
     """Each part's usage, the upstream's own or estimated (its prompt carried the text
-    shown before it), added up. The last part's is the last count its upstream sent."""
+    shown before it), added up. The last part's is the last count its upstream sent, and
+    the tool calls' arguments are its own (an answer calling a tool is never continued)."""
     text, reasoning = "".join(progress.parts), "".join(progress.reasoning)
     prompt = estimate_prompt_tokens(m.read_text for m in request.messages)
-    parts = progress.sources
+    spans = progress.spans()
     prompt_tokens = completion_tokens = 0
     estimated = False
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        usage = progress.usage if last else part.usage
+    for i, (part, start, end, r_start, r_end) in enumerate(spans):
+        last = i == len(spans) - 1
+        usage = progress.usage if last else (part.usage if part is not None else None)
         if usage is None:
-            end = len(text) if last else parts[i + 1].start
-            reasoning_end = len(reasoning) if last else parts[i + 1].reasoning_start
-            said = text[part.start : end] + reasoning[part.reasoning_start : reasoning_end]
+            said = reasoning[r_start:r_end] + text[start:end]
             if last:
                 said += "".join(progress.arguments)
             usage = Usage(
-                prompt + estimate_tokens(text[: part.start]), estimate_tokens(said), estimated=True
+                prompt + estimate_tokens(text[:start]), estimate_tokens(said), estimated=True
             )
         prompt_tokens += usage.prompt_tokens
         completion_tokens += usage.completion_tokens
